@@ -1,0 +1,150 @@
+"""The one pipeline every front end uses: image -> faces -> templates.
+
+``find_faces`` runs detect -> landmarks -> align -> quality -> embed for a batch of images
+with a single embedding call; ``process_files`` does the same for many files across
+worker processes (dlib's ResNet is single-threaded, so processes are what use the cores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import align, quality
+from .detect import DEFAULT_MAX_SIDE, DetectorName, detect_boxes
+from .embed import embed_chips
+from .errors import FaceprintError
+from .image import MAX_PIXELS, ImageSource, LoadedImage, load_image
+from .models import DEFAULT_MODEL, EmbeddingModel
+from .quality import DEFAULT_THRESHOLDS, QualityThresholds
+from .types import Face, Template
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Every knob of the pipeline, with the defaults measured to work best (see BENCHMARKS.md)."""
+
+    detector: DetectorName = "auto"
+    upsample: int | None = None
+    max_side: int = DEFAULT_MAX_SIDE
+    landmarks68: bool = False
+    flip: bool = True
+    jitter: int = 0
+    max_pixels: int = MAX_PIXELS
+    thresholds: QualityThresholds = DEFAULT_THRESHOLDS
+    model: EmbeddingModel = DEFAULT_MODEL
+
+
+DEFAULT_OPTIONS = PipelineOptions()
+
+
+def find_faces(
+    images: Sequence[np.ndarray], options: PipelineOptions = DEFAULT_OPTIONS, *, embed: bool = True
+) -> list[list[Face]]:
+    """Faces of each RGB image, largest first; templates computed in one batch when ``embed``."""
+    per_image = [_locate(pixels, options) for pixels in images]
+    if not embed:
+        return [[face for face, _ in faces] for faces in per_image]
+    chips = [chip for faces in per_image for _, chip in faces]
+    vectors = iter(embed_chips(chips, flip=options.flip, jitter=options.jitter, model=options.model))
+    return [
+        [dataclasses.replace(face, template=Template(next(vectors), options.model.model_id)) for face, _ in faces]
+        for faces in per_image
+    ]
+
+
+def _locate(pixels: np.ndarray, options: PipelineOptions) -> list[tuple[Face, np.ndarray]]:
+    """Detected faces with landmarks and quality, each with its aligned chip."""
+    located = []
+    for detection in detect_boxes(pixels, detector=options.detector, upsample=options.upsample, max_side=options.max_side):
+        fit = align.shape(pixels, detection.box, 5)
+        landmarks = align.points_array(fit)
+        chip = align.face_chip(pixels, fit, options.model.chip_size, options.model.chip_padding)
+        face = Face(
+            box=detection.box,
+            confidence=detection.confidence,
+            detector=detection.detector,
+            landmarks=landmarks,
+            quality=quality.assess(chip, landmarks, detection.box, options.thresholds),
+            landmarks68=align.points_array(align.shape(pixels, detection.box, 68)) if options.landmarks68 else None,
+        )
+        located.append((face, chip))
+    return located
+
+
+@dataclass(frozen=True, eq=False)
+class ImageResult:
+    """What the pipeline made of one input of a batch: its faces, or the error it raised."""
+
+    source: str
+    sha256: str | None
+    faces: list[Face]
+    error: FaceprintError | None = None
+
+
+def process_files(
+    sources: Sequence[ImageSource],
+    options: PipelineOptions = DEFAULT_OPTIONS,
+    *,
+    workers: int | None = None,
+    on_done: Callable[[int], None] | None = None,
+    chunk_size: int = 8,
+) -> Iterator[ImageResult]:
+    """Run the pipeline over many inputs, in order, in up to ``workers`` processes.
+
+    Bad inputs do not stop the batch: their ``ImageResult.error`` says what went wrong.
+    ``on_done(n)`` is called as each chunk of ``n`` inputs finishes (for progress bars).
+    """
+    chunks = [list(sources[i : i + chunk_size]) for i in range(0, len(sources), chunk_size)]
+    workers = _worker_count(workers, len(chunks))
+    if workers == 1:
+        results: Iterator[list[ImageResult]] = (_process_chunk(chunk, options) for chunk in chunks)
+        yield from _with_progress(results, on_done)
+        return
+    # spawn, not fork: workers must not inherit the parent's threads or open galleries.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from _with_progress(pool.map(_process_chunk, chunks, [options] * len(chunks)), on_done)
+
+
+def _worker_count(requested: int | None, chunks: int) -> int:
+    wanted = requested if requested is not None else (os.cpu_count() or 1)
+    # Starting a worker costs about a second; not worth it for a couple of chunks.
+    return max(1, min(wanted, chunks if chunks >= 3 else 1))
+
+
+def _with_progress(
+    chunk_results: Iterator[list[ImageResult]], on_done: Callable[[int], None] | None
+) -> Iterator[ImageResult]:
+    for results in chunk_results:
+        yield from results
+        if on_done:
+            on_done(len(results))
+
+
+def _process_chunk(sources: list[ImageSource], options: PipelineOptions) -> list[ImageResult]:
+    loaded: list[LoadedImage | FaceprintError] = []
+    for source in sources:
+        try:
+            loaded.append(load_image(source, max_pixels=options.max_pixels))
+        except FaceprintError as exc:
+            loaded.append(exc)
+    images = [item for item in loaded if isinstance(item, LoadedImage)]
+    faces = iter(find_faces([image.pixels for image in images], options))
+    return [
+        ImageResult(item.name, item.sha256, next(faces))
+        if isinstance(item, LoadedImage)
+        else ImageResult(_name(source), None, [], item)
+        for source, item in zip(sources, loaded)
+    ]
+
+
+def _name(source: ImageSource) -> str:
+    from .image import describe
+
+    return describe(source)

@@ -1,0 +1,188 @@
+"""Small immutable result types shared by every stage of the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Box:
+    """A face box in image pixels: ``left``/``top`` inclusive, ``right``/``bottom`` exclusive."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+    @property
+    def width(self) -> float:
+        return self.right - self.left
+
+    @property
+    def height(self) -> float:
+        return self.bottom - self.top
+
+    @property
+    def area(self) -> float:
+        return max(self.width, 0.0) * max(self.height, 0.0)
+
+    def scaled(self, factor: float) -> Box:
+        return Box(self.left * factor, self.top * factor, self.right * factor, self.bottom * factor)
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        """``(left, top, right, bottom)``."""
+        return (self.left, self.top, self.right, self.bottom)
+
+    def iou(self, other: Box) -> float:
+        """Intersection over union with another box."""
+        inter = Box(
+            max(self.left, other.left),
+            max(self.top, other.top),
+            min(self.right, other.right),
+            min(self.bottom, other.bottom),
+        )
+        if inter.width <= 0 or inter.height <= 0:
+            return 0.0
+        return inter.area / (self.area + other.area - inter.area)
+
+
+@dataclass(frozen=True)
+class Quality:
+    """How usable a face is for recognition; see ``faceprint.quality`` for the thresholds.
+
+    ``face_size`` is the box width in source pixels, ``sharpness`` the variance of the
+    Laplacian of the aligned grey chip, ``brightness``/``contrast`` the mean/std of its grey
+    levels (0-255), ``yaw``/``roll`` head angles in degrees estimated from the landmarks
+    (positive yaw: the face turns towards the image's right), ``score`` an overall 0-1 figure.
+    """
+
+    face_size: float
+    sharpness: float
+    brightness: float
+    contrast: float
+    yaw: float
+    roll: float
+    score: float
+    problems: tuple[str, ...] = ()
+
+    @property
+    def acceptable(self) -> bool:
+        """True when no threshold is violated (good enough to enroll)."""
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "face_size": round(self.face_size, 1),
+            "sharpness": round(self.sharpness, 1),
+            "brightness": round(self.brightness, 1),
+            "contrast": round(self.contrast, 1),
+            "yaw": round(self.yaw, 1),
+            "roll": round(self.roll, 1),
+            "score": round(self.score, 3),
+            "problems": list(self.problems),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Template:
+    """An L2-normalised face embedding, tagged with the model that produced it."""
+
+    vector: np.ndarray
+    model_id: str
+
+
+@dataclass(frozen=True, eq=False)
+class Face:
+    """One detected face with everything the pipeline knows about it.
+
+    ``landmarks`` are the 5 dlib points (x, y) in source pixels: two corners of each eye,
+    then the base of the nose. ``landmarks68`` is set only when 68 points were requested.
+    ``confidence`` is the detector's own score (HOG margin or CNN confidence).
+    """
+
+    box: Box
+    confidence: float
+    detector: str
+    landmarks: np.ndarray
+    quality: Quality
+    template: Template | None = None
+    landmarks68: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [round(v, 1) for v in self.box.as_tuple()],
+            "confidence": round(self.confidence, 3),
+            "detector": self.detector,
+            "landmarks": np.round(self.landmarks, 1).tolist(),
+            "quality": self.quality.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The answer to "are these two faces the same person?"."""
+
+    distance: float
+    similarity: float
+    match: bool
+    threshold: float
+    fmr: float
+    estimated_fmr: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "match": self.match,
+            "similarity": round(self.similarity, 4),
+            "distance": round(self.distance, 4),
+            "threshold": round(self.threshold, 4),
+            "operating_fmr": self.fmr,
+            "estimated_fmr": self.estimated_fmr,
+        }
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One gallery person ranked for a probe face."""
+
+    person_id: int
+    name: str
+    similarity: float
+    estimated_fmr: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "person_id": self.person_id,
+            "name": self.name,
+            "similarity": round(self.similarity, 4),
+            "estimated_fmr": self.estimated_fmr,
+        }
+
+
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, eq=False)
+class Identification:
+    """The decision for one face of a probe image: a known person or ``unknown``."""
+
+    face: Face
+    candidates: tuple[Candidate, ...]
+    match: Candidate | None
+    threshold: float
+
+    @property
+    def name(self) -> str:
+        return self.match.name if self.match else UNKNOWN
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "person_id": self.match.person_id if self.match else None,
+            "similarity": round(self.match.similarity, 4) if self.match else None,
+            "threshold": round(self.threshold, 4),
+            "face": self.face.to_dict(),
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
