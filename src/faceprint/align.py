@@ -24,6 +24,8 @@ def points_array(fit: dlib.full_object_detection) -> np.ndarray:
     return np.array([(p.x, p.y) for p in fit.parts()], dtype=np.float32)
 
 
-def face_chip(pixels: np.ndarray, fit: dlib.full_object_detection, size: int = 150, padding: float = 0.25) -> np.ndarray:
+def face_chip(
+    pixels: np.ndarray, fit: dlib.full_object_detection, size: int = 150, padding: float = 0.25
+) -> np.ndarray:
     """The aligned ``size`` x ``size`` RGB chip the embedding model expects."""
     return dlib.get_face_chip(pixels, fit, size=size, padding=padding)

@@ -55,9 +55,7 @@ def detect_boxes(
     if detector == "cnn" or (detector == "auto" and not found):
         found = _run_cnn(working, upsample)
     height, width = pixels.shape[:2]
-    mapped = [
-        Detection(_clip(d.box.scaled(1.0 / scale), width, height), d.confidence, d.detector) for d in found
-    ]
+    mapped = [Detection(_clip(d.box.scaled(1.0 / scale), width, height), d.confidence, d.detector) for d in found]
     return sorted(mapped, key=lambda d: d.box.area, reverse=True)
 
 

@@ -12,14 +12,13 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidImageError
 
-ImageSource = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
+ImageSource = str | os.PathLike | bytes | np.ndarray | Image.Image
 
 #: Largest image accepted, in pixels (100 MP); beyond it a file is treated as a
 #: decompression bomb. Override per call with ``max_pixels``.

@@ -62,7 +62,9 @@ def find_faces(
 def _locate(pixels: np.ndarray, options: PipelineOptions) -> list[tuple[Face, np.ndarray]]:
     """Detected faces with landmarks and quality, each with its aligned chip."""
     located = []
-    for detection in detect_boxes(pixels, detector=options.detector, upsample=options.upsample, max_side=options.max_side):
+    for detection in detect_boxes(
+        pixels, detector=options.detector, upsample=options.upsample, max_side=options.max_side
+    ):
         fit = align.shape(pixels, detection.box, 5)
         landmarks = align.points_array(fit)
         chip = align.face_chip(pixels, fit, options.model.chip_size, options.model.chip_padding)

@@ -1,0 +1,83 @@
+"""The flat public functions: detect, embed, verify."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from .detect import DetectorName
+from .errors import ManyFacesError, NoFaceError
+from .image import ImageSource, load_image
+from .match import DEFAULT_FMR, compare
+from .pipeline import DEFAULT_OPTIONS, PipelineOptions, find_faces
+from .types import Face, Template, Verification
+
+
+def detect(
+    image: ImageSource,
+    *,
+    detector: DetectorName = "auto",
+    upsample: int | None = None,
+    landmarks68: bool = False,
+) -> list[Face]:
+    """Faces in ``image``, largest first, with landmarks and a quality report (no templates).
+
+    >>> faces = detect("tests/data/faces-hires/multi/kit_harington_and_rose_leslie.jpg")
+    >>> len(faces)
+    2
+    """
+    options = dataclasses.replace(DEFAULT_OPTIONS, detector=detector, upsample=upsample, landmarks68=landmarks68)
+    return find_faces([load_image(image, max_pixels=options.max_pixels).pixels], options, embed=False)[0]
+
+
+def embed(image: ImageSource, *, options: PipelineOptions = DEFAULT_OPTIONS) -> list[Face]:
+    """Every face in ``image`` with its template, largest first.
+
+    >>> faces = embed("tests/data/faces-hires/Rose_Leslie/Rose_Leslie_0001.jpg")
+    >>> faces[0].template.vector.shape, faces[0].template.model_id
+    ((128,), 'dlib-resnet-v1')
+    """
+    return find_faces([load_image(image, max_pixels=options.max_pixels).pixels], options)[0]
+
+
+def single_face(faces: Sequence[Face], name: str, *, largest: bool = False) -> Face:
+    """The one face of an image; with ``largest``, the biggest of several."""
+    if not faces:
+        raise NoFaceError(f"{name}: no face found")
+    if len(faces) > 1 and not largest:
+        raise ManyFacesError(f"{name}: {len(faces)} faces found where one was expected (use largest=True / --largest)")
+    return faces[0]
+
+
+def template_of(
+    item: ImageSource | Face | Template, *, largest: bool = False, options: PipelineOptions = DEFAULT_OPTIONS
+) -> Template:
+    """The template of an image's single face (or of a face or template already computed)."""
+    if isinstance(item, Template):
+        return item
+    if isinstance(item, Face):
+        if item.template is None:
+            raise ValueError("this face has no template: get it from faceprint.embed(), not detect()")
+        return item.template
+    loaded = load_image(item, max_pixels=options.max_pixels)
+    return template_of(single_face(find_faces([loaded.pixels], options)[0], loaded.name, largest=largest))
+
+
+def verify(
+    a: ImageSource | Face | Template,
+    b: ImageSource | Face | Template,
+    *,
+    fmr: float = DEFAULT_FMR,
+    largest: bool = False,
+    options: PipelineOptions = DEFAULT_OPTIONS,
+) -> Verification:
+    """Are ``a`` and ``b`` the same person? Decided at the false-match rate ``fmr``.
+
+    >>> result = verify("tests/data/faces-hires/Rose_Leslie/Rose_Leslie_0001.jpg",
+    ...                 "tests/data/faces-hires/Rose_Leslie/Rose_Leslie_0002.jpg")
+    >>> result.match
+    True
+    """
+    return compare(
+        template_of(a, largest=largest, options=options), template_of(b, largest=largest, options=options), fmr=fmr
+    )

@@ -1,0 +1,22 @@
+"""The `faceprint` command line: a thin Typer layer over the library."""
+
+from __future__ import annotations
+
+import typer
+
+from . import people, recognize
+from .demo import demo
+
+app = typer.Typer(
+    name="faceprint",
+    help="Face recognition on a plain CPU, offline: enroll, identify, verify, detect, embed.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command()(demo)
+recognize.register(app)
+app.add_typer(people.app, name="people")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,93 @@
+"""What every command shares: the --db/--json options, output, progress bars and exit codes.
+
+Exit codes: 0 success; 1 a negative answer (verify: no match, identify: nobody known);
+2 usage error; 3 unreadable input; 4 face problem (none, several, low quality; also a
+partial enrollment); 5 gallery problem; 6 model problem.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..errors import FaceprintError, InvalidImageError
+from ..image import IMAGE_SUFFIXES, iter_image_files
+
+EXIT_NEGATIVE = 1
+
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", envvar="FACEPRINT_DB", help="Gallery file (default: per-user data dir).", show_default=False),
+]
+WorkersOption = Annotated[
+    int | None, typer.Option("--workers", min=1, help="Worker processes for batches (default: one per core).")
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handles_errors(command: F) -> F:
+    """Turn faceprint errors into a one-line message (or JSON) and the matching exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except FaceprintError as error:
+            if kwargs.get("json_output"):
+                print_json({"error": type(error).__name__, "message": str(error)})
+            else:
+                err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+            raise typer.Exit(error.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def expand_images(inputs: Sequence[Path]) -> list[Path]:
+    """Image files named directly, plus the image files under any folder named."""
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found = iter_image_files(item)
+            if not found:
+                raise InvalidImageError(f"{item}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+            files.extend(found)
+        else:
+            files.append(item)
+    return files
+
+
+@contextmanager
+def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """A Rich progress bar with ETA on stderr; yields ``advance(n)``. Hidden for tiny batches."""
+    if not enabled or total < 4:
+        yield lambda n: None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)

@@ -1,0 +1,101 @@
+"""`faceprint people ...`: list, show, rename, merge and remove enrolled people."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..gallery import Gallery
+from .common import DbOption, JsonOption, console, handles_errors, print_json
+
+app = typer.Typer(help="List and manage enrolled people.", no_args_is_help=True)
+
+PersonArg = Annotated[str, typer.Argument(help="Name, numeric id or external id.")]
+
+
+@app.command("list")
+@handles_errors
+def list_people(db: DbOption = None, json_output: JsonOption = False) -> None:
+    """Every enrolled person with their number of templates."""
+    with Gallery(db) as gallery:
+        people = gallery.people()
+    if json_output:
+        print_json([p.to_dict() for p in people])
+        return
+    table = Table("id", "name", "external id", "templates", "updated", title=f"{len(people)} people")
+    for p in people:
+        table.add_row(str(p.id), p.name, p.external_id or "", str(p.template_count), p.updated_at)
+    console.print(table)
+
+
+@app.command()
+@handles_errors
+def show(person: PersonArg, db: DbOption = None, json_output: JsonOption = False) -> None:
+    """One person with each template's source, quality and date."""
+    with Gallery(db) as gallery:
+        found = gallery.person(person)
+        templates = gallery.templates(found.id)
+    if json_output:
+        print_json({**found.to_dict(), "templates": [t.to_dict() for t in templates]})
+        return
+    console.print(f"[bold]{found.name}[/] (id {found.id}, external id {found.external_id or '-'}) {found.metadata}")
+    table = Table("template", "source", "quality", "model", "added")
+    for t in templates:
+        quality = f"{t.quality:.2f}" if t.quality is not None else "-"
+        table.add_row(str(t.id), t.source or "-", quality, t.model_id, t.created_at)
+    console.print(table)
+
+
+@app.command()
+@handles_errors
+def rename(person: PersonArg, new_name: str, db: DbOption = None, json_output: JsonOption = False) -> None:
+    """Give a person a new name."""
+    with Gallery(db) as gallery:
+        renamed = gallery.rename(person, new_name)
+    if json_output:
+        print_json(renamed.to_dict())
+    else:
+        console.print(f"renamed to [bold]{renamed.name}[/]")
+
+
+@app.command()
+@handles_errors
+def merge(
+    source: PersonArg,
+    target: Annotated[str, typer.Argument(help="The person who keeps the templates.")],
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Move all templates of SOURCE to TARGET and remove SOURCE."""
+    with Gallery(db) as gallery:
+        merged = gallery.merge(source, target)
+    if json_output:
+        print_json(merged.to_dict())
+    else:
+        console.print(f"merged into [bold]{merged.name}[/] ({merged.template_count} templates)")
+
+
+@app.command()
+@handles_errors
+def remove(person: PersonArg, db: DbOption = None, json_output: JsonOption = False) -> None:
+    """Remove a person and all their templates."""
+    with Gallery(db) as gallery:
+        removed = gallery.remove_person(person)
+    if json_output:
+        print_json(removed.to_dict())
+    else:
+        console.print(f"removed [bold]{removed.name}[/] and {removed.template_count} templates")
+
+
+@app.command("remove-template")
+@handles_errors
+def remove_template(template_id: int, db: DbOption = None, json_output: JsonOption = False) -> None:
+    """Remove one template (see `people show` for ids)."""
+    with Gallery(db) as gallery:
+        removed = gallery.remove_template(template_id)
+    if json_output:
+        print_json(removed.to_dict())
+    else:
+        console.print(f"removed template {removed.id}")

@@ -1,0 +1,340 @@
+"""The recognition commands: enroll, identify, verify, detect, embed."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from .. import draw
+from ..api import single_face, template_of
+from ..api import verify as verify_images
+from ..detect import DETECTORS
+from ..errors import FaceprintError, InvalidImageError
+from ..gallery import Enrollment, Gallery
+from ..image import iter_image_files, load_image
+from ..match import DEFAULT_FMR
+from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, find_faces, process_files
+from ..types import Identification
+from .common import (
+    EXIT_NEGATIVE,
+    DbOption,
+    JsonOption,
+    WorkersOption,
+    console,
+    err_console,
+    expand_images,
+    handles_errors,
+    print_json,
+    progress_bar,
+)
+
+LargestOption = Annotated[bool, typer.Option("--largest", help="Use the largest face when an image has several.")]
+FmrOption = Annotated[
+    float, typer.Option("--fmr", min=1e-5, max=0.1, help="Operating false-match rate of the decision.")
+]
+DetectorOption = Annotated[str, typer.Option("--detector", help=f"Face detector: {', '.join(DETECTORS)}.")]
+
+
+def _options(detector: str) -> PipelineOptions:
+    if detector not in DETECTORS:
+        raise typer.BadParameter(f"must be one of {', '.join(DETECTORS)}", param_hint="--detector")
+    return dataclasses.replace(DEFAULT_OPTIONS, detector=detector)  # type: ignore[arg-type]
+
+
+def _run_batch(
+    paths: list[Path], options: PipelineOptions, workers: int | None, description: str, show: bool
+) -> list[ImageResult]:
+    with progress_bar(len(paths), description, enabled=show) as advance:
+        return list(process_files(paths, options, workers=workers, on_done=advance))
+
+
+def register(app: typer.Typer) -> None:
+    for command in (enroll, identify, verify, detect, embed):
+        app.command()(command)
+
+
+@handles_errors
+def enroll(
+    name: Annotated[str | None, typer.Argument(help="The person's name (omit with --from-dir).")] = None,
+    images: Annotated[list[Path] | None, typer.Argument(help="Photos of the person, one face each.")] = None,
+    from_dir: Annotated[
+        Path | None, typer.Option("--from-dir", help="A folder with one sub-folder of photos per person.")
+    ] = None,
+    external_id: Annotated[str | None, typer.Option("--external-id", help="Your own id for the person.")] = None,
+    largest: LargestOption = False,
+    no_quality_check: Annotated[bool, typer.Option("--no-quality-check", help="Enroll low-quality faces too.")] = False,
+    workers: WorkersOption = None,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Enroll a person from photos, or everyone in a folder-per-person directory."""
+    batches = _enrollment_batches(name, images or [], from_dir, external_id)
+    all_paths = [path for paths in batches.values() for path in paths]
+    results = iter(_run_batch(all_paths, DEFAULT_OPTIONS, workers, "enrolling", not json_output))
+    outcomes: list[Enrollment] = []
+    failures: list[tuple[str, FaceprintError]] = []
+    with Gallery(db) as gallery:
+        for person, paths in batches.items():
+            person_results = [next(results) for _ in paths]
+            try:
+                outcomes.append(
+                    gallery.enroll_results(
+                        person,
+                        person_results,
+                        external_id=external_id,
+                        largest=largest,
+                        check_quality=not no_quality_check,
+                    )
+                )
+            except FaceprintError as error:
+                failures.append((person, error))
+    _report_enrollment(outcomes, failures, json_output)
+    if failures and not outcomes:
+        raise typer.Exit(failures[0][1].exit_code)
+    if failures or any(o.rejected for o in outcomes):
+        raise typer.Exit(4)
+
+
+def _enrollment_batches(
+    name: str | None, images: list[Path], from_dir: Path | None, external_id: str | None
+) -> dict[str, list[Path]]:
+    if from_dir is not None:
+        if name or images:
+            raise typer.BadParameter("give either NAME IMAGES... or --from-dir, not both")
+        if external_id:
+            raise typer.BadParameter("--external-id names one person; it cannot be used with --from-dir")
+        if not from_dir.is_dir():
+            raise InvalidImageError(f"{from_dir}: not a folder")
+        batches = {d.name: iter_image_files(d) for d in sorted(from_dir.iterdir()) if d.is_dir()}
+        batches = {person: paths for person, paths in batches.items() if paths}
+        if not batches:
+            raise InvalidImageError(f"{from_dir}: no sub-folder with images (expected one folder per person)")
+        return batches
+    if not name or not images:
+        raise typer.BadParameter("give a NAME and at least one image, or --from-dir DIR")
+    return {name: expand_images(images)}
+
+
+def _report_enrollment(
+    outcomes: list[Enrollment], failures: list[tuple[str, FaceprintError]], json_output: bool
+) -> None:
+    if json_output:
+        print_json(
+            {
+                "enrolled": [o.to_dict() for o in outcomes],
+                "failed": [{"person": p, "error": type(e).__name__, "message": str(e)} for p, e in failures],
+            }
+        )
+        return
+    for o in outcomes:
+        extra = f", {o.duplicates} already enrolled" if o.duplicates else ""
+        console.print(
+            f"[green]enrolled[/] [bold]{o.person.name}[/]: {len(o.added)} new templates{extra}, "
+            f"{o.person.template_count} in total"
+        )
+        for _, error in o.rejected:
+            err_console.print(f"  [yellow]skipped[/] {error}", highlight=False)
+    for person, error in failures:
+        err_console.print(f"[bold red]not enrolled[/] {person}: {error}", highlight=False)
+
+
+@handles_errors
+def identify(
+    inputs: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Candidates listed per face.")] = 3,
+    fmr: FmrOption = DEFAULT_FMR,
+    out: Annotated[Path | None, typer.Option("--out", help="Annotated copy (single image only).")] = None,
+    workers: WorkersOption = None,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Name every face in images, against the gallery; `unknown` below the threshold."""
+    paths = expand_images(inputs)
+    if out is not None and len(paths) != 1:
+        raise typer.BadParameter("--out needs exactly one input image")
+    with Gallery(db) as gallery:
+        results = _run_batch(paths, gallery.options, workers, "identifying", not json_output)
+        answers = [(r, gallery.identify_faces(r.faces, top_k=top_k, fmr=fmr) if not r.error else []) for r in results]
+    if out is not None and not results[0].error:
+        pixels = load_image(paths[0]).pixels
+        ids = answers[0][1]
+        draw.save(draw.annotate(pixels, [i.face for i in ids], [i.name for i in ids]), out)
+    _report_identification(answers, json_output)
+    if len(answers) == 1 and answers[0][0].error:
+        raise answers[0][0].error
+    if not any(i.match for _, ids in answers for i in ids):
+        raise typer.Exit(EXIT_NEGATIVE)
+
+
+def _report_identification(answers: list[tuple[ImageResult, list[Identification]]], json_output: bool) -> None:
+    if json_output:
+        print_json(
+            [
+                {"image": r.source, "error": str(r.error) if r.error else None, "faces": [i.to_dict() for i in ids]}
+                for r, ids in answers
+            ]
+        )
+        return
+    table = Table("image", "face", "name", "similarity", "est. FMR", "box", "runner-up")
+    for result, ids in answers:
+        if result.error or not ids:
+            table.add_row(result.source, "-", f"[yellow]{result.error or 'no face'}[/]", "", "", "", "")
+        for n, ident in enumerate(ids):
+            best = ident.match or (ident.candidates[0] if ident.candidates else None)
+            others = [c for c in ident.candidates if c is not best]
+            table.add_row(
+                result.source,
+                str(n),
+                f"[green]{ident.name}[/]" if ident.match else "[red]unknown[/]",
+                f"{best.similarity:.3f}" if best else "",
+                f"{best.estimated_fmr:.1e}" if best else "",
+                " ".join(f"{v:.0f}" for v in ident.face.box.as_tuple()),
+                f"{others[0].name} {others[0].similarity:.3f}" if others else "",
+            )
+    console.print(table)
+
+
+@handles_errors
+def verify(
+    image_a: Annotated[Path, typer.Argument(help="First photo.")],
+    image_b: Annotated[Path, typer.Argument(help="Second photo.")],
+    fmr: FmrOption = DEFAULT_FMR,
+    largest: LargestOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Are the faces in two photos the same person? Exit code 0 if so, 1 if not."""
+    result = verify_images(image_a, image_b, fmr=fmr, largest=largest)
+    if json_output:
+        print_json(result.to_dict())
+    else:
+        verdict = "[green]same person[/]" if result.match else "[red]different people[/]"
+        console.print(
+            f"{verdict}: similarity {result.similarity:.3f} (threshold {result.threshold:.3f} at FMR {fmr:g}), "
+            f"distance {result.distance:.3f}, estimated FMR {result.estimated_fmr:.1e}"
+        )
+    if not result.match:
+        raise typer.Exit(EXIT_NEGATIVE)
+
+
+@handles_errors
+def detect(
+    image: Annotated[Path, typer.Argument(help="A photo.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write an annotated copy here.")] = None,
+    detector: DetectorOption = DEFAULT_OPTIONS.detector,
+    upsample: Annotated[
+        int | None, typer.Option("--upsample", min=0, max=3, help="Upsampling (default: auto).")
+    ] = None,
+    landmarks68: Annotated[bool, typer.Option("--landmarks68", help="Fit and draw 68 landmarks.")] = False,
+    names: Annotated[bool, typer.Option("--names", help="Identify faces against the gallery and draw names.")] = False,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Find faces: boxes, landmarks and quality; optionally names from the gallery."""
+    options = dataclasses.replace(_options(detector), upsample=upsample, landmarks68=landmarks68)
+    loaded = load_image(image, max_pixels=options.max_pixels)
+    faces = find_faces([loaded.pixels], options, embed=names)[0]
+    labels: list[str] | None = None
+    if names and faces:
+        with Gallery(db) as gallery:
+            labels = [i.name for i in gallery.identify_faces(faces)]
+    if out is not None:
+        draw.save(draw.annotate(loaded.pixels, faces, labels), out)
+    if json_output:
+        print_json(
+            {
+                "image": loaded.name,
+                "faces": [{**f.to_dict(), "name": labels[n] if labels else None} for n, f in enumerate(faces)],
+            }
+        )
+    else:
+        table = Table("face", "box (l t r b)", "size", "quality", "yaw", "detector", "name", title=loaded.name)
+        for n, f in enumerate(faces):
+            table.add_row(
+                str(n),
+                " ".join(f"{v:.0f}" for v in f.box.as_tuple()),
+                f"{f.quality.face_size:.0f}",
+                f"{f.quality.score:.2f}" + (" !" if f.quality.problems else ""),
+                f"{f.quality.yaw:+.0f}",
+                f.detector,
+                labels[n] if labels else "",
+            )
+        console.print(table if faces else "[yellow]no face found[/]")
+    if not faces:
+        raise typer.Exit(4)
+
+
+@handles_errors
+def embed(
+    inputs: Annotated[list[Path] | None, typer.Argument(help="Images or folders of images.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output .npz file.")] = Path("templates.npz"),
+    file_list: Annotated[Path | None, typer.Option("--list", help="Text file with one image path per line.")] = None,
+    largest: Annotated[bool, typer.Option("--largest", help="Keep only the largest face of each image.")] = False,
+    workers: WorkersOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Export templates of every face for your own pipeline (.npz: paths, face_index, boxes,
+    embeddings, quality, model, plus the images with no face or an error)."""
+    paths = expand_images(inputs or []) + (_read_list(file_list) if file_list else [])
+    if not paths:
+        raise typer.BadParameter("give images, folders or --list FILE")
+    results = _run_batch(paths, DEFAULT_OPTIONS, workers, "embedding", not json_output)
+    summary = _write_npz(results, out, largest)
+    if json_output:
+        print_json(summary)
+    else:
+        console.print(
+            f"wrote {summary['faces']} templates from {summary['images_with_faces']} images to {out}; "
+            f"{len(summary['no_face'])} without a face, {len(summary['errors'])} unreadable"
+        )
+        for item in summary["no_face"]:
+            err_console.print(f"  [yellow]no face[/] {item}", highlight=False)
+        for item in summary["errors"]:
+            err_console.print(f"  [red]error[/] {item['message']}", highlight=False)
+
+
+def _read_list(path: Path) -> list[Path]:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise InvalidImageError(f"{path}: cannot read list ({exc.strerror or exc})") from None
+    return [Path(line.strip()) for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _write_npz(results: list[ImageResult], out: Path, largest: bool) -> dict:
+    rows: dict[str, list] = defaultdict(list)
+    for result in results:
+        faces = [single_face(result.faces, result.source, largest=True)] if largest and result.faces else result.faces
+        for index, face in enumerate(faces):
+            rows["paths"].append(result.source)
+            rows["face_index"].append(index)
+            rows["boxes"].append(face.box.as_tuple())
+            rows["embeddings"].append(template_of(face).vector)
+            rows["quality"].append(face.quality.score)
+    no_face = [r.source for r in results if not r.error and not r.faces]
+    errors = [{"image": r.source, "message": str(r.error)} for r in results if r.error]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        out,
+        paths=np.array(rows["paths"], dtype=str),
+        face_index=np.array(rows["face_index"], dtype=np.int32),
+        boxes=np.array(rows["boxes"], dtype=np.float32).reshape(-1, 4),
+        embeddings=np.array(rows["embeddings"], dtype=np.float32).reshape(-1, DEFAULT_OPTIONS.model.dimension),
+        quality=np.array(rows["quality"], dtype=np.float32),
+        model=np.array(DEFAULT_OPTIONS.model.model_id),
+        no_face=np.array(no_face, dtype=str),
+        errors=np.array([e["image"] for e in errors], dtype=str),
+    )
+    return {
+        "out": str(out),
+        "faces": len(rows["paths"]),
+        "images_with_faces": len({p for p in rows["paths"]}),
+        "no_face": no_face,
+        "errors": errors,
+        "model": DEFAULT_OPTIONS.model.model_id,
+    }

@@ -1,0 +1,51 @@
+"""Drawing faces on images: boxes, landmarks and labels, for annotated outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .types import Face
+
+_GREEN = (40, 200, 40)
+_RED = (220, 50, 50)
+_YELLOW = (250, 210, 0)
+
+
+def annotate(pixels: np.ndarray, faces: Sequence[Face], labels: Sequence[str | None] | None = None) -> np.ndarray:
+    """A copy of ``pixels`` with each face's box, landmarks and label drawn.
+
+    Faces labelled ``unknown`` are drawn in red, others in green.
+    """
+    canvas = pixels.copy()
+    thickness = max(1, round(max(canvas.shape[:2]) / 500))
+    for i, face in enumerate(faces):
+        label = labels[i] if labels else None
+        colour = _RED if label == "unknown" else _GREEN
+        left, top, right, bottom = (round(v) for v in face.box.as_tuple())
+        cv2.rectangle(canvas, (left, top), (right, bottom), colour, thickness)
+        points = face.landmarks68 if face.landmarks68 is not None else face.landmarks
+        for x, y in points:
+            cv2.circle(canvas, (round(x), round(y)), thickness + 1, _YELLOW, -1)
+        if label:
+            _label(canvas, label, left, bottom, colour, thickness)
+    return canvas
+
+
+def _label(canvas: np.ndarray, text: str, left: int, bottom: int, colour: tuple[int, int, int], thickness: int) -> None:
+    scale = 0.5 * thickness
+    (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    cv2.rectangle(canvas, (left, bottom), (left + width + 6, bottom + height + baseline + 6), colour, -1)
+    cv2.putText(
+        canvas, text, (left + 3, bottom + height + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness
+    )
+
+
+def save(pixels: np.ndarray, path: Path) -> None:
+    """Write RGB pixels to ``path`` (format from the suffix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)

@@ -1,0 +1,274 @@
+"""The gallery: people, their templates, enrollment and 1:N identification.
+
+The SQLite file is the source of truth; the search index is a cache rebuilt whenever the
+file's generation counter moves (another process, or this one, changed the gallery).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import platformdirs
+
+from ..api import single_face, template_of
+from ..errors import FaceprintError, LowQualityError, ModelError
+from ..image import ImageSource
+from ..index import ExactIndex
+from ..match import DEFAULT_FMR, check_same_model, load_calibration
+from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files
+from ..types import Candidate, Face, Identification, Template
+from .sqlite import NewTemplate, Person, SQLiteStore, TemplateRecord
+
+__all__ = ["Enrollment", "Gallery", "Person", "TemplateRecord", "default_gallery_path"]
+
+#: How many nearest templates are aggregated into per-person candidates.
+_TEMPLATES_PER_CANDIDATE = 20
+
+
+def default_gallery_path() -> Path:
+    """``$FACEPRINT_DB`` if set, else ``gallery.db`` in the per-user data directory."""
+    env = os.environ.get("FACEPRINT_DB")
+    return Path(env) if env else platformdirs.user_data_path("faceprint") / "gallery.db"
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """What an enrollment stored, skipped as already enrolled, and refused (with the reason)."""
+
+    person: Person
+    added: list[int]
+    duplicates: int
+    rejected: list[tuple[str, FaceprintError]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "person": self.person.to_dict(),
+            "added_templates": self.added,
+            "duplicates": self.duplicates,
+            "rejected": [{"image": source, "reason": str(error)} for source, error in self.rejected],
+        }
+
+
+class Gallery:
+    """Enrolled people and their templates in one SQLite file.
+
+    >>> from faceprint import Gallery
+    >>> with Gallery("/tmp/doctest-gallery.db") as gallery:
+    ...     _ = gallery.enroll("Rose Leslie", ["tests/data/faces-hires/Rose_Leslie/Rose_Leslie_0001.jpg"])
+    ...     [face.name for face in gallery.identify("tests/data/faces-hires/Rose_Leslie/Rose_Leslie_0002.jpg")]
+    ['Rose Leslie']
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        *,
+        options: PipelineOptions = DEFAULT_OPTIONS,
+        fmr: float = DEFAULT_FMR,
+    ) -> None:
+        self.path = Path(path) if path is not None else default_gallery_path()
+        self.options = options
+        self.fmr = fmr
+        self.store = SQLiteStore(self.path)
+        self._index: ExactIndex | None = None
+        self._index_generation = -1
+        self._index_persons = np.zeros(0, np.int64)
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+
+    @property
+    def model_id(self) -> str:
+        return self.options.model.model_id
+
+    # --- enrollment -----------------------------------------------------------------------
+
+    def enroll(
+        self,
+        name: str,
+        images: Sequence[ImageSource],
+        *,
+        external_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        largest: bool = False,
+        check_quality: bool = True,
+        workers: int | None = 1,
+    ) -> Enrollment:
+        """Add ``name`` (or more photos of them) from images holding one face each.
+
+        All photos are stored in one transaction, or none: a crash mid-way loses nothing
+        already committed and commits nothing half-done. Photos with no face, several faces
+        (unless ``largest``) or too low a quality are refused with the reason; if every photo
+        is refused, the error of the first is raised and nothing is stored.
+        """
+        results = list(process_files(images, self.options, workers=workers))
+        return self.enroll_results(
+            name, results, external_id=external_id, metadata=metadata, largest=largest, check_quality=check_quality
+        )
+
+    def enroll_results(
+        self,
+        name: str,
+        results: Sequence[ImageResult],
+        *,
+        external_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        largest: bool = False,
+        check_quality: bool = True,
+    ) -> Enrollment:
+        """``enroll`` for images already run through ``faceprint.pipeline.process_files``."""
+        if not name.strip():
+            raise ValueError("a person's name cannot be empty")
+        accepted: list[NewTemplate] = []
+        rejected: list[tuple[str, FaceprintError]] = []
+        for result in results:
+            try:
+                accepted.append(self._new_template(result, largest, check_quality))
+            except FaceprintError as error:
+                rejected.append((result.source, error))
+        if not accepted:
+            if not rejected:
+                raise ValueError("no images given to enroll")
+            first = rejected[0][1]
+            reasons = "; ".join(str(error) for _, error in rejected)
+            raise type(first)(f"nothing enrolled for {name!r}: {reasons}")
+        self._check_gallery_model()
+        with self.store.transaction() as db:
+            person_id = self.store.ensure_person(db, name, external_id, metadata)
+            added = self.store.add_templates(db, person_id, accepted)
+        return Enrollment(self.store.person(person_id), added, len(accepted) - len(added), rejected)
+
+    def _new_template(self, result: ImageResult, largest: bool, check_quality: bool) -> NewTemplate:
+        if result.error is not None:
+            raise result.error
+        face = single_face(result.faces, result.source, largest=largest)
+        if check_quality and not face.quality.acceptable:
+            raise LowQualityError(f"{result.source}: face quality too low: {'; '.join(face.quality.problems)}")
+        template = template_of(face)
+        return NewTemplate(
+            vector=template.vector,
+            model_id=template.model_id,
+            image_sha256=result.sha256,
+            source=result.source,
+            box=face.box.as_tuple(),
+            quality=face.quality.score,
+            quality_report=face.quality.to_dict(),
+        )
+
+    def add_templates(self, name: str, templates: Sequence[Template], *, source: str | None = None) -> list[int]:
+        """Store precomputed templates (e.g. from ``faceprint embed``) for ``name``."""
+        for template in templates:
+            check_same_model(template.model_id, self.model_id)
+        self._check_gallery_model()
+        rows = [NewTemplate(t.vector, t.model_id, source=source) for t in templates]
+        with self.store.transaction() as db:
+            return self.store.add_templates(db, self.store.ensure_person(db, name, None, None), rows)
+
+    def _check_gallery_model(self) -> None:
+        others = [m for m in self.store.model_ids() if m != self.model_id]
+        if others:
+            raise ModelError(
+                f"{self.path}: holds templates of model {others[0]!r}, not {self.model_id!r}; "
+                "mixing models is refused (re-embed the gallery)"
+            )
+
+    # --- identification -------------------------------------------------------------------
+
+    def identify(self, image: ImageSource, *, top_k: int = 5, fmr: float | None = None) -> list[Identification]:
+        """Who is each face of ``image``? Largest face first; ``unknown`` below the threshold."""
+        result = next(process_files([image], self.options, workers=1))
+        if result.error is not None:
+            raise result.error
+        return self.identify_faces(result.faces, top_k=top_k, fmr=fmr)
+
+    def identify_faces(
+        self, faces: Sequence[Face], *, top_k: int = 5, fmr: float | None = None
+    ) -> list[Identification]:
+        """Decide for faces of one photo; no person is given to two faces of it."""
+        threshold = load_calibration(self.model_id).threshold(fmr if fmr is not None else self.fmr)
+        candidates = [self._candidates(face, top_k) for face in faces]
+        matches = _assign(candidates, threshold)
+        return [
+            Identification(face, tuple(ranked), match, threshold)
+            for face, ranked, match in zip(faces, candidates, matches)
+        ]
+
+    def _candidates(self, face: Face, top_k: int) -> list[Candidate]:
+        template = template_of(face)
+        check_same_model(template.model_id, self.model_id)
+        index, persons = self._search_index()
+        scores, template_ids = index.search(template.vector, top_k * _TEMPLATES_PER_CANDIDATE)
+        best: dict[int, float] = {}
+        for score, person in zip(scores[0], persons[np.searchsorted(index.ids, template_ids[0])]):
+            best.setdefault(int(person), float(score))  # results come best first
+        names = self.store.names()
+        calibration = load_calibration(self.model_id)
+        return [
+            Candidate(person, names[person], score, calibration.estimated_fmr(score))
+            for person, score in list(best.items())[:top_k]
+            if person in names
+        ]
+
+    def _search_index(self) -> tuple[ExactIndex, np.ndarray]:
+        generation = self.store.generation()
+        if self._index is None or generation != self._index_generation:
+            ids, persons, vectors = self.store.load_vectors(self.model_id)
+            self._index, self._index_persons, self._index_generation = ExactIndex(ids, vectors), persons, generation
+        return self._index, self._index_persons
+
+    # --- people ---------------------------------------------------------------------------
+
+    def people(self) -> list[Person]:
+        return self.store.people()
+
+    def person(self, key: str | int) -> Person:
+        """A person by name, id or external id."""
+        return self.store.person(key)
+
+    def templates(self, key: str | int) -> list[TemplateRecord]:
+        return self.store.templates_of(self.store.person(key).id)
+
+    def rename(self, key: str | int, new_name: str) -> Person:
+        return self.store.rename(key, new_name)
+
+    def merge(self, source: str | int, target: str | int) -> Person:
+        """Move every template of ``source`` into ``target`` and remove ``source``."""
+        return self.store.merge(source, target)
+
+    def remove_person(self, key: str | int) -> Person:
+        return self.store.remove_person(key)
+
+    def remove_template(self, template_id: int) -> TemplateRecord:
+        return self.store.remove_template(template_id)
+
+
+def _assign(candidates: Sequence[Sequence[Candidate]], threshold: float) -> list[Candidate | None]:
+    """Best-first assignment: the strongest (face, person) pairs above threshold win, and
+    each face and each person is used at most once."""
+    pairs = sorted(
+        (
+            (c.similarity, face, c)
+            for face, ranked in enumerate(candidates)
+            for c in ranked
+            if c.similarity >= threshold
+        ),
+        key=lambda item: -item[0],
+    )
+    matches: list[Candidate | None] = [None] * len(candidates)
+    taken: set[int] = set()
+    for _, face, candidate in pairs:
+        if matches[face] is None and candidate.person_id not in taken:
+            matches[face] = candidate
+            taken.add(candidate.person_id)
+    return matches

@@ -1,0 +1,346 @@
+"""The SQLite gallery store: one file, WAL mode, every change one transaction.
+
+Concurrency: WAL lets readers work while one writer writes; writers take the lock up front
+(``BEGIN IMMEDIATE``) and wait up to ``busy_timeout`` for each other, so two processes
+enrolling at once both succeed. ``synchronous=FULL`` makes a committed enrollment survive
+a crash of the process or the machine. A ``generation`` counter, bumped by every change,
+tells readers (and caches such as search indexes) that the content moved.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import GalleryError, PersonNotFoundError
+
+#: Marks the file as a faceprint gallery ("FPRT"), so a foreign SQLite file is never migrated.
+APPLICATION_ID = 0x46505254
+SCHEMA_VERSION = 1
+
+# MIGRATIONS[v] upgrades a gallery at schema version v - 1 to version v.
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE person (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        external_id TEXT UNIQUE,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE template (
+        id INTEGER PRIMARY KEY,
+        person_id INTEGER NOT NULL REFERENCES person(id) ON DELETE CASCADE,
+        model_id TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        image_sha256 TEXT,
+        source TEXT,
+        box TEXT,
+        quality REAL,
+        quality_report TEXT,
+        created_at TEXT NOT NULL,
+        UNIQUE (person_id, model_id, image_sha256)
+    );
+    CREATE INDEX template_person ON template(person_id);
+    INSERT INTO meta (key, value) VALUES ('generation', '0');
+    """,
+}
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+    name: str
+    external_id: str | None
+    metadata: dict[str, Any]
+    template_count: int
+    created_at: str
+    updated_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class TemplateRecord:
+    """A stored template's provenance (the vector itself is loaded only for search)."""
+
+    id: int
+    person_id: int
+    model_id: str
+    image_sha256: str | None
+    source: str | None
+    box: list[float] | None
+    quality: float | None
+    quality_report: dict[str, Any] | None
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True, eq=False)
+class NewTemplate:
+    vector: np.ndarray
+    model_id: str
+    image_sha256: str | None = None
+    source: str | None = None
+    box: Sequence[float] | None = None
+    quality: float | None = None
+    quality_report: dict[str, Any] | None = None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class SQLiteStore:
+    """Persons and templates in one SQLite file; every public method is one transaction."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise GalleryError(f"{path}: cannot open gallery ({exc})") from None
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise GalleryError(
+                f"{path}: not a readable faceprint gallery ({exc}); the file was left untouched"
+            ) from None
+
+    def _open(self) -> None:
+        app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        has_tables = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+        if app_id != APPLICATION_ID and has_tables:
+            raise GalleryError(f"{self.path}: an SQLite file, but not a faceprint gallery; the file was left untouched")
+        if version > SCHEMA_VERSION:
+            raise GalleryError(
+                f"{self.path}: gallery schema {version} is newer than this faceprint supports ({SCHEMA_VERSION}); "
+                "upgrade faceprint"
+            )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        if version < SCHEMA_VERSION:
+            self._migrate()
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An immediate (write-locking) transaction that bumps the generation on commit."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise GalleryError(f"{self.path}: gallery is busy or read-only ({exc})") from None
+            try:
+                yield self._db
+                self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise GalleryError(f"{self.path}: {exc}") from None
+
+    # --- metadata -------------------------------------------------------------------------
+
+    def generation(self) -> int:
+        return int(self._query("SELECT value FROM meta WHERE key = 'generation'")[0][0])
+
+    def meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # --- people ---------------------------------------------------------------------------
+
+    _PERSON_SQL = """
+        SELECT p.id, p.name, p.external_id, p.metadata, count(t.id), p.created_at, p.updated_at
+        FROM person p LEFT JOIN template t ON t.person_id = p.id
+    """
+
+    def people(self) -> list[Person]:
+        rows = self._query(self._PERSON_SQL + " GROUP BY p.id ORDER BY p.name")
+        return [self._person(row) for row in rows]
+
+    def person(self, key: str | int) -> Person:
+        """A person by name, or by numeric id, or by external id."""
+        for column in ("p.name", "p.id", "p.external_id"):
+            rows = self._query(self._PERSON_SQL + f" WHERE {column} = ? GROUP BY p.id", (key,))
+            if rows:
+                return self._person(rows[0])
+        raise PersonNotFoundError(f"{self.path}: no person {key!r} in the gallery")
+
+    @staticmethod
+    def _person(row: Sequence[Any]) -> Person:
+        return Person(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
+
+    def ensure_person(
+        self, db: sqlite3.Connection, name: str, external_id: str | None, metadata: dict[str, Any] | None
+    ) -> int:
+        """Id of the person called ``name``, created if new (within the caller's transaction)."""
+        row = db.execute("SELECT id, external_id FROM person WHERE name = ?", (name,)).fetchone()
+        now = _now()
+        if row is None:
+            try:
+                cursor = db.execute(
+                    "INSERT INTO person (name, external_id, metadata, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                    (name, external_id, json.dumps(metadata or {}), now, now),
+                )
+            except sqlite3.IntegrityError:
+                raise GalleryError(f"external id {external_id!r} already belongs to another person") from None
+            return int(cursor.lastrowid)
+        if external_id is not None and row[1] not in (None, external_id):
+            raise GalleryError(f"{name!r} already has external id {row[1]!r}, not {external_id!r}")
+        if metadata or external_id is not None:
+            old = json.loads(db.execute("SELECT metadata FROM person WHERE id = ?", (row[0],)).fetchone()[0])
+            db.execute(
+                "UPDATE person SET metadata = ?, external_id = coalesce(external_id, ?), updated_at = ? WHERE id = ?",
+                (json.dumps({**old, **(metadata or {})}), external_id, now, row[0]),
+            )
+        return int(row[0])
+
+    def add_templates(self, db: sqlite3.Connection, person_id: int, templates: Sequence[NewTemplate]) -> list[int]:
+        """Insert templates (within the caller's transaction); an image already enrolled for
+        this person is skipped. Returns the ids of the templates actually added."""
+        added = []
+        for t in templates:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO template (person_id, model_id, vector, image_sha256, source, box, quality,"
+                " quality_report, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    person_id,
+                    t.model_id,
+                    np.asarray(t.vector, dtype="<f4").tobytes(),
+                    t.image_sha256,
+                    t.source,
+                    json.dumps(list(t.box)) if t.box is not None else None,
+                    t.quality,
+                    json.dumps(t.quality_report) if t.quality_report is not None else None,
+                    _now(),
+                ),
+            )
+            if cursor.rowcount:
+                added.append(int(cursor.lastrowid))
+        if added:
+            db.execute("UPDATE person SET updated_at = ? WHERE id = ?", (_now(), person_id))
+        return added
+
+    def rename(self, key: str | int, new_name: str) -> Person:
+        person = self.person(key)
+        with self.transaction() as db:
+            try:
+                db.execute("UPDATE person SET name = ?, updated_at = ? WHERE id = ?", (new_name, _now(), person.id))
+            except sqlite3.IntegrityError:
+                raise GalleryError(
+                    f"cannot rename {person.name!r}: {new_name!r} already exists (merge instead)"
+                ) from None
+        return self.person(person.id)
+
+    def merge(self, source: str | int, target: str | int) -> Person:
+        """Move every template of ``source`` to ``target`` and remove ``source``."""
+        src, dst = self.person(source), self.person(target)
+        if src.id == dst.id:
+            raise GalleryError(f"cannot merge {src.name!r} into itself")
+        with self.transaction() as db:
+            # Images both people were enrolled from stay once, under the target; deleting the
+            # source cascades to the duplicates left behind.
+            db.execute("UPDATE OR IGNORE template SET person_id = ? WHERE person_id = ?", (dst.id, src.id))
+            db.execute("DELETE FROM person WHERE id = ?", (src.id,))
+            db.execute(
+                "UPDATE person SET metadata = ?, external_id = ?, updated_at = ? WHERE id = ?",
+                (json.dumps({**src.metadata, **dst.metadata}), dst.external_id or src.external_id, _now(), dst.id),
+            )
+        return self.person(dst.id)
+
+    def remove_person(self, key: str | int) -> Person:
+        person = self.person(key)
+        with self.transaction() as db:
+            db.execute("DELETE FROM person WHERE id = ?", (person.id,))
+        return person
+
+    def remove_template(self, template_id: int) -> TemplateRecord:
+        record = self.template(template_id)
+        with self.transaction() as db:
+            db.execute("DELETE FROM template WHERE id = ?", (template_id,))
+        return record
+
+    # --- templates ------------------------------------------------------------------------
+
+    _TEMPLATE_SQL = (
+        "SELECT id, person_id, model_id, image_sha256, source, box, quality, quality_report, created_at FROM template"
+    )
+
+    def template(self, template_id: int) -> TemplateRecord:
+        rows = self._query(self._TEMPLATE_SQL + " WHERE id = ?", (template_id,))
+        if not rows:
+            raise PersonNotFoundError(f"{self.path}: no template {template_id} in the gallery")
+        return self._template(rows[0])
+
+    def templates_of(self, person_id: int) -> list[TemplateRecord]:
+        rows = self._query(self._TEMPLATE_SQL + " WHERE person_id = ? ORDER BY id", (person_id,))
+        return [self._template(row) for row in rows]
+
+    @staticmethod
+    def _template(row: Sequence[Any]) -> TemplateRecord:
+        box = json.loads(row[5]) if row[5] else None
+        report = json.loads(row[7]) if row[7] else None
+        return TemplateRecord(row[0], row[1], row[2], row[3], row[4], box, row[6], report, row[8])
+
+    def model_ids(self) -> list[str]:
+        return [row[0] for row in self._query("SELECT DISTINCT model_id FROM template")]
+
+    def load_vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(template_ids, person_ids, vectors)`` of every template of ``model_id``, read in one snapshot."""
+        rows = self._query("SELECT id, person_id, vector FROM template WHERE model_id = ? ORDER BY id", (model_id,))
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        persons = np.array([r[1] for r in rows], dtype=np.int64)
+        vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), -1)
+        return ids, persons, vectors.astype(np.float32)
+
+    def names(self) -> dict[int, str]:
+        return dict(self._query("SELECT id, name FROM person"))
+
+    def integrity_check(self) -> str:
+        return str(self._query("PRAGMA integrity_check")[0][0])
