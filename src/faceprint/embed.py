@@ -18,7 +18,7 @@ def embed_chips(
     ``flip`` averages each chip with its mirror image; ``jitter`` > 1 averages that many
     random crops/colour shifts per chip (dlib's ``num_jitters``, costs ``jitter`` x time).
     """
-    if model is not models.DLIB_RESNET:
+    if model != models.DLIB_RESNET:
         raise ValueError(f"no runtime for embedding model {model.model_id!r}")
     if not chips:
         return np.zeros((0, model.dimension), dtype=np.float32)

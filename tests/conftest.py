@@ -1,0 +1,44 @@
+"""Shared fixtures: the committed faces-hires photos and their templates, computed once."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from faceprint.pipeline import ImageResult, process_files
+
+ROOT = Path(__file__).resolve().parents[1]
+HIRES = ROOT / "tests" / "data" / "faces-hires"
+SHARED_DATA = Path(os.environ.get("FACEPRINT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+MULTI = HIRES / "multi" / "kit_harington_and_rose_leslie.jpg"
+KIT = sorted((HIRES / "Kit_Harington").glob("*"))
+ROSE = sorted((HIRES / "Rose_Leslie").glob("*"))
+OBAMA = sorted((HIRES / "Barack_Obama").glob("*"))
+ALEX = sorted((HIRES / "Alex_Lacamoire").glob("*"))
+LIN = sorted((HIRES / "Lin-Manuel_Miranda").glob("*"))
+
+
+def hires_rows() -> list[dict[str, str]]:
+    with open(HIRES / "images.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="session")
+def hires_results() -> dict[str, ImageResult]:
+    """Pipeline results of every committed photo, keyed by path relative to faces-hires."""
+    rows = hires_rows()
+    results = process_files([HIRES / r["path"] for r in rows], workers=2)
+    return {row["path"]: result for row, result in zip(rows, results)}
+
+
+def run_python(code: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (a separate process, as a user's second program would be)."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False
+    )
