@@ -8,8 +8,8 @@ import numpy as np
 
 import faceprint
 from faceprint.embed import embed_chips
-from faceprint.pipeline import DEFAULT_OPTIONS, find_faces
 from faceprint.image import load_image
+from faceprint.pipeline import DEFAULT_OPTIONS, find_faces
 
 from .conftest import KIT, MULTI, ROSE
 

@@ -50,7 +50,7 @@ def handles_errors(command: F) -> F:
             if kwargs.get("json_output"):
                 print_json({"error": type(error).__name__, "message": str(error)})
             else:
-                err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+                err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

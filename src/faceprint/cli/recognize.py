@@ -139,9 +139,9 @@ def _report_enrollment(
             f"{o.person.template_count} in total"
         )
         for _, error in o.rejected:
-            err_console.print(f"  [yellow]skipped[/] {error}", highlight=False)
+            err_console.print(f"  [yellow]skipped[/] {error}", highlight=False, soft_wrap=True)
     for person, error in failures:
-        err_console.print(f"[bold red]not enrolled[/] {person}: {error}", highlight=False)
+        err_console.print(f"[bold red]not enrolled[/] {person}: {error}", highlight=False, soft_wrap=True)
 
 
 @handles_errors
@@ -181,21 +181,21 @@ def _report_identification(answers: list[tuple[ImageResult, list[Identification]
             ]
         )
         return
-    table = Table("image", "face", "name", "similarity", "est. FMR", "box", "runner-up")
+    table = Table("image", "face", "similarity", "est. FMR", "runner-up")
+    table.add_column("name", no_wrap=True)
     for result, ids in answers:
         if result.error or not ids:
-            table.add_row(result.source, "-", f"[yellow]{result.error or 'no face'}[/]", "", "", "", "")
+            table.add_row(result.source, "-", "", "", "", f"[yellow]{result.error or 'no face'}[/]")
         for n, ident in enumerate(ids):
             best = ident.match or (ident.candidates[0] if ident.candidates else None)
             others = [c for c in ident.candidates if c is not best]
             table.add_row(
                 result.source,
                 str(n),
-                f"[green]{ident.name}[/]" if ident.match else "[red]unknown[/]",
                 f"{best.similarity:.3f}" if best else "",
                 f"{best.estimated_fmr:.1e}" if best else "",
-                " ".join(f"{v:.0f}" for v in ident.face.box.as_tuple()),
                 f"{others[0].name} {others[0].similarity:.3f}" if others else "",
+                f"[green]{ident.name}[/]" if ident.match else "[red]unknown[/]",
             )
     console.print(table)
 
@@ -293,9 +293,9 @@ def embed(
             f"{len(summary['no_face'])} without a face, {len(summary['errors'])} unreadable"
         )
         for item in summary["no_face"]:
-            err_console.print(f"  [yellow]no face[/] {item}", highlight=False)
+            err_console.print(f"  [yellow]no face[/] {item}", highlight=False, soft_wrap=True)
         for item in summary["errors"]:
-            err_console.print(f"  [red]error[/] {item['message']}", highlight=False)
+            err_console.print(f"  [red]error[/] {item['message']}", highlight=False, soft_wrap=True)
 
 
 def _read_list(path: Path) -> list[Path]:
