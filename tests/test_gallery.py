@@ -59,7 +59,7 @@ def test_enroll_then_identify_known_and_unknown(gallery: Gallery) -> None:
 def test_identification_reports_candidates_scores_and_threshold(gallery: Gallery) -> None:
     (answer,) = gallery.identify(KIT[2], top_k=3)
     assert answer.match is not None and answer.match.similarity >= answer.threshold
-    assert [c.name for c in answer.candidates][0] == "Kit Harington"
+    assert answer.candidates[0].name == "Kit Harington"
     assert len(answer.candidates) == 3
     scores = [c.similarity for c in answer.candidates]
     assert scores == sorted(scores, reverse=True)
@@ -102,7 +102,7 @@ def test_enrollment_refuses_bad_photos_with_the_reason(gallery: Gallery, tmp_pat
 
     blurred = tmp_path / "blurred.jpg"
     cv2.imwrite(str(blurred), cv2.GaussianBlur(cv2.imread(str(ROSE[0])), (0, 0), 6))
-    with pytest.raises(LowQualityError, match="blurred.jpg: face quality too low: too blurry"):
+    with pytest.raises(LowQualityError, match=r"blurred\.jpg: face quality too low: too blurry"):
         gallery.enroll("Blurry Rose", [blurred])
     with pytest.raises(ManyFacesError, match="2 faces found"):
         gallery.enroll("Two People", [MULTI])
@@ -158,7 +158,7 @@ def test_corrupt_gallery_file_is_reported_and_left_untouched(tmp_path: Path) -> 
     path = tmp_path / "corrupt.db"
     garbage = np.random.default_rng(0).bytes(8192)
     path.write_bytes(garbage)
-    with pytest.raises(GalleryError, match="corrupt.db: not a readable faceprint gallery"):
+    with pytest.raises(GalleryError, match=r"corrupt\.db: not a readable faceprint gallery"):
         Gallery(path)
     assert path.read_bytes() == garbage
 
@@ -244,7 +244,7 @@ def test_two_cli_enrollments_at_once_both_land(tmp_path: Path) -> None:
     ]
     procs = [subprocess.Popen(c, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in commands]
     for p in procs:
-        out, err = p.communicate(timeout=300)
+        _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
     with Gallery(db) as g:
         assert {p.name: p.template_count for p in g.people()} == {"Kit Harington": 3, "Barack Obama": 4}
