@@ -152,3 +152,10 @@ def test_gallery_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_usage_errors_exit_2() -> None:
     run("enroll", code=2)
     run("embed", code=2)
+
+
+def test_unwritable_output_is_a_clean_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    output = run("detect", MULTI, "--out", blocker / "sub" / "out.jpg", code=1)
+    assert "error:" in output and "Traceback" not in output

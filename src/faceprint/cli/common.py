@@ -47,13 +47,20 @@ def handles_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except FaceprintError as error:
-            if kwargs.get("json_output"):
-                print_json({"error": type(error).__name__, "message": str(error)})
-            else:
-                err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            _print_error(type(error).__name__, str(error), kwargs.get("json_output", False))
             raise typer.Exit(error.exit_code) from None
+        except OSError as error:  # e.g. an output file that cannot be written
+            _print_error("OSError", f"{error.filename or ''}: {error.strerror or error}", kwargs.get("json_output"))
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _print_error(kind: str, message: str, json_output: bool) -> None:
+    if json_output:
+        print_json({"error": kind, "message": message})
+    else:
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:

@@ -159,6 +159,8 @@ def identify(
     if out is not None and len(paths) != 1:
         raise typer.BadParameter("--out needs exactly one input image")
     with Gallery(db) as gallery:
+        if not gallery.people():
+            err_console.print(f"[yellow]warning:[/] the gallery {gallery.path} is empty: enroll people first")
         results = _run_batch(paths, gallery.options, workers, "identifying", not json_output)
         answers = [(r, gallery.identify_faces(r.faces, top_k=top_k, fmr=fmr) if not r.error else []) for r in results]
     if out is not None and not results[0].error:

@@ -1,0 +1,151 @@
+"""Throughput of "detect + embed every face in a folder": faceprint vs the face_recognition library.
+
+    pip install --no-deps face-recognition-ng   # the face_recognition library, for comparison only
+    python bench/throughput.py [--count 200]
+
+Both libraries run on the same images in the same run: the first ``--count`` faces-dev
+(LFW 250x250) images and the 20 committed faces-hires photos (374 to 2333 px). faceprint runs
+with its defaults (``PipelineOptions()``), single-process and with its worker processes;
+face_recognition runs its documented pipeline (HOG with 1 upsample, 5-point landmarks, one
+ResNet embedding per face), single-process and in a 2-process pool. Per-stage times come from
+single-process runs that time each stage separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from common import faces_dev, read_images
+from faceprint import align, quality
+from faceprint.detect import detect_boxes
+from faceprint.embed import embed_chips
+from faceprint.image import iter_image_files, load_image
+from faceprint.pipeline import DEFAULT_OPTIONS, process_files
+
+ROOT = Path(__file__).resolve().parents[1]
+HIRES = ROOT / "tests" / "data" / "faces-hires"
+WORKERS = 2
+
+
+class Stopwatch:
+    """Adds up wall time per named stage: ``with clock("detect"): ...``."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.spent[stage] += time.perf_counter() - start
+
+
+def faceprint_stages(paths: Sequence[Path]) -> dict[str, float]:
+    """Seconds spent in each faceprint stage over ``paths``, one process, default options."""
+    clock, options = Stopwatch(), DEFAULT_OPTIONS
+    for path in paths:
+        with clock("decode"):
+            pixels = load_image(path).pixels
+        with clock("detect"):
+            detections = detect_boxes(pixels, detector=options.detector, upsample=options.upsample)
+        with clock("landmarks"):
+            fits = [align.shape(pixels, d.box) for d in detections]
+        with clock("align + quality"):
+            chips = [_chip_and_quality(pixels, d, fit) for d, fit in zip(detections, fits)]
+        with clock("embed"):
+            embed_chips(chips, flip=options.flip, jitter=options.jitter)
+    return dict(clock.spent)
+
+
+def _chip_and_quality(pixels, detection, fit):
+    chip = align.face_chip(pixels, fit)
+    quality.assess(chip, align.points_array(fit), detection.box)
+    return chip
+
+
+def face_recognition_stages(paths: Sequence[Path]) -> dict[str, float]:
+    import face_recognition
+
+    clock = Stopwatch()
+    for path in paths:
+        with clock("decode"):
+            image = face_recognition.load_image_file(str(path))
+        with clock("detect"):
+            boxes = face_recognition.face_locations(image)
+        with clock("landmarks + embed"):
+            face_recognition.face_encodings(image, known_face_locations=boxes)
+    return dict(clock.spent)
+
+
+def _face_recognition_one(path: str) -> int:
+    import face_recognition
+
+    image = face_recognition.load_image_file(path)
+    return len(face_recognition.face_encodings(image, known_face_locations=face_recognition.face_locations(image)))
+
+
+def face_recognition_pool(paths: Sequence[Path]) -> float:
+    """Wall seconds for face_recognition over ``paths`` in a 2-process pool (pool start included)."""
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
+        pool.map(_face_recognition_one, [str(p) for p in paths], chunksize=8)
+    return time.perf_counter() - start
+
+
+def faceprint_pool(paths: Sequence[Path]) -> tuple[float, int]:
+    """Wall seconds and faces found for faceprint over ``paths`` with its worker processes."""
+    start = time.perf_counter()
+    faces = sum(len(r.faces) for r in process_files(paths, workers=WORKERS))
+    return time.perf_counter() - start, faces
+
+
+def report(name: str, paths: Sequence[Path]) -> None:
+    n = len(paths)
+    ours = faceprint_stages(paths)
+    theirs = face_recognition_stages(paths)
+    ours_pool, faces = faceprint_pool(paths)
+    theirs_pool = face_recognition_pool(paths)
+    ours_single, theirs_single = sum(ours.values()), sum(theirs.values())
+    print(f"\n### {name}: {n} images, {faces} faces found by faceprint\n")
+    print("| pipeline | processes | images/s | ms/image |")
+    print("| --- | --- | --- | --- |")
+    for label, procs, seconds in (
+        ("faceprint (defaults)", 1, ours_single),
+        ("faceprint (defaults)", WORKERS, ours_pool),
+        ("face_recognition (HOG, upsample 1)", 1, theirs_single),
+        ("face_recognition (HOG, upsample 1)", WORKERS, theirs_pool),
+    ):
+        print(f"| {label} | {procs} | {n / seconds:.1f} | {1000 * seconds / n:.0f} |")
+    print(
+        f"\nfaceprint {WORKERS} processes vs face_recognition 1 process: {theirs_single / ours_pool:.2f}x; "
+        f"same process count: {theirs_pool / ours_pool:.2f}x\n"
+    )
+    print("| stage (ms/image, 1 process) | faceprint | face_recognition |")
+    print("| --- | --- | --- |")
+    for stage in ("decode", "detect", "landmarks", "align + quality", "embed", "landmarks + embed"):
+        cells = [f"{1000 * s[stage] / n:.1f}" if stage in s else "-" for s in (ours, theirs)]
+        print(f"| {stage} | {cells[0]} | {cells[1]} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=200, help="faces-dev images to use")
+    args = parser.parse_args()
+    root = faces_dev()
+    lfw = [root / p for p in read_images(root)[0][: args.count]]
+    print(
+        f"defaults: {DEFAULT_OPTIONS.detector} detector, upsample {DEFAULT_OPTIONS.upsample or 'auto'}, "
+        f"flip {'on' if DEFAULT_OPTIONS.flip else 'off'}, jitter {DEFAULT_OPTIONS.jitter}"
+    )
+    report("faces-dev (LFW, 250x250)", lfw)
+    report("faces-hires (374-2333 px)", iter_image_files(HIRES))
+
+
+if __name__ == "__main__":
+    main()
