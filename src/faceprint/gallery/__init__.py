@@ -196,29 +196,37 @@ class Gallery:
         self, faces: Sequence[Face], *, top_k: int = 5, fmr: float | None = None
     ) -> list[Identification]:
         """Decide for faces of one photo; no person is given to two faces of it."""
-        threshold = load_calibration(self.model_id).threshold(fmr if fmr is not None else self.fmr)
-        candidates = [self._candidates(face, top_k) for face in faces]
-        matches = _assign(candidates, threshold)
+        calibration = load_calibration(self.model_id)
+        threshold = calibration.threshold(fmr if fmr is not None else self.fmr)
+        nearest = self._nearest_people(faces, top_k)
+        names = self.store.names()  # read after the search: a person removed meanwhile is skipped
+        ranked = [
+            [Candidate(p, names[p], s, calibration.estimated_fmr(s)) for p, s in people if p in names]
+            for people in nearest
+        ]
+        matches = _assign(ranked, threshold)
         return [
-            Identification(face, tuple(ranked), match, threshold)
-            for face, ranked, match in zip(faces, candidates, matches)
+            Identification(face, tuple(candidates), match, threshold)
+            for face, candidates, match in zip(faces, ranked, matches)
         ]
 
-    def _candidates(self, face: Face, top_k: int) -> list[Candidate]:
-        template = template_of(face)
-        check_same_model(template.model_id, self.model_id)
+    def _nearest_people(self, faces: Sequence[Face], top_k: int) -> list[list[tuple[int, float]]]:
+        """For each face, up to ``top_k`` (person id, best similarity over their templates), best first."""
+        if not faces:
+            return []
+        templates = [template_of(face) for face in faces]
+        for template in templates:
+            check_same_model(template.model_id, self.model_id)
         index, persons = self._search_index()
-        scores, template_ids = index.search(template.vector, top_k * _TEMPLATES_PER_CANDIDATE)
-        best: dict[int, float] = {}
-        for score, person in zip(scores[0], persons[np.searchsorted(index.ids, template_ids[0])]):
-            best.setdefault(int(person), float(score))  # results come best first
-        names = self.store.names()
-        calibration = load_calibration(self.model_id)
-        return [
-            Candidate(person, names[person], score, calibration.estimated_fmr(score))
-            for person, score in list(best.items())[:top_k]
-            if person in names
-        ]
+        queries = np.stack([t.vector for t in templates])
+        scores, template_ids = index.search(queries, top_k * _TEMPLATES_PER_CANDIDATE)
+        nearest = []
+        for row_scores, row_ids in zip(scores, template_ids):
+            best: dict[int, float] = {}
+            for score, person in zip(row_scores, persons[np.searchsorted(index.ids, row_ids)]):
+                best.setdefault(int(person), float(score))  # results come best first
+            nearest.append(list(best.items())[:top_k])
+        return nearest
 
     def _search_index(self) -> tuple[ExactIndex, np.ndarray]:
         generation = self.store.generation()
