@@ -273,3 +273,15 @@ def test_process_files_keeps_going_past_bad_inputs(tmp_path: Path) -> None:
     results = list(process_files([KIT[0], bad, ROSE[0]], workers=1))
     assert [r.error is None for r in results] == [True, False, True]
     assert "bad.jpg: not an image" in str(results[1].error)
+
+
+def test_truncated_gallery_file_gives_a_gallery_error(gallery: Gallery) -> None:
+    gallery.close()
+    with sqlite3.connect(gallery.path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = gallery.path.read_bytes()
+    gallery.path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(GalleryError, match=r"gallery\.db"):
+        with Gallery(gallery.path) as damaged:
+            damaged.people()
+            damaged.enroll("Alex Lacamoire", [ALEX[1]])
