@@ -281,7 +281,6 @@ def test_truncated_gallery_file_gives_a_gallery_error(gallery: Gallery) -> None:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     data = gallery.path.read_bytes()
     gallery.path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(GalleryError, match=r"gallery\.db"):
-        with Gallery(gallery.path) as damaged:
-            damaged.people()
-            damaged.enroll("Alex Lacamoire", [ALEX[1]])
+    with pytest.raises(GalleryError, match=r"gallery\.db"), Gallery(gallery.path) as damaged:
+        damaged.people()
+        damaged.enroll("Alex Lacamoire", [ALEX[1]])
