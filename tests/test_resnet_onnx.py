@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -61,6 +62,8 @@ def test_parsed_structure_is_dlibs_resnet() -> None:
     assert all(conv.padding == (1, 1) for conv in convs if conv.stride == (1, 1))
     assert net.layers[-1].weights.shape == (256, 128)
     assert len(resnet_onnx.match_anet(net)) == len(net.layers)
+    with pytest.raises(ModelError, match="not dlib's"):
+        resnet_onnx.match_anet(dataclasses.replace(net, layers=net.layers[:-1]))
 
 
 def test_a_truncated_or_foreign_file_is_a_model_error(tmp_path: Path) -> None:
