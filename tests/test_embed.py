@@ -32,13 +32,30 @@ def test_batch_embedding_equals_one_by_one() -> None:
     np.testing.assert_allclose(np.array(batched), np.array(single), atol=1e-5)
 
 
-def test_flip_augmentation_changes_little_and_jitter_is_averaged() -> None:
+def template(pixels: np.ndarray, **options: object) -> np.ndarray:
+    return find_faces([pixels], dataclasses.replace(DEFAULT_OPTIONS, **options))[0][0].template.vector
+
+
+def test_flip_and_jitter_augmentation_change_little_and_are_repeatable() -> None:
     pixels = load_image(ROSE[0]).pixels
-    plain = find_faces([pixels], dataclasses.replace(DEFAULT_OPTIONS, flip=False))[0][0].template.vector
-    flipped = find_faces([pixels], dataclasses.replace(DEFAULT_OPTIONS, flip=True))[0][0].template.vector
+    plain = template(pixels, flip=False)
+    flipped = template(pixels, flip=True)
+    jittered = template(pixels, flip=False, jitter=4)
     assert 0.95 < float(plain @ flipped) < 0.99999
+    assert 0.95 < float(plain @ jittered) < 0.99999
+    np.testing.assert_array_equal(jittered, template(pixels, flip=False, jitter=4))
+
+
+def test_onnx_and_dlib_runtimes_give_the_same_templates() -> None:
+    pixels = load_image(MULTI).pixels
+    for flip in (False, True):
+        onnx_faces = find_faces([pixels], dataclasses.replace(DEFAULT_OPTIONS, backend="onnx", flip=flip))[0]
+        dlib_faces = find_faces([pixels], dataclasses.replace(DEFAULT_OPTIONS, backend="dlib", flip=flip))[0]
+        for a, b in zip(onnx_faces, dlib_faces):
+            assert a.template.model_id == b.template.model_id
+            np.testing.assert_allclose(a.template.vector, b.template.vector, atol=1e-5)
     chip = np.zeros((150, 150, 3), np.uint8)
-    assert embed_chips([chip, chip], jitter=3).shape == (2, 128)
+    assert embed_chips([chip, chip], jitter=3, backend="dlib").shape == (2, 128)
 
 
 def test_empty_batch() -> None:

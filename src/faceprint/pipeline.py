@@ -18,9 +18,9 @@ import numpy as np
 
 from . import align, quality
 from .detect import DEFAULT_MAX_SIDE, DetectorName, detect_boxes
-from .embed import embed_chips
+from .embed import Backend, embed_chips
 from .errors import FaceprintError
-from .image import MAX_PIXELS, ImageSource, LoadedImage, load_image
+from .image import MAX_PIXELS, ImageSource, LoadedImage, describe, load_image
 from .models import DEFAULT_MODEL, EmbeddingModel
 from .quality import DEFAULT_THRESHOLDS, QualityThresholds
 from .types import Face, Template
@@ -36,6 +36,9 @@ class PipelineOptions:
     landmarks68: bool = False
     flip: bool = True
     jitter: int = 0
+    backend: Backend = "onnx"
+    #: onnxruntime threads per process (None: every core; worker processes use 1 each).
+    threads: int | None = None
     max_pixels: int = MAX_PIXELS
     thresholds: QualityThresholds = DEFAULT_THRESHOLDS
     model: EmbeddingModel = DEFAULT_MODEL
@@ -52,7 +55,16 @@ def find_faces(
     if not embed:
         return [[face for face, _ in faces] for faces in per_image]
     chips = [chip for faces in per_image for _, chip in faces]
-    vectors = iter(embed_chips(chips, flip=options.flip, jitter=options.jitter, model=options.model))
+    vectors = iter(
+        embed_chips(
+            chips,
+            flip=options.flip,
+            jitter=options.jitter,
+            backend=options.backend,
+            threads=options.threads,
+            model=options.model,
+        )
+    )
     return [
         [dataclasses.replace(face, template=Template(next(vectors), options.model.model_id)) for face, _ in faces]
         for faces in per_image
@@ -110,8 +122,10 @@ def process_files(
         yield from _with_progress(results, on_done)
         return
     # spawn, not fork: workers must not inherit the parent's threads or open galleries.
+    # One onnxruntime thread per worker: the processes already fill the cores.
+    worker_options = dataclasses.replace(options, threads=1)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from _with_progress(pool.map(_process_chunk, chunks, [options] * len(chunks)), on_done)
+        yield from _with_progress(pool.map(_process_chunk, chunks, [worker_options] * len(chunks)), on_done)
 
 
 def _worker_count(requested: int | None, chunks: int) -> int:
@@ -141,12 +155,6 @@ def _process_chunk(sources: list[ImageSource], options: PipelineOptions) -> list
     return [
         ImageResult(item.name, item.sha256, next(faces))
         if isinstance(item, LoadedImage)
-        else ImageResult(_name(source), None, [], item)
+        else ImageResult(describe(source), None, [], item)
         for source, item in zip(sources, loaded)
     ]
-
-
-def _name(source: ImageSource) -> str:
-    from .image import describe
-
-    return describe(source)
