@@ -5,7 +5,9 @@
 
 Both libraries run on the same images in the same run: the first ``--count`` faces-dev
 (LFW 250x250) images and the 20 committed faces-hires photos (374 to 2333 px). faceprint runs
-with its defaults (``PipelineOptions()``), single-process and with its worker processes;
+with its defaults (``PipelineOptions()``: embedding on onnxruntime) and, as the "before"
+figure, with dlib's own embedding code (``backend="dlib"``), single-process and with its
+worker processes;
 face_recognition runs its documented pipeline (HOG with 1 upsample, 5-point landmarks, one
 ResNet embedding per face), single-process and in a 2-process pool. Per-stage times come from
 single-process runs that time each stage separately.
@@ -14,6 +16,7 @@ single-process runs that time each stage separately.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import time
 from collections import defaultdict
@@ -26,7 +29,7 @@ from faceprint import align, quality
 from faceprint.detect import detect_boxes
 from faceprint.embed import embed_chips
 from faceprint.image import iter_image_files, load_image
-from faceprint.pipeline import DEFAULT_OPTIONS, process_files
+from faceprint.pipeline import DEFAULT_OPTIONS, PipelineOptions, process_files
 
 ROOT = Path(__file__).resolve().parents[1]
 HIRES = ROOT / "tests" / "data" / "faces-hires"
@@ -46,9 +49,9 @@ class Stopwatch:
         self.spent[stage] += time.perf_counter() - start
 
 
-def faceprint_stages(paths: Sequence[Path]) -> dict[str, float]:
-    """Seconds spent in each faceprint stage over ``paths``, one process, default options."""
-    clock, options = Stopwatch(), DEFAULT_OPTIONS
+def faceprint_stages(paths: Sequence[Path], options: PipelineOptions) -> dict[str, float]:
+    """Seconds spent in each faceprint stage over ``paths``, in this one process."""
+    clock = Stopwatch()
     for path in paths:
         with clock("decode"):
             pixels = load_image(path).pixels
@@ -59,7 +62,7 @@ def faceprint_stages(paths: Sequence[Path]) -> dict[str, float]:
         with clock("align + quality"):
             chips = [_chip_and_quality(pixels, d, fit) for d, fit in zip(detections, fits)]
         with clock("embed"):
-            embed_chips(chips, flip=options.flip, jitter=options.jitter)
+            embed_chips(chips, flip=options.flip, jitter=options.jitter, backend=options.backend)
     return dict(clock.spent)
 
 
@@ -98,39 +101,41 @@ def face_recognition_pool(paths: Sequence[Path]) -> float:
     return time.perf_counter() - start
 
 
-def faceprint_pool(paths: Sequence[Path]) -> tuple[float, int]:
-    """Wall seconds and faces found for faceprint over ``paths`` with its worker processes."""
+def faceprint_pool(paths: Sequence[Path], options: PipelineOptions) -> tuple[float, int]:
+    """Wall seconds (pool start included) and faces found for faceprint over ``paths`` in worker processes."""
     start = time.perf_counter()
-    faces = sum(len(r.faces) for r in process_files(paths, workers=WORKERS))
+    faces = sum(len(r.faces) for r in process_files(paths, options, workers=WORKERS))
     return time.perf_counter() - start, faces
 
 
 def report(name: str, paths: Sequence[Path]) -> None:
     n = len(paths)
-    ours = faceprint_stages(paths)
+    before = dataclasses.replace(DEFAULT_OPTIONS, backend="dlib")
+    ours, ours_dlib = faceprint_stages(paths, DEFAULT_OPTIONS), faceprint_stages(paths, before)
     theirs = face_recognition_stages(paths)
-    ours_pool, faces = faceprint_pool(paths)
+    (ours_pool, faces), (dlib_pool, _) = faceprint_pool(paths, DEFAULT_OPTIONS), faceprint_pool(paths, before)
     theirs_pool = face_recognition_pool(paths)
-    ours_single, theirs_single = sum(ours.values()), sum(theirs.values())
     print(f"\n### {name}: {n} images, {faces} faces found by faceprint\n")
     print("| pipeline | processes | images/s | ms/image |")
     print("| --- | --- | --- | --- |")
     for label, procs, seconds in (
-        ("faceprint (defaults)", 1, ours_single),
-        ("faceprint (defaults)", WORKERS, ours_pool),
-        ("face_recognition (HOG, upsample 1)", 1, theirs_single),
+        ("faceprint defaults (onnxruntime embedding)", 1, sum(ours.values())),
+        ("faceprint defaults (onnxruntime embedding)", WORKERS, ours_pool),
+        ("faceprint with dlib embedding (before)", 1, sum(ours_dlib.values())),
+        ("faceprint with dlib embedding (before)", WORKERS, dlib_pool),
+        ("face_recognition (HOG, upsample 1)", 1, sum(theirs.values())),
         ("face_recognition (HOG, upsample 1)", WORKERS, theirs_pool),
     ):
         print(f"| {label} | {procs} | {n / seconds:.1f} | {1000 * seconds / n:.0f} |")
     print(
-        f"\nfaceprint {WORKERS} processes vs face_recognition 1 process: {theirs_single / ours_pool:.2f}x; "
-        f"same process count: {theirs_pool / ours_pool:.2f}x\n"
+        f"\nfaceprint ({WORKERS} processes) vs face_recognition: {sum(theirs.values()) / ours_pool:.2f}x its "
+        f"single-process throughput, {theirs_pool / ours_pool:.2f}x with {WORKERS} processes each\n"
     )
-    print("| stage (ms/image, 1 process) | faceprint | face_recognition |")
-    print("| --- | --- | --- |")
+    print("| stage (ms/image, 1 process) | faceprint | faceprint, dlib embedding | face_recognition |")
+    print("| --- | --- | --- | --- |")
     for stage in ("decode", "detect", "landmarks", "align + quality", "embed", "landmarks + embed"):
-        cells = [f"{1000 * s[stage] / n:.1f}" if stage in s else "-" for s in (ours, theirs)]
-        print(f"| {stage} | {cells[0]} | {cells[1]} |")
+        cells = [f"{1000 * s[stage] / n:.1f}" if stage in s else "-" for s in (ours, ours_dlib, theirs)]
+        print(f"| {stage} | {' | '.join(cells)} |")
 
 
 def main() -> None:
