@@ -2,7 +2,8 @@
 
 ``find_faces`` runs detect -> landmarks -> align -> quality -> embed for a batch of images
 with a single embedding call; ``process_files`` does the same for many files across
-worker processes (dlib's ResNet is single-threaded, so processes are what use the cores).
+worker processes (detection and landmarks are single-threaded dlib code, so processes are
+what use every core).
 """
 
 from __future__ import annotations
