@@ -103,3 +103,14 @@ def test_quality_flags_blur_darkness_and_small_faces() -> None:
 def test_unknown_detector_is_refused() -> None:
     with pytest.raises(ValueError, match="detector must be one of"):
         faceprint.detect(MULTI, detector="yolo")  # type: ignore[arg-type]
+
+
+def test_main_face_first_prefers_the_centre_between_similar_sizes() -> None:
+    from faceprint.detect import prominence
+    from faceprint.types import Box
+
+    centre, corner = Box(80, 80, 170, 170), Box(160, 0, 252, 92)  # the corner face is slightly larger
+    assert corner.area > centre.area
+    assert prominence(centre, 250, 250) > prominence(corner, 250, 250)
+    big_corner = Box(0, 0, 200, 200)
+    assert prominence(big_corner, 250, 250) > prominence(centre, 250, 250)

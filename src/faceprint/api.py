@@ -20,7 +20,7 @@ def detect(
     upsample: int | None = None,
     landmarks68: bool = False,
 ) -> list[Face]:
-    """Faces in ``image``, largest first, with landmarks and a quality report (no templates).
+    """Faces in ``image``, main face first, with landmarks and a quality report (no templates).
 
     >>> faces = detect("tests/data/faces-hires/multi/kit_harington_and_rose_leslie.jpg")
     >>> len(faces)
@@ -31,7 +31,7 @@ def detect(
 
 
 def embed(image: ImageSource, *, options: PipelineOptions = DEFAULT_OPTIONS) -> list[Face]:
-    """Every face in ``image`` with its template, largest first.
+    """Every face in ``image`` with its template, main face first.
 
     >>> faces = embed("tests/data/faces-hires/Rose_Leslie/Rose_Leslie_0001.jpg")
     >>> faces[0].template.vector.shape, faces[0].template.model_id
@@ -41,7 +41,7 @@ def embed(image: ImageSource, *, options: PipelineOptions = DEFAULT_OPTIONS) -> 
 
 
 def single_face(faces: Sequence[Face], name: str, *, largest: bool = False) -> Face:
-    """The one face of an image; with ``largest``, the biggest of several."""
+    """The one face of an image; with ``largest``, the main one of several (largest, favouring the centre)."""
     if not faces:
         raise NoFaceError(f"{name}: no face found")
     if len(faces) > 1 and not largest:

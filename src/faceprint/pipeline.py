@@ -51,7 +51,7 @@ DEFAULT_OPTIONS = PipelineOptions()
 def find_faces(
     images: Sequence[np.ndarray], options: PipelineOptions = DEFAULT_OPTIONS, *, embed: bool = True
 ) -> list[list[Face]]:
-    """Faces of each RGB image, largest first; templates computed in one batch when ``embed``."""
+    """Faces of each RGB image, main face first; templates computed in one batch when ``embed``."""
     per_image = [_locate(pixels, options) for pixels in images]
     if not embed:
         return [[face for face, _ in faces] for faces in per_image]

@@ -34,7 +34,9 @@ from .common import (
     progress_bar,
 )
 
-LargestOption = Annotated[bool, typer.Option("--largest", help="Use the largest face when an image has several.")]
+LargestOption = Annotated[
+    bool, typer.Option("--largest", help="Use the main face (largest, favouring the centre) when there are several.")
+]
 FmrOption = Annotated[
     float, typer.Option("--fmr", min=1e-5, max=0.1, help="Operating false-match rate of the decision.")
 ]
@@ -276,7 +278,9 @@ def embed(
     inputs: Annotated[list[Path] | None, typer.Argument(help="Images or folders of images.")] = None,
     out: Annotated[Path, typer.Option("--out", help="Output .npz file.")] = Path("templates.npz"),
     file_list: Annotated[Path | None, typer.Option("--list", help="Text file with one image path per line.")] = None,
-    largest: Annotated[bool, typer.Option("--largest", help="Keep only the largest face of each image.")] = False,
+    largest: Annotated[
+        bool, typer.Option("--largest", help="Keep only the main face of each image (largest, favouring the centre).")
+    ] = False,
     workers: WorkersOption = None,
     json_output: JsonOption = False,
 ) -> None:

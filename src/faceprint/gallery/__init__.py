@@ -186,7 +186,7 @@ class Gallery:
     # --- identification -------------------------------------------------------------------
 
     def identify(self, image: ImageSource, *, top_k: int = 5, fmr: float | None = None) -> list[Identification]:
-        """Who is each face of ``image``? Largest face first; ``unknown`` below the threshold."""
+        """Who is each face of ``image``? Main face first; ``unknown`` below the threshold."""
         result = next(process_files([image], self.options, workers=1))
         if result.error is not None:
             raise result.error
