@@ -1,0 +1,162 @@
+"""Verification accuracy on faces-dev ``pairs.csv``: faceprint pipeline variants vs the face_recognition library.
+
+Standard 10-fold protocol (fold k = rows with index % 10 == k, threshold chosen on the other
+nine folds), counting every pair: an image in which no face is found makes its pairs errors.
+Each variant embeds all 1,783 faces-dev images (not only the 1,222 in pairs), so the default
+variant's run is shared with ``bench/calibrate.py`` through the embedding cache.
+
+    python bench/accuracy.py                    # every variant (about 1 h on 2 cores, uncached)
+    python bench/accuracy.py --only hog auto    # some of them
+    python bench/accuracy.py --images raw150    # on the unaligned 150x150 originals
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import common
+from faceprint.pipeline import PipelineOptions
+
+#: The knobs compared, spelled out so that a change of the library defaults does not change the benchmark.
+BASE = PipelineOptions(detector="auto", upsample=None, flip=True, jitter=0, backend="onnx")
+VARIANTS: dict[str, PipelineOptions] = {
+    "hog": dataclasses.replace(BASE, detector="hog"),
+    "auto": BASE,
+    "cnn": dataclasses.replace(BASE, detector="cnn"),
+    "upsample-0": dataclasses.replace(BASE, upsample=0),
+    "upsample-1": dataclasses.replace(BASE, upsample=1),
+    "upsample-2": dataclasses.replace(BASE, upsample=2),
+    "no-flip": dataclasses.replace(BASE, flip=False),
+    "jitter-5": dataclasses.replace(BASE, jitter=5),
+    "dlib-backend": dataclasses.replace(BASE, backend="dlib"),
+}
+BASELINE = "face_recognition"
+FMRS = (1e-2, 1e-3)
+_CHUNK = 8
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    description: str
+    embeddings: common.Embeddings
+    scores: np.ndarray
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=[*VARIANTS, BASELINE], help="run only these variants")
+    parser.add_argument("--images", choices=["deepfunneled", "raw150"], default="deepfunneled", help="image version")
+    parser.add_argument("--workers", type=int, default=common.DEFAULT_WORKERS)
+    args = parser.parse_args()
+    root = common.faces_dev()
+    paths, _ = common.read_images(root)
+    path_a, path_b, same = common.read_pairs(root)
+    # Both versions share relative paths under their own root folder.
+    paths, path_a, path_b = ([_version(p, args.images) for p in ps] for ps in (paths, path_a, path_b))
+    rows = []
+    for name in args.only or [*VARIANTS, BASELINE]:
+        embeddings = _embed(name, root, paths, args.workers)
+        metric = "euclidean" if name == BASELINE else "cosine"
+        rows.append(Row(name, _describe(name), embeddings, common.pair_scores(embeddings, path_a, path_b, metric)))
+    print(_table(rows, same))
+
+
+def _version(path: str, images: str) -> str:
+    return path.replace("deepfunneled/", f"{images}/", 1)
+
+
+def _embed(name: str, root: Path, paths: list[str], workers: int) -> common.Embeddings:
+    if name == BASELINE:
+        return _embed_face_recognition(root, paths, workers)
+    return common.embed_faceprint(root, paths, VARIANTS[name], label=name, workers=workers)
+
+
+def _describe(name: str) -> str:
+    if name == BASELINE:
+        return "face_recognition 1.4 defaults: HOG upsample 1, 5-point chip, 1 jitter, Euclidean distance"
+    default = " **(current default)**" if VARIANTS[name] == PipelineOptions() else ""
+    return common.describe_options(VARIANTS[name]) + default
+
+
+def _embed_face_recognition(root: Path, paths: list[str], workers: int) -> common.Embeddings:
+    import face_recognition
+
+    key = {"library": "face_recognition", "version": face_recognition.__version__}
+    return common.cached_embeddings(BASELINE, key, paths, lambda: _run_face_recognition(root, paths, workers))
+
+
+def _run_face_recognition(root: Path, paths: list[str], workers: int) -> common.Computed:
+    chunks = [[str(root / p) for p in paths[i : i + _CHUNK]] for i in range(0, len(paths), _CHUNK)]
+    results = []
+    # spawn, like faceprint's own pool: dlib models must not be shared across a fork.
+    with (
+        ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool,
+        common.progress_bar(len(paths), BASELINE) as advance,
+    ):
+        for chunk_result in pool.map(_face_recognition_chunk, chunks):
+            results += chunk_result
+            advance(len(chunk_result))
+    vectors = np.array([np.full(128, np.nan) if v is None else v for v in results], dtype=np.float32)
+    status = np.array(["none" if v is None else "hog" for v in results], dtype="<U5")
+    return vectors, status
+
+
+def _face_recognition_chunk(files: list[str]) -> list[np.ndarray | None]:
+    """The library's documented default pipeline, keeping the largest face."""
+    import face_recognition
+
+    encodings = []
+    for file in files:
+        image = face_recognition.load_image_file(file)
+        boxes = face_recognition.face_locations(image)
+        if not boxes:
+            encodings.append(None)
+            continue
+        # boxes are (top, right, bottom, left)
+        largest = max(boxes, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]))
+        encodings.append(face_recognition.face_encodings(image, known_face_locations=[largest])[0])
+    return encodings
+
+
+def _table(rows: list[Row], same: np.ndarray) -> str:
+    images = len(rows[0].embeddings.paths)
+    correct = {row.name: common.ten_fold_correct(row.scores, same) for row in rows}
+    default = next((row.name for row in rows if row.name in VARIANTS and VARIANTS[row.name] == PipelineOptions()), None)
+    lines = [
+        "| variant | options | accuracy (mean ± std) | vs default: pairs fixed / broken (McNemar p) "
+        "| TAR @ FMR 1e-2 | TAR @ FMR 1e-3 | ROC AUC "
+        f"| no face (of {images:,} images) | pairs hit (of {len(same):,}) | CNN used | CPU ms/image | wall (s) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        accuracy = common.fold_accuracies(correct[row.name])
+        tars = [common.tar_at_fmr(row.scores, same, fmr) for fmr in FMRS]
+        status = row.embeddings.status
+        lines.append(
+            f"| {row.name} | {row.description} "
+            f"| {accuracy.mean():.2%} ± {accuracy.std(ddof=1):.2%} "
+            f"| {_versus(correct[row.name], correct[default]) if default and row.name != default else '–'} "
+            + "".join(f"| {tar:.2%} " for tar in tars)
+            + f"| {common.roc_auc(row.scores, same):.4f} "
+            f"| {int(np.sum(~row.embeddings.found))} | {int(np.sum(~np.isfinite(row.scores)))} "
+            f"| {int(np.sum(status == 'cnn'))} | {1000 * row.embeddings.cpu_seconds / images:.0f} "
+            f"| {row.embeddings.seconds:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def _versus(correct: np.ndarray, reference: np.ndarray) -> str:
+    fixed, broken = int(np.sum(correct & ~reference)), int(np.sum(reference & ~correct))
+    return f"+{fixed} / -{broken} (p = {common.mcnemar_p(correct, reference):.2f})"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""Helpers shared by the benchmark scripts: where the data is, cached embedding runs, verification metrics.
+
+Embeddings are cached in ``bench/.cache/`` because a run over faces-dev takes minutes; the cache
+key covers everything the vectors depend on (options, file list, pipeline source code), so a
+stale entry is never reused.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import resource
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+import faceprint
+from faceprint.pipeline import PipelineOptions, process_files
+
+CACHE_DIR = Path(__file__).resolve().parent / ".cache"
+#: faceprint modules whose code shapes a template; editing any of them invalidates cached embeddings.
+_PIPELINE_MODULES = ("pipeline", "detect", "align", "embed", "resnet_onnx", "image", "models", "types")
+#: Which face of an image is kept; change it whenever ``_run_faceprint`` chooses differently (it keys the cache).
+FACE_CHOICE = "main face"
+#: Detection is single-threaded dlib code, so one process per core; the benchmark machine has 2.
+DEFAULT_WORKERS = 2
+FOLDS = 10
+
+#: An embedding run's result: vectors (NaN rows where no face) and per-image status.
+Computed = tuple[np.ndarray, np.ndarray]
+
+
+def shared_data() -> Path:
+    """``../shared/data`` next to the repository, or ``$FACEPRINT_SHARED_DATA``."""
+    override = os.environ.get("FACEPRINT_SHARED_DATA")
+    return Path(override) if override else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def faces_dev() -> Path:
+    root = shared_data() / "faces-dev"
+    if not (root / "images.csv").is_file():
+        raise SystemExit(f"faces-dev not found at {root}; set FACEPRINT_SHARED_DATA to the shared data folder")
+    return root
+
+
+def read_images(root: Path) -> tuple[list[str], list[str]]:
+    """Relative paths and identities of every image in ``images.csv``."""
+    with open(root / "images.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [r["path"] for r in rows], [r["identity"] for r in rows]
+
+
+def read_pairs(root: Path) -> tuple[list[str], list[str], np.ndarray]:
+    """``pairs.csv`` as (paths a, paths b, same-person flags), in file order (the fold order)."""
+    with open(root / "pairs.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [r["path_a"] for r in rows], [r["path_b"] for r in rows], np.array([r["same"] == "1" for r in rows])
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """The main face's vector of each image (NaN row when none), with how it was found."""
+
+    paths: list[str]
+    vectors: np.ndarray
+    #: per image: the detector that found the face ("hog"/"cnn"), "none", or "error" (unreadable)
+    status: np.ndarray
+    #: wall-clock time of the run that computed them (inflated when other work shares the cores)
+    seconds: float
+    #: CPU time of that run, this process and its workers together: the cost, whatever else was running
+    cpu_seconds: float
+
+    @property
+    def found(self) -> np.ndarray:
+        return ~np.isnan(self.vectors[:, 0])
+
+
+def cached_embeddings(kind: str, key: dict, paths: Sequence[str], compute: Callable[[], Computed]) -> Embeddings:
+    """``compute()``'s result for ``paths``, from the cache when the same run was done before."""
+    digest = hashlib.sha256(json.dumps({"key": key, "paths": list(paths)}, sort_keys=True).encode()).hexdigest()
+    file = CACHE_DIR / f"{kind}-{digest[:16]}.npz"
+    if file.is_file():
+        with np.load(file) as data:
+            return Embeddings(
+                list(paths), data["vectors"], data["status"], float(data["seconds"]), float(data["cpu_seconds"])
+            )
+    start, start_cpu = time.perf_counter(), _cpu_seconds()
+    vectors, status = compute()
+    seconds, cpu_seconds = time.perf_counter() - start, _cpu_seconds() - start_cpu
+    CACHE_DIR.mkdir(exist_ok=True)
+    np.savez(file, vectors=vectors, status=status, seconds=seconds, cpu_seconds=cpu_seconds)
+    return Embeddings(list(paths), vectors, status, seconds, cpu_seconds)
+
+
+def _cpu_seconds() -> float:
+    # Worker processes count once they have exited, which they have when a pool closes.
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
+def embed_faceprint(
+    root: Path, paths: Sequence[str], options: PipelineOptions, *, label: str = "", workers: int = DEFAULT_WORKERS
+) -> Embeddings:
+    """faceprint templates of the main face of each image (paths relative to ``root``)."""
+    code = _pipeline_code_digest()
+    # Quality thresholds only flag faces; they do not change templates.
+    key = {"options": repr(dataclasses.replace(options, thresholds=None)), "code": code, "face": FACE_CHOICE}
+
+    def run() -> Computed:
+        computed = _run_faceprint(root, paths, options, label, workers)
+        # Workers import faceprint afresh: an edit during the run would mix two versions of the code.
+        if _pipeline_code_digest() != code:
+            raise SystemExit("faceprint's pipeline code changed during the run; nothing cached, run again")
+        return computed
+
+    return cached_embeddings("faceprint", key, paths, run)
+
+
+def _run_faceprint(root: Path, paths: Sequence[str], options: PipelineOptions, label: str, workers: int) -> Computed:
+    vectors = np.full((len(paths), options.model.dimension), np.nan, dtype=np.float32)
+    status = np.full(len(paths), "none", dtype="<U5")
+    sources = [str(root / p) for p in paths]
+    with progress_bar(len(paths), label or repr(options)) as advance:
+        for i, result in enumerate(process_files(sources, options, workers=workers, on_done=advance)):
+            if result.error is not None:
+                status[i] = "error"
+            elif result.faces:
+                # The pipeline's main face: the largest, favouring the centre (what --largest picks).
+                face = result.faces[0]
+                vectors[i] = face.template.vector
+                status[i] = face.detector
+    return vectors, status
+
+
+def describe_options(options: PipelineOptions) -> str:
+    """The benchmarked knobs of ``options`` in words."""
+    upsample = "auto" if options.upsample is None else options.upsample
+    flip = "on" if options.flip else "off"
+    return f"detector {options.detector}, upsample {upsample}, flip {flip}, jitter {options.jitter}, {options.backend}"
+
+
+def _pipeline_code_digest() -> str:
+    package = Path(faceprint.__file__).parent
+    sources = b"".join((package / f"{name}.py").read_bytes() for name in _PIPELINE_MODULES)
+    return hashlib.sha256(sources).hexdigest()
+
+
+@contextmanager
+def progress_bar(total: int, description: str) -> Iterator[Callable[[int], None]]:
+    """A Rich progress bar; yields ``advance(n)``."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def pair_scores(embeddings: Embeddings, path_a: Sequence[str], path_b: Sequence[str], metric: str) -> np.ndarray:
+    """Similarity of each pair (higher = more alike); -inf where either image has no face.
+
+    ``metric`` is "cosine" (dot product of unit vectors) or "euclidean" (negated distance).
+    """
+    row = {path: i for i, path in enumerate(embeddings.paths)}
+    a = embeddings.vectors[[row[p] for p in path_a]].astype(np.float64)
+    b = embeddings.vectors[[row[p] for p in path_b]].astype(np.float64)
+    scores = np.sum(a * b, axis=1) if metric == "cosine" else -np.linalg.norm(a - b, axis=1)
+    return np.where(np.isnan(scores), -np.inf, scores)
+
+
+def ten_fold_correct(scores: np.ndarray, same: np.ndarray) -> np.ndarray:
+    """Whether each pair is answered right under the 10-fold protocol (fold k = rows with index % 10 == k).
+
+    The threshold for fold k maximises accuracy on the other nine. A pair with a score of
+    -inf (no face in one of its images) is always counted as an error, whatever its label.
+    """
+    fold = np.arange(len(scores)) % FOLDS
+    usable = np.isfinite(scores)
+    correct = np.zeros(len(scores), dtype=bool)
+    for k in range(FOLDS):
+        train = (fold != k) & usable
+        threshold = best_threshold(scores[train], same[train])
+        test = fold == k
+        correct[test] = usable[test] & ((scores[test] >= threshold) == same[test])
+    return correct
+
+
+def fold_accuracies(correct: np.ndarray) -> np.ndarray:
+    """Accuracy on each fold, from ``ten_fold_correct``."""
+    fold = np.arange(len(correct)) % FOLDS
+    return np.bincount(fold, weights=correct, minlength=FOLDS) / np.bincount(fold, minlength=FOLDS)
+
+
+def mcnemar_p(a_correct: np.ndarray, b_correct: np.ndarray) -> float:
+    """Exact two-sided McNemar p-value: could the pairs only one method gets right split this unevenly by chance?"""
+    only_a, only_b = int(np.sum(a_correct & ~b_correct)), int(np.sum(b_correct & ~a_correct))
+    n = only_a + only_b
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
+    """The threshold (match when score >= it) that classifies most pairs right."""
+    order = np.argsort(-scores, kind="stable")
+    ranked, positive = scores[order], same[order]
+    # Accepting the top i pairs, for i = 0..n: true accepts plus true rejects.
+    accepted_same = np.concatenate([[0], np.cumsum(positive)])
+    accepted_diff = np.concatenate([[0], np.cumsum(~positive)])
+    correct = accepted_same + (accepted_diff[-1] - accepted_diff)
+    # Only cut between distinct scores: tied pairs must fall on the same side.
+    cuttable = np.concatenate([[True], ranked[:-1] > ranked[1:], [True]])
+    i = int(np.argmax(np.where(cuttable, correct, -1)))
+    if i == 0:
+        return float(np.nextafter(ranked[0], np.inf))
+    if i == len(ranked):
+        return float(ranked[-1])
+    return float((ranked[i - 1] + ranked[i]) / 2)
+
+
+def tar_at_fmr(scores: np.ndarray, same: np.ndarray, fmr: float) -> float:
+    """Share of genuine pairs accepted at the strictest threshold letting through at most ``fmr`` of impostors.
+
+    Every pair counts: a pair without a face (-inf) is never accepted.
+    """
+    impostors = np.sort(scores[~same])[::-1]
+    allowed = int(np.floor(fmr * len(impostors)))
+    threshold = impostors[allowed]
+    return float(np.mean(scores[same] > threshold))
+
+
+def roc_auc(scores: np.ndarray, same: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with ties counted half); -inf scores rank lowest."""
+    order = np.argsort(scores, kind="stable")
+    _, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(scores))
+    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)
+    positives, negatives = int(same.sum()), int((~same).sum())
+    return float((ranks[same].sum() - positives * (positives + 1) / 2) / (positives * negatives))
