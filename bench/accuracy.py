@@ -155,7 +155,7 @@ def _table(rows: list[Row], same: np.ndarray) -> str:
 
 def _versus(correct: np.ndarray, reference: np.ndarray) -> str:
     fixed, broken = int(np.sum(correct & ~reference)), int(np.sum(reference & ~correct))
-    return f"+{fixed} / -{broken} (p = {common.mcnemar_p(correct, reference):.2f})"
+    return f"+{fixed} / -{broken} (p = {common.mcnemar_p(correct, reference):.2g})"
 
 
 if __name__ == "__main__":

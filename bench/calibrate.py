@@ -137,7 +137,7 @@ def fnmr_at(descending: np.ndarray, weights: np.ndarray, thresholds: np.ndarray)
     """Weighted share of genuine pairs scoring below each threshold."""
     above = np.concatenate([[0.0], np.cumsum(weights)]) / weights.sum()
     accepted = np.searchsorted(-descending, -thresholds, side="right")
-    return 1.0 - above[accepted]
+    return np.maximum(1.0 - above[accepted], 0.0)
 
 
 def bootstrap(
