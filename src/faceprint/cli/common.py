@@ -63,6 +63,14 @@ def _print_error(kind: str, message: str, json_output: bool) -> None:
         err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
 
 
+def emit(data: Any, message: str, json_output: bool) -> None:
+    """``data`` as JSON with --json, else the human ``message``."""
+    if json_output:
+        print_json(data)
+    else:
+        console.print(message)
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 

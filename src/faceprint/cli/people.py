@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from ..gallery import Gallery
-from .common import DbOption, JsonOption, console, handles_errors, print_json
+from .common import DbOption, JsonOption, console, emit, handles_errors, print_json
 
 app = typer.Typer(help="List and manage enrolled people.", no_args_is_help=True)
 
@@ -54,10 +54,7 @@ def rename(person: PersonArg, new_name: str, db: DbOption = None, json_output: J
     """Give a person a new name."""
     with Gallery(db) as gallery:
         renamed = gallery.rename(person, new_name)
-    if json_output:
-        print_json(renamed.to_dict())
-    else:
-        console.print(f"renamed to [bold]{renamed.name}[/]")
+    emit(renamed.to_dict(), f"renamed to [bold]{renamed.name}[/]", json_output)
 
 
 @app.command()
@@ -71,10 +68,7 @@ def merge(
     """Move all templates of SOURCE to TARGET and remove SOURCE."""
     with Gallery(db) as gallery:
         merged = gallery.merge(source, target)
-    if json_output:
-        print_json(merged.to_dict())
-    else:
-        console.print(f"merged into [bold]{merged.name}[/] ({merged.template_count} templates)")
+    emit(merged.to_dict(), f"merged into [bold]{merged.name}[/] ({merged.template_count} templates)", json_output)
 
 
 @app.command()
@@ -83,10 +77,7 @@ def remove(person: PersonArg, db: DbOption = None, json_output: JsonOption = Fal
     """Remove a person and all their templates."""
     with Gallery(db) as gallery:
         removed = gallery.remove_person(person)
-    if json_output:
-        print_json(removed.to_dict())
-    else:
-        console.print(f"removed [bold]{removed.name}[/] and {removed.template_count} templates")
+    emit(removed.to_dict(), f"removed [bold]{removed.name}[/] and {removed.template_count} templates", json_output)
 
 
 @app.command("remove-template")
@@ -95,7 +86,4 @@ def remove_template(template_id: int, db: DbOption = None, json_output: JsonOpti
     """Remove one template (see `people show` for ids)."""
     with Gallery(db) as gallery:
         removed = gallery.remove_template(template_id)
-    if json_output:
-        print_json(removed.to_dict())
-    else:
-        console.print(f"removed template {removed.id}")
+    emit(removed.to_dict(), f"removed template {removed.id}", json_output)
