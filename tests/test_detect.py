@@ -23,11 +23,11 @@ def test_every_photo_has_its_labelled_face_count(hires_results: dict[str, ImageR
 
 def test_group_photo_boxes_are_where_the_faces_are() -> None:
     faces = faceprint.detect(MULTI)
-    # Checked by eye: Rose Leslie's face is the upper-right one, Kit Harington's the lower-left.
+    # Checked by eye: Rose Leslie's face is the lower-left one, Kit Harington's the upper-right.
     centres = sorted((f.box.left + f.box.width / 2, f.box.top + f.box.height / 2) for f in faces)
-    (kit_x, kit_y), (rose_x, rose_y) = centres
-    assert 90 < kit_x < 160 and 140 < kit_y < 210
-    assert 260 < rose_x < 350 and 90 < rose_y < 190
+    (rose_x, rose_y), (kit_x, kit_y) = centres
+    assert 90 < rose_x < 160 and 140 < rose_y < 210
+    assert 260 < kit_x < 350 and 90 < kit_y < 190
     assert all(f.quality.face_size > 60 for f in faces)
 
 
