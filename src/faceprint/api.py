@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from .detect import DetectorName
 from .errors import ManyFacesError, NoFaceError
 from .image import ImageSource, load_image
-from .match import DEFAULT_FMR, compare
+from .match import Calibration, compare
 from .pipeline import DEFAULT_OPTIONS, PipelineOptions, find_faces
 from .types import Face, Template, Verification
 
@@ -67,17 +67,25 @@ def verify(
     a: ImageSource | Face | Template,
     b: ImageSource | Face | Template,
     *,
-    fmr: float = DEFAULT_FMR,
+    fmr: float | None = None,
     largest: bool = False,
     options: PipelineOptions = DEFAULT_OPTIONS,
+    calibration: Calibration | None = None,
 ) -> Verification:
     """Are ``a`` and ``b`` the same person? Decided at the false-match rate ``fmr``.
 
+    ``calibration`` maps similarities to FMR (default: the one shipped for the model, or pass
+    ``Gallery.calibration()`` for one measured with ``faceprint calibrate``); without ``fmr``
+    its operating point is used, else ``DEFAULT_FMR`` (1e-3).
+
     >>> result = verify("tests/data/faces-hires/Rose_Leslie/Rose_Leslie_0001.jpg",
     ...                 "tests/data/faces-hires/Rose_Leslie/Rose_Leslie_0002.jpg")
-    >>> result.match
-    True
+    >>> result.match, result.decision
+    (True, 'match')
     """
     return compare(
-        template_of(a, largest=largest, options=options), template_of(b, largest=largest, options=options), fmr=fmr
+        template_of(a, largest=largest, options=options),
+        template_of(b, largest=largest, options=options),
+        fmr=fmr,
+        calibration=calibration,
     )

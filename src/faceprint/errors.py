@@ -44,6 +44,12 @@ class ModelError(FaceprintError):
     exit_code = 6
 
 
+class DatasetError(FaceprintError):
+    """An evaluation input (pairs file, labels file, dataset folder) is malformed or unusable."""
+
+    exit_code = 3
+
+
 class GalleryError(FaceprintError):
     """The gallery file is corrupt, locked, from a newer version, or the request is inconsistent."""
 

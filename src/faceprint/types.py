@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+
+#: A graded decision: ``match`` and ``no_match`` are clear of the operating threshold by a
+#: factor 10 in false-match rate either way; ``uncertain`` lies between (see ``faceprint.match``).
+Decision = Literal["match", "uncertain", "no_match"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,11 @@ class Face:
 
 @dataclass(frozen=True)
 class Verification:
-    """The answer to "are these two faces the same person?"."""
+    """The answer to "are these two faces the same person?".
+
+    ``match`` is the yes/no answer at the operating point ``fmr``; ``decision`` grades it:
+    ``uncertain`` when the similarity is within a factor 10 of FMR of the threshold.
+    """
 
     distance: float
     similarity: float
@@ -131,10 +139,12 @@ class Verification:
     threshold: float
     fmr: float
     estimated_fmr: float
+    decision: Decision
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "match": self.match,
+            "decision": self.decision,
             "similarity": round(self.similarity, 4),
             "distance": round(self.distance, 4),
             "threshold": round(self.threshold, 4),
@@ -145,12 +155,14 @@ class Verification:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One gallery person ranked for a probe face."""
+    """One gallery person ranked for a probe face; ``decision`` grades the similarity at the
+    gallery's operating point (None where no calibration was applied)."""
 
     person_id: int
     name: str
     similarity: float
     estimated_fmr: float
+    decision: Decision | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -158,6 +170,7 @@ class Candidate:
             "name": self.name,
             "similarity": round(self.similarity, 4),
             "estimated_fmr": self.estimated_fmr,
+            "decision": self.decision,
         }
 
 
@@ -177,9 +190,19 @@ class Identification:
     def name(self) -> str:
         return self.match.name if self.match else UNKNOWN
 
+    @property
+    def decision(self) -> Decision | None:
+        """The match's graded decision; for an ``unknown`` face, ``uncertain`` if the best candidate
+        was within the uncertain band, else ``no_match``."""
+        if self.match:
+            return self.match.decision
+        best = self.candidates[0].decision if self.candidates else None
+        return "uncertain" if best == "uncertain" else "no_match"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "decision": self.decision,
             "person_id": self.match.person_id if self.match else None,
             "similarity": round(self.match.similarity, 4) if self.match else None,
             "threshold": round(self.threshold, 4),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import people, recognize
+from . import evaluate, people, recognize
 from .demo import demo
 
 app = typer.Typer(
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.command()(demo)
 recognize.register(app)
+evaluate.register(app)
 app.add_typer(people.app, name="people")
 
 

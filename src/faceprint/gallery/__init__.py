@@ -6,6 +6,7 @@ file's generation counter moves (another process, or this one, changed the galle
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,13 +20,15 @@ from ..api import single_face, template_of
 from ..errors import FaceprintError, LowQualityError, ModelError
 from ..image import ImageSource
 from ..index import ExactIndex
-from ..match import DEFAULT_FMR, check_same_model, load_calibration
+from ..match import Calibration, check_same_model, load_calibration, operating_fmr, parse_calibration
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files
 from ..types import Candidate, Face, Identification, Template
 from .sqlite import NewTemplate, Person, SQLiteStore, TemplateRecord
 
 __all__ = ["Enrollment", "Gallery", "Person", "TemplateRecord", "default_gallery_path"]
 
+#: Gallery meta key of the calibration measured by ``faceprint calibrate`` (JSON, as shipped in faceprint/data).
+CALIBRATION_KEY = "calibration"
 #: How many nearest templates are aggregated into per-person candidates.
 _TEMPLATES_PER_CANDIDATE = 20
 
@@ -69,7 +72,7 @@ class Gallery:
         path: str | os.PathLike | None = None,
         *,
         options: PipelineOptions = DEFAULT_OPTIONS,
-        fmr: float = DEFAULT_FMR,
+        fmr: float | None = None,
     ) -> None:
         self.path = Path(path) if path is not None else default_gallery_path()
         self.options = options
@@ -183,6 +186,23 @@ class Gallery:
                 "mixing models is refused (re-embed the gallery)"
             )
 
+    # --- calibration ------------------------------------------------------------------------
+
+    def calibration(self) -> Calibration:
+        """The calibration stored in this gallery by ``faceprint calibrate``, else the shipped one."""
+        text = self.store.meta(CALIBRATION_KEY)
+        if text is None:
+            return load_calibration(self.model_id)
+        return parse_calibration(text, f"{self.path} (stored calibration)")
+
+    def set_calibration(self, document: dict[str, Any]) -> Calibration:
+        """Store a calibration document (the format of ``faceprint/data/calibration-*.json``); from now on
+        every decision of this gallery, in any process, uses its thresholds and operating FMR."""
+        calibration = Calibration.from_dict(document)
+        check_same_model(calibration.model_id, self.model_id)
+        self.store.set_meta(CALIBRATION_KEY, json.dumps(document))
+        return calibration
+
     # --- identification -------------------------------------------------------------------
 
     def identify(self, image: ImageSource, *, top_k: int = 5, fmr: float | None = None) -> list[Identification]:
@@ -196,12 +216,17 @@ class Gallery:
         self, faces: Sequence[Face], *, top_k: int = 5, fmr: float | None = None
     ) -> list[Identification]:
         """Decide for faces of one photo; no person is given to two faces of it."""
-        calibration = load_calibration(self.model_id)
-        threshold = calibration.threshold(fmr if fmr is not None else self.fmr)
+        calibration = self.calibration()
+        fmr = operating_fmr(calibration, fmr if fmr is not None else self.fmr)
+        threshold = calibration.threshold(fmr)
         nearest = self._nearest_people(faces, top_k)
         names = self.store.names()  # read after the search: a person removed meanwhile is skipped
         ranked = [
-            [Candidate(p, names[p], s, calibration.estimated_fmr(s)) for p, s in people if p in names]
+            [
+                Candidate(p, names[p], s, calibration.estimated_fmr(s), calibration.decide(s, fmr))
+                for p, s in people
+                if p in names
+            ]
             for people in nearest
         ]
         matches = _assign(ranked, threshold)

@@ -1,0 +1,22 @@
+"""Measuring faceprint on your own data: verification, identification, calibration and subgroup error rates.
+
+``faceprint eval`` and ``faceprint calibrate`` are the command-line front ends; the pieces are
+usable on their own: ``metrics`` (numpy arrays in, numbers out), ``protocols`` (pairs files,
+splits), ``cache`` (embeddings on disk), ``fairness``, ``calibration`` and ``report``.
+"""
+
+from .evaluate import EvaluationSettings, IdentificationRun, VerificationRun, identify_split, verify_pairs
+from .protocols import Pairs, Split, read_pairs, split_folder, split_from_csv
+
+__all__ = [
+    "EvaluationSettings",
+    "IdentificationRun",
+    "Pairs",
+    "Split",
+    "VerificationRun",
+    "identify_split",
+    "read_pairs",
+    "split_folder",
+    "split_from_csv",
+    "verify_pairs",
+]

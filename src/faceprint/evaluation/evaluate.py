@@ -1,0 +1,261 @@
+"""Running an evaluation: embed (cached), score vectorised, and measure every figure of the report.
+
+``verify_pairs`` measures 1:1 verification on a pairs file, ``identify_split`` closed- and
+open-set 1:N identification on a gallery/probe split. Both return the arrays the plots need
+and a JSON-ready summary of every number.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..match import Calibration, load_calibration, operating_fmr
+from ..pipeline import DEFAULT_OPTIONS, PipelineOptions
+from . import metrics
+from .cache import EmbeddedImages, EmbeddingCache, embed_images
+from .fairness import Labels, group_rates, pair_groups, quality_groups
+from .protocols import Pairs, Split
+
+VERIFICATION_FMRS = (1e-1, 1e-2, 1e-3, 1e-4)
+OPEN_SET_FPIRS = (1e-1, 1e-2, 1e-3)
+CMC_RANKS = 20
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How to embed and how to decide; the defaults are the library's."""
+
+    options: PipelineOptions = DEFAULT_OPTIONS
+    calibration: Calibration | None = None
+    fmr: float | None = None
+    workers: int | None = 2
+    cache: EmbeddingCache | None = None
+    resamples: int = 1000
+    on_done: Callable[[int], None] | None = field(default=None, compare=False)
+
+    def active_calibration(self) -> Calibration:
+        return self.calibration or load_calibration(self.options.model.model_id)
+
+
+@dataclass(frozen=True)
+class VerificationRun:
+    pairs: Pairs
+    images: EmbeddedImages
+    scores: np.ndarray
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IdentificationRun:
+    split: Split
+    images: EmbeddedImages
+    ranks: np.ndarray
+    cmc: np.ndarray
+    summary: dict[str, Any]
+
+
+def score_pairs(images: EmbeddedImages, pairs: Pairs) -> np.ndarray:
+    """Cosine similarity of every pair in one vectorised pass; -inf where an image has no face."""
+    a = images.vectors[images.rows(pairs.path_a)]
+    b = images.vectors[images.rows(pairs.path_b)]
+    scores = np.einsum("ij,ij->i", a, b, dtype=np.float64)
+    return np.where(np.isnan(scores), -np.inf, scores)
+
+
+def verify_pairs(pairs: Pairs, settings: EvaluationSettings, labels: Labels | None = None) -> VerificationRun:
+    """Embed the pairs' images, score them and measure accuracy, ROC, TAR@FMR and per-group rates."""
+    images = embed_images(
+        pairs.images(), settings.options, workers=settings.workers, cache=settings.cache, on_done=settings.on_done
+    )
+    start = time.perf_counter()
+    scores = score_pairs(images, pairs)
+    score_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    summary = {
+        "kind": "verification",
+        "source": pairs.source,
+        **_image_summary(images),
+        **verification_summary(scores, pairs.same, pairs.folds, resamples=settings.resamples),
+    }
+    calibration = settings.active_calibration()
+    fmr = operating_fmr(calibration, settings.fmr)
+    threshold = calibration.threshold(fmr)
+    summary["operating_point"] = _operating_point(scores, pairs.same, calibration, fmr, threshold)
+    summary["groups"] = _groups(images, pairs, scores, threshold, labels)
+    summary["timing"] = {
+        "embed_s": images.seconds,
+        "images_cached": images.cached,
+        "score_s": score_seconds,
+        "metrics_s": time.perf_counter() - start,
+    }
+    return VerificationRun(pairs, images, scores, summary)
+
+
+def verification_summary(
+    scores: np.ndarray, same: np.ndarray, folds: np.ndarray, *, resamples: int = 1000
+) -> dict[str, Any]:
+    """Every verification figure of a set of scored pairs."""
+    correct = metrics.ten_fold_correct(scores, same, folds)
+    accuracy = metrics.fold_accuracies(correct, folds)
+    impostors = int((~same).sum())
+    return {
+        "pairs": {
+            "total": len(scores),
+            "genuine": int(same.sum()),
+            "impostor": impostors,
+            "without_face": int((~np.isfinite(scores)).sum()),
+        },
+        "accuracy": {
+            "mean": float(accuracy.mean()),
+            "std": float(accuracy.std(ddof=1)) if len(accuracy) > 1 else 0.0,
+            "folds": accuracy.tolist(),
+            "fold_thresholds": list(metrics.ten_fold_thresholds(scores, same, folds).values()),
+        },
+        "auc": _with_interval(metrics.roc_auc, scores, same, resamples),
+        "eer": _with_interval(metrics.eer, scores, same, resamples),
+        "tar_at_fmr": [_tar_point(scores, same, fmr, impostors, resamples) for fmr in VERIFICATION_FMRS],
+    }
+
+
+def _with_interval(statistic: Callable, scores: np.ndarray, same: np.ndarray, resamples: int) -> dict[str, Any]:
+    value = statistic(scores, same)
+    ci = metrics.bootstrap_interval(statistic, scores, same, resamples=resamples) if resamples else None
+    return {"value": value, "ci95": list(ci) if ci else None}
+
+
+def _tar_point(scores: np.ndarray, same: np.ndarray, fmr: float, impostors: int, resamples: int) -> dict[str, Any]:
+    support = metrics.support(impostors, fmr)
+    point: dict[str, Any] = {"fmr": fmr, "support": support}
+    if support == "none":
+        needed = int(np.ceil(metrics.MIN_ERRORS / fmr))
+        point["note"] = f"not measurable: {impostors:,} impostor pairs; FMR {fmr:g} needs about {needed:,}"
+        return point
+    point.update(_with_interval(lambda s, y: metrics.tar_at_fmr(s, y, fmr), scores, same, resamples))
+    point["threshold"] = metrics.threshold_at_fmr(scores[~same], fmr)
+    if support == "low":
+        point["note"] = (
+            f"unreliable: rests on {int(impostors * fmr)} impostor pair(s) above the threshold "
+            f"(about {metrics.MIN_ERRORS} are needed)"
+        )
+    return point
+
+
+def _operating_point(
+    scores: np.ndarray, same: np.ndarray, calibration: Calibration, fmr: float, threshold: float
+) -> dict[str, Any]:
+    """How the active calibration's threshold fares on this data."""
+    accepted = scores >= threshold
+    return {
+        "fmr": fmr,
+        "threshold": threshold,
+        "calibration": calibration.source,
+        "measured_fmr": float(np.mean(accepted[~same])),
+        "measured_fnmr": float(np.mean(~accepted[same])),
+        "false_matches": int((accepted & ~same).sum()),
+        "false_non_matches": int((~accepted & same).sum()),
+    }
+
+
+def _groups(
+    images: EmbeddedImages, pairs: Pairs, scores: np.ndarray, threshold: float, labels: Labels | None
+) -> dict[str, Any]:
+    quality_a, quality_b = images.quality[images.rows(pairs.path_a)], images.quality[images.rows(pairs.path_b)]
+    columns = quality_groups(quality_a, quality_b)
+    if labels is not None:
+        columns |= {c: pair_groups(labels, c, pairs.path_a, pairs.path_b) for c in labels.columns}
+    return {name: group_rates(scores, pairs.same, groups, threshold) for name, groups in columns.items()}
+
+
+def _image_summary(images: EmbeddedImages) -> dict[str, Any]:
+    return {
+        "images": {
+            "total": len(images.paths),
+            "without_face": int((images.status == "none").sum()),
+            "unreadable": int((images.status == "error").sum()),
+        },
+        "problems": sorted(images.problems.values()),
+    }
+
+
+def identify_split(split: Split, settings: EvaluationSettings) -> IdentificationRun:
+    """Closed-set CMC over mated probes and open-set FNIR at FPIR over all probes, for one split."""
+    images = embed_images(
+        split.images(), settings.options, workers=settings.workers, cache=settings.cache, on_done=settings.on_done
+    )
+    start = time.perf_counter()
+    scores, mate = _identity_scores(images, split)
+    mated = mate >= 0
+    ranks = metrics.mate_ranks(scores[mated], mate[mated])
+    curve = metrics.cmc(ranks, min(CMC_RANKS, scores.shape[1]))
+    top = scores.max(axis=1) if scores.shape[1] else np.full(len(scores), -np.inf)
+    rank1_scores = np.where(ranks == 1, scores[mated, mate[mated]], -np.inf)
+    calibration = settings.active_calibration()
+    fmr = operating_fmr(calibration, settings.fmr)
+    summary = {
+        "kind": "identification",
+        "source": split.description,
+        **_image_summary(images),
+        "gallery": {"images": len(split.gallery), "identities": scores.shape[1]},
+        "probes": {
+            "mated": int(mated.sum()),
+            "non_mated": int((~mated).sum()),
+            "without_face": int((~np.isfinite(top)).sum()),
+        },
+        "rank1": float(curve[0]),
+        "rank5": float(curve[min(5, len(curve)) - 1]),
+        "cmc": curve.tolist(),
+        "open_set": [_open_set_point(rank1_scores, top[~mated], fpir) for fpir in OPEN_SET_FPIRS],
+        "operating_point": _open_set_at(rank1_scores, top[~mated], calibration.threshold(fmr), fmr),
+    }
+    summary["timing"] = {
+        "embed_s": images.seconds,
+        "images_cached": images.cached,
+        "score_s": time.perf_counter() - start,
+    }
+    return IdentificationRun(split, images, ranks, curve, summary)
+
+
+def _identity_scores(images: EmbeddedImages, split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """Probes x gallery identities (best over an identity's gallery photos), and each probe's mate column (-1: none)."""
+    names = sorted({name for _, name in split.gallery})
+    column = {name: i for i, name in enumerate(names)}
+    gallery_identity = np.array([column[name] for _, name in split.gallery], dtype=np.int64)
+    probes = images.vectors[images.rows([p for p, _ in split.probes])].astype(np.float64)
+    gallery = images.vectors[images.rows([p for p, _ in split.gallery])].astype(np.float64)
+    per_image = np.nan_to_num(probes @ gallery.T, nan=-np.inf)
+    scores = np.full((len(probes), len(names)), -np.inf)
+    np.maximum.at(scores.T, gallery_identity, per_image.T)
+    mate = np.array([column.get(name, -1) for _, name in split.probes], dtype=np.int64)
+    return scores, mate
+
+
+def _open_set_point(rank1_scores: np.ndarray, non_mated_top: np.ndarray, fpir: float) -> dict[str, Any]:
+    support = metrics.support(len(non_mated_top), fpir)
+    point: dict[str, Any] = {"fpir": fpir, "support": support}
+    if support == "none":
+        needed = int(np.ceil(metrics.MIN_ERRORS / fpir))
+        point["note"] = (
+            f"not measurable: {len(non_mated_top):,} non-mated searches; FPIR {fpir:g} needs about {needed:,}"
+        )
+        return point
+    point["fnir"], point["threshold"] = metrics.fnir_at_fpir(rank1_scores, non_mated_top, fpir)
+    if support == "low":
+        point["note"] = (
+            f"unreliable: rests on {int(len(non_mated_top) * fpir)} non-mated search(es) above the threshold"
+        )
+    return point
+
+
+def _open_set_at(rank1_scores: np.ndarray, non_mated_top: np.ndarray, threshold: float, fmr: float) -> dict[str, Any]:
+    """FNIR and FPIR at the calibrated 1:1 threshold the gallery itself would use."""
+    return {
+        "fmr": fmr,
+        "threshold": threshold,
+        "fnir": float(np.mean(rank1_scores < threshold)),
+        "fpir": float(np.mean(non_mated_top >= threshold)) if len(non_mated_top) else None,
+    }
