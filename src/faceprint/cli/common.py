@@ -20,7 +20,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import FaceprintError, InvalidImageError
+from ..gallery import Gallery, default_gallery_path
 from ..image import IMAGE_SUFFIXES, iter_image_files
+from ..match import Calibration
 
 EXIT_NEGATIVE = 1
 
@@ -73,6 +75,16 @@ def emit(data: Any, message: str, json_output: bool) -> None:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def stored_calibration(db: Path | None) -> Calibration | None:
+    """The calibration of the gallery ``db`` (or FACEPRINT_DB, or the default gallery) if that file
+    exists; None (the shipped calibration) otherwise. A missing gallery is not created."""
+    path = db or default_gallery_path()
+    if not path.exists():
+        return None
+    with Gallery(path) as gallery:
+        return gallery.calibration()
 
 
 def expand_images(inputs: Sequence[Path]) -> list[Path]:

@@ -22,11 +22,20 @@ from ..evaluation.fairness import read_labels
 from ..evaluation.metrics import MIN_ERRORS
 from ..evaluation.protocols import identity_of
 from ..evaluation.report import write_report
-from ..gallery import Gallery, default_gallery_path
+from ..gallery import Gallery
 from ..image import iter_image_files
-from ..match import DEFAULT_FMR, Calibration
+from ..match import DEFAULT_FMR
 from ..pipeline import DEFAULT_OPTIONS
-from .common import DbOption, JsonOption, console, emit, err_console, handles_errors, progress_bar
+from .common import (
+    DbOption,
+    JsonOption,
+    console,
+    emit,
+    err_console,
+    handles_errors,
+    progress_bar,
+    stored_calibration,
+)
 
 ImagesOption = Annotated[
     Path | None,
@@ -74,7 +83,7 @@ def evaluate(
     labels = read_labels(groups) if groups else None
     with _cache(no_cache) as cache:
         settings = EvaluationSettings(
-            calibration=_stored_calibration(db), fmr=fmr, workers=workers, cache=cache, resamples=resamples
+            calibration=stored_calibration(db), fmr=fmr, workers=workers, cache=cache, resamples=resamples
         )
         if probes is not None or source.is_dir():
             if labels is not None:
@@ -114,15 +123,6 @@ def _cache(disabled: bool) -> Iterator[EmbeddingCache | None]:
 def _with_progress(total: int, json_output: bool, settings: EvaluationSettings, run: Any) -> Any:
     with progress_bar(total, "embedding", enabled=not json_output) as advance:
         return run(dataclasses.replace(settings, on_done=advance))
-
-
-def _stored_calibration(db: Path | None) -> Calibration | None:
-    """The calibration of the gallery ``--db`` (or FACEPRINT_DB / the default one) if it exists and holds one."""
-    path = db or default_gallery_path()
-    if not path.exists():
-        return None
-    with Gallery(path) as gallery:
-        return gallery.calibration()
 
 
 def _print_verification(s: dict[str, Any]) -> None:

@@ -18,7 +18,6 @@ from ..detect import DETECTORS
 from ..errors import FaceprintError, InvalidImageError
 from ..gallery import Enrollment, Gallery
 from ..image import iter_image_files, load_image
-from ..match import DEFAULT_FMR
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, find_faces, process_files
 from ..types import Identification
 from .common import (
@@ -32,13 +31,21 @@ from .common import (
     handles_errors,
     print_json,
     progress_bar,
+    stored_calibration,
 )
 
 LargestOption = Annotated[
     bool, typer.Option("--largest", help="Use the main face (largest, favouring the centre) when there are several.")
 ]
 FmrOption = Annotated[
-    float, typer.Option("--fmr", min=1e-5, max=0.1, help="Operating false-match rate of the decision.")
+    float | None,
+    typer.Option(
+        "--fmr",
+        min=1e-6,
+        max=0.1,
+        help="Operating false-match rate of the decision (default: the calibrated one, else 1e-3).",
+        show_default=False,
+    ),
 ]
 DetectorOption = Annotated[str, typer.Option("--detector", help=f"Face detector: {', '.join(DETECTORS)}.")]
 
@@ -150,7 +157,7 @@ def _report_enrollment(
 def identify(
     inputs: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Candidates listed per face.")] = 3,
-    fmr: FmrOption = DEFAULT_FMR,
+    fmr: FmrOption = None,
     out: Annotated[Path | None, typer.Option("--out", help="Annotated copy (single image only).")] = None,
     workers: WorkersOption = None,
     db: DbOption = None,
@@ -187,9 +194,10 @@ def _report_identification(answers: list[tuple[ImageResult, list[Identification]
         return
     table = Table("image", "face", "similarity", "est. FMR", "runner-up")
     table.add_column("name", no_wrap=True)
+    table.add_column("decision", no_wrap=True)
     for result, ids in answers:
         if result.error or not ids:
-            table.add_row(result.source, "-", "", "", "", f"[yellow]{result.error or 'no face'}[/]")
+            table.add_row(result.source, "-", "", "", "", f"[yellow]{result.error or 'no face'}[/]", "")
         for n, ident in enumerate(ids):
             best = ident.match or (ident.candidates[0] if ident.candidates else None)
             others = [c for c in ident.candidates if c is not best]
@@ -200,6 +208,7 @@ def _report_identification(answers: list[tuple[ImageResult, list[Identification]
                 f"{best.estimated_fmr:.1e}" if best else "",
                 f"{others[0].name} {others[0].similarity:.3f}" if others else "",
                 f"[green]{ident.name}[/]" if ident.match else "[red]unknown[/]",
+                ident.decision or "",
             )
     console.print(table)
 
@@ -208,19 +217,23 @@ def _report_identification(answers: list[tuple[ImageResult, list[Identification]
 def verify(
     image_a: Annotated[Path, typer.Argument(help="First photo.")],
     image_b: Annotated[Path, typer.Argument(help="Second photo.")],
-    fmr: FmrOption = DEFAULT_FMR,
+    fmr: FmrOption = None,
     largest: LargestOption = False,
+    db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Are the faces in two photos the same person? Exit code 0 if so, 1 if not."""
-    result = verify_images(image_a, image_b, fmr=fmr, largest=largest)
+    """Are the faces in two photos the same person? Exit code 0 if so, 1 if not.
+
+    Decides by the calibration stored in the gallery (--db) by `faceprint calibrate`, if any."""
+    result = verify_images(image_a, image_b, fmr=fmr, largest=largest, calibration=stored_calibration(db))
     if json_output:
         print_json(result.to_dict())
     else:
         verdict = "[green]same person[/]" if result.match else "[red]different people[/]"
         console.print(
-            f"{verdict}: similarity {result.similarity:.3f} (threshold {result.threshold:.3f} at FMR {fmr:g}), "
-            f"distance {result.distance:.3f}, estimated FMR {result.estimated_fmr:.1e}"
+            f"{verdict} ({result.decision.replace('_', ' ')}): similarity {result.similarity:.3f} "
+            f"(threshold {result.threshold:.3f} at FMR {result.fmr:g}), distance {result.distance:.3f}, "
+            f"estimated FMR {result.estimated_fmr:.1e}"
         )
     if not result.match:
         raise typer.Exit(EXIT_NEGATIVE)

@@ -132,8 +132,7 @@ def _tar_point(scores: np.ndarray, same: np.ndarray, fmr: float, impostors: int,
     support = metrics.support(impostors, fmr)
     point: dict[str, Any] = {"fmr": fmr, "support": support}
     if support == "none":
-        needed = int(np.ceil(metrics.MIN_ERRORS / fmr))
-        point["note"] = f"not measurable: {impostors:,} impostor pairs; FMR {fmr:g} needs about {needed:,}"
+        point["note"] = f"not measurable: {impostors:,} impostor pairs; {_needed('FMR', fmr)}"
         return point
     point.update(_with_interval(lambda s, y: metrics.tar_at_fmr(s, y, fmr), scores, same, resamples))
     point["threshold"] = metrics.threshold_at_fmr(scores[~same], fmr)
@@ -143,6 +142,10 @@ def _tar_point(scores: np.ndarray, same: np.ndarray, fmr: float, impostors: int,
             f"(about {metrics.MIN_ERRORS} are needed)"
         )
     return point
+
+
+def _needed(name: str, rate: float) -> str:
+    return f"{name} {rate:g} needs at least {1 / rate:,.0f} ({metrics.MIN_ERRORS / rate:,.0f} for a reliable figure)"
 
 
 def _operating_point(
@@ -238,10 +241,7 @@ def _open_set_point(rank1_scores: np.ndarray, non_mated_top: np.ndarray, fpir: f
     support = metrics.support(len(non_mated_top), fpir)
     point: dict[str, Any] = {"fpir": fpir, "support": support}
     if support == "none":
-        needed = int(np.ceil(metrics.MIN_ERRORS / fpir))
-        point["note"] = (
-            f"not measurable: {len(non_mated_top):,} non-mated searches; FPIR {fpir:g} needs about {needed:,}"
-        )
+        point["note"] = f"not measurable: {len(non_mated_top):,} non-mated searches; {_needed('FPIR', fpir)}"
         return point
     point["fnir"], point["threshold"] = metrics.fnir_at_fpir(rank1_scores, non_mated_top, fpir)
     if support == "low":

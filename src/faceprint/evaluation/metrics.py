@@ -97,7 +97,9 @@ def tar_at_fmr(scores: np.ndarray, same: np.ndarray, fmr: float) -> float:
 
 
 def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
-    """The threshold (match when score >= it) that classifies most pairs right."""
+    """The threshold (match when score >= it) that classifies most pairs right (inf: no pairs to learn from)."""
+    if len(scores) == 0:
+        return float("inf")
     order = np.argsort(-scores, kind="stable")
     ranked, positive = scores[order], same[order]
     # Accepting the top i pairs, for i = 0..n: true accepts plus true rejects.
