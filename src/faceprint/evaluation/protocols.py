@@ -74,7 +74,7 @@ def _flag(value: str) -> bool:
 
 def _read_lfw_pairs(file: Path, root: Path) -> Pairs:
     """LFW ``pairs.txt``: a header ``sets n`` (or ``n``), then per set n same lines ``name i j`` and n
-    different lines ``name1 i name2 j``; the set number is the fold."""
+    different lines ``name1 i name2 j``; each set is a fold."""
     lines = [line.split() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not lines or not all(token.isdigit() for token in lines[0]):
         raise DatasetError(f"{file}: not an LFW pairs.txt (first line must be 'sets pairs_per_set')")
@@ -91,7 +91,9 @@ def _read_lfw_pairs(file: Path, root: Path) -> Pairs:
             same.append(False)
         else:
             raise DatasetError(f"{file}, line {number}: expected 'name i j' or 'name1 i name2 j'")
-    folds = np.arange(len(same)) // (2 * per_set) if per_set else np.zeros(len(same), int)
+    sets = int(lines[0][0]) if len(lines[0]) == 2 else 1
+    # One set has nothing to cross-validate against: then folds interleave, as for a CSV.
+    folds = np.arange(len(same)) // (2 * per_set) if sets > 1 and per_set else np.arange(len(same)) % 10
     return Pairs(path_a, path_b, np.array(same), folds, str(file))
 
 
