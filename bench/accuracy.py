@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import common
+from faceprint.evaluation import metrics
 from faceprint.pipeline import PipelineOptions
 
 #: The knobs compared, spelled out so that a change of the library defaults does not change the benchmark.
@@ -128,7 +129,7 @@ def _face_recognition_chunk(files: list[str]) -> list[np.ndarray | None]:
 
 def _table(rows: list[Row], same: np.ndarray) -> str:
     images = len(rows[0].embeddings.paths)
-    correct = {row.name: common.ten_fold_correct(row.scores, same) for row in rows}
+    correct = {row.name: metrics.ten_fold_correct(row.scores, same) for row in rows}
     default = next((row.name for row in rows if row.name in VARIANTS and VARIANTS[row.name] == PipelineOptions()), None)
     lines = [
         "| variant | options | accuracy (mean ± std) | vs default: pairs fixed / broken (McNemar p) "
@@ -137,15 +138,15 @@ def _table(rows: list[Row], same: np.ndarray) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
-        accuracy = common.fold_accuracies(correct[row.name])
-        tars = [common.tar_at_fmr(row.scores, same, fmr) for fmr in FMRS]
+        accuracy = metrics.fold_accuracies(correct[row.name])
+        tars = [metrics.tar_at_fmr(row.scores, same, fmr) for fmr in FMRS]
         status = row.embeddings.status
         lines.append(
             f"| {row.name} | {row.description} "
             f"| {accuracy.mean():.2%} ± {accuracy.std(ddof=1):.2%} "
             f"| {_versus(correct[row.name], correct[default]) if default and row.name != default else '–'} "
             + "".join(f"| {tar:.2%} " for tar in tars)
-            + f"| {common.roc_auc(row.scores, same):.4f} "
+            + f"| {metrics.roc_auc(row.scores, same):.4f} "
             f"| {int(np.sum(~row.embeddings.found))} | {int(np.sum(~np.isfinite(row.scores)))} "
             f"| {int(np.sum(status == 'cnn'))} | {1000 * row.embeddings.cpu_seconds / images:.0f} "
             f"| {row.embeddings.seconds:.0f} |"
@@ -155,7 +156,7 @@ def _table(rows: list[Row], same: np.ndarray) -> str:
 
 def _versus(correct: np.ndarray, reference: np.ndarray) -> str:
     fixed, broken = int(np.sum(correct & ~reference)), int(np.sum(reference & ~correct))
-    return f"+{fixed} / -{broken} (p = {common.mcnemar_p(correct, reference):.2g})"
+    return f"+{fixed} / -{broken} (p = {metrics.mcnemar_p(correct, reference):.2g})"
 
 
 if __name__ == "__main__":

@@ -27,11 +27,9 @@ from pathlib import Path
 import numpy as np
 
 import common
+from faceprint.evaluation.calibration import THRESHOLD_RULE, all_pairs, fnmr_at, round_up, supported_fmrs, thresholds_at
 from faceprint.pipeline import PipelineOptions
 
-TARGET_FMRS = np.array([1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5])
-#: A target FMR is calibrated only if at least this many impostor pairs are expected above its threshold.
-MIN_FALSE_MATCHES = 10
 BOOTSTRAPS = 200
 SEED = 20240613
 OUTPUT = Path(__file__).resolve().parents[1] / "src" / "faceprint" / "data"
@@ -61,8 +59,8 @@ def main() -> None:
     embeddings = common.embed_faceprint(root, paths, options, label="calibration", workers=args.workers)
     found = embeddings.found
     _, codes = np.unique(np.array(identities)[found], return_inverse=True)
-    impostors, genuines = all_pairs(embeddings.vectors[found], codes)
-    fmrs = TARGET_FMRS[TARGET_FMRS * len(impostors.scores) >= MIN_FALSE_MATCHES]
+    impostors, genuines = split_pairs(embeddings.vectors[found], codes)
+    fmrs = supported_fmrs(len(impostors.scores))
     points = operating_points(impostors, genuines, fmrs, faces_per_identity=np.bincount(codes))
     report = {
         "model_id": options.model.model_id,
@@ -72,8 +70,7 @@ def main() -> None:
         "pipeline": common.describe_options(options),
         "images": {"total": len(paths), "without_face": int((~found).sum()), "identities": int(codes.max()) + 1},
         "pairs": {"impostor": len(impostors.scores), "genuine": len(genuines.scores)},
-        "threshold_rule": "match when similarity >= threshold; threshold midway between the k-th and (k+1)-th "
-        "highest impostor score, k = largest count within fmr of all impostor pairs",
+        "threshold_rule": THRESHOLD_RULE,
         "points": points,
     }
     if not args.dry_run:
@@ -83,11 +80,9 @@ def main() -> None:
     print(_table(report))
 
 
-def all_pairs(vectors: np.ndarray, identity: np.ndarray) -> tuple[PairSet, PairSet]:
+def split_pairs(vectors: np.ndarray, identity: np.ndarray) -> tuple[PairSet, PairSet]:
     """Every unordered pair of faces, split into impostor (different identity) and genuine pairs."""
-    a, b = np.triu_indices(len(vectors), k=1)
-    scores = (vectors.astype(np.float64) @ vectors.T.astype(np.float64))[a, b]
-    genuine = identity[a] == identity[b]
+    scores, genuine, a, b = all_pairs(vectors, identity)
     split = [PairSet(scores[m], identity[a][m], identity[b][m]).sorted_by_score() for m in (~genuine, genuine)]
     return split[0], split[1]
 
@@ -96,8 +91,7 @@ def operating_points(
     impostors: PairSet, genuines: PairSet, fmrs: np.ndarray, faces_per_identity: np.ndarray
 ) -> list[dict]:
     """Threshold, false-match count and FNMR at each FMR, with their bootstrap intervals."""
-    # Stored with 6 decimals, rounded up so that the stored threshold never lets more impostors through.
-    thresholds = np.ceil(thresholds_at(impostors.scores, np.ones(len(impostors.scores)), fmrs) * 1e6) / 1e6
+    thresholds = round_up(thresholds_at(impostors.scores, np.ones(len(impostors.scores)), fmrs))
     # Each pair of identities weighs the same, whatever their numbers of images.
     balanced_weights = 1.0 / (faces_per_identity[impostors.identity_a] * faces_per_identity[impostors.identity_b])
     balanced = thresholds_at(impostors.scores, balanced_weights, fmrs)
@@ -124,20 +118,6 @@ def operating_points(
 
 def _round(value: float) -> float:
     return round(float(value), 6)
-
-
-def thresholds_at(descending: np.ndarray, weights: np.ndarray, fmrs: np.ndarray) -> np.ndarray:
-    """Threshold for each FMR: the weighted share of impostors scoring at or above it stays within the FMR."""
-    share = np.cumsum(weights) / weights.sum()
-    within = np.maximum(np.searchsorted(share, fmrs, side="right"), 1)
-    return (descending[within - 1] + descending[within]) / 2
-
-
-def fnmr_at(descending: np.ndarray, weights: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Weighted share of genuine pairs scoring below each threshold."""
-    above = np.concatenate([[0.0], np.cumsum(weights)]) / weights.sum()
-    accepted = np.searchsorted(-descending, -thresholds, side="right")
-    return np.maximum(1.0 - above[accepted], 0.0)
 
 
 def bootstrap(

@@ -1,4 +1,7 @@
-"""Helpers shared by the benchmark scripts: where the data is, cached embedding runs, verification metrics.
+"""Helpers shared by the benchmark scripts: where the data is, cached embedding runs, pair scores.
+
+The metrics themselves are the library's (``faceprint.evaluation.metrics``), so the benchmarks
+and ``faceprint eval`` measure the same way.
 
 Embeddings are cached in ``bench/.cache/`` because a run over faces-dev takes minutes; the cache
 key covers everything the vectors depend on (options, file list, pipeline source code), so a
@@ -11,7 +14,6 @@ import csv
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import resource
 import time
@@ -33,7 +35,6 @@ _PIPELINE_MODULES = ("pipeline", "detect", "align", "embed", "resnet_onnx", "ima
 FACE_CHOICE = "main face"
 #: Detection is single-threaded dlib code, so one process per core; the benchmark machine has 2.
 DEFAULT_WORKERS = 2
-FOLDS = 10
 
 #: An embedding run's result: vectors (NaN rows where no face) and per-image status.
 Computed = tuple[np.ndarray, np.ndarray]
@@ -179,73 +180,3 @@ def pair_scores(embeddings: Embeddings, path_a: Sequence[str], path_b: Sequence[
     b = embeddings.vectors[[row[p] for p in path_b]].astype(np.float64)
     scores = np.sum(a * b, axis=1) if metric == "cosine" else -np.linalg.norm(a - b, axis=1)
     return np.where(np.isnan(scores), -np.inf, scores)
-
-
-def ten_fold_correct(scores: np.ndarray, same: np.ndarray) -> np.ndarray:
-    """Whether each pair is answered right under the 10-fold protocol (fold k = rows with index % 10 == k).
-
-    The threshold for fold k maximises accuracy on the other nine. A pair with a score of
-    -inf (no face in one of its images) is always counted as an error, whatever its label.
-    """
-    fold = np.arange(len(scores)) % FOLDS
-    usable = np.isfinite(scores)
-    correct = np.zeros(len(scores), dtype=bool)
-    for k in range(FOLDS):
-        train = (fold != k) & usable
-        threshold = best_threshold(scores[train], same[train])
-        test = fold == k
-        correct[test] = usable[test] & ((scores[test] >= threshold) == same[test])
-    return correct
-
-
-def fold_accuracies(correct: np.ndarray) -> np.ndarray:
-    """Accuracy on each fold, from ``ten_fold_correct``."""
-    fold = np.arange(len(correct)) % FOLDS
-    return np.bincount(fold, weights=correct, minlength=FOLDS) / np.bincount(fold, minlength=FOLDS)
-
-
-def mcnemar_p(a_correct: np.ndarray, b_correct: np.ndarray) -> float:
-    """Exact two-sided McNemar p-value: could the pairs only one method gets right split this unevenly by chance?"""
-    only_a, only_b = int(np.sum(a_correct & ~b_correct)), int(np.sum(b_correct & ~a_correct))
-    n = only_a + only_b
-    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2**n
-    return min(1.0, 2 * tail)
-
-
-def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
-    """The threshold (match when score >= it) that classifies most pairs right."""
-    order = np.argsort(-scores, kind="stable")
-    ranked, positive = scores[order], same[order]
-    # Accepting the top i pairs, for i = 0..n: true accepts plus true rejects.
-    accepted_same = np.concatenate([[0], np.cumsum(positive)])
-    accepted_diff = np.concatenate([[0], np.cumsum(~positive)])
-    correct = accepted_same + (accepted_diff[-1] - accepted_diff)
-    # Only cut between distinct scores: tied pairs must fall on the same side.
-    cuttable = np.concatenate([[True], ranked[:-1] > ranked[1:], [True]])
-    i = int(np.argmax(np.where(cuttable, correct, -1)))
-    if i == 0:
-        return float(np.nextafter(ranked[0], np.inf))
-    if i == len(ranked):
-        return float(ranked[-1])
-    return float((ranked[i - 1] + ranked[i]) / 2)
-
-
-def tar_at_fmr(scores: np.ndarray, same: np.ndarray, fmr: float) -> float:
-    """Share of genuine pairs accepted at the strictest threshold letting through at most ``fmr`` of impostors.
-
-    Every pair counts: a pair without a face (-inf) is never accepted.
-    """
-    impostors = np.sort(scores[~same])[::-1]
-    allowed = int(np.floor(fmr * len(impostors)))
-    threshold = impostors[allowed]
-    return float(np.mean(scores[same] > threshold))
-
-
-def roc_auc(scores: np.ndarray, same: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with ties counted half); -inf scores rank lowest."""
-    order = np.argsort(scores, kind="stable")
-    _, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
-    ranks = np.empty(len(scores))
-    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)
-    positives, negatives = int(same.sum()), int((~same).sum())
-    return float((ranks[same].sum() - positives * (positives + 1) / 2) / (positives * negatives))

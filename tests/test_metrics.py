@@ -102,11 +102,24 @@ def test_pairs_without_a_face_are_errors() -> None:
     assert correct.tolist() == [True, False, True, True, False, True]
 
 
-def test_bootstrap_interval_brackets_the_value_and_is_seeded() -> None:
-    scores, same = labelled(normal_quantiles(1, 300).tolist(), normal_quantiles(-1, 300).tolist())
-    low, high = metrics.bootstrap_interval(metrics.eer, scores, same, resamples=200)
+def test_bootstrap_resamples_are_measured_like_the_data() -> None:
+    scores, same = labelled(normal_quantiles(1, 60).tolist(), normal_quantiles(-1, 40).tolist())
+    scores = np.round(scores, 1)  # plenty of ties
+    boot = metrics.resampled_counts(scores, same, resamples=50, seed=1)
+    assert (boot.genuine.sum(axis=1) == 60).all() and (boot.impostor.sum(axis=1) == 40).all()
+    auc, eer, tar = metrics.auc_of(boot), metrics.eer_of(boot), metrics.tar_of(boot, 0.1)
+    for row in range(50):
+        # Rebuild resample `row` as plain arrays and measure it independently.
+        genuine = np.repeat(boot.scores, boot.genuine[row])
+        impostor = np.repeat(boot.scores, boot.impostor[row])
+        wins = (genuine[:, None] > impostor[None, :]) + 0.5 * (genuine[:, None] == impostor[None, :])
+        assert auc[row] == pytest.approx(wins.mean())
+        rebuilt, label = labelled(genuine.tolist(), impostor.tolist())
+        assert eer[row] == pytest.approx(metrics.eer(rebuilt, label))
+        assert tar[row] == pytest.approx(np.mean(genuine > np.sort(impostor)[::-1][4]))  # 4 of 40 may pass
+    low, high = metrics.interval(eer)
     assert low < metrics.eer(scores, same) < high
-    assert (low, high) == metrics.bootstrap_interval(metrics.eer, scores, same, resamples=200)
+    assert np.array_equal(metrics.resampled_counts(scores, same, 50, seed=1).genuine, boot.genuine)
 
 
 def test_identification_ranks_cmc_and_open_set() -> None:

@@ -135,9 +135,7 @@ def _print_verification(s: dict[str, Any]) -> None:
     console.print(f"ROC AUC             {s['auc']['value']:.4f}{_ci(s['auc']['ci95'], '.4f')}")
     console.print(f"EER                 {s['eer']['value']:.2%}{_ci(s['eer']['ci95'], '.2%')}")
     for point in s["tar_at_fmr"]:
-        value = f"{point['value']:.2%}{_ci(point['ci95'], '.2%')}" if "value" in point else "-"
-        note = f"  [yellow]{point['note']}[/]" if "note" in point else ""
-        console.print(f"TAR @ FMR {point['fmr']:<9g} {value}{note}")
+        _print_point(f"TAR @ FMR {point['fmr']:<9g}", point, "value")
     op = s["operating_point"]
     console.print(
         f"calibrated threshold {op['threshold']:.4f} (FMR {op['fmr']:g}): measured FMR {op['measured_fmr']:.2%} "
@@ -145,6 +143,13 @@ def _print_verification(s: dict[str, Any]) -> None:
     )
     _print_groups(s["groups"])
     _print_footer(s)
+
+
+def _print_point(label: str, point: dict[str, Any], key: str) -> None:
+    """One operating point's rate with its interval, or a dash, and the reason it is unreliable or missing."""
+    value = f"{point[key]:.2%}{_ci(point.get('ci95'), '.2%')}" if key in point else "-"
+    note = f"  [yellow]{point['note']}[/]" if "note" in point else ""
+    console.print(f"{label} {value}{note}")
 
 
 def _ci(interval: list[float] | None, fmt: str) -> str:
@@ -181,9 +186,7 @@ def _print_identification(s: dict[str, Any]) -> None:
     )
     console.print(f"rank-1 {s['rank1']:.2%}   rank-5 {s['rank5']:.2%}")
     for point in s["open_set"]:
-        value = f"{point['fnir']:.2%}" if "fnir" in point else "-"
-        note = f"  [yellow]{point['note']}[/]" if "note" in point else ""
-        console.print(f"FNIR @ FPIR {point['fpir']:<7g} {value}{note}")
+        _print_point(f"FNIR @ FPIR {point['fpir']:<7g}", point, "fnir")
     op = s["operating_point"]
     fpir = f"{op['fpir']:.2%}" if op["fpir"] is not None else "-"
     console.print(

@@ -99,10 +99,16 @@ def verify_pairs(pairs: Pairs, settings: EvaluationSettings, labels: Labels | No
 def verification_summary(
     scores: np.ndarray, same: np.ndarray, folds: np.ndarray, *, resamples: int = 1000
 ) -> dict[str, Any]:
-    """Every verification figure of a set of scored pairs."""
+    """Every verification figure of a set of scored pairs, with 95% bootstrap intervals over pairs.
+
+    Pairs that share images or people are not independent: the intervals are a lower bound on the
+    real uncertainty.
+    """
     correct = metrics.ten_fold_correct(scores, same, folds)
     accuracy = metrics.fold_accuracies(correct, folds)
     impostors = int((~same).sum())
+    counts = metrics.score_counts(scores, same)
+    boot = metrics.resampled_counts(scores, same, resamples) if resamples else None
     return {
         "pairs": {
             "total": len(scores),
@@ -116,25 +122,29 @@ def verification_summary(
             "folds": accuracy.tolist(),
             "fold_thresholds": list(metrics.ten_fold_thresholds(scores, same, folds).values()),
         },
-        "auc": _with_interval(metrics.roc_auc, scores, same, resamples),
-        "eer": _with_interval(metrics.eer, scores, same, resamples),
-        "tar_at_fmr": [_tar_point(scores, same, fmr, impostors, resamples) for fmr in VERIFICATION_FMRS],
+        "auc": _estimate(metrics.auc_of, counts, boot),
+        "eer": _estimate(metrics.eer_of, counts, boot),
+        "tar_at_fmr": [_tar_point(scores, same, fmr, counts, boot) for fmr in VERIFICATION_FMRS],
     }
 
 
-def _with_interval(statistic: Callable, scores: np.ndarray, same: np.ndarray, resamples: int) -> dict[str, Any]:
-    value = statistic(scores, same)
-    ci = metrics.bootstrap_interval(statistic, scores, same, resamples=resamples) if resamples else None
-    return {"value": value, "ci95": list(ci) if ci else None}
+def _estimate(rate: Callable, counts: metrics.ScoreCounts, boot: metrics.ScoreCounts | None) -> dict[str, Any]:
+    return {
+        "value": float(rate(counts)[0]),
+        "ci95": list(metrics.interval(rate(boot))) if boot is not None else None,
+    }
 
 
-def _tar_point(scores: np.ndarray, same: np.ndarray, fmr: float, impostors: int, resamples: int) -> dict[str, Any]:
+def _tar_point(
+    scores: np.ndarray, same: np.ndarray, fmr: float, counts: metrics.ScoreCounts, boot: metrics.ScoreCounts | None
+) -> dict[str, Any]:
+    impostors = int((~same).sum())
     support = metrics.support(impostors, fmr)
     point: dict[str, Any] = {"fmr": fmr, "support": support}
     if support == "none":
         point["note"] = f"not measurable: {impostors:,} impostor pairs; {_needed('FMR', fmr)}"
         return point
-    point.update(_with_interval(lambda s, y: metrics.tar_at_fmr(s, y, fmr), scores, same, resamples))
+    point.update(_estimate(lambda c: metrics.tar_of(c, fmr), counts, boot))
     point["threshold"] = metrics.threshold_at_fmr(scores[~same], fmr)
     if support == "low":
         point["note"] = (

@@ -8,8 +8,8 @@ error in every figure (a user's system would fail on it too).
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +30,86 @@ def support(count: int, rate: float) -> str:
 
 
 @dataclass(frozen=True)
+class ScoreCounts:
+    """Genuine and impostor pairs per distinct score, highest score first; one row per sample
+    (the data itself, or each bootstrap resample of it). Every rate below is read from these
+    counts, so a thousand resamples are measured in one vectorised pass."""
+
+    scores: np.ndarray
+    genuine: np.ndarray
+    impostor: np.ndarray
+
+    @functools.cached_property
+    def accepted_genuine(self) -> np.ndarray:
+        """Genuine pairs at or above each distinct score (per row)."""
+        return np.cumsum(self.genuine, axis=1)
+
+    @functools.cached_property
+    def accepted_impostor(self) -> np.ndarray:
+        return np.cumsum(self.impostor, axis=1)
+
+
+def _score_groups(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct scores, highest first, and the group of each pair."""
+    distinct, inverse = np.unique(-scores, return_inverse=True)
+    return -distinct, inverse
+
+
+def score_counts(scores: np.ndarray, same: np.ndarray) -> ScoreCounts:
+    """The counts of the data itself (one row)."""
+    distinct, group = _score_groups(scores)
+    size = len(distinct)
+    genuine = np.bincount(group[same], minlength=size)[None, :]
+    return ScoreCounts(distinct, genuine, np.bincount(group[~same], minlength=size)[None, :])
+
+
+def resampled_counts(scores: np.ndarray, same: np.ndarray, resamples: int, seed: int = 0) -> ScoreCounts:
+    """Bootstrap resamples of the pairs (genuine and impostor drawn separately, each keeping its count)."""
+    rng = np.random.default_rng(seed)
+    distinct, group = _score_groups(scores)
+    rows = np.arange(resamples)[:, None] * len(distinct)
+
+    def counts(members: np.ndarray) -> np.ndarray:
+        drawn = group[members][rng.integers(0, len(members), size=(resamples, len(members)))]
+        return np.bincount((drawn + rows).ravel(), minlength=resamples * len(distinct)).reshape(resamples, -1)
+
+    return ScoreCounts(distinct, counts(np.flatnonzero(same)), counts(np.flatnonzero(~same)))
+
+
+def auc_of(counts: ScoreCounts) -> np.ndarray:
+    """ROC AUC per row: P(genuine > impostor) + P(tie) / 2 (Mann-Whitney U)."""
+    genuine_above = counts.accepted_genuine - counts.genuine
+    wins = np.sum(counts.impostor * (genuine_above + counts.genuine / 2), axis=1)
+    return wins / (counts.genuine.sum(axis=1) * counts.impostor.sum(axis=1))
+
+
+def eer_of(counts: ScoreCounts) -> np.ndarray:
+    """Equal error rate per row: where FMR and FNMR cross, interpolated linearly between adjacent thresholds."""
+    start = np.zeros((len(counts.genuine), 1))
+    # From "accept nothing" (FMR 0, FNMR 1) down the thresholds: FNMR - FMR only falls.
+    fmr = np.hstack([start, counts.accepted_impostor / counts.impostor.sum(axis=1, keepdims=True)])
+    fnmr = 1 - np.hstack([start, counts.accepted_genuine / counts.genuine.sum(axis=1, keepdims=True)])
+    gap = fnmr - fmr
+    i = np.argmax(gap <= 0, axis=1)[:, None]  # first point where FMR has caught up with FNMR
+    before, after = np.take_along_axis(gap, i - 1, axis=1), np.take_along_axis(gap, i, axis=1)
+    fmr_before, fmr_after = np.take_along_axis(fmr, i - 1, axis=1), np.take_along_axis(fmr, i, axis=1)
+    # Between points i-1 and i the gap changes sign: where the straight line crosses zero.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        crossing = fmr_before + before / (before - after) * (fmr_after - fmr_before)
+    return np.where(after == 0, fmr_after, crossing)[:, 0]
+
+
+def tar_of(counts: ScoreCounts, fmr: float) -> np.ndarray:
+    """TAR per row at the strictest threshold letting through at most ``fmr`` of the impostors; the
+    threshold is an impostor score and only genuine pairs strictly above it are accepted."""
+    impostors = counts.impostor.sum(axis=1, keepdims=True)
+    allowed = np.minimum(np.floor(fmr * impostors + 1e-9), impostors - 1)
+    threshold_group = np.argmax(counts.accepted_impostor > allowed, axis=1)[:, None]
+    genuine_above = np.take_along_axis(counts.accepted_genuine - counts.genuine, threshold_group, axis=1)[:, 0]
+    return genuine_above / counts.genuine.sum(axis=1)
+
+
+@dataclass(frozen=True)
 class Roc:
     """Operating points, one per distinct score (strictest first): accept when ``score >= threshold``."""
 
@@ -44,41 +124,22 @@ class Roc:
 
 def roc(scores: np.ndarray, same: np.ndarray) -> Roc:
     """TAR and FMR at every distinct score used as the threshold."""
-    order = np.argsort(-scores, kind="stable")
-    ranked, genuine = scores[order], same[order]
-    last_of_tie = np.concatenate([ranked[:-1] > ranked[1:], [True]])
-    accepted_genuine = np.cumsum(genuine)[last_of_tie]
-    accepted_impostor = np.cumsum(~genuine)[last_of_tie]
+    counts = score_counts(scores, same)
     return Roc(
-        thresholds=ranked[last_of_tie],
-        fmr=accepted_impostor / max(int((~same).sum()), 1),
-        tar=accepted_genuine / max(int(same.sum()), 1),
+        thresholds=counts.scores,
+        fmr=counts.accepted_impostor[0] / max(int((~same).sum()), 1),
+        tar=counts.accepted_genuine[0] / max(int(same.sum()), 1),
     )
 
 
 def roc_auc(scores: np.ndarray, same: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney U with ties counted half); -inf scores rank lowest."""
-    order = np.argsort(scores, kind="stable")
-    _, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
-    ranks = np.empty(len(scores))
-    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)
-    positives, negatives = int(same.sum()), int((~same).sum())
-    return float((ranks[same].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    return float(auc_of(score_counts(scores, same))[0])
 
 
 def eer(scores: np.ndarray, same: np.ndarray) -> float:
     """Equal error rate: where FMR and FNMR cross, interpolated linearly between adjacent thresholds."""
-    curve = roc(scores, same)
-    # Start from "accept nothing" (FMR 0, FNMR 1); FNMR - FMR falls as the threshold loosens.
-    fmr = np.concatenate([[0.0], curve.fmr])
-    fnmr = np.concatenate([[1.0], curve.fnmr])
-    gap = fnmr - fmr
-    i = int(np.argmax(gap <= 0))  # first point where FMR has caught up with FNMR
-    if gap[i] == 0:
-        return float(fmr[i])
-    # Between points i-1 and i the gap changes sign: where the straight line crosses zero.
-    t = gap[i - 1] / (gap[i - 1] - gap[i])
-    return float(fmr[i - 1] + t * (fmr[i] - fmr[i - 1]))
+    return float(eer_of(score_counts(scores, same))[0])
 
 
 def threshold_at_fmr(impostor_scores: np.ndarray, fmr: float) -> float:
@@ -93,7 +154,14 @@ def tar_at_fmr(scores: np.ndarray, same: np.ndarray, fmr: float) -> float:
 
     Every pair counts: a pair without a face (-inf) is never accepted.
     """
-    return float(np.mean(scores[same] > threshold_at_fmr(scores[~same], fmr)))
+    return float(tar_of(score_counts(scores, same), fmr)[0])
+
+
+def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Central percentile interval of bootstrap values."""
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
@@ -153,33 +221,6 @@ def mcnemar_p(a_correct: np.ndarray, b_correct: np.ndarray) -> float:
     n = only_a + only_b
     tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2**n
     return min(1.0, 2 * tail)
-
-
-def bootstrap_interval(
-    statistic: Callable[[np.ndarray, np.ndarray], float],
-    scores: np.ndarray,
-    same: np.ndarray,
-    *,
-    resamples: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(scores, same)``.
-
-    Genuine and impostor pairs are resampled separately, so every resample keeps their counts.
-    Pairs that share images or people are not independent: the interval is a lower bound on the
-    real uncertainty.
-    """
-    rng = np.random.default_rng(seed)
-    genuine, impostor = np.flatnonzero(same), np.flatnonzero(~same)
-    labels = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])
-    values = np.empty(resamples)
-    for r in range(resamples):
-        drawn = np.concatenate([rng.choice(genuine, len(genuine)), rng.choice(impostor, len(impostor))])
-        values[r] = statistic(scores[drawn], labels)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
 
 
 def mate_ranks(scores: np.ndarray, mate: np.ndarray) -> np.ndarray:
