@@ -108,6 +108,10 @@ def test_bad_pairs_files_are_clear_errors(tmp_path: Path) -> None:
     one_sided.write_text("path_a,path_b,same\na.jpg,b.jpg,1\n")
     assert "both same-person and different-person" in run("eval", one_sided, code=3)
     assert "no such pairs file" in run("eval", tmp_path / "missing.csv", code=3)
+    ghosts = tmp_path / "ghosts.csv"
+    ghosts.write_text("path_a,path_b,same\na.jpg,b.jpg,1\na.jpg,c.jpg,0\n")
+    message = run("eval", ghosts, "--no-cache", code=3)
+    assert "no pair has a face on both sides" in message and "a.jpg: cannot read file" in message
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DatasetError
 from ..match import Calibration, load_calibration, operating_fmr
 from ..pipeline import DEFAULT_OPTIONS, PipelineOptions
 from . import metrics
@@ -75,6 +76,8 @@ def verify_pairs(pairs: Pairs, settings: EvaluationSettings, labels: Labels | No
     start = time.perf_counter()
     scores = score_pairs(images, pairs)
     score_seconds = time.perf_counter() - start
+    if not np.isfinite(scores).any():
+        raise DatasetError(f"{pairs.source}: no pair has a face on both sides; {_first_problems(images)}")
     start = time.perf_counter()
     summary = {
         "kind": "verification",
@@ -184,6 +187,11 @@ def _groups(
     return {name: group_rates(scores, pairs.same, groups, threshold) for name, groups in columns.items()}
 
 
+def _first_problems(images: EmbeddedImages, count: int = 3) -> str:
+    problems = sorted(images.problems.values())
+    return "; ".join(problems[:count]) + (f" (and {len(problems) - count} more)" if len(problems) > count else "")
+
+
 def _image_summary(images: EmbeddedImages) -> dict[str, Any]:
     return {
         "images": {
@@ -202,6 +210,10 @@ def identify_split(split: Split, settings: EvaluationSettings) -> Identification
     )
     start = time.perf_counter()
     scores, mate = _identity_scores(images, split)
+    if not np.isfinite(scores).any():
+        raise DatasetError(
+            f"{split.description}: no face found in the gallery or in the probes; {_first_problems(images)}"
+        )
     mated = mate >= 0
     ranks = metrics.mate_ranks(scores[mated], mate[mated])
     curve = metrics.cmc(ranks, min(CMC_RANKS, scores.shape[1]))
