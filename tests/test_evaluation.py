@@ -16,8 +16,9 @@ import faceprint
 from faceprint import Gallery
 from faceprint.cli import app
 from faceprint.errors import DatasetError
-from faceprint.evaluation import read_pairs, split_folder
+from faceprint.evaluation import read_pairs, split_folder, split_from_csv
 from faceprint.evaluation.calibration import calibration_document
+from faceprint.evaluation.fairness import MIXED, UNLABELLED, pair_groups, read_labels
 from faceprint.pipeline import ImageResult
 
 from .conftest import HIRES, KIT, LIN, OBAMA
@@ -223,3 +224,33 @@ def test_calibrate_cli_stores_the_table_and_refuses_unsupported_fmr(
     (face,) = json.loads(run("identify", LIN[0], "--db", db, "--json"))[0]["faces"]
     assert face["name"] == "Barack Obama" and face["decision"] == "uncertain"
     assert face["candidates"][0]["decision"] == "uncertain"
+
+
+def test_csv_split_withholds_gallery_identities_as_non_mated_probes(tmp_path: Path) -> None:
+    gallery, probes = tmp_path / "gallery.csv", tmp_path / "probes.csv"
+    names = [f"p{i}" for i in range(10)]
+    gallery.write_text("path,identity\n" + "".join(f"{n}/0.jpg,{n}\n" for n in names))
+    probes.write_text("path,identity\n" + "".join(f"{n}/{k}.jpg,{n}\n" for n in names for k in range(1, 13)))
+    split = split_from_csv(gallery, probes, withhold=0.3, seed=5)
+    assert len(split.withheld) == 3 and len(split.gallery) == 7
+    enrolled = {name for _, name in split.gallery}
+    non_mated = [path for path, name in split.probes if name not in enrolled]
+    # Up to 10 searches per withheld identity, its former gallery photo among the candidates.
+    assert len(non_mated) == 30 and not enrolled & split.withheld
+    assert len(split.probes) == 7 * 12 + 30
+    assert split_from_csv(gallery, probes, withhold=0.0, seed=5).gallery == [
+        (tmp_path / f"{n}/0.jpg", n) for n in names
+    ]
+
+
+def test_labels_by_path_group_pairs(tmp_path: Path) -> None:
+    (tmp_path / "imgs").mkdir()
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,light\nimgs/a.jpg,dark\nimgs/b.jpg,dark\nimgs/c.jpg,bright\n")
+    parsed = read_labels(labels)
+    a, b, c, d = (tmp_path / "imgs" / f"{x}.jpg" for x in "abcd")
+    assert pair_groups(parsed, "light", [a, a, c], [b, c, d]).tolist() == ["dark", MIXED, MIXED]
+    assert parsed.of(d, "light") == UNLABELLED
+    labels.write_text("name,light\nx,dark\n")
+    with pytest.raises(DatasetError, match="needs an 'identity' or a 'path' column"):
+        read_labels(labels)
