@@ -17,7 +17,7 @@ from faceprint import Gallery
 from faceprint.cli import app
 from faceprint.errors import DatasetError
 from faceprint.evaluation import read_pairs, split_folder, split_from_csv
-from faceprint.evaluation.calibration import calibration_document
+from faceprint.evaluation.calibration import ScoredPairs, calibration_document
 from faceprint.evaluation.fairness import MIXED, UNLABELLED, pair_groups, read_labels
 from faceprint.pipeline import ImageResult
 
@@ -165,8 +165,8 @@ def test_calibration_moves_decisions_and_estimated_fmr(tmp_path: Path, hires_res
         assert before.name == "unknown" and before.decision == "no_match" and before.threshold > 0.92
         impostors, genuines = template_scores(hires_results)
         document = calibration_document(
-            impostors,
-            genuines,
+            ScoredPairs(impostors),
+            ScoredPairs(genuines),
             model_id="dlib-resnet-v1",
             source="faces-hires pairs",
             pipeline="default",

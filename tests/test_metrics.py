@@ -9,7 +9,7 @@ import pytest
 
 from faceprint.errors import ModelError
 from faceprint.evaluation import metrics
-from faceprint.evaluation.calibration import calibration_points, supported_fmrs, thresholds_at
+from faceprint.evaluation.calibration import ScoredPairs, calibration_points, supported_fmrs, thresholds_at
 from faceprint.evaluation.fairness import group_rates, quality_groups
 from faceprint.match import Calibration, load_calibration
 
@@ -165,8 +165,24 @@ def test_calibration_thresholds_and_supported_range() -> None:
     impostors = np.arange(1000)[::-1] / 1000  # 0.999 .. 0.000
     assert thresholds_at(impostors, np.ones(1000), np.array([1e-2])) == pytest.approx([(0.990 + 0.989) / 2])
     assert supported_fmrs(1000).tolist() == [1e-1, 3e-2, 1e-2]
-    (point,) = calibration_points(impostors, np.array([0.995, 0.5]), np.array([1e-2]))
+    (point,) = calibration_points(ScoredPairs(impostors), ScoredPairs(np.array([0.995, 0.5])), np.array([1e-2]))
     assert point["false_matches"] == 10 and point["fnmr"] == 0.5
+    low, high = point["threshold_90ci"]
+    assert low <= point["threshold"] <= high
+
+
+def test_calibration_intervals_resample_people_when_known() -> None:
+    # Two people whose impostor pairs all score high: resampling people moves the threshold a lot,
+    # resampling pairs barely does.
+    rng = np.random.default_rng(0)
+    people = 20
+    a, b = np.triu_indices(people, k=1)
+    scores = rng.normal(0.8, 0.02, len(a))
+    scores[(a < 2) | (b < 2)] += 0.1
+    genuine = ScoredPairs(np.full(people, 0.95), np.arange(people), np.arange(people))
+    by_people = calibration_points(ScoredPairs(scores, a, b), genuine, np.array([0.1]))[0]["threshold_90ci"]
+    by_pairs = calibration_points(ScoredPairs(scores), ScoredPairs(genuine.scores), np.array([0.1]))[0]
+    assert by_people[1] - by_people[0] > 2 * (by_pairs["threshold_90ci"][1] - by_pairs["threshold_90ci"][0])
 
 
 def test_decision_bands_follow_the_fmr() -> None:

@@ -16,7 +16,7 @@ from rich.table import Table
 from ..errors import DatasetError
 from ..evaluation import EvaluationSettings, identify_split, read_pairs, split_folder, split_from_csv, verify_pairs
 from ..evaluation.cache import EmbeddingCache, embed_images
-from ..evaluation.calibration import all_pairs, calibration_document
+from ..evaluation.calibration import ScoredPairs, all_pairs, calibration_document
 from ..evaluation.evaluate import score_pairs
 from ..evaluation.fairness import read_labels
 from ..evaluation.metrics import MIN_ERRORS
@@ -262,15 +262,19 @@ def calibrate(
             f"{p['fnmr']:.2%} ({p['fnmr_90ci'][0]:.2%}–{p['fnmr_90ci'][1]:.2%})",
         )
     console.print(table)
-    console.print(f"{len(impostors):,} impostor and {len(genuines):,} genuine pairs; operating FMR {fmr:g}")
+    console.print(
+        f"{len(impostors.scores):,} impostor and {len(genuines.scores):,} genuine pairs; operating FMR {fmr:g}; "
+        f"90% intervals resample {document['interval_resampling']}"
+    )
     if stored:
         console.print(f"stored in {stored}: verify and identify with this gallery now decide by it")
 
 
 def _calibration_scores(
     source: Path, images: Path | None, workers: int, cache: EmbeddingCache | None, quiet: bool
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """Finite impostor and genuine similarities: every pair of a folder-per-person dataset, or a pairs file's."""
+) -> tuple[ScoredPairs, ScoredPairs, str]:
+    """Impostor and genuine pairs with a face on both sides: every pair of a folder-per-person dataset
+    (with the people, for intervals over people), or a pairs file's."""
     if source.is_dir():
         files = iter_image_files(source)
         if len({identity_of(f) for f in files}) < 2:
@@ -279,17 +283,20 @@ def _calibration_scores(
             embedded = embed_images(files, DEFAULT_OPTIONS, workers=workers, cache=cache, on_done=advance)
         found = ~np.isnan(embedded.vectors[:, 0])
         _, identity = np.unique([identity_of(f) for f, ok in zip(files, found) if ok], return_inverse=True)
-        scores, same, _, _ = all_pairs(embedded.vectors[found], identity)
-        origin = f"{source}: {int(found.sum())} images with a face, every pair"
-    else:
-        pairs = read_pairs(source, images)
-        with progress_bar(len(pairs.images()), "embedding", enabled=not quiet) as advance:
-            embedded = embed_images(pairs.images(), DEFAULT_OPTIONS, workers=workers, cache=cache, on_done=advance)
-        scores, same = score_pairs(embedded, pairs), pairs.same
-        usable = np.isfinite(scores)
-        scores, same = scores[usable], same[usable]
-        origin = f"{source}: {len(scores)} pairs with a face on both sides"
-    return scores[~same], scores[same], origin
+        scores, same, a, b = all_pairs(embedded.vectors[found], identity)
+        split = [ScoredPairs(scores[m], identity[a[m]], identity[b[m]]) for m in (~same, same)]
+        return split[0], split[1], f"{source}: {int(found.sum())} images with a face, every pair"
+    pairs = read_pairs(source, images)
+    with progress_bar(len(pairs.images()), "embedding", enabled=not quiet) as advance:
+        embedded = embed_images(pairs.images(), DEFAULT_OPTIONS, workers=workers, cache=cache, on_done=advance)
+    scores = score_pairs(embedded, pairs)
+    usable = np.isfinite(scores)
+    impostors, genuines = scores[usable & ~pairs.same], scores[usable & pairs.same]
+    return (
+        ScoredPairs(impostors),
+        ScoredPairs(genuines),
+        f"{source}: {int(usable.sum())} pairs with a face on both sides",
+    )
 
 
 def _check_covers(document: dict[str, Any], fmr: float, source: Path) -> None:

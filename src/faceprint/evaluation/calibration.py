@@ -7,6 +7,7 @@ table ``faceprint calibrate`` stores in a gallery (``faceprint.match.Calibration
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
@@ -55,22 +56,51 @@ def round_up(thresholds: np.ndarray) -> np.ndarray:
     return np.ceil(thresholds * 1e6) / 1e6
 
 
-def calibration_points(impostors: np.ndarray, genuines: np.ndarray, fmrs: np.ndarray) -> list[dict[str, Any]]:
-    """Threshold, false-match count and FNMR at each FMR, with 90% bootstrap intervals over pairs."""
-    impostors, genuines = np.sort(impostors)[::-1], np.sort(genuines)[::-1]
-    thresholds = round_up(thresholds_at(impostors, np.ones(len(impostors)), fmrs))
-    fnmr = fnmr_at(genuines, np.ones(len(genuines)), thresholds)
-    false_matches = np.searchsorted(-impostors, -thresholds, side="right")
+@dataclass(frozen=True)
+class ScoredPairs:
+    """Similarities of pairs of one kind (genuine or impostor), with the identity code of each side
+    where the people are known (a folder per person), so that intervals can resample people."""
+
+    scores: np.ndarray
+    identity_a: np.ndarray | None = None
+    identity_b: np.ndarray | None = None
+
+    def sorted(self) -> ScoredPairs:
+        """Highest score first."""
+        order = np.argsort(-self.scores, kind="stable")
+        if self.identity_a is None or self.identity_b is None:
+            return ScoredPairs(self.scores[order])
+        return ScoredPairs(self.scores[order], self.identity_a[order], self.identity_b[order])
+
+    def resampled_weights(self, rng: np.random.Generator, drawn: np.ndarray | None) -> np.ndarray:
+        """Weight of each pair in a bootstrap resample: its identities' draw counts multiplied (an identity
+        drawn m times counts m times), or a multinomial count per pair when identities are unknown."""
+        if drawn is None or self.identity_a is None or self.identity_b is None:
+            return rng.multinomial(len(self.scores), np.full(len(self.scores), 1 / len(self.scores))).astype(float)
+        same = self.identity_a == self.identity_b
+        return np.where(same, drawn[self.identity_a], drawn[self.identity_a] * drawn[self.identity_b])
+
+
+def calibration_points(impostors: ScoredPairs, genuines: ScoredPairs, fmrs: np.ndarray) -> list[dict[str, Any]]:
+    """Threshold, false-match count and FNMR at each FMR, with 90% bootstrap intervals.
+
+    Pairs that share people are not independent: where identities are known the bootstrap resamples
+    people (the honest interval), otherwise pairs (narrower than the truth).
+    """
+    impostors, genuines = impostors.sorted(), genuines.sorted()
+    thresholds = round_up(thresholds_at(impostors.scores, np.ones(len(impostors.scores)), fmrs))
+    fnmr = fnmr_at(genuines.scores, np.ones(len(genuines.scores)), thresholds)
+    false_matches = np.searchsorted(-impostors.scores, -thresholds, side="right")
     rng = np.random.default_rng(_SEED)
-    # A resample of pairs is a multinomial count per pair: the same sorted arrays, other weights.
-    drawn = [
-        thresholds_at(impostors, rng.multinomial(len(impostors), np.full(len(impostors), 1 / len(impostors))), fmrs)
-        for _ in range(_BOOTSTRAPS)
-    ]
-    drawn_fnmr = [
-        fnmr_at(genuines, rng.multinomial(len(genuines), np.full(len(genuines), 1 / len(genuines))), t) for t in drawn
-    ]
-    threshold_ci, fnmr_ci = np.percentile(drawn, [5, 95], axis=0), np.percentile(drawn_fnmr, [5, 95], axis=0)
+    people = _identity_count(impostors, genuines)
+    drawn_thresholds, drawn_fnmr = [], []
+    for _ in range(_BOOTSTRAPS):
+        drawn = rng.multinomial(people, np.full(people, 1 / people)).astype(float) if people else None
+        found = thresholds_at(impostors.scores, impostors.resampled_weights(rng, drawn), fmrs)
+        drawn_thresholds.append(found)
+        drawn_fnmr.append(fnmr_at(genuines.scores, genuines.resampled_weights(rng, drawn), found))
+    threshold_ci = np.percentile(drawn_thresholds, [5, 95], axis=0)
+    fnmr_ci = np.percentile(drawn_fnmr, [5, 95], axis=0)
     return [
         {
             "fmr": float(fmr),
@@ -84,13 +114,20 @@ def calibration_points(impostors: np.ndarray, genuines: np.ndarray, fmrs: np.nda
     ]
 
 
+def _identity_count(*kinds: ScoredPairs) -> int:
+    """Number of identity codes used (0 when any kind lacks them)."""
+    if any(k.identity_a is None or k.identity_b is None for k in kinds):
+        return 0
+    return int(max(max(k.identity_a.max(initial=0), k.identity_b.max(initial=0)) for k in kinds)) + 1
+
+
 def _round(value: float) -> float:
     return round(float(value), 6)
 
 
 def calibration_document(
-    impostors: np.ndarray,
-    genuines: np.ndarray,
+    impostors: ScoredPairs,
+    genuines: ScoredPairs,
     *,
     model_id: str,
     source: str,
@@ -99,14 +136,15 @@ def calibration_document(
     min_false_matches: int = MIN_ERRORS,
 ) -> dict[str, Any]:
     """A calibration JSON document from genuine and impostor similarity scores (finite ones only)."""
-    fmrs = supported_fmrs(len(impostors), min_false_matches)
+    fmrs = supported_fmrs(len(impostors.scores), min_false_matches)
     return {
         "model_id": model_id,
         "source": source,
         "created": datetime.date.today().isoformat(),
         "faceprint_version": metadata.version("faceprint"),
         "pipeline": pipeline,
-        "pairs": {"impostor": len(impostors), "genuine": len(genuines)},
+        "pairs": {"impostor": len(impostors.scores), "genuine": len(genuines.scores)},
+        "interval_resampling": "identities" if _identity_count(impostors, genuines) else "pairs",
         "threshold_rule": THRESHOLD_RULE,
         "min_false_matches": min_false_matches,
         "operating_fmr": operating_fmr,
