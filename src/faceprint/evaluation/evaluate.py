@@ -45,6 +45,8 @@ class EvaluationSettings:
 
 @dataclass(frozen=True)
 class VerificationRun:
+    """A verification evaluation: its pairs, their images' embeddings, the scores and every figure."""
+
     pairs: Pairs
     images: EmbeddedImages
     scores: np.ndarray
@@ -53,6 +55,8 @@ class VerificationRun:
 
 @dataclass(frozen=True)
 class IdentificationRun:
+    """A 1:N evaluation: the split, embeddings, each mated probe's mate rank, the CMC and every figure."""
+
     split: Split
     images: EmbeddedImages
     ranks: np.ndarray
