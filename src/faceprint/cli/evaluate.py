@@ -30,9 +30,9 @@ from .common import (
     DbOption,
     JsonOption,
     console,
-    emit,
     err_console,
     handles_errors,
+    print_json,
     progress_bar,
     stored_calibration,
 )
@@ -100,7 +100,7 @@ def evaluate(
     files = write_report(run, out)
     summary = {**run.summary, "report": {name: str(path) for name, path in files.items()}}
     if json_output:
-        emit(summary, "", True)
+        print_json(summary)
     elif summary["kind"] == "verification":
         _print_verification(summary)
     else:
@@ -251,7 +251,7 @@ def calibrate(
             gallery.set_calibration(document)
             stored = str(gallery.path)
     if json_output:
-        emit({**document, "stored_in": stored, "written_to": str(out) if out else None}, "", True)
+        print_json({**document, "stored_in": stored, "written_to": str(out) if out else None})
         return
     table = Table("FMR", "threshold (90% CI)", "false matches", "FNMR (90% CI)")
     for p in document["points"]:
