@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import people, recognize
+from . import index, people, recognize
 from .demo import demo
 
 app = typer.Typer(
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.command()(demo)
 recognize.register(app)
 app.add_typer(people.app, name="people")
+app.add_typer(index.app, name="index")
 
 
 def main() -> None:

@@ -29,8 +29,14 @@ err_console = Console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 DbOption = Annotated[
-    Path | None,
-    typer.Option("--db", envvar="FACEPRINT_DB", help="Gallery file (default: per-user data dir).", show_default=False),
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="FACEPRINT_DB",
+        help="Gallery: an SQLite file (default: per-user data dir), milvus://host:19530/collection, "
+        "or a Milvus Lite file (milvus-lite:///path.db or *.milvus.db).",
+        show_default=False,
+    ),
 ]
 WorkersOption = Annotated[
     int | None, typer.Option("--workers", min=1, help="Worker processes for batches (default: one per core).")

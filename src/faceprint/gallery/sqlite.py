@@ -423,8 +423,11 @@ class SQLiteStore:
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
-        """Reads inside see one state of the file, whatever other processes commit meanwhile."""
+        """Reads inside see one state of the file, whatever other processes commit meanwhile (nests)."""
         with self._lock:
+            if self._db.in_transaction:
+                yield
+                return
             self._db.execute("BEGIN")
             try:
                 yield

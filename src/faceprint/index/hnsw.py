@@ -123,9 +123,13 @@ class HNSWIndex:
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         found = self._index.search(queries, k, threads=1 if len(queries) == 1 else 0)
-        keys = np.asarray(found.keys, np.int64).reshape(len(queries), -1)
-        distances = np.asarray(found.distances, np.float32).reshape(len(queries), -1)
-        counts = np.asarray(found.counts).reshape(-1)
-        missing = np.arange(keys.shape[1])[None, :] >= counts[:, None]
-        keys[missing] = -1
-        return np.where(missing, -np.inf, 1.0 - distances).astype(np.float32), keys
+        keys = np.full((len(queries), k), -1, np.int64)
+        scores = np.full((len(queries), k), -np.inf, np.float32)
+        if len(queries) == 1:  # one query's Matches hold only what was found
+            count = len(found.keys)
+            keys[0, :count], scores[0, :count] = found.keys, 1.0 - found.distances
+            return scores, keys
+        filled = np.arange(k)[None, :] < np.asarray(found.counts)[:, None]
+        keys[filled] = np.asarray(found.keys, np.int64)[filled]
+        scores[filled] = 1.0 - np.asarray(found.distances, np.float32)[filled]
+        return scores, keys
