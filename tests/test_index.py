@@ -312,9 +312,9 @@ def test_index_commands(tmp_path: Path, vectors: np.ndarray) -> None:
     rebuilt = runner.invoke(app, ["index", "rebuild", "--db", str(db), "--storage", "f16", "--json"])
     assert rebuilt.exit_code == 0, rebuilt.output
     assert json.loads(rebuilt.stdout)["templates"] == 150
-    assert (tmp_path / "cli.db.hnsw").is_file()
+    assert (tmp_path / "cli.db.f16.hnsw").is_file()
     verified = runner.invoke(app, ["index", "verify", "--db", str(db), "--index", "hnsw", "--storage", "f16"])
     assert verified.exit_code == 0 and "consistent" in verified.stdout
-    (tmp_path / "cli.db.hnsw").write_bytes(b"garbage")
+    (tmp_path / "cli.db.f16.hnsw").write_bytes(b"garbage")
     stats = runner.invoke(app, ["index", "stats", "--db", str(db), "--index", "hnsw", "--storage", "f16", "--json"])
-    assert json.loads(stats.stdout)["rebuilt"].startswith(str(tmp_path / "cli.db.hnsw"))
+    assert json.loads(stats.stdout)["rebuilt"].startswith(str(tmp_path / "cli.db.f16.hnsw"))

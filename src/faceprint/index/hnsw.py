@@ -81,6 +81,15 @@ class HNSWIndex:
         os.replace(partial, path)
 
     @property
+    def expansion_search(self) -> int:
+        """Search depth ("ef"): higher finds more of the true nearest templates, slower."""
+        return int(self._index.expansion_search)
+
+    @expansion_search.setter
+    def expansion_search(self, value: int) -> None:
+        self._index.expansion_search = value
+
+    @property
     def storage(self) -> str:
         return str(self._index.dtype).rsplit(".", 1)[-1].lower()
 

@@ -110,8 +110,10 @@ class SyncedIndex:
         self.storage = storage
         self.threshold = threshold
         self.progress = progress
-        self.path = store.path.with_name(store.path.name + ".hnsw")
-        self.info_path = store.path.with_name(store.path.name + ".hnsw.json")
+        # One file per storage type, so trying f16 does not throw away a built f32 index.
+        suffix = ".hnsw" if storage == "f32" else f".{storage}.hnsw"
+        self.path = store.path.with_name(store.path.name + suffix)
+        self.info_path = store.path.with_name(store.path.name + suffix + ".json")
         #: Why the saved index was last rebuilt (None: it was up to date or never needed).
         self.rebuild_reason: str | None = None
         self._lock = threading.RLock()
