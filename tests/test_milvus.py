@@ -52,7 +52,7 @@ def test_enroll_and_identify_like_sqlite(gallery: Gallery, hires_results: dict[s
     assert names(gallery, hires_results, ALEX[1]) == ["unknown"]
     assert sorted(names(gallery, hires_results, MULTI)) == ["Kit Harington", "Rose Leslie"]
     (answer,) = gallery.identify_faces(hires_results[rel(OBAMA[3])].faces, top_k=3)
-    assert [c.name for c in answer.candidates][0] == "Barack Obama" and len(answer.candidates) == 3
+    assert answer.candidates[0].name == "Barack Obama" and len(answer.candidates) == 3
 
 
 def test_people_metadata_and_duplicates(gallery: Gallery, hires_results: dict[str, ImageResult]) -> None:
@@ -91,7 +91,7 @@ def test_rename_merge_and_deletes_propagate(uri: str, hires_results: dict[str, I
         assert g.person("Alex Lacamoire").template_count == 1
         g.remove_person("Alex Lacamoire")
         assert names(g, hires_results, ALEX[1]) == ["unknown"]
-        scores, ids = g.search_templates(hires_results[rel(ALEX[1])].faces[0].template.vector, 10)
+        _, ids = g.search_templates(hires_results[rel(ALEX[1])].faces[0].template.vector, 10)
         assert second.id not in ids[0].tolist() and first.id not in ids[0].tolist()
 
 
