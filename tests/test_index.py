@@ -318,3 +318,24 @@ def test_index_commands(tmp_path: Path, vectors: np.ndarray) -> None:
     (tmp_path / "cli.db.f16.hnsw").write_bytes(b"garbage")
     stats = runner.invoke(app, ["index", "stats", "--db", str(db), "--index", "hnsw", "--storage", "f16", "--json"])
     assert json.loads(stats.stdout)["rebuilt"].startswith(str(tmp_path / "cli.db.f16.hnsw"))
+
+
+def test_a_version_1_gallery_is_migrated_and_indexed(tmp_path: Path, vectors: np.ndarray) -> None:
+    import sqlite3
+
+    from faceprint.gallery.sqlite import APPLICATION_ID, MIGRATIONS
+
+    db = tmp_path / "v1.db"
+    with sqlite3.connect(db) as old:
+        old.executescript(MIGRATIONS[1])
+        old.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        old.execute("PRAGMA user_version=1")
+        old.execute("INSERT INTO person (id, name, created_at, updated_at) VALUES (1, 'old', '', '')")
+        old.execute(
+            "INSERT INTO template (person_id, model_id, vector, created_at) VALUES (1, ?, ?, '')",
+            (MODEL, vectors[0, 0].astype("<f4").tobytes()),
+        )
+    with Gallery(db, index="hnsw") as g:
+        g.add_templates("new", [Template(vectors[1, 0], MODEL)])
+        assert best_person(g, vectors[0, 1]) == "old" and best_person(g, vectors[1, 1]) == "new"
+        assert g.index.verify() == [] and g.store.meta("gallery_id")
