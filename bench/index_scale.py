@@ -41,7 +41,6 @@ import distractors
 from faceprint import Gallery, Template
 from faceprint.index import ExactIndex
 from faceprint.index import hnsw as hnsw_params
-from faceprint.index.synced import FORMAT
 from faceprint.pipeline import DEFAULT_OPTIONS
 
 K = 100
@@ -49,6 +48,7 @@ QUERIES = 2000
 PER_PERSON = 2
 SEED = 0
 MODEL = DEFAULT_OPTIONS.model.model_id
+DATA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,9 @@ def make_data(size: int) -> Data:
 
 
 def cache_key(size: int) -> str:
-    code = (Path(__file__).read_bytes(), Path(distractors.__file__).read_bytes())
-    return hashlib.sha256(repr((size, SEED, FORMAT, code)).encode()).hexdigest()[:12]
+    """Changes with whatever shapes the data (edit ``make_data``? bump ``DATA_VERSION``)."""
+    generator = Path(distractors.__file__).read_bytes()
+    return hashlib.sha256(repr((size, SEED, PER_PERSON, QUERIES, DATA_VERSION, generator)).encode()).hexdigest()[:12]
 
 
 def gallery_path(size: int) -> Path:
