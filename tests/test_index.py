@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from faceprint import Gallery, Template
+from faceprint import Gallery, GalleryError, Template
 from faceprint.cli import app
 from faceprint.index.synced import SyncedIndex
 from faceprint.pipeline import ImageResult
@@ -229,7 +229,7 @@ ENROLLER = """
 import sys
 import numpy as np
 import faceprint.index.synced as synced
-from faceprint import Gallery, Template
+from faceprint import Gallery, GalleryError, Template
 synced.CHECKPOINT_CHANGES = 1  # save the index after every enrollment: kills land inside saves too
 db, prefix = sys.argv[1], sys.argv[2]
 rng = np.random.default_rng(len(prefix))
@@ -339,3 +339,13 @@ def test_a_version_1_gallery_is_migrated_and_indexed(tmp_path: Path, vectors: np
         g.add_templates("new", [Template(vectors[1, 0], MODEL)])
         assert best_person(g, vectors[0, 1]) == "old" and best_person(g, vectors[1, 1]) == "new"
         assert g.index.verify() == [] and g.store.meta("gallery_id")
+
+
+def test_index_settings_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACEPRINT_INDEX", "hnsw")
+    monkeypatch.setenv("FACEPRINT_INDEX_STORAGE", "i8")
+    with Gallery(tmp_path / "g.db") as g:
+        assert (g.index.mode, g.index.storage) == ("hnsw", "i8")
+    monkeypatch.setenv("FACEPRINT_INDEX_STORAGE", "f8")
+    with pytest.raises(GalleryError, match=r"\$FACEPRINT_INDEX_STORAGE is 'f8'; it must be one of f32, f16, i8"):
+        Gallery(tmp_path / "g.db")

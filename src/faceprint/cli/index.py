@@ -15,9 +15,15 @@ from .common import DbOption, JsonOption, console, emit, handles_errors, print_j
 app = typer.Typer(help="Inspect, rebuild and check the gallery's search index.", no_args_is_help=True)
 
 ModeOption = Annotated[
-    str, typer.Option("--index", help=f"Search: {', '.join(MODES)} (auto: HNSW from 50,000 templates on).")
+    str,
+    typer.Option(
+        "--index", envvar="FACEPRINT_INDEX", help=f"Search: {', '.join(MODES)} (auto: HNSW from 50,000 templates on)."
+    ),
 ]
-StorageOption = Annotated[str, typer.Option("--storage", help=f"HNSW vector storage: {', '.join(STORAGES)}.")]
+StorageOption = Annotated[
+    str,
+    typer.Option("--storage", envvar="FACEPRINT_INDEX_STORAGE", help=f"HNSW vector storage: {', '.join(STORAGES)}."),
+]
 
 
 def _open(db: str | None, mode: str, storage: str) -> tuple[Gallery, SyncedIndex]:

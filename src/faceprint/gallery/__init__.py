@@ -17,10 +17,10 @@ import numpy as np
 import platformdirs
 
 from ..api import single_face, template_of
-from ..errors import FaceprintError, LowQualityError, ModelError
+from ..errors import FaceprintError, GalleryError, LowQualityError, ModelError
 from ..image import ImageSource
-from ..index.hnsw import Storage
-from ..index.synced import Mode, SyncedIndex
+from ..index.hnsw import STORAGES, Storage
+from ..index.synced import MODES, Mode, SyncedIndex
 from ..match import DEFAULT_FMR, check_same_model, load_calibration
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files
 from ..types import Candidate, Face, Identification, Template
@@ -65,7 +65,8 @@ class Gallery:
     ``index``: ``"auto"`` searches exactly below ``faceprint.index.synced.ANN_THRESHOLD`` templates
     and with an HNSW graph from there on; ``"exact"`` or ``"hnsw"`` force one. ``index_storage``:
     ``"f32"``, or ``"f16"``/``"i8"`` for a graph of half/a quarter the memory (scores stay exact:
-    candidates are re-ranked with the stored float32 templates). Both apply to SQLite galleries.
+    candidates are re-ranked with the stored float32 templates). Both apply to SQLite galleries;
+    their defaults come from ``$FACEPRINT_INDEX`` and ``$FACEPRINT_INDEX_STORAGE`` when set.
 
     >>> from faceprint import Gallery
     >>> with Gallery("/tmp/doctest-gallery.db") as gallery:
@@ -80,18 +81,24 @@ class Gallery:
         *,
         options: PipelineOptions = DEFAULT_OPTIONS,
         fmr: float = DEFAULT_FMR,
-        index: Mode = "auto",
-        index_storage: Storage = "f32",
+        index: Mode | None = None,
+        index_storage: Storage | None = None,
         progress: bool = True,
     ) -> None:
         self.options = options
         self.fmr = fmr
+        mode = index or _from_env("FACEPRINT_INDEX", MODES)
+        storage = index_storage or _from_env("FACEPRINT_INDEX_STORAGE", STORAGES)
         self.store: GalleryStore = open_store(path if path is not None else default_gallery_path())
         self.path = self.store.path
         #: The local search index (None when the store searches itself, as Milvus does).
         self.index: SyncedIndex | None = None
         if not hasattr(self.store, "search"):
-            self.index = SyncedIndex(self.store, self.model_id, mode=index, storage=index_storage, progress=progress)
+            try:
+                self.index = SyncedIndex(self.store, self.model_id, mode=mode, storage=storage, progress=progress)  # type: ignore[arg-type]
+            except ValueError:
+                self.store.close()
+                raise
 
     def __enter__(self) -> Gallery:
         return self
@@ -290,6 +297,14 @@ class Gallery:
 
     def remove_template(self, template_id: int) -> TemplateRecord:
         return self.store.remove_template(template_id)
+
+
+def _from_env(variable: str, choices: Sequence[str]) -> str:
+    """``$variable`` if set (checked against ``choices``), else the first choice."""
+    value = os.environ.get(variable) or choices[0]
+    if value not in choices:
+        raise GalleryError(f"${variable} is {value!r}; it must be one of {', '.join(choices)}")
+    return value
 
 
 def _assign(candidates: Sequence[Sequence[Candidate]], threshold: float) -> list[Candidate | None]:
