@@ -336,7 +336,9 @@ class SyncedIndex:
                 "threshold": self.threshold,
                 "templates": len(index),
                 "storage": index.storage if hnsw else "f32",
+                # A memory-mapped graph's vectors and links are in the file (paged in as searched), not counted here.
                 "memory_bytes": index.memory_bytes() if hnsw else int(index.vectors.nbytes + index.ids.nbytes),
+                "memory_mapped": hnsw and self._view,
                 "file": str(self.path) if hnsw else None,
                 "file_bytes": self.path.stat().st_size if hnsw and self.path.is_file() else None,
                 "saved_change": info.change if info else None,
