@@ -128,27 +128,30 @@ class SyncedIndex:
         """``(similarities, template_ids)`` of the ``k`` nearest templates per query, best first, exact
         scores; rows are padded with ``-1`` ids (and ``-inf`` scores) when fewer are found."""
         queries = np.atleast_2d(np.asarray(queries, np.float32))
+        if not len(queries):
+            return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64)
         with self._lock:
             index = self.refresh()
             if isinstance(index, HNSWIndex) and index.storage != "f32":
-                return self._reranked(index, queries, k)
+                # In slices: the candidates' vectors of a whole batch at once would take a lot of memory.
+                parts = [self._reranked(index, queries[i : i + 256], k) for i in range(0, len(queries), 256)]
+                return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
             return index.search(queries, k)
 
     def _reranked(self, index: HNSWIndex, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Quantised graph scores pick the candidates; the store's float32 vectors score them."""
         _, candidates = index.search(queries, k * RERANK_FACTOR)
         ids, vectors = self.store.vectors(np.unique(candidates[candidates >= 0]), self.model_id)
-        row_of = {int(i): n for n, i in enumerate(ids)}
         width = min(k, candidates.shape[1])
-        scores = np.full((len(queries), width), -np.inf, np.float32)
-        found = np.full((len(queries), width), -1, np.int64)
-        for q, (query, row) in enumerate(zip(queries, candidates)):
-            kept = np.array([i for i in row if int(i) in row_of], np.int64)
-            if not len(kept):
-                continue
-            exact = vectors[[row_of[int(i)] for i in kept]] @ query
-            order = np.argsort(-exact, kind="stable")[:width]
-            scores[q, : len(order)], found[q, : len(order)] = exact[order], kept[order]
+        if not len(ids):
+            return np.full((len(queries), 0), -np.inf, np.float32), np.full((len(queries), 0), -1, np.int64)
+        rows = np.searchsorted(ids, candidates).clip(max=len(ids) - 1)
+        stored = ids[rows] == candidates  # False for padding and for templates removed meanwhile
+        exact = np.einsum("qd,qkd->qk", queries, vectors[rows])
+        exact[~stored] = -np.inf
+        order = np.argsort(-exact, axis=1, kind="stable")[:, :width]
+        scores = np.take_along_axis(exact, order, axis=1).astype(np.float32)
+        found = np.where(np.isfinite(scores), np.take_along_axis(candidates, order, axis=1), -1)
         return scores, found
 
     # --- keeping up with the store --------------------------------------------------------
