@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import evaluate, people, recognize
+from . import evaluate, index, people, recognize
 from .demo import demo
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app.command()(demo)
 recognize.register(app)
 evaluate.register(app)
 app.add_typer(people.app, name="people")
+app.add_typer(index.app, name="index")
 
 
 def main() -> None:

@@ -31,8 +31,14 @@ err_console = Console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 DbOption = Annotated[
-    Path | None,
-    typer.Option("--db", envvar="FACEPRINT_DB", help="Gallery file (default: per-user data dir).", show_default=False),
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="FACEPRINT_DB",
+        help="Gallery: an SQLite file (default: per-user data dir), milvus://host:19530/collection, "
+        "or a Milvus Lite file (milvus-lite:///path.db or *.milvus.db).",
+        show_default=False,
+    ),
 ]
 WorkersOption = Annotated[
     int | None, typer.Option("--workers", min=1, help="Worker processes for batches (default: one per core).")
@@ -77,13 +83,13 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def stored_calibration(db: Path | None) -> Calibration | None:
-    """The calibration of the gallery ``db`` (or FACEPRINT_DB, or the default gallery) if that file
-    exists; None (the shipped calibration) otherwise. A missing gallery is not created."""
-    path = db or default_gallery_path()
-    if not path.exists():
+def stored_calibration(db: str | None) -> Calibration | None:
+    """The calibration of the gallery ``db`` (or FACEPRINT_DB, or the default gallery) if it exists;
+    None (the shipped calibration) otherwise. A missing gallery file is not created."""
+    location = db or str(default_gallery_path())
+    if "://" not in location and not Path(location).exists():
         return None
-    with Gallery(path) as gallery:
+    with Gallery(location) as gallery:
         return gallery.calibration()
 
 

@@ -168,10 +168,12 @@ def identify(
     if out is not None and len(paths) != 1:
         raise typer.BadParameter("--out needs exactly one input image")
     with Gallery(db) as gallery:
-        if not gallery.people():
+        if not gallery.store.template_count(gallery.model_id):
             err_console.print(f"[yellow]warning:[/] the gallery {gallery.path} is empty: enroll people first")
         results = _run_batch(paths, gallery.options, workers, "identifying", not json_output)
-        answers = [(r, gallery.identify_faces(r.faces, top_k=top_k, fmr=fmr) if not r.error else []) for r in results]
+        # One batched search for the faces of every image.
+        found = gallery.identify_photos([r.faces if not r.error else [] for r in results], top_k=top_k, fmr=fmr)
+        answers = list(zip(results, found))
     if out is not None and not results[0].error:
         pixels = load_image(paths[0]).pixels
         ids = answers[0][1]

@@ -1,7 +1,8 @@
 """The gallery: people, their templates, enrollment and 1:N identification.
 
-The SQLite file is the source of truth; the search index is a cache rebuilt whenever the
-file's generation counter moves (another process, or this one, changed the gallery).
+The store (an SQLite file, or a Milvus collection) is the source of truth. For an SQLite
+gallery the search index is a cache kept in step with the file's change log (see
+``faceprint.index.synced``); Milvus searches its own index.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ import numpy as np
 import platformdirs
 
 from ..api import single_face, template_of
-from ..errors import FaceprintError, LowQualityError, ModelError
+from ..errors import FaceprintError, GalleryError, LowQualityError, ModelError
 from ..image import ImageSource
-from ..index import ExactIndex
+from ..index.hnsw import STORAGES, Storage
+from ..index.synced import MODES, Mode, SyncedIndex
 from ..match import Calibration, check_same_model, load_calibration, operating_fmr, parse_calibration
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files
 from ..types import Candidate, Face, Identification, Template
-from .sqlite import NewTemplate, Person, SQLiteStore, TemplateRecord
+from .sqlite import NewTemplate, Person, TemplateRecord
+from .store import GalleryStore, open_store
 
-__all__ = ["Enrollment", "Gallery", "Person", "TemplateRecord", "default_gallery_path"]
+__all__ = ["Enrollment", "Gallery", "GalleryStore", "Person", "TemplateRecord", "default_gallery_path"]
 
 #: Gallery meta key of the calibration measured by ``faceprint calibrate`` (JSON, as shipped in faceprint/data).
 CALIBRATION_KEY = "calibration"
@@ -33,10 +36,10 @@ CALIBRATION_KEY = "calibration"
 _TEMPLATES_PER_CANDIDATE = 20
 
 
-def default_gallery_path() -> Path:
-    """``$FACEPRINT_DB`` if set, else ``gallery.db`` in the per-user data directory."""
+def default_gallery_path() -> str | Path:
+    """``$FACEPRINT_DB`` if set (a path or a Milvus URI), else ``gallery.db`` in the per-user data directory."""
     env = os.environ.get("FACEPRINT_DB")
-    return Path(env) if env else platformdirs.user_data_path("faceprint") / "gallery.db"
+    return env if env else platformdirs.user_data_path("faceprint") / "gallery.db"
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,15 @@ class Enrollment:
 
 
 class Gallery:
-    """Enrolled people and their templates in one SQLite file.
+    """Enrolled people and their templates in one SQLite file, or in Milvus.
+
+    ``path``: an SQLite file, ``milvus://host:19530/collection`` (a Milvus server or cluster), or a
+    local Milvus Lite file (``milvus-lite:///path/file.db`` or any path ending in ``.milvus.db``).
+    ``index``: ``"auto"`` searches exactly below ``faceprint.index.synced.ANN_THRESHOLD`` templates
+    and with an HNSW graph from there on; ``"exact"`` or ``"hnsw"`` force one. ``index_storage``:
+    ``"f32"``, or ``"f16"``/``"i8"`` for a graph of half/a quarter the memory (scores stay exact:
+    candidates are re-ranked with the stored float32 templates). Both apply to SQLite galleries;
+    their defaults come from ``$FACEPRINT_INDEX`` and ``$FACEPRINT_INDEX_STORAGE`` when set.
 
     >>> from faceprint import Gallery
     >>> with Gallery("/tmp/doctest-gallery.db") as gallery:
@@ -73,14 +84,24 @@ class Gallery:
         *,
         options: PipelineOptions = DEFAULT_OPTIONS,
         fmr: float | None = None,
+        index: Mode | None = None,
+        index_storage: Storage | None = None,
+        progress: bool = True,
     ) -> None:
-        self.path = Path(path) if path is not None else default_gallery_path()
         self.options = options
         self.fmr = fmr
-        self.store = SQLiteStore(self.path)
-        self._index: ExactIndex | None = None
-        self._index_generation = -1
-        self._index_persons = np.zeros(0, np.int64)
+        mode = index or _from_env("FACEPRINT_INDEX", MODES)
+        storage = index_storage or _from_env("FACEPRINT_INDEX_STORAGE", STORAGES)
+        self.store: GalleryStore = open_store(path if path is not None else default_gallery_path())
+        self.path = self.store.path
+        #: The local search index (None when the store searches itself, as Milvus does).
+        self.index: SyncedIndex | None = None
+        if not hasattr(self.store, "search"):
+            try:
+                self.index = SyncedIndex(self.store, self.model_id, mode=mode, storage=storage, progress=progress)  # type: ignore[arg-type]
+            except ValueError:
+                self.store.close()
+                raise
 
     def __enter__(self) -> Gallery:
         return self
@@ -89,7 +110,11 @@ class Gallery:
         self.close()
 
     def close(self) -> None:
-        self.store.close()
+        try:
+            if self.index is not None:
+                self.index.close()
+        finally:
+            self.store.close()
 
     @property
     def model_id(self) -> str:
@@ -147,9 +172,7 @@ class Gallery:
             reasons = "; ".join(str(error) for _, error in rejected)
             raise type(first)(f"nothing enrolled for {name!r}: {reasons}")
         self._check_gallery_model()
-        with self.store.transaction() as db:
-            person_id = self.store.ensure_person(db, name, external_id, metadata)
-            added = self.store.add_templates(db, person_id, accepted)
+        person_id, added = self.store.enroll(name, external_id, metadata, accepted)
         return Enrollment(self.store.person(person_id), added, len(accepted) - len(added), rejected)
 
     def _new_template(self, result: ImageResult, largest: bool, check_quality: bool) -> NewTemplate:
@@ -175,8 +198,7 @@ class Gallery:
             check_same_model(template.model_id, self.model_id)
         self._check_gallery_model()
         rows = [NewTemplate(t.vector, t.model_id, source=source) for t in templates]
-        with self.store.transaction() as db:
-            return self.store.add_templates(db, self.store.ensure_person(db, name, None, None), rows)
+        return self.store.enroll(name, None, None, rows)[1]
 
     def _check_gallery_model(self) -> None:
         others = [m for m in self.store.model_ids() if m != self.model_id]
@@ -216,24 +238,38 @@ class Gallery:
         self, faces: Sequence[Face], *, top_k: int = 5, fmr: float | None = None
     ) -> list[Identification]:
         """Decide for faces of one photo; no person is given to two faces of it."""
+        return self.identify_photos([faces], top_k=top_k, fmr=fmr)[0]
+
+    def identify_photos(
+        self, photos: Sequence[Sequence[Face]], *, top_k: int = 5, fmr: float | None = None
+    ) -> list[list[Identification]]:
+        """``identify_faces`` for the faces of many photos with one batched search (much faster
+        per face than one search each, on a large gallery)."""
         calibration = self.calibration()
         fmr = operating_fmr(calibration, fmr if fmr is not None else self.fmr)
         threshold = calibration.threshold(fmr)
-        nearest = self._nearest_people(faces, top_k)
-        names = self.store.names()  # read after the search: a person removed meanwhile is skipped
-        ranked = [
-            [
-                Candidate(p, names[p], s, calibration.estimated_fmr(s), calibration.decide(s, fmr))
-                for p, s in people
-                if p in names
+        found = self._nearest_people([face for faces in photos for face in faces], top_k)
+        # Read after the search: a person removed meanwhile is skipped.
+        names = self.store.names_of(sorted({person for people in found for person, _ in people}))
+        nearest = iter(found)
+        answers = []
+        for faces in photos:
+            ranked = [
+                [
+                    Candidate(p, names[p], s, calibration.estimated_fmr(s), calibration.decide(s, fmr))
+                    for p, s in next(nearest)
+                    if p in names
+                ]
+                for _ in faces
             ]
-            for people in nearest
-        ]
-        matches = _assign(ranked, threshold)
-        return [
-            Identification(face, tuple(candidates), match, threshold)
-            for face, candidates, match in zip(faces, ranked, matches)
-        ]
+            matches = _assign(ranked, threshold)
+            answers.append(
+                [
+                    Identification(face, tuple(candidates), match, threshold)
+                    for face, candidates, match in zip(faces, ranked, matches)
+                ]
+            )
+        return answers
 
     def _nearest_people(self, faces: Sequence[Face], top_k: int) -> list[list[tuple[int, float]]]:
         """For each face, up to ``top_k`` (person id, best similarity over their templates), best first."""
@@ -242,23 +278,25 @@ class Gallery:
         templates = [template_of(face) for face in faces]
         for template in templates:
             check_same_model(template.model_id, self.model_id)
-        index, persons = self._search_index()
         queries = np.stack([t.vector for t in templates])
-        scores, template_ids = index.search(queries, top_k * _TEMPLATES_PER_CANDIDATE)
+        scores, template_ids = self.search_templates(queries, top_k * _TEMPLATES_PER_CANDIDATE)
+        persons = self.store.persons_of(np.unique(template_ids[template_ids >= 0]))
         nearest = []
         for row_scores, row_ids in zip(scores, template_ids):
             best: dict[int, float] = {}
-            for score, person in zip(row_scores, persons[np.searchsorted(index.ids, row_ids)]):
-                best.setdefault(int(person), float(score))  # results come best first
+            for score, template_id in zip(row_scores, row_ids):
+                person = persons.get(int(template_id))
+                if person is not None:  # a template removed since the search is skipped
+                    best.setdefault(person, float(score))  # results come best first
             nearest.append(list(best.items())[:top_k])
         return nearest
 
-    def _search_index(self) -> tuple[ExactIndex, np.ndarray]:
-        generation = self.store.generation()
-        if self._index is None or generation != self._index_generation:
-            ids, persons, vectors = self.store.load_vectors(self.model_id)
-            self._index, self._index_persons, self._index_generation = ExactIndex(ids, vectors), persons, generation
-        return self._index, self._index_persons
+    def search_templates(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(similarities, template_ids)`` of the ``k`` most similar templates to each query vector,
+        best first (rows padded with id ``-1`` when the gallery holds fewer)."""
+        if self.index is not None:
+            return self.index.search(queries, k)
+        return self.store.search(queries, k, self.model_id)
 
     # --- people ---------------------------------------------------------------------------
 
@@ -284,6 +322,14 @@ class Gallery:
 
     def remove_template(self, template_id: int) -> TemplateRecord:
         return self.store.remove_template(template_id)
+
+
+def _from_env(variable: str, choices: Sequence[str]) -> str:
+    """``$variable`` if set (checked against ``choices``), else the first choice."""
+    value = os.environ.get(variable) or choices[0]
+    if value not in choices:
+        raise GalleryError(f"${variable} is {value!r}; it must be one of {', '.join(choices)}")
+    return value
 
 
 def _assign(candidates: Sequence[Sequence[Candidate]], threshold: float) -> list[Candidate | None]:

@@ -25,7 +25,7 @@ from ..errors import GalleryError, PersonNotFoundError
 
 #: Marks the file as a faceprint gallery ("FPRT"), so a foreign SQLite file is never migrated.
 APPLICATION_ID = 0x46505254
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # MIGRATIONS[v] upgrades a gallery at schema version v - 1 to version v.
 MIGRATIONS: dict[int, str] = {
@@ -54,6 +54,19 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX template_person ON template(person_id);
     INSERT INTO meta (key, value) VALUES ('generation', '0');
+    """,
+    # A log of template insertions and deletions, written by triggers inside the changing
+    # transaction: a search index remembers the last change it holds and replays only the
+    # newer ones, whichever process made them. ``gallery_id`` tells an index built for a
+    # copy or an older backup of the file from one built for this file.
+    2: """
+    CREATE TABLE template_change (seq INTEGER PRIMARY KEY AUTOINCREMENT, template_id INTEGER NOT NULL);
+    CREATE TRIGGER template_added AFTER INSERT ON template
+        BEGIN INSERT INTO template_change (template_id) VALUES (new.id); END;
+    CREATE TRIGGER template_removed AFTER DELETE ON template
+        BEGIN INSERT INTO template_change (template_id) VALUES (old.id); END;
+    INSERT INTO template_change (template_id) SELECT id FROM template;
+    INSERT INTO meta (key, value) VALUES ('gallery_id', lower(hex(randomblob(16))));
     """,
 }
 
@@ -101,6 +114,30 @@ class NewTemplate:
     quality_report: dict[str, Any] | None = None
 
 
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of ``script`` (a trigger's body holds ``;`` too, so split where SQLite would)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+
+
+#: SQLite's default limit on ``?`` parameters per statement is 32766; stay well under it.
+_MAX_SQL_PARAMS = 10_000
+
+
+def _unpack(rows: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, float32 vectors)`` from ``(id, vector blob)`` rows."""
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
+    return ids, vectors.astype(np.float32)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -146,9 +183,8 @@ class SQLiteStore:
             # Re-read under the write lock: another process may have migrated meanwhile.
             version = db.execute("PRAGMA user_version").fetchone()[0]
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                for statement in _statements(MIGRATIONS[target]):
+                    db.execute(statement)
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -246,6 +282,14 @@ class SQLiteStore:
             )
         return int(row[0])
 
+    def enroll(
+        self, name: str, external_id: str | None, metadata: dict[str, Any] | None, templates: Sequence[NewTemplate]
+    ) -> tuple[int, list[int]]:
+        """Create or update ``name`` and add ``templates`` in one transaction: ``(person id, added template ids)``."""
+        with self.transaction() as db:
+            person_id = self.ensure_person(db, name, external_id, metadata)
+            return person_id, self.add_templates(db, person_id, templates)
+
     def add_templates(self, db: sqlite3.Connection, person_id: int, templates: Sequence[NewTemplate]) -> list[int]:
         """Insert templates (within the caller's transaction); an image already enrolled for
         this person is skipped. Returns the ids of the templates actually added."""
@@ -336,18 +380,79 @@ class SQLiteStore:
     def model_ids(self) -> list[str]:
         return [row[0] for row in self._query("SELECT DISTINCT model_id FROM template")]
 
-    def load_vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(template_ids, person_ids, vectors)`` of every template of ``model_id``, read in one snapshot."""
-        rows = self._query("SELECT id, person_id, vector FROM template WHERE model_id = ? ORDER BY id", (model_id,))
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        persons = np.array([r[1] for r in rows], dtype=np.int64)
-        vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), -1)
-        return ids, persons, vectors.astype(np.float32)
+    def template_count(self, model_id: str) -> int:
+        return int(self._query("SELECT count(*) FROM template WHERE model_id = ?", (model_id,))[0][0])
 
-    def names(self) -> dict[int, str]:
-        return dict(self._query("SELECT id, name FROM person"))
+    def iter_vectors(self, model_id: str, chunk: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(template_ids, vectors)`` of every template of ``model_id`` in id order, ``chunk`` rows at a time
+        (call inside ``snapshot()`` for a consistent view)."""
+        last = -1
+        while True:
+            rows = self._query(
+                "SELECT id, vector FROM template WHERE model_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (model_id, last, chunk),
+            )
+            if not rows:
+                return
+            yield _unpack(rows)
+            last = rows[-1][0]
+
+    def vectors(self, template_ids: Sequence[int], model_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(template_ids, vectors)`` of those of ``template_ids`` that exist with ``model_id``, in id order."""
+        found: list[sqlite3.Row] = []
+        ids = [int(i) for i in template_ids]
+        for start in range(0, len(ids), _MAX_SQL_PARAMS):
+            part = ids[start : start + _MAX_SQL_PARAMS]
+            found += self._query(
+                f"SELECT id, vector FROM template WHERE model_id = ? AND id IN ({','.join('?' * len(part))})",
+                (model_id, *part),
+            )
+        return _unpack(sorted(found))
+
+    def persons_of(self, template_ids: Sequence[int]) -> dict[int, int]:
+        """Person id of each of ``template_ids`` that still exists."""
+        ids = [int(i) for i in template_ids]
+        found: dict[int, int] = {}
+        for start in range(0, len(ids), _MAX_SQL_PARAMS):
+            part = ids[start : start + _MAX_SQL_PARAMS]
+            sql = f"SELECT id, person_id FROM template WHERE id IN ({','.join('?' * len(part))})"
+            found.update(self._query(sql, part))
+        return found
+
+    # --- change log (for search indexes) --------------------------------------------------
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see one state of the file, whatever other processes commit meanwhile (nests)."""
+        with self._lock:
+            if self._db.in_transaction:
+                yield
+                return
+            self._db.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._rollback()
+
+    def last_change(self) -> int:
+        """Sequence number of the latest template insertion or deletion (0 if none)."""
+        return int(self._query("SELECT coalesce(max(seq), 0) FROM template_change")[0][0])
+
+    def changed_templates(self, since: int) -> tuple[int, np.ndarray]:
+        """``(latest change, ids of templates inserted or deleted after change ``since``)``."""
+        rows = self._query("SELECT seq, template_id FROM template_change WHERE seq > ? ORDER BY seq", (since,))
+        if not rows:
+            return since, np.zeros(0, np.int64)
+        return int(rows[-1][0]), np.unique(np.array([r[1] for r in rows], dtype=np.int64))
+
+    def names_of(self, person_ids: Sequence[int]) -> dict[int, str]:
+        """Name of each of ``person_ids`` that still exists."""
+        ids = [int(i) for i in person_ids]
+        found: dict[int, str] = {}
+        for start in range(0, len(ids), _MAX_SQL_PARAMS):
+            part = ids[start : start + _MAX_SQL_PARAMS]
+            found.update(self._query(f"SELECT id, name FROM person WHERE id IN ({','.join('?' * len(part))})", part))
+        return found
 
     def integrity_check(self) -> str:
         return str(self._query("PRAGMA integrity_check")[0][0])

@@ -1,0 +1,375 @@
+"""A search index kept consistent with a gallery store, persisted next to the gallery file.
+
+The store is the source of truth; the index is a cache of it. Each template insertion or
+deletion gets a sequence number in the store's change log (written by the same transaction),
+and the index records the last change it holds. Before every search the index replays the
+newer changes, whichever process made them. Replaying is idempotent (every touched template is
+removed, then re-added if it still exists), so an index that holds more than its recorded
+change is still made exact. A saved index that is missing, built for another gallery file,
+model, storage type or format, newer than the gallery, or unreadable is rebuilt from the store.
+
+Small galleries are searched exactly (one matrix product); from ``ANN_THRESHOLD`` templates on,
+an HNSW graph is used, with exact re-ranking of the candidates when the graph stores float16 or
+int8 vectors. The file is written only by whole-file atomic replacement (index first, then its
+info), so killing the process at any moment leaves the old file, the new one, or an info that
+no longer matches it (rebuilt on the next open): never a wrong answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from . import ExactIndex
+from .hnsw import STORAGES, HNSWIndex, Storage
+
+try:
+    import fcntl
+except ImportError:  # Windows: concurrent saves of one index are not serialised
+    fcntl = None  # type: ignore[assignment]
+
+#: Exact search up to this many templates, HNSW from here on. Measured (BENCHMARKS.md, "1:N at
+#: scale"): numpy brute force answers one query in ~1 ms at 50k templates on 2 cores, the p50
+#: target, while an HNSW graph costs build time and memory and misses a small fraction of matches.
+ANN_THRESHOLD = 50_000
+#: Index file format: bump whenever the layout or the HNSW parameters change.
+FORMAT = 1
+#: Save the index again once this many changes (or 1 % of the index, if more) are not in the saved file:
+#: replaying fewer at the next open is quicker than writing the whole file after every enrollment.
+CHECKPOINT_CHANGES = 1000
+#: Candidates fetched per wanted result when the graph holds quantised vectors, before exact re-ranking.
+RERANK_FACTOR = 2
+
+Mode = Literal["auto", "exact", "hnsw"]
+MODES: tuple[Mode, ...] = ("auto", "exact", "hnsw")
+
+
+class VectorStore(Protocol):
+    """What a gallery store gives its index (SQLiteStore implements it)."""
+
+    path: Path
+
+    def snapshot(self) -> contextlib.AbstractContextManager[None]: ...
+    def last_change(self) -> int: ...
+    def changed_templates(self, since: int) -> tuple[int, np.ndarray]: ...
+    def template_count(self, model_id: str) -> int: ...
+    def iter_vectors(self, model_id: str, chunk: int = ...) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
+    def vectors(self, template_ids: np.ndarray, model_id: str) -> tuple[np.ndarray, np.ndarray]: ...
+    def meta(self, key: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """The sidecar ``.json`` of a saved index: what it was built from."""
+
+    format: int
+    gallery_id: str
+    model_id: str
+    storage: str
+    dimension: int
+    change: int
+    count: int
+    bytes: int
+
+
+class SyncedIndex:
+    """Nearest templates of a store, exact or HNSW, always reflecting the store's committed state.
+
+    ``mode``: ``"auto"`` (HNSW from ``threshold`` templates), ``"exact"`` or ``"hnsw"``.
+    ``storage``: how the HNSW graph stores vectors (``"f32"``, ``"f16"`` or ``"i8"``).
+    """
+
+    def __init__(
+        self,
+        store: VectorStore,
+        model_id: str,
+        *,
+        mode: Mode = "auto",
+        storage: Storage = "f32",
+        threshold: int = ANN_THRESHOLD,
+        progress: bool = True,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"index mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if storage not in STORAGES:
+            raise ValueError(f"index storage must be one of {', '.join(STORAGES)}, not {storage!r}")
+        self.store = store
+        self.model_id = model_id
+        self.mode = mode
+        self.storage = storage
+        self.threshold = threshold
+        self.progress = progress
+        # One file per storage type, so trying f16 does not throw away a built f32 index.
+        suffix = ".hnsw" if storage == "f32" else f".{storage}.hnsw"
+        self.path = store.path.with_name(store.path.name + suffix)
+        self.info_path = store.path.with_name(store.path.name + suffix + ".json")
+        #: Why the saved index was last rebuilt (None: it was up to date or never needed).
+        self.rebuild_reason: str | None = None
+        self._lock = threading.RLock()
+        self._index: ExactIndex | HNSWIndex | None = None
+        self._change = -1
+        self._view = False  # the HNSW graph is a read-only memory map of the saved file
+        self._unsaved = 0
+
+    # --- searching ------------------------------------------------------------------------
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(similarities, template_ids)`` of the ``k`` nearest templates per query, best first, exact
+        scores; rows are padded with ``-1`` ids (and ``-inf`` scores) when fewer are found."""
+        queries = np.atleast_2d(np.asarray(queries, np.float32))
+        if not len(queries):
+            return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64)
+        with self._lock:
+            index = self.refresh()
+            if isinstance(index, HNSWIndex) and index.storage != "f32":
+                # In slices: the candidates' vectors of a whole batch at once would take a lot of memory.
+                parts = [self._reranked(index, queries[i : i + 256], k) for i in range(0, len(queries), 256)]
+                return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            return index.search(queries, k)
+
+    def _reranked(self, index: HNSWIndex, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Quantised graph scores pick the candidates; the store's float32 vectors score them."""
+        _, candidates = index.search(queries, k * RERANK_FACTOR)
+        ids, vectors = self.store.vectors(np.unique(candidates[candidates >= 0]), self.model_id)
+        width = min(k, candidates.shape[1])
+        if not len(ids):
+            return np.full((len(queries), 0), -np.inf, np.float32), np.full((len(queries), 0), -1, np.int64)
+        rows = np.searchsorted(ids, candidates).clip(max=len(ids) - 1)
+        stored = ids[rows] == candidates  # False for padding and for templates removed meanwhile
+        exact = np.einsum("qd,qkd->qk", queries, vectors[rows])
+        exact[~stored] = -np.inf
+        order = np.argsort(-exact, axis=1, kind="stable")[:, :width]
+        scores = np.take_along_axis(exact, order, axis=1).astype(np.float32)
+        found = np.where(np.isfinite(scores), np.take_along_axis(candidates, order, axis=1), -1)
+        return scores, found
+
+    # --- keeping up with the store --------------------------------------------------------
+
+    def refresh(self) -> ExactIndex | HNSWIndex:
+        """The index, brought up to the store's latest committed change."""
+        with self._lock, self.store.snapshot():
+            change = self.store.last_change()
+            if self._index is not None and change == self._change:
+                return self._index
+            if not self._wants_hnsw(self.store.template_count(self.model_id)):
+                ids, vectors = self._all_vectors()
+                self._index, self._change = ExactIndex(ids, vectors), change
+                return self._index
+            if not isinstance(self._index, HNSWIndex):
+                self._index = self._open_saved(change)
+            if self._index is None:
+                self._index = self._build(change)
+            else:
+                self._apply_changes()
+            self._checkpoint_if_due()
+            return self._index
+
+    def _wants_hnsw(self, count: int) -> bool:
+        return self.mode == "hnsw" or (self.mode == "auto" and count >= self.threshold)
+
+    def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        chunks = list(self.store.iter_vectors(self.model_id))
+        if not chunks:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
+
+    def _apply_changes(self) -> None:
+        assert isinstance(self._index, HNSWIndex)
+        latest, touched = self.store.changed_templates(self._change)
+        if not len(touched):
+            self._change = latest
+            return
+        if self._view:  # the memory map is read-only: take a private copy before changing it
+            self._index, self._view = self._index.copy(), False
+        ids, vectors = self.store.vectors(touched, self.model_id)
+        self._index.remove(touched)
+        self._index.add(ids, vectors)
+        self._change = latest
+        self._unsaved += len(touched)
+
+    def _checkpoint_if_due(self) -> None:
+        if self._unsaved and self._unsaved >= max(CHECKPOINT_CHANGES, len(self._index or ()) // 100):
+            self.save()
+
+    def close(self) -> None:
+        """Save the index if enough changes are not in the saved file yet."""
+        with self._lock:
+            if isinstance(self._index, HNSWIndex):
+                self._checkpoint_if_due()
+
+    # --- the saved file -------------------------------------------------------------------
+
+    def read_info(self) -> IndexInfo | None:
+        try:
+            return IndexInfo(**json.loads(self.info_path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"unreadable index info {self.info_path} ({exc})") from None
+
+    def _open_saved(self, change: int) -> HNSWIndex | None:
+        """The saved graph, memory-mapped, if it is one of this gallery's states; else None (and why)."""
+        try:
+            info = self.read_info()
+            problem = self._mismatch(info, change)
+            if problem is None:
+                assert info is not None
+                index = HNSWIndex.load(self.path, view=True)
+                if len(index) != info.count or index.dimension != info.dimension:
+                    problem = f"{self.path} is corrupt: {len(index)} vectors where {info.count} were saved"
+        except (OSError, ValueError, RuntimeError) as exc:
+            problem = f"{self.path} is unreadable ({exc})"
+        if problem is not None:
+            self.rebuild_reason = problem
+            return None
+        self._view, self._change, self._unsaved = True, info.change, 0
+        return index
+
+    def _mismatch(self, info: IndexInfo | None, change: int) -> str | None:
+        """Why a saved index with ``info`` cannot serve the gallery at ``change`` (None if it can)."""
+        if info is None or not self.path.is_file():
+            return f"no saved index at {self.path}"
+        expected = {
+            "format": FORMAT,
+            "gallery_id": self.store.meta("gallery_id"),
+            "model_id": self.model_id,
+            "storage": self.storage,
+        }
+        for key, value in expected.items():
+            if getattr(info, key) != value:
+                return f"{self.path} was built for {key} {getattr(info, key)!r}, not {value!r}"
+        if info.change > change:
+            return f"{self.path} is newer than the gallery (change {info.change} > {change}): a restored backup?"
+        if info.bytes != self.path.stat().st_size:
+            return f"{self.path} does not match its info {self.info_path} (interrupted save?)"
+        return None
+
+    def _build(self, change: int) -> HNSWIndex:
+        """A new graph from every template of the store (inside the caller's snapshot), saved."""
+        count = self.store.template_count(self.model_id)
+        dimension = self._dimension()
+        with self._progress(count, f"building the search index of {self.store.path.name}") as advance:
+            index = HNSWIndex.build(self.store.iter_vectors(self.model_id), dimension, self.storage, advance)
+        self._view, self._change, self._unsaved = False, change, len(index)
+        self._index = index
+        self.save()
+        return index
+
+    def _dimension(self) -> int:
+        for _, vectors in self.store.iter_vectors(self.model_id, chunk=1):
+            return vectors.shape[1]
+        return 128
+
+    def rebuild(self) -> HNSWIndex:
+        """Build the HNSW graph from the store anew and save it, whatever the mode and size."""
+        with self._lock, self.store.snapshot():
+            self.rebuild_reason = "asked for"
+            self._index = None
+            return self._build(self.store.last_change())
+
+    def save(self) -> None:
+        """Write the graph and then its info, each atomically (one process at a time)."""
+        with self._lock, self._save_lock():
+            index = self._index
+            if not isinstance(index, HNSWIndex):
+                return
+            index.save(self.path)
+            info = IndexInfo(
+                format=FORMAT,
+                gallery_id=self.store.meta("gallery_id") or "",
+                model_id=self.model_id,
+                storage=self.storage,
+                dimension=index.dimension,
+                change=self._change,
+                count=len(index),
+                bytes=self.path.stat().st_size,
+            )
+            partial = self.info_path.with_name(f"{self.info_path.name}.{os.getpid()}.partial")
+            with open(partial, "w") as f:
+                json.dump(asdict(info), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(partial, self.info_path)
+            self._unsaved = 0
+
+    @contextlib.contextmanager
+    def _save_lock(self) -> Iterator[None]:
+        if fcntl is None:
+            yield
+            return
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    @contextlib.contextmanager
+    def _progress(self, total: int, description: str) -> Iterator[Callable[[int], None]]:
+        console = Console(stderr=True)
+        if not self.progress or not console.is_terminal or total < 10_000:
+            yield lambda n: None
+            return
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda n: bar.advance(task, n)
+
+    # --- inspection -----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, object]:
+        """What is searched and how: kind, size, storage, memory, saved file and its state."""
+        with self._lock:
+            started = time.perf_counter()
+            index = self.refresh()
+            seconds = time.perf_counter() - started
+            hnsw = isinstance(index, HNSWIndex)
+            info = self.read_info() if hnsw else None
+            return {
+                "kind": "hnsw" if hnsw else "exact",
+                "mode": self.mode,
+                "threshold": self.threshold,
+                "templates": len(index),
+                "storage": index.storage if hnsw else "f32",
+                # A memory-mapped graph's vectors and links are in the file (paged in as searched), not counted here.
+                "memory_bytes": index.memory_bytes() if hnsw else int(index.vectors.nbytes + index.ids.nbytes),
+                "memory_mapped": hnsw and self._view,
+                "file": str(self.path) if hnsw else None,
+                "file_bytes": self.path.stat().st_size if hnsw and self.path.is_file() else None,
+                "saved_change": info.change if info else None,
+                "gallery_change": self._change,
+                "rebuilt": self.rebuild_reason,
+                "open_seconds": round(seconds, 4),
+            }
+
+    def verify(self) -> list[str]:
+        """Problems found comparing the index with the store, template by template (empty: consistent)."""
+        with self._lock, self.store.snapshot():
+            index = self.refresh()
+            problems: list[str] = []
+            stored = 0
+            for ids, vectors in self.store.iter_vectors(self.model_id):
+                stored += len(ids)
+                if isinstance(index, HNSWIndex):
+                    problems += self._compare(index, ids, vectors)
+            if len(index) != stored:
+                problems.append(f"the index holds {len(index)} templates, the gallery {stored}")
+            return problems[:20]
+
+    def _compare(self, index: HNSWIndex, ids: np.ndarray, vectors: np.ndarray) -> list[str]:
+        present = np.array([int(i) in index for i in ids], bool)
+        problems = [f"template {i} is missing from the index" for i in ids[~present][:10]]
+        if present.any():
+            stored = index.vectors(ids[present])
+            tolerance = {"f32": 1e-6, "f16": 2e-3, "i8": 0.01}[self.storage]
+            wrong = np.abs(stored - vectors[present]).max(axis=1) > tolerance
+            problems += [f"template {i}'s vector differs in the index" for i in ids[present][wrong][:10]]
+        return problems
