@@ -1,0 +1,227 @@
+"""Who each track is: quality-weighted best shots, one decision per track, revised only on strong evidence.
+
+A track does not embed every frame. It keeps the best-quality faces seen at detection
+frames; once ``shots`` usable ones are in (or ``max_wait`` seconds passed), the best of them
+are embedded in one batch with every other track deciding on that frame, their templates are
+averaged with quality weights, and the gallery decides. After that, one new best shot per
+``recheck`` seconds refines the average; the name changes only when the new evidence clears
+the threshold by ``revise_margin`` *and* beats the current name by that margin. Unknown
+tracks get ``unknown-1``, ``unknown-2``... and a stranger who comes back (a new track whose
+average matches an earlier unknown's at the gallery threshold) gets their earlier label back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..embed import normalise
+from ..gallery import Gallery
+from ..match import DEFAULT_FMR, load_calibration
+from ..pipeline import DEFAULT_OPTIONS, LocatedFace, PipelineOptions, embed_located
+from ..types import Candidate, Template
+
+
+@dataclass(frozen=True)
+class IdentityOptions:
+    """When a track embeds and decides; see the module docstring."""
+
+    shots: int = 3
+    max_shots: int = 6
+    min_quality: float = 0.15
+    max_wait: float = 1.0
+    recheck: float = 1.0
+    revise_margin: float = 0.08
+    fmr: float = DEFAULT_FMR
+
+
+@dataclass
+class Shot:
+    """A face seen at a detection frame, a candidate for embedding."""
+
+    frame: int
+    time: float
+    located: LocatedFace
+    #: The face with some surroundings, cut from the frame (for best-shot crops).
+    crop: np.ndarray
+    template: np.ndarray | None = None
+
+    @property
+    def quality(self) -> float:
+        return self.located.face.quality.score
+
+
+@dataclass
+class TrackIdentity:
+    """The identity evidence and decision of one track."""
+
+    track_id: int
+    first_time: float
+    label: str | None = None
+    person_id: int | None = None
+    similarity: float | None = None
+    revisions: int = 0
+    decided_at: int | None = None
+    embedded: list[Shot] = field(default_factory=list)
+    waiting: list[Shot] = field(default_factory=list)
+    best: Shot | None = None
+    last_embed_time: float = -1e9
+
+    @property
+    def decided(self) -> bool:
+        return self.label is not None
+
+    @property
+    def is_known(self) -> bool:
+        return self.person_id is not None
+
+    def observe(self, shot: Shot, options: IdentityOptions) -> None:
+        """Keep ``shot`` if it is among the best seen since the last embedding."""
+        if self.best is None or shot.quality > self.best.quality:
+            self.best = shot
+        if shot.quality < options.min_quality:
+            return
+        self.waiting.append(shot)
+        self.waiting.sort(key=lambda s: -s.quality)
+        del self.waiting[options.max_shots :]
+
+    def shots_to_embed(self, now: float, options: IdentityOptions, *, final: bool = False) -> list[Shot]:
+        """The best waiting shots, when it is time to (re)decide; else nothing."""
+        if not self.waiting:
+            return []
+        if not self.decided:
+            ready = len(self.waiting) >= options.shots or now - self.first_time >= options.max_wait or final
+            return self.waiting[: options.shots] if ready else []
+        better = self.waiting[0].quality >= 0.8 * min(s.quality for s in self.embedded)
+        due = now - self.last_embed_time >= options.recheck
+        return self.waiting[:1] if better and (due or final) else []
+
+    def template(self) -> np.ndarray:
+        """Quality-weighted mean of the embedded shots' templates."""
+        weights = np.array([max(s.quality, 1e-3) for s in self.embedded], np.float32)
+        return normalise(np.average(np.stack([s.template for s in self.embedded]), axis=0, weights=weights))
+
+    def absorb(self, shots: Sequence[Shot], now: float, options: IdentityOptions) -> None:
+        taken = {id(s) for s in shots}
+        self.waiting = [s for s in self.waiting if id(s) not in taken]
+        self.embedded = sorted([*self.embedded, *shots], key=lambda s: -s.quality)[: options.max_shots]
+        self.last_embed_time = now
+
+
+class IdentityResolver:
+    """Decides the identity of every track, batching embeddings and gallery searches per frame."""
+
+    def __init__(
+        self,
+        gallery: Gallery | None,
+        options: IdentityOptions = IdentityOptions(),  # noqa: B008 - frozen dataclass
+        pipeline: PipelineOptions = DEFAULT_OPTIONS,
+    ) -> None:
+        self.gallery = gallery
+        self.options = options
+        self.pipeline = gallery.options if gallery is not None else pipeline
+        self.threshold = load_calibration(self.pipeline.model.model_id).threshold(options.fmr)
+        self.identities: dict[int, TrackIdentity] = {}
+        self._unknowns: list[tuple[str, np.ndarray]] = []
+        self.embeddings = 0
+
+    def identity(self, track_id: int, now: float) -> TrackIdentity:
+        if track_id not in self.identities:
+            self.identities[track_id] = TrackIdentity(track_id, now)
+        return self.identities[track_id]
+
+    def resolve(self, track_ids: Sequence[int], frame: int, now: float, *, final: bool = False) -> None:
+        """Embed and decide for those of ``track_ids`` that are due, in one batch."""
+        due = [
+            (self.identities[t], self.identities[t].shots_to_embed(now, self.options, final=final)) for t in track_ids
+        ]
+        due = [(identity, shots) for identity, shots in due if shots]
+        if not due:
+            return
+        shots = [shot for _, batch in due for shot in batch]
+        faces = embed_located([shot.located for shot in shots], self.pipeline)
+        self.embeddings += len(faces)
+        for shot, face in zip(shots, faces):
+            shot.template = face.template.vector
+        for identity, batch in due:
+            identity.absorb(batch, now, self.options)
+        self._decide([identity for identity, _ in due], frame)
+
+    def _decide(self, identities: list[TrackIdentity], frame: int) -> None:
+        templates = [identity.template() for identity in identities]
+        verdicts = self._search(identities, templates)
+        for identity, template, (match, candidates) in zip(identities, templates, verdicts):
+            self._apply(identity, template, match, candidates, frame)
+
+    def _search(
+        self, identities: list[TrackIdentity], templates: list[np.ndarray]
+    ) -> list[tuple[Candidate | None, tuple[Candidate, ...]]]:
+        if self.gallery is None:
+            return [(None, ())] * len(identities)
+        model_id = self.pipeline.model.model_id
+        # Tracks deciding on the same frame are faces of one photo: nobody is given to two of them.
+        faces = [
+            dataclasses.replace(identity.embedded[0].located.face, template=Template(template, model_id))
+            for identity, template in zip(identities, templates)
+        ]
+        found = self.gallery.identify_faces(faces, fmr=self.options.fmr)
+        return [(result.match, result.candidates) for result in found]
+
+    def _apply(
+        self,
+        identity: TrackIdentity,
+        template: np.ndarray,
+        match: Candidate | None,
+        candidates: tuple[Candidate, ...],
+        frame: int,
+    ) -> None:
+        margin = self.options.revise_margin
+        current = next((c.similarity for c in candidates if c.person_id == identity.person_id), None)
+        if not identity.decided:
+            change = True
+        elif match is not None and match.person_id == identity.person_id:
+            identity.similarity = match.similarity
+            return
+        elif match is not None:
+            # Another person: only on strong evidence, against both the threshold and the current name.
+            change = match.similarity >= self.threshold + margin and match.similarity >= (current or 0.0) + margin
+        else:
+            # Nobody now: drop a known name only once its similarity has clearly fallen away.
+            change = identity.is_known and (current is None or current < self.threshold - margin)
+        if not change:
+            if current is not None:
+                identity.similarity = current
+            return
+        if identity.decided:
+            identity.revisions += 1
+        identity.decided_at = frame if identity.decided_at is None else identity.decided_at
+        if match is not None:
+            identity.label, identity.person_id, identity.similarity = match.name, match.person_id, match.similarity
+        else:
+            identity.label, identity.person_id = self._unknown_label(template), None
+            identity.similarity = candidates[0].similarity if candidates else None
+
+    def _unknown_label(self, template: np.ndarray) -> str:
+        """The label of an earlier stranger this template matches, else a new ``unknown-N``."""
+        if self._unknowns:
+            scores = np.stack([vector for _, vector in self._unknowns]) @ template
+            best = int(np.argmax(scores))
+            if scores[best] >= self.threshold:
+                label = self._unknowns[best][0]
+                self._unknowns[best] = (label, normalise(self._unknowns[best][1] + template))
+                return label
+        label = f"unknown-{len(self._unknowns) + 1}"
+        self._unknowns.append((label, template))
+        return label
+
+    def finish(self, track_ids: Sequence[int], frame: int, now: float) -> None:
+        """Decide for tracks that end before their evidence was complete, with what they have."""
+        self.resolve([t for t in track_ids if not self.identities[t].decided], frame, now, final=True)
+
+
+def pending_label(identity: TrackIdentity | None) -> str:
+    """What to show for a track: its label, or ``?`` while undecided."""
+    return identity.label if identity is not None and identity.label else "?"
