@@ -117,7 +117,7 @@ class IdentityResolver:
     def __init__(
         self,
         gallery: Gallery | None,
-        options: IdentityOptions = IdentityOptions(),  # noqa: B008 - frozen dataclass
+        options: IdentityOptions = IdentityOptions(),
         pipeline: PipelineOptions = DEFAULT_OPTIONS,
     ) -> None:
         self.gallery = gallery

@@ -112,7 +112,7 @@ class VideoProcessor:
     def __init__(
         self,
         gallery: Gallery | None = None,
-        options: VideoOptions = VideoOptions(),  # noqa: B008 - frozen dataclass
+        options: VideoOptions = VideoOptions(),
         *,
         fps: float = 25.0,
         on_event: Callable[[TrackEvent], None] | None = None,
