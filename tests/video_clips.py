@@ -156,11 +156,11 @@ ENROLLED = {"Kit Harington": "Kit_Harington/Kit_Harington_0001.jpg", "Rose Lesli
 
 def occlusion_clip(scale: float = 1.0, frames: int = 60) -> Clip:
     """Kit walks left to right behind a pillar (hidden ~6 frames) while growing; a stranger
-    (Alex, not enrolled) stands on the right from frame 10 on."""
+    (Alex, not enrolled) appears on the right at frame 11, between two detections."""
     w, h = 640 * scale, 360 * scale
     walkers = [
         Walker("Kit Harington", KIT, (0.15 * w, 0.4 * h), (0.85 * w, 0.45 * h), 0.2 * w, 0, frames, grow=1.2),
-        Walker("Alex Lacamoire", ALEX, (0.82 * w, 0.75 * h), (0.8 * w, 0.72 * h), 0.17 * w, 10, frames),
+        Walker("Alex Lacamoire", ALEX, (0.82 * w, 0.75 * h), (0.8 * w, 0.72 * h), 0.17 * w, 11, frames),
     ]
     return make_clip(walkers, size=(round(w), round(h)), frames=frames, pillars=[(round(0.45 * w), round(0.09 * w))])
 

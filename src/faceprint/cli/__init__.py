@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import people, recognize
+from . import video as video_commands
 from .demo import demo
 
 app = typer.Typer(
@@ -16,6 +17,7 @@ app = typer.Typer(
 app.command()(demo)
 recognize.register(app)
 app.add_typer(people.app, name="people")
+video_commands.register(app)
 
 
 def main() -> None:

@@ -91,7 +91,8 @@ class TrackIdentity:
     def shots_to_embed(self, now: float, options: IdentityOptions, *, final: bool = False) -> list[Shot]:
         """The best waiting shots, when it is time to (re)decide; else nothing."""
         if not self.waiting:
-            return []
+            # A track ending without one usable shot still gets a decision, from its best one.
+            return [self.best] if final and not self.embedded and self.best is not None else []
         if not self.decided:
             ready = len(self.waiting) >= options.shots or now - self.first_time >= options.max_wait or final
             return self.waiting[: options.shots] if ready else []

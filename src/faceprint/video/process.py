@@ -1,7 +1,7 @@
 """The video loop: detect on some frames, track on all, identify each track once, and report events.
 
 Detection runs every ``detect_every`` frames on a downscaled copy of the frame, and sooner
-(after a third of the interval, at least 2 frames) when a track was missed at the last detection or when
+(``react_after`` frames after the last detection) when a track was missed at it, or when
 something moves outside the tracked faces (a cheap frame difference on a thumbnail), so a
 newcomer or a face that slipped out of its predicted box is picked up quickly.
 """
@@ -9,8 +9,10 @@ newcomer or a face that slipped out of its predicted box is picked up quickly.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -21,6 +23,7 @@ from ..gallery import Gallery
 from ..pipeline import DEFAULT_OPTIONS, PipelineOptions, locate_face
 from ..types import Box
 from .identity import IdentityOptions, IdentityResolver, Shot, TrackIdentity
+from .output import save_crop
 from .source import Frame, FrameSource
 from .tracker import Track, Tracker, TrackerOptions
 
@@ -35,20 +38,25 @@ _MOTION_SHARE = 0.003
 class VideoOptions:
     """How a video is processed. ``detect_max_side``: detection runs on a copy of the frame
     whose longest side is at most this (960 finds faces down to ~110 px on 1280x720 frames);
+    ``detect_upsample``: None upsamples working copies of 640 px or less once, as ``detect_boxes`` does;
+    ``adaptive``: detect after ``react_after`` frames already when a face was lost or something moved;
     ``identify``: False tracks faces without embedding them (anonymizing every face)."""
 
     detect_every: int = 5
     adaptive: bool = True
+    react_after: int = 2
     detect_max_side: int = 960
-    detect_upsample: int = 0
+    detect_upsample: int | None = None
     identify: bool = True
     tracker: TrackerOptions = field(default_factory=TrackerOptions)
     identity: IdentityOptions = field(default_factory=IdentityOptions)
     pipeline: PipelineOptions = DEFAULT_OPTIONS
 
     def __post_init__(self) -> None:
-        if self.detect_every < 1:
-            raise ValueError(f"detect_every must be at least 1, not {self.detect_every}")
+        if self.detect_every < 1 or self.react_after < 1:
+            raise ValueError(
+                f"detect_every and react_after must be at least 1, not {self.detect_every}/{self.react_after}"
+            )
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,7 @@ class TrackEvent:
     embedded_shots: int
     revisions: int
     decided_frame: int | None
+    crop: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -106,7 +115,8 @@ class TrackEvent:
 class VideoProcessor:
     """Feed frames in order to ``process``; ended tracks become ``events`` (and ``on_event`` calls).
 
-    ``gallery`` names the faces (None: every track gets an anonymous ``unknown-N`` label).
+    ``gallery`` names the faces (None: every track gets an anonymous ``unknown-N`` label);
+    with ``crops_dir``, each event's best shot is saved there as ``track-<id>-<label>.jpg``.
     """
 
     def __init__(
@@ -116,8 +126,10 @@ class VideoProcessor:
         *,
         fps: float = 25.0,
         on_event: Callable[[TrackEvent], None] | None = None,
+        crops_dir: Path | None = None,
     ) -> None:
         self.options = options
+        self.crops_dir = crops_dir
         self.fps = fps
         self.tracker = Tracker(fps, options.tracker)
         pipeline = gallery.options if gallery is not None else options.pipeline
@@ -159,7 +171,7 @@ class VideoProcessor:
         since = index - self._last_detection
         if since >= self.options.detect_every:
             return True
-        soon = self.options.adaptive and since >= max(2, self.options.detect_every // 3)
+        soon = self.options.adaptive and since >= self.options.react_after
         return soon and (moved or any(t.missed > 0 for t in tracks))
 
     def _detect(self, frame: Frame) -> None:
@@ -204,9 +216,14 @@ class VideoProcessor:
         identity = self.identity(track.id)
         first_time, last_time = self._times[track.id]
         best = identity.best if identity else None
+        label = identity.label if identity and identity.label else "face"
+        crop = None
+        if self.crops_dir is not None and best is not None:
+            crop = self.crops_dir / f"track-{track.id:04d}-{_safe(label)}.jpg"
+            save_crop(best.crop, crop)
         return TrackEvent(
             track_id=track.id,
-            label=identity.label if identity and identity.label else "face",
+            label=label,
             person_id=identity.person_id if identity else None,
             similarity=identity.similarity if identity else None,
             first_frame=track.first_frame,
@@ -220,6 +237,7 @@ class VideoProcessor:
             embedded_shots=len(identity.embedded) if identity else 0,
             revisions=identity.revisions if identity else 0,
             decided_frame=identity.decided_at if identity else None,
+            crop=str(crop) if crop else None,
         )
 
     def _tracked_face(self, track: Track, index: int) -> TrackedFace:
@@ -235,6 +253,11 @@ class VideoProcessor:
             confirmed=track.hits >= self.options.tracker.min_hits,
             uncertainty=track.uncertainty,
         )
+
+
+def _safe(label: str) -> str:
+    """A label as a file-name part."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", label).strip("_") or "face"
 
 
 def _crop(pixels: np.ndarray, box: Box, margin: float = 0.3) -> np.ndarray:

@@ -117,6 +117,8 @@ class Tracker:
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
+        #: Tracks started so far.
+        self.created = 0
 
     def predict(self, frame_index: int) -> list[Track]:
         for track in self.tracks:
@@ -133,6 +135,7 @@ class Tracker:
         for track, detection in pairs:
             track.update(detection, frame_index)
         born = [Track(next(self._ids), detections[i], frame_index) for i in unmatched]
+        self.created += len(born)
         for track in born:
             track.predict(frame_index)
         self.tracks.extend(born)
