@@ -81,31 +81,36 @@ def make_clip(
     seed: int = 7,
 ) -> Clip:
     """Render the walkers (later ones in front) over a background; ``pillars`` are (x, width)
-    vertical bars drawn in front of everyone. A face counts as hidden when a pillar covers more
-    than a third of its box."""
+    vertical bars drawn in front of everyone. A face counts as hidden when a pillar or a walker
+    in front of it covers more than a third of its box."""
     width, height = size
     background = _background(width, height, seed)
     truth: dict[str, list[Box | None]] = {w.name: [] for w in walkers}
     rendered = []
     for index in range(frames):
         canvas = background.copy()
+        covers = [Box(x, 0, x + bar, height) for x, bar in pillars]
+        for walker in reversed(walkers):  # front to back: each face is hidden by what is in front of it
+            box = walker.box(index)
+            hidden = box is None or any(_covered(box, cover) > 1 / 3 for cover in covers)
+            truth[walker.name].append(None if hidden else _clip_box(box, width, height))
+            if box is not None:
+                covers.append(_sprite_box(walker.photo, box))
         for walker in walkers:
             box = walker.box(index)
             if box is not None:
                 _paste(canvas, walker.photo, box)
         for x, bar in pillars:
             canvas[:, x : x + bar] = (90, 70, 50)
-        for walker in walkers:
-            box = walker.box(index)
-            hidden = box is None or any(_covered(box, x, bar) > 1 / 3 for x, bar in pillars)
-            truth[walker.name].append(None if hidden else _clip_box(box, width, height))
         rendered.append(canvas)
     return Clip(rendered, fps, tuple(walkers), truth)
 
 
-def _covered(box: Box, x: int, bar: int) -> float:
-    overlap = max(0.0, min(box.right, x + bar) - max(box.left, x))
-    return overlap / box.width
+def _covered(box: Box, cover: Box) -> float:
+    """Share of ``box`` that ``cover`` hides."""
+    width = max(0.0, min(box.right, cover.right) - max(box.left, cover.left))
+    height = max(0.0, min(box.bottom, cover.bottom) - max(box.top, cover.top))
+    return width * height / box.area
 
 
 def _clip_box(box: Box, width: int, height: int) -> Box:
@@ -134,6 +139,14 @@ def sprite(photo: str) -> tuple[np.ndarray, Box]:
     return pixels[top:bottom, left:right].copy(), inner
 
 
+def _sprite_box(photo: str, box: Box) -> Box:
+    """Where the sprite whose face lands on ``box`` covers the frame."""
+    pixels, inner = sprite(photo)
+    scale = box.width / inner.width
+    left, top = box.left - inner.left * scale, box.top - inner.top * scale
+    return Box(left, top, left + pixels.shape[1] * scale, top + pixels.shape[0] * scale)
+
+
 def _paste(canvas: np.ndarray, photo: str, box: Box) -> None:
     """Draw the sprite scaled so that its face box lands exactly on ``box`` (clipped at the frame edges)."""
     pixels, inner = sprite(photo)
@@ -159,8 +172,8 @@ def occlusion_clip(scale: float = 1.0, frames: int = 60) -> Clip:
     (Alex, not enrolled) appears on the right at frame 11, between two detections."""
     w, h = 640 * scale, 360 * scale
     walkers = [
-        Walker("Kit Harington", KIT, (0.15 * w, 0.4 * h), (0.85 * w, 0.45 * h), 0.2 * w, 0, frames, grow=1.2),
-        Walker("Alex Lacamoire", ALEX, (0.82 * w, 0.75 * h), (0.8 * w, 0.72 * h), 0.17 * w, 11, frames),
+        Walker("Kit Harington", KIT, (0.15 * w, 0.4 * h), (0.7 * w, 0.35 * h), 0.2 * w, 0, frames, grow=1.15),
+        Walker("Alex Lacamoire", ALEX, (0.87 * w, 0.78 * h), (0.86 * w, 0.77 * h), 0.16 * w, 11, frames),
     ]
     return make_clip(walkers, size=(round(w), round(h)), frames=frames, pillars=[(round(0.45 * w), round(0.09 * w))])
 
@@ -173,3 +186,30 @@ def crossing_clip(scale: float = 1.0, frames: int = 50) -> Clip:
         Walker("Rose Leslie", ROSE, (0.85 * w, 0.5 * h), (0.15 * w, 0.5 * h), 0.19 * w, 0, frames),
     ]
     return make_clip(walkers, size=(round(w), round(h)), frames=frames, seed=11)
+
+
+def make_gallery(path: Path):
+    """A gallery with the ``ENROLLED`` people (their other photo than the clips' sprites)."""
+    from faceprint import Gallery
+
+    gallery = Gallery(path)
+    for name, photo in ENROLLED.items():
+        gallery.enroll(name, [HIRES / photo])
+    return gallery
+
+
+def frames_of(clip: Clip):
+    """The clip as a frame source (index, time from the clip's fps)."""
+    from faceprint.video import Frame
+
+    return [Frame(i, i / clip.fps, pixels) for i, pixels in enumerate(clip.frames)]
+
+
+def returning_stranger_clip(frames: int = 70) -> Clip:
+    """Alex (not enrolled) walks through, leaves for 1.6 s, comes back; Lin (not enrolled) stands by."""
+    walkers = [
+        Walker("Alex first", ALEX, (100, 130), (250, 140), 120, 0, 15),
+        Walker("Alex again", ALEX, (250, 140), (120, 130), 120, 55, frames),
+        Walker("Lin", "Lin-Manuel_Miranda/Lin-Manuel_Miranda_0001.png", (500, 220), (505, 220), 110, 20, 45),
+    ]
+    return make_clip(walkers, frames=frames, seed=5)

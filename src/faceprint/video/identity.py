@@ -4,8 +4,12 @@ A track does not embed every frame. It keeps the best-quality faces seen at dete
 frames; once ``shots`` usable ones are in (or ``max_wait`` seconds passed), the best of them
 are embedded in one batch with every other track deciding on that frame, their templates are
 averaged with quality weights, and the gallery decides. After that, one new best shot per
-``recheck`` seconds refines the average; the name changes only when the new evidence clears
-the threshold by ``revise_margin`` *and* beats the current name by that margin. Unknown
+``recheck`` seconds refines the track's average (and its score); the name changes only when
+the latest ``shots`` shots name someone else at a false-match rate ``revise_factor`` times
+stricter than the operating one *and* no longer match the current name at the operating
+threshold (a tracker that swapped faces, or a first decision made on poor shots); the
+evidence then restarts from those shots. A name is dropped for ``unknown`` only when the
+latest shots fail it even at a ``revise_factor`` times looser rate. Unknown
 tracks get ``unknown-1``, ``unknown-2``... and a stranger who comes back (a new track whose
 average matches an earlier unknown's at the gallery threshold) gets their earlier label back.
 """
@@ -34,7 +38,7 @@ class IdentityOptions:
     min_quality: float = 0.15
     max_wait: float = 1.0
     recheck: float = 1.0
-    revise_margin: float = 0.08
+    revise_factor: float = 100.0
     fmr: float = DEFAULT_FMR
 
 
@@ -48,6 +52,8 @@ class Shot:
     #: The face with some surroundings, cut from the frame (for best-shot crops).
     crop: np.ndarray
     template: np.ndarray | None = None
+    #: Embedded after the track's identity was decided: evidence for a revision.
+    later: bool = False
 
     @property
     def quality(self) -> float:
@@ -100,16 +106,25 @@ class TrackIdentity:
         due = now - self.last_embed_time >= options.recheck
         return self.waiting[:1] if better and (due or final) else []
 
-    def template(self) -> np.ndarray:
-        """Quality-weighted mean of the embedded shots' templates."""
-        weights = np.array([max(s.quality, 1e-3) for s in self.embedded], np.float32)
-        return normalise(np.average(np.stack([s.template for s in self.embedded]), axis=0, weights=weights))
+    def template(self, shots: Sequence[Shot] | None = None) -> np.ndarray:
+        """Quality-weighted mean of the templates of ``shots`` (default: every embedded shot)."""
+        shots = self.embedded if shots is None else shots
+        weights = np.array([max(s.quality, 1e-3) for s in shots], np.float32)
+        return normalise(np.average(np.stack([s.template for s in shots]), axis=0, weights=weights))
 
     def absorb(self, shots: Sequence[Shot], now: float, options: IdentityOptions) -> None:
+        """Add newly embedded shots; beyond ``max_shots``, drop the worst of those before the last ``shots``."""
         taken = {id(s) for s in shots}
         self.waiting = [s for s in self.waiting if id(s) not in taken]
-        self.embedded = sorted([*self.embedded, *shots], key=lambda s: -s.quality)[: options.max_shots]
+        for shot in shots:
+            shot.later = self.decided
+        self.embedded = [*self.embedded, *shots]
+        while len(self.embedded) > options.max_shots:
+            self.embedded.remove(min(self.embedded[: -options.shots], key=lambda s: s.quality))
         self.last_embed_time = now
+
+
+Verdict = tuple[Candidate | None, tuple[Candidate, ...]]
 
 
 class IdentityResolver:
@@ -124,7 +139,12 @@ class IdentityResolver:
         self.gallery = gallery
         self.options = options
         self.pipeline = gallery.options if gallery is not None else pipeline
-        self.threshold = load_calibration(self.pipeline.model.model_id).threshold(options.fmr)
+        calibration = load_calibration(self.pipeline.model.model_id)
+        self.threshold = calibration.threshold(options.fmr)
+        # Revisions need strong evidence: a match at a stricter, or a mismatch at a looser, rate.
+        strict, loose = options.fmr / options.revise_factor, options.fmr * options.revise_factor
+        self.strict_threshold = calibration.threshold(max(strict, calibration.fmrs[-1]))
+        self.loose_threshold = calibration.threshold(min(loose, calibration.fmrs[0]))
         self.identities: dict[int, TrackIdentity] = {}
         self._unknowns: list[tuple[str, np.ndarray]] = []
         self.embeddings = 0
@@ -149,61 +169,57 @@ class IdentityResolver:
             shot.template = face.template.vector
         for identity, batch in due:
             identity.absorb(batch, now, self.options)
-        self._decide([identity for identity, _ in due], frame)
+        new = [identity for identity, _ in due if not identity.decided]
+        for identity, verdict in zip(new, self._search(new, [i.template() for i in new])):
+            self._decide(identity, verdict, frame)
+        known = [identity for identity, _ in due if identity.decided]
+        whole = self._search(known, [i.template() for i in known])
+        for identity, verdict in zip(known, whole):
+            if identity.is_known:
+                identity.similarity = _similarity_to(identity.person_id, verdict[1])
+        # Revisions weigh only shots taken since the decision, and only once there are enough of them.
+        recent = [(i, [s for s in i.embedded if s.later][-self.options.shots :]) for i in known]
+        recent = [(identity, shots) for identity, shots in recent if len(shots) >= self.options.shots]
+        verdicts = self._search([i for i, _ in recent], [i.template(shots) for i, shots in recent])
+        for (identity, shots), verdict in zip(recent, verdicts):
+            self._revise(identity, shots, verdict, frame)
 
-    def _decide(self, identities: list[TrackIdentity], frame: int) -> None:
-        templates = [identity.template() for identity in identities]
-        verdicts = self._search(identities, templates)
-        for identity, template, (match, candidates) in zip(identities, templates, verdicts):
-            self._apply(identity, template, match, candidates, frame)
-
-    def _search(
-        self, identities: list[TrackIdentity], templates: list[np.ndarray]
-    ) -> list[tuple[Candidate | None, tuple[Candidate, ...]]]:
-        if self.gallery is None:
+    def _search(self, identities: list[TrackIdentity], templates: list[np.ndarray]) -> list[Verdict]:
+        if self.gallery is None or not identities:
             return [(None, ())] * len(identities)
         model_id = self.pipeline.model.model_id
         # Tracks deciding on the same frame are faces of one photo: nobody is given to two of them.
         faces = [
-            dataclasses.replace(identity.embedded[0].located.face, template=Template(template, model_id))
+            dataclasses.replace(identity.embedded[-1].located.face, template=Template(template, model_id))
             for identity, template in zip(identities, templates)
         ]
         found = self.gallery.identify_faces(faces, fmr=self.options.fmr)
         return [(result.match, result.candidates) for result in found]
 
-    def _apply(
-        self,
-        identity: TrackIdentity,
-        template: np.ndarray,
-        match: Candidate | None,
-        candidates: tuple[Candidate, ...],
-        frame: int,
-    ) -> None:
-        margin = self.options.revise_margin
-        current = next((c.similarity for c in candidates if c.person_id == identity.person_id), None)
-        if not identity.decided:
-            change = True
-        elif match is not None and match.person_id == identity.person_id:
-            identity.similarity = match.similarity
-            return
-        elif match is not None:
-            # Another person: only on strong evidence, against both the threshold and the current name.
-            change = match.similarity >= self.threshold + margin and match.similarity >= (current or 0.0) + margin
-        else:
-            # Nobody now: drop a known name only once its similarity has clearly fallen away.
-            change = identity.is_known and (current is None or current < self.threshold - margin)
-        if not change:
-            if current is not None:
-                identity.similarity = current
-            return
-        if identity.decided:
-            identity.revisions += 1
-        identity.decided_at = frame if identity.decided_at is None else identity.decided_at
+    def _decide(self, identity: TrackIdentity, verdict: Verdict, frame: int) -> None:
+        match, candidates = verdict
+        identity.decided_at = frame
         if match is not None:
             identity.label, identity.person_id, identity.similarity = match.name, match.person_id, match.similarity
         else:
-            identity.label, identity.person_id = self._unknown_label(template), None
+            identity.label, identity.person_id = self._unknown_label(identity.template()), None
             identity.similarity = candidates[0].similarity if candidates else None
+
+    def _revise(self, identity: TrackIdentity, shots: list[Shot], recent: Verdict, frame: int) -> None:
+        """Keep the decision unless the latest shots strongly say otherwise (a tracker that swapped
+        faces, or a first decision made on poor shots); then start the evidence afresh from them."""
+        match, candidates = recent
+        current = _similarity_to(identity.person_id, candidates) or 0.0
+        if match is not None and match.person_id != identity.person_id:
+            change = match.similarity >= self.strict_threshold and current < self.threshold
+        else:
+            change = match is None and identity.is_known and current < self.loose_threshold
+        if change:
+            identity.embedded = shots
+            for shot in shots:
+                shot.later = False
+            identity.revisions += 1
+            self._decide(identity, recent, frame)
 
     def _unknown_label(self, template: np.ndarray) -> str:
         """The label of an earlier stranger this template matches, else a new ``unknown-N``."""
@@ -223,6 +239,5 @@ class IdentityResolver:
         self.resolve([t for t in track_ids if not self.identities[t].decided], frame, now, final=True)
 
 
-def pending_label(identity: TrackIdentity | None) -> str:
-    """What to show for a track: its label, or ``?`` while undecided."""
-    return identity.label if identity is not None and identity.label else "?"
+def _similarity_to(person_id: int | None, candidates: Sequence[Candidate]) -> float | None:
+    return next((c.similarity for c in candidates if c.person_id == person_id), None) if person_id else None
