@@ -45,8 +45,9 @@ _FRONTAL = 20.0
 _MIN_TURN = 20.0
 #: Share of frames that must show a face.
 _MIN_FACE_SHARE = 0.8
-#: Frames are analysed at most this size (longest side); landmarks need no more.
-_WORKING_SIDE = 640
+#: Faces are detected on a copy of at most this size (longest side), without upsampling: the
+#: face must span at least ~1/6 of the frame, as it does in a selfie or door-camera challenge.
+_WORKING_SIDE = 480
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def measure_frames(frames: Iterable[Frame], *, max_frames: int = 600) -> list[Me
     options = dataclasses.replace(DEFAULT_OPTIONS, landmarks68=True)
     measures = []
     for frame in itertools.islice(frames, max_frames):
-        found = detect_boxes(frame.pixels, detector="hog", max_side=_WORKING_SIDE)
+        found = detect_boxes(frame.pixels, detector="hog", upsample=0, max_side=_WORKING_SIDE)
         if not found:
             measures.append(Measure(frame.index, frame.time, None, None))
             continue
