@@ -6,6 +6,8 @@ in every frame is known exactly.
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import itertools
 import json
 from pathlib import Path
@@ -252,3 +254,12 @@ def test_real_video_names_lin_manuel_miranda(tmp_path: Path) -> None:
     assert any(e.first_frame <= 10 for e in lin)
     assert any(e.first_frame <= 110 and e.last_frame >= 200 for e in lin)
     assert all(e.revisions == 0 for e in events)
+
+
+@pytest.mark.parametrize("module", ["faceprint.video", "faceprint.privacy", "faceprint.liveness"])
+def test_docstring_examples(module: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from .conftest import ROOT
+
+    monkeypatch.chdir(ROOT)
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

@@ -280,8 +280,8 @@ class _MotionCheck:
             cv2.cvtColor(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY), (5, 5), 0
         )
         previous, self._previous = self._previous, grey
-        if previous is None:
-            return False
+        if previous is None or previous.shape != grey.shape:
+            return previous is not None  # a new frame size (image sequences) is a new scene
         changed = cv2.absdiff(grey, previous) > _MOTION_LEVEL
         for box in boxes:
             # A tracked face moving inside (or just around) its box is not news.
