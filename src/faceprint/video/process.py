@@ -211,6 +211,11 @@ class VideoProcessor:
             self.events.append(event)
             if self.on_event:
                 self.on_event(event)
+        # Forget ended tracks (their shots hold image crops): a stream may run for days.
+        for track in tracks:
+            self._times.pop(track.id, None)
+            if self.resolver is not None:
+                self.resolver.identities.pop(track.id, None)
 
     def _event(self, track: Track) -> TrackEvent:
         identity = self.identity(track.id)
