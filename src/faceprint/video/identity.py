@@ -113,9 +113,9 @@ class TrackIdentity:
         return normalise(np.average(np.stack([s.template for s in shots]), axis=0, weights=weights))
 
     def absorb(self, shots: Sequence[Shot], now: float, options: IdentityOptions) -> None:
-        """Add newly embedded shots; beyond ``max_shots``, drop the worst of those before the last ``shots``."""
-        taken = {id(s) for s in shots}
-        self.waiting = [s for s in self.waiting if id(s) not in taken]
+        """Add newly embedded shots, and start the next selection afresh; beyond ``max_shots``,
+        drop the worst of the shots before the last ``shots``."""
+        self.waiting = []  # what was not chosen is older than what comes next
         for shot in shots:
             shot.later = self.decided
         self.embedded = [*self.embedded, *shots]
