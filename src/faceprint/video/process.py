@@ -146,7 +146,7 @@ class VideoProcessor:
     def process(self, frame: Frame) -> FrameResult:
         """Track (and when due, detect and identify) the faces of the next frame."""
         self._last_frame = frame
-        tracks = self.tracker.predict(frame.index)
+        tracks = self.tracker.predict()
         moved = self._motion.moved(frame.pixels, [t.box for t in tracks]) if self.options.adaptive else False
         run = self._detection_due(frame.index, tracks, moved)
         if run:

@@ -45,15 +45,9 @@ class Track:
         self.box = box
         #: Detection rounds in a row that did not see this face.
         self.missed = 0
-        self._frame = frame_index
 
-    @property
-    def detected_now(self) -> bool:
-        """Did the last detection round see this face (as opposed to coasting on the prediction)?"""
-        return self.last_detected == self._frame
-
-    def predict(self, frame_index: int) -> Box:
-        self._frame = frame_index
+    def predict(self) -> Box:
+        """Advance the state one frame; ``box`` becomes the predicted box."""
         state = self.kalman.predict()
         self.box = self._box_of(state)
         return self.box
@@ -120,14 +114,15 @@ class Tracker:
         #: Tracks started so far.
         self.created = 0
 
-    def predict(self, frame_index: int) -> list[Track]:
+    def predict(self) -> list[Track]:
+        """Advance every track to the next frame."""
         for track in self.tracks:
-            track.predict(frame_index)
+            track.predict()
         return self.tracks
 
     def update(self, detections: Sequence[Detection], frame_index: int) -> tuple[list[Track], list[Track]]:
         """Pair ``detections`` with tracks; returns (new tracks, ended tracks)."""
-        pairs, unmatched = self._associate(detections, frame_index)
+        pairs, unmatched = self._associate(detections)
         matched = {id(track) for track, _ in pairs}
         for track in self.tracks:
             if id(track) not in matched:
@@ -137,7 +132,7 @@ class Tracker:
         born = [Track(next(self._ids), detections[i], frame_index) for i in unmatched]
         self.created += len(born)
         for track in born:
-            track.predict(frame_index)
+            track.predict()
         self.tracks.extend(born)
         return born, self._expire(frame_index)
 
@@ -146,18 +141,16 @@ class Tracker:
         ended, self.tracks = self.tracks, []
         return ended
 
-    def _associate(
-        self, detections: Sequence[Detection], frame_index: int
-    ) -> tuple[list[tuple[Track, Detection]], list[int]]:
+    def _associate(self, detections: Sequence[Detection]) -> tuple[list[tuple[Track, Detection]], list[int]]:
         if not self.tracks or not detections:
             return [], list(range(len(detections)))
-        cost = np.array([[self._cost(t, d.box, frame_index) for d in detections] for t in self.tracks])
+        cost = np.array([[self._cost(t, d.box) for d in detections] for t in self.tracks])
         rows, cols = linear_sum_assignment(cost)
         pairs = [(self.tracks[r], detections[c]) for r, c in zip(rows, cols) if cost[r, c] < _NO_MATCH]
         matched = {c for r, c in zip(rows, cols) if cost[r, c] < _NO_MATCH}
         return pairs, [i for i in range(len(detections)) if i not in matched]
 
-    def _cost(self, track: Track, box: Box, frame_index: int) -> float:
+    def _cost(self, track: Track, box: Box) -> float:
         overlap = track.box.iou(box)
         if overlap >= self.options.min_iou:
             return 1.0 - overlap
