@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from tests.video_clips import Clip, crossing_clip, make_gallery, occlusion_clip 
 
 from faceprint import Gallery  # noqa: E402
 from faceprint.pipeline import find_faces  # noqa: E402
-from faceprint.privacy import anonymize_video, remaining_faces  # noqa: E402
+from faceprint.privacy import FAST, THOROUGH, anonymize_video, remaining_faces  # noqa: E402
 from faceprint.types import Box  # noqa: E402
 from faceprint.video import VideoOptions, VideoProcessor, open_source  # noqa: E402
 from faceprint.video.source import Frame  # noqa: E402
@@ -128,8 +129,8 @@ def run_naive(path: Path, gallery: Gallery, clip: Clip | None) -> Run:
     return Run(len(per_frame), seconds, len(per_frame), embeddings, shown(per_frame, clip) if clip else None)
 
 
-def leak_rate(frames: Iterator[Frame], fps: float) -> tuple[int, int, float]:
-    """(frames, frames with a face left, seconds spent anonymizing) for the default anonymizer (blur)."""
+def leak_rate(frames: Iterator[Frame], fps: float, options: VideoOptions) -> tuple[int, int, float]:
+    """(frames, frames with a face left, seconds spent anonymizing) for the anonymizer (blur)."""
 
     class Source:
         def __init__(self) -> None:
@@ -140,7 +141,7 @@ def leak_rate(frames: Iterator[Frame], fps: float) -> tuple[int, int, float]:
 
     out: list[np.ndarray] = []
     start = time.perf_counter()
-    anonymize_video(Source(), out.append)  # type: ignore[arg-type]
+    anonymize_video(Source(), out.append, options=options)  # type: ignore[arg-type]
     seconds = time.perf_counter() - start
     return len(out), sum(1 for pixels in out if remaining_faces(pixels)), seconds
 
@@ -177,59 +178,78 @@ def leak_row(label: str, frames: int, leaks: int, seconds: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=150, help="Frames per synthetic clip (25 fps).")
+    parser.add_argument("--parts", nargs="+", choices=("speed", "leaks"), default=["speed", "leaks"])
     args = parser.parse_args()
     print(f"load average before: {Path('/proc/loadavg').read_text().strip()}", file=sys.stderr)
-    work = Path(tempfile.mkdtemp(prefix="faceprint-video-bench-"))
-    gallery = make_gallery(work / "gallery.db")
     clips = {
         "occlusion 1280x720": occlusion_clip(scale=2, frames=args.frames),
         "crossing 1280x720": crossing_clip(scale=2, frames=args.frames),
     }
-    paths = {name: clip.write(work / f"{name.split()[0]}.mp4") for name, clip in clips.items()}
     find_faces([clips["crossing 1280x720"].frames[0]])  # load every model before timing
-    header = (
+    if "speed" in args.parts:
+        speed(clips)
+    if "leaks" in args.parts:
+        leaks(args.frames, clips)
+    print(f"load average after: {Path('/proc/loadavg').read_text().strip()}", file=sys.stderr)
+
+
+def speed(clips: dict[str, Clip]) -> None:
+    work = Path(tempfile.mkdtemp(prefix="faceprint-video-bench-"))
+    gallery = make_gallery(work / "gallery.db")
+    paths = {name: clip.write(work / f"{name.split()[0]}.mp4") for name, clip in clips.items()}
+    print(
         "| clip, method | frames | frames/s | real-time factor | detector runs | faces embedded | "
         "identity accuracy (decided frames) | wrong | pending | missed | flicker |\n"
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     )
-    rows = []
     for name, clip in clips.items():
         for every in INTERVALS:
             print(f"  {name} every {every} ...", file=sys.stderr, flush=True)
             run = run_tracked(paths[name], gallery, every, clip)
-            rows.append(fps_row(f"{name}, tracked, detect every {every}", run, clip.fps))
+            print(fps_row(f"{name}, tracked, detect every {every}", run, clip.fps), flush=True)
         print(f"  {name} naive ...", file=sys.stderr, flush=True)
         run = run_naive(paths[name], gallery, clip)
-        rows.append(fps_row(f"{name}, naive: detect + embed every frame", run, clip.fps))
+        print(fps_row(f"{name}, naive: detect + embed every frame", run, clip.fps), flush=True)
     for video in sorted(SHARED_VIDEO.glob("*.mp4")):
         with open_source(video) as source:
             fps, size = source.fps, f"{source.width}x{source.height}"
         print(f"  {video.name} ...", file=sys.stderr, flush=True)
         run = run_tracked(video, gallery, 5, None)
-        rows.append(fps_row(f"{video.name} ({size}, real), tracked, detect every 5", run, fps))
+        print(fps_row(f"{video.name} ({size}, real), tracked, detect every 5", run, fps), flush=True)
         run = run_naive(video, gallery, None)
-        rows.append(fps_row(f"{video.name} ({size}, real), naive", run, fps))
-    print(header)
-    print("\n".join(rows))
-    print("\n| clip | frames | frames with a face left (leak rate) | anonymizing frames/s |\n| --- | --- | --- | --- |")
-    leak_clips = {
-        "occlusion 640x360": occlusion_clip(frames=args.frames),
-        "crossing 640x360": crossing_clip(frames=args.frames),
+        print(fps_row(f"{video.name} ({size}, real), naive", run, fps), flush=True)
+
+
+def leaks(frame_count: int, clips: dict[str, Clip]) -> None:
+    print(
+        "\n| clip | anonymizer | frames | frames with a face left (leak rate) | anonymizing frames/s |\n"
+        "| --- | --- | --- | --- | --- |"
+    )
+    sources: dict[str, tuple[Callable[[], Iterator[Frame]], float]] = {}
+    for name, clip in {
+        "occlusion 640x360": occlusion_clip(frames=frame_count),
+        "crossing 640x360": crossing_clip(frames=frame_count),
         "occlusion 1280x720": clips["occlusion 1280x720"],
-    }
-    for name, clip in leak_clips.items():
-        print(f"  leaks {name} ...", file=sys.stderr, flush=True)
+    }.items():
         raw = sum(1 for pixels in clip.frames if remaining_faces(pixels))
-        frames, leaks, seconds = leak_rate(frames_of_clip(clip), clip.fps)
-        print(leak_row(f"{name} (frames with a detectable face before: {raw})", frames, leaks, seconds))
+        sources[f"{name} (synthetic; {raw} frames with a detectable face before)"] = (
+            functools.partial(frames_of_clip, clip),
+            clip.fps,
+        )
     for video in sorted(SHARED_VIDEO.glob("*.mp4")):
-        print(f"  leaks {video.name} ...", file=sys.stderr, flush=True)
         raw = sum(1 for frame in frames_of_file(video) if remaining_faces(frame.pixels))
         with open_source(video) as source:
-            fps = source.fps
-        frames, leaks, seconds = leak_rate(frames_of_file(video), fps)
-        print(leak_row(f"{video.name} (real; frames with a detectable face before: {raw})", frames, leaks, seconds))
-    print(f"load average after: {Path('/proc/loadavg').read_text().strip()}", file=sys.stderr)
+            sources[f"{video.name} (real; {raw} frames with a detectable face before)"] = (
+                functools.partial(frames_of_file, video),
+                source.fps,
+            )
+    for name, (frames, fps) in sources.items():
+        for label, options in (("thorough (default)", THOROUGH), ("--fast", FAST)):
+            print(f"  leaks {name} {label} ...", file=sys.stderr, flush=True)
+            count, leaked, seconds = leak_rate(frames(), fps, options)
+            print(
+                f"| {name} | {label} | {count} | {leaked} ({leaked / count:.1%}) | {count / seconds:.1f} |", flush=True
+            )
 
 
 if __name__ == "__main__":

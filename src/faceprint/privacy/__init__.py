@@ -7,7 +7,9 @@
 """
 
 from .anonymize import (
+    FAST,
     METHODS,
+    THOROUGH,
     AnonymizedImage,
     AnonymizedVideo,
     Selection,
@@ -18,7 +20,9 @@ from .anonymize import (
 )
 
 __all__ = [
+    "FAST",
     "METHODS",
+    "THOROUGH",
     "AnonymizedImage",
     "AnonymizedVideo",
     "Selection",
