@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .types import Face
+from .types import Box, Face
 
 _GREEN = (40, 200, 40)
 _RED = (220, 50, 50)
@@ -49,3 +49,17 @@ def save(pixels: np.ndarray, path: Path) -> None:
     """Write RGB pixels to ``path`` (format from the suffix)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path)
+
+
+def annotate_boxes(
+    pixels: np.ndarray, boxes: Sequence[Box], labels: Sequence[str], known: Sequence[bool]
+) -> np.ndarray:
+    """A copy of ``pixels`` with labelled boxes: green for known people, red otherwise."""
+    canvas = pixels.copy()
+    thickness = max(1, round(max(canvas.shape[:2]) / 500))
+    for box, label, is_known in zip(boxes, labels, known):
+        colour = _GREEN if is_known else _RED
+        left, top, right, bottom = (round(v) for v in box.as_tuple())
+        cv2.rectangle(canvas, (left, top), (right, bottom), colour, thickness)
+        _label(canvas, label, left, bottom, colour, thickness)
+    return canvas

@@ -14,11 +14,12 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from . import align, quality
-from .detect import DEFAULT_MAX_SIDE, DetectorName, detect_boxes
+from .detect import DEFAULT_MAX_SIDE, Detection, DetectorName, detect_boxes
 from .embed import Backend, embed_chips
 from .errors import FaceprintError
 from .image import MAX_PIXELS, ImageSource, LoadedImage, describe, load_image
@@ -55,42 +56,61 @@ def find_faces(
     per_image = [_locate(pixels, options) for pixels in images]
     if not embed:
         return [[face for face, _ in faces] for faces in per_image]
-    chips = [chip for faces in per_image for _, chip in faces]
-    vectors = iter(
-        embed_chips(
-            chips,
-            flip=options.flip,
-            jitter=options.jitter,
-            backend=options.backend,
-            threads=options.threads,
-            model=options.model,
-        )
+    embedded = iter(embed_located([located for faces in per_image for located in faces], options))
+    return [[next(embedded) for _ in faces] for faces in per_image]
+
+
+def locate_face(pixels: np.ndarray, detection: Detection, options: PipelineOptions = DEFAULT_OPTIONS) -> LocatedFace:
+    """Landmarks, quality and aligned chip of one detected face (no template yet).
+
+    Front ends that detect on their own schedule (video tracking) call this, then
+    ``embed_located`` for the few faces worth a template.
+    """
+    fit = align.shape(pixels, detection.box, 5)
+    landmarks = align.points_array(fit)
+    chip = align.face_chip(pixels, fit, options.model.chip_size, options.model.chip_padding)
+    face = Face(
+        box=detection.box,
+        confidence=detection.confidence,
+        detector=detection.detector,
+        landmarks=landmarks,
+        quality=quality.assess(chip, landmarks, detection.box, options.thresholds),
+        landmarks68=align.points_array(align.shape(pixels, detection.box, 68)) if options.landmarks68 else None,
+    )
+    return LocatedFace(face, chip)
+
+
+def embed_located(located: Sequence[LocatedFace], options: PipelineOptions = DEFAULT_OPTIONS) -> list[Face]:
+    """The faces with their templates, computed in one batched call."""
+    vectors = embed_chips(
+        [item.chip for item in located],
+        flip=options.flip,
+        jitter=options.jitter,
+        backend=options.backend,
+        threads=options.threads,
+        model=options.model,
     )
     return [
-        [dataclasses.replace(face, template=Template(next(vectors), options.model.model_id)) for face, _ in faces]
-        for faces in per_image
+        dataclasses.replace(item.face, template=Template(vector, options.model.model_id))
+        for item, vector in zip(located, vectors)
     ]
 
 
-def _locate(pixels: np.ndarray, options: PipelineOptions) -> list[tuple[Face, np.ndarray]]:
+class LocatedFace(NamedTuple):
+    """A face before embedding, with the aligned chip its template will be computed from."""
+
+    face: Face
+    chip: np.ndarray
+
+
+def _locate(pixels: np.ndarray, options: PipelineOptions) -> list[LocatedFace]:
     """Detected faces with landmarks and quality, each with its aligned chip."""
-    located = []
-    for detection in detect_boxes(
-        pixels, detector=options.detector, upsample=options.upsample, max_side=options.max_side
-    ):
-        fit = align.shape(pixels, detection.box, 5)
-        landmarks = align.points_array(fit)
-        chip = align.face_chip(pixels, fit, options.model.chip_size, options.model.chip_padding)
-        face = Face(
-            box=detection.box,
-            confidence=detection.confidence,
-            detector=detection.detector,
-            landmarks=landmarks,
-            quality=quality.assess(chip, landmarks, detection.box, options.thresholds),
-            landmarks68=align.points_array(align.shape(pixels, detection.box, 68)) if options.landmarks68 else None,
+    return [
+        locate_face(pixels, detection, options)
+        for detection in detect_boxes(
+            pixels, detector=options.detector, upsample=options.upsample, max_side=options.max_side
         )
-        located.append((face, chip))
-    return located
+    ]
 
 
 @dataclass(frozen=True, eq=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import evaluate, index, people, recognize
+from . import video as video_commands
 from .demo import demo
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ recognize.register(app)
 evaluate.register(app)
 app.add_typer(people.app, name="people")
 app.add_typer(index.app, name="index")
+video_commands.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,187 @@
+"""Blur, pixelate or mask faces: every face, only unknown faces, or everyone but named people.
+
+In videos the faces are tracked, so frames between detections are covered too: every track
+is hidden on every frame, including tracks coasting through a missed detection, over a box
+grown by a quarter of the face plus twice the tracker's position uncertainty. Faces whose
+identity is not decided yet are hidden (when in doubt, hide). ``remaining_faces`` re-detects
+faces on an output frame, more thoroughly than the tracker does, to measure leaks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from ..detect import detect_boxes
+from ..gallery import Gallery
+from ..image import ImageSource, load_image
+from ..pipeline import DEFAULT_OPTIONS, find_faces
+from ..types import UNKNOWN, Box
+from ..video.process import FrameResult, TrackedFace, VideoOptions, VideoProcessor
+from ..video.source import FrameSource
+from ..video.tracker import TrackerOptions
+
+Method = Literal["blur", "pixelate", "mask"]
+METHODS: tuple[str, ...] = ("blur", "pixelate", "mask")
+
+#: Share of the face width added on every side of the box before hiding it (hair, ears, chin).
+_GROW = 0.25
+#: Pixelation: blocks across the face.
+_BLOCKS = 8
+_MASK_COLOUR = (0, 0, 0)
+#: Videos are searched for faces more thoroughly than for recognition (a face missed is a face
+#: published): every 2nd frame and at once when something moves, at up to 1280 px with one
+#: upsampling (faces down to ~40 px, like ``remaining_faces``), and a face hidden behind
+#: something is kept masked at its predicted place for 2 s.
+THOROUGH = VideoOptions(
+    detect_every=2, react_after=1, detect_max_side=1280, detect_upsample=1, tracker=TrackerOptions(max_coast=2.0)
+)
+#: Several times faster, for footage whose faces are large (over ~110 px at 720p): the
+#: recognition defaults' detector (960 px, upsampled only below 640 px), every 3rd frame.
+FAST = VideoOptions(detect_every=3, react_after=1, tracker=TrackerOptions(max_coast=2.0))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which faces to hide: all (default), only those not recognised, or all but ``keep``."""
+
+    only_unknown: bool = False
+    keep: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if self.only_unknown and self.keep:
+            raise ValueError("choose either only_unknown or keep (named people to leave visible), not both")
+
+    @property
+    def needs_identity(self) -> bool:
+        return self.only_unknown or bool(self.keep)
+
+    def hides(self, label: str | None, known: bool) -> bool:
+        """Hide a face with this label? Undecided faces (``label`` None) are always hidden."""
+        if label is None:
+            return True
+        if self.only_unknown:
+            return not known
+        return label not in self.keep
+
+
+@dataclass(frozen=True, eq=False)
+class AnonymizedImage:
+    pixels: np.ndarray
+    faces: list[Box]
+    labels: list[str]
+    hidden: list[bool]
+
+
+@dataclass(frozen=True)
+class AnonymizedVideo:
+    frames: int
+    tracks: int
+    hidden_boxes: int
+
+
+def hide(pixels: np.ndarray, boxes: Sequence[Box], method: Method = "blur") -> np.ndarray:
+    """A copy of ``pixels`` with each box blurred, pixelated or masked out (boxes as given: grow them first)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    canvas = pixels.copy()
+    height, width = canvas.shape[:2]
+    for box in boxes:
+        left, top = max(int(box.left), 0), max(int(box.top), 0)
+        right, bottom = min(int(np.ceil(box.right)), width), min(int(np.ceil(box.bottom)), height)
+        if right <= left or bottom <= top:
+            continue
+        region = canvas[top:bottom, left:right]
+        canvas[top:bottom, left:right] = _obscure(region, method)
+    return canvas
+
+
+def _obscure(region: np.ndarray, method: Method) -> np.ndarray:
+    if method == "mask":
+        return np.full_like(region, _MASK_COLOUR)
+    height, width = region.shape[:2]
+    if method == "pixelate":
+        blocks = (max(1, min(_BLOCKS, width)), max(1, min(_BLOCKS, height)))
+        small = cv2.resize(region, blocks, interpolation=cv2.INTER_AREA)
+        return cv2.resize(small, (width, height), interpolation=cv2.INTER_NEAREST)
+    # So strong that not even the face's outline survives (a detector still finds a face-shaped
+    # blur); blurring a shrunken copy is as strong and much faster than blurring the region.
+    small = cv2.resize(region, (max(1, width // 8), max(1, height // 8)), interpolation=cv2.INTER_AREA)
+    sigma = max(1.0, min(small.shape[:2]) / 4)
+    blurred = cv2.GaussianBlur(small, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    return cv2.resize(blurred, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def grown(box: Box, uncertainty: float = 0.0) -> Box:
+    """The area to hide for a face box: grown by ``_GROW`` of its width plus twice ``uncertainty`` pixels."""
+    grow = _GROW * box.width + 2.0 * uncertainty
+    return Box(box.left - grow, box.top - grow, box.right + grow, box.bottom + grow)
+
+
+def anonymize_image(
+    image: ImageSource, *, method: Method = "blur", selection: Selection = Selection(), gallery: Gallery | None = None
+) -> AnonymizedImage:
+    """Hide the selected faces of a photo (detected thoroughly: HOG, CNN fallback, upsampling).
+
+    Selecting by identity (``only_unknown``, ``keep``) needs a ``gallery``.
+    """
+    _check(selection, gallery)
+    loaded = load_image(image)
+    options = gallery.options if gallery is not None else DEFAULT_OPTIONS
+    faces = find_faces([loaded.pixels], options, embed=selection.needs_identity)[0]
+    if selection.needs_identity and gallery is not None:
+        found = gallery.identify_faces(faces)
+        labels, known = [f.name for f in found], [f.match is not None for f in found]
+    else:
+        labels, known = [UNKNOWN] * len(faces), [False] * len(faces)
+    hidden = [selection.hides(label, is_known) for label, is_known in zip(labels, known)]
+    boxes = [grown(face.box) for face, h in zip(faces, hidden) if h]
+    return AnonymizedImage(hide(loaded.pixels, boxes, method), [f.box for f in faces], labels, hidden)
+
+
+def anonymize_video(
+    source: FrameSource,
+    write: Callable[[np.ndarray], None],
+    *,
+    method: Method = "blur",
+    selection: Selection = Selection(),
+    gallery: Gallery | None = None,
+    options: VideoOptions = THOROUGH,
+    on_frame: Callable[[FrameResult], None] | None = None,
+) -> AnonymizedVideo:
+    """Hide the selected faces on every frame of ``source``, passing each output frame to ``write``.
+
+    ``options``: ``THOROUGH`` (default) or ``FAST`` (see their comments), or your own.
+    """
+    _check(selection, gallery)
+    options = dataclasses.replace(options, identify=selection.needs_identity)
+    processor = VideoProcessor(gallery, options, fps=source.fps)
+    frames = hidden_boxes = 0
+    for result in processor.run(source):
+        boxes = [grown(face.box, face.uncertainty) for face in result.faces if _hides(face, selection)]
+        write(hide(result.frame.pixels, boxes, method))
+        frames += 1
+        hidden_boxes += len(boxes)
+        if on_frame:
+            on_frame(result)
+    processor.finish()
+    return AnonymizedVideo(frames, processor.tracker.created, hidden_boxes)
+
+
+def _hides(face: TrackedFace, selection: Selection) -> bool:
+    return selection.hides(None if face.label == "?" else face.label, face.person_id is not None)
+
+
+def _check(selection: Selection, gallery: Gallery | None) -> None:
+    if selection.needs_identity and gallery is None:
+        raise ValueError("hiding only unknown faces, or keeping named people, needs a gallery")
+
+
+def remaining_faces(pixels: np.ndarray) -> list[Box]:
+    """Faces still detectable on ``pixels`` (HOG with one upsample: finds faces from ~40 px)."""
+    return [d.box for d in detect_boxes(pixels, detector="hog", upsample=1)]
