@@ -17,12 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import align, quality
+from . import align, attributes, quality
+from .attributes import AttributeName
 from .detect import DEFAULT_MAX_SIDE, DetectorName, detect_boxes
 from .embed import Backend, embed_chips
 from .errors import FaceprintError
 from .image import MAX_PIXELS, ImageSource, LoadedImage, describe, load_image
 from .models import DEFAULT_MODEL, EmbeddingModel
+from .pose import head_pose
 from .quality import DEFAULT_THRESHOLDS, QualityThresholds
 from .types import Face, Template
 
@@ -43,6 +45,8 @@ class PipelineOptions:
     max_pixels: int = MAX_PIXELS
     thresholds: QualityThresholds = DEFAULT_THRESHOLDS
     model: EmbeddingModel = DEFAULT_MODEL
+    #: Face attributes to estimate (see faceprint.attributes); none by default, at no cost.
+    attributes: tuple[AttributeName, ...] = ()
 
 
 DEFAULT_OPTIONS = PipelineOptions()
@@ -53,6 +57,8 @@ def find_faces(
 ) -> list[list[Face]]:
     """Faces of each RGB image, main face first; templates computed in one batch when ``embed``."""
     per_image = [_locate(pixels, options) for pixels in images]
+    if options.attributes:
+        per_image = _with_attributes(images, per_image, options)
     if not embed:
         return [[face for face, _ in faces] for faces in per_image]
     chips = [chip for faces in per_image for _, chip in faces]
@@ -72,8 +78,22 @@ def find_faces(
     ]
 
 
+def _with_attributes(
+    images: Sequence[np.ndarray], per_image: list[list[tuple[Face, np.ndarray]]], options: PipelineOptions
+) -> list[list[tuple[Face, np.ndarray]]]:
+    found = attributes.compute(
+        images, [[face for face, _ in faces] for faces in per_image], options.attributes, threads=options.threads
+    )
+    return [
+        [(dataclasses.replace(face, attributes=a), chip) for (face, chip), a in zip(faces, image_attributes)]
+        for faces, image_attributes in zip(per_image, found)
+    ]
+
+
 def _locate(pixels: np.ndarray, options: PipelineOptions) -> list[tuple[Face, np.ndarray]]:
     """Detected faces with landmarks and quality, each with its aligned chip."""
+    # The head pose attribute is solved from the 68 points; the quality report then shares it.
+    want68 = options.landmarks68 or "pose" in options.attributes
     located = []
     for detection in detect_boxes(
         pixels, detector=options.detector, upsample=options.upsample, max_side=options.max_side
@@ -81,13 +101,15 @@ def _locate(pixels: np.ndarray, options: PipelineOptions) -> list[tuple[Face, np
         fit = align.shape(pixels, detection.box, 5)
         landmarks = align.points_array(fit)
         chip = align.face_chip(pixels, fit, options.model.chip_size, options.model.chip_padding)
+        landmarks68 = align.points_array(align.shape(pixels, detection.box, 68)) if want68 else None
+        pose = head_pose(landmarks68 if landmarks68 is not None else landmarks, (pixels.shape[1], pixels.shape[0]))
         face = Face(
             box=detection.box,
             confidence=detection.confidence,
             detector=detection.detector,
             landmarks=landmarks,
-            quality=quality.assess(chip, landmarks, detection.box, options.thresholds),
-            landmarks68=align.points_array(align.shape(pixels, detection.box, 68)) if options.landmarks68 else None,
+            quality=quality.assess(chip, landmarks, detection.box, options.thresholds, pose),
+            landmarks68=landmarks68,
         )
         located.append((face, chip))
     return located
