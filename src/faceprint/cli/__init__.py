@@ -5,16 +5,18 @@ from __future__ import annotations
 import typer
 
 from . import people, recognize
+from .analyze import analyze
 from .demo import demo
 
 app = typer.Typer(
     name="faceprint",
-    help="Face recognition on a plain CPU, offline: enroll, identify, verify, detect, embed.",
+    help="Face recognition on a plain CPU, offline: enroll, identify, verify, detect, embed, analyze.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 app.command()(demo)
 recognize.register(app)
+app.command()(analyze)
 app.add_typer(people.app, name="people")
 
 
