@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,7 +126,7 @@ def expression_model_path() -> Path:
 
 @functools.cache
 def attribute_session(task: str, threads: int | None = None):
-    """An onnxruntime session for ``age``, ``gender`` or ``expression``, built once per thread count."""
+    """An onnxruntime session for ``age``, ``gender`` or ``expression``, built once per thread count (default 1)."""
     import onnxruntime as ort
 
     if task == "expression":
@@ -137,6 +136,12 @@ def attribute_session(task: str, threads: int | None = None):
     else:
         raise ValueError(f"no attribute model for {task!r}")
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads if threads is not None else (os.cpu_count() or 1)
+    # One thread unless told otherwise: these networks are small, and a second thread measured slower,
+    # even batched (BENCHMARKS.md, face attributes). Idle threads must not spin while dlib code runs.
+    options.intra_op_num_threads = threads if threads is not None else 1
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Real faces drive the age network into denormal floats, which are several times slower on x86;
+    # flushing them to zero left every output of faces-dev bit-identical (bench/attributes_consistency.py).
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

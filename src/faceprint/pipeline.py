@@ -41,7 +41,8 @@ class PipelineOptions:
     flip: bool = True
     jitter: int = 0
     backend: Backend = "onnx"
-    #: onnxruntime threads per process (None: every core; worker processes use 1 each).
+    #: onnxruntime threads per process (None: every core for the embedding, 1 for the small attribute
+    #: models; worker processes use 1 each).
     threads: int | None = None
     max_pixels: int = MAX_PIXELS
     thresholds: QualityThresholds = DEFAULT_THRESHOLDS
