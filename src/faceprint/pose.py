@@ -5,8 +5,9 @@ With dlib's 68 points, the pose is solved with ``cv2.solvePnP`` against a generi
 model of Mallick's "Head Pose Estimation using OpenCV and Dlib"), the camera centred on the
 face with a focal length equal to the image's larger side. With only the 5 points, yaw comes
 from how far the base of the nose sits from the midpoint of the eyes: about 0.19 inter-eye
-distances per unit of tan(yaw), a ratio fitted against the solvePnP yaw of faces-dev photos
-(r = 0.83); pitch cannot be told from 5 points and is ``None``.
+distances per unit of tan(yaw), a ratio fitted against solvePnP yaws of faces-dev photos
+(r = 0.83; against this module's solver, r = 0.86 and slope 0.94 on 235 faces-dev faces and their
+mirror images); pitch cannot be told from 5 points and is ``None``.
 
 Signs, in image terms: positive yaw, the face turns towards the image's right; positive pitch,
 the face tilts up; positive roll, the face rotates clockwise on the image (its right-hand side
