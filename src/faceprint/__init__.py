@@ -9,7 +9,8 @@ Data flows one way: image -> faces (``detect``) -> templates (``embed``) -> matc
 (``verify``, ``Gallery.identify``). Nothing slow happens at import: models load on first use.
 """
 
-from .api import detect, embed, verify
+from .api import analyze, detect, embed, verify
+from .attributes import ATTRIBUTES, Age, Attributes, Expression, Gender
 from .errors import (
     FaceprintError,
     GalleryError,
@@ -24,21 +25,28 @@ from .gallery import Enrollment, Gallery, Person, default_gallery_path
 from .image import load_image
 from .match import DEFAULT_FMR, load_calibration
 from .pipeline import PipelineOptions, process_files
+from .pose import HeadPose
 from .quality import QualityThresholds
 from .types import UNKNOWN, Box, Candidate, Face, Identification, Quality, Template, Verification
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ATTRIBUTES",
     "DEFAULT_FMR",
     "UNKNOWN",
+    "Age",
+    "Attributes",
     "Box",
     "Candidate",
     "Enrollment",
+    "Expression",
     "Face",
     "FaceprintError",
     "Gallery",
     "GalleryError",
+    "Gender",
+    "HeadPose",
     "Identification",
     "InvalidImageError",
     "LowQualityError",
@@ -52,6 +60,7 @@ __all__ = [
     "QualityThresholds",
     "Template",
     "Verification",
+    "analyze",
     "default_gallery_path",
     "detect",
     "embed",

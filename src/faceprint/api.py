@@ -1,10 +1,11 @@
-"""The flat public functions: detect, embed, verify."""
+"""The flat public functions: detect, embed, analyze, verify."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from .attributes import ATTRIBUTES, AttributeName, check_names
 from .detect import DetectorName
 from .errors import ManyFacesError, NoFaceError
 from .image import ImageSource, load_image
@@ -38,6 +39,28 @@ def embed(image: ImageSource, *, options: PipelineOptions = DEFAULT_OPTIONS) -> 
     ((128,), 'dlib-resnet-v1')
     """
     return find_faces([load_image(image, max_pixels=options.max_pixels).pixels], options)[0]
+
+
+def analyze(
+    image: ImageSource,
+    attributes: Iterable[AttributeName] | AttributeName = ATTRIBUTES,
+    *,
+    options: PipelineOptions = DEFAULT_OPTIONS,
+) -> list[Face]:
+    """Faces in ``image``, main face first, each with the requested ``attributes`` (no templates).
+
+    ``attributes`` is any of ``"age"``, ``"gender"``, ``"expression"``, ``"pose"``; only those are computed.
+    Gender and expression are guesses from appearance, not facts about a person (see the README).
+
+    >>> face = analyze("tests/data/faces-hires/Rose_Leslie/Rose_Leslie_0001.jpg", ("gender", "pose"))[0]
+    >>> face.attributes.gender.label, abs(face.attributes.pose.yaw) < 20, face.attributes.age is None
+    ('female', True, True)
+    """
+    names = check_names([attributes] if isinstance(attributes, str) else attributes)
+    if not names:
+        raise ValueError(f"ask for at least one attribute: {', '.join(ATTRIBUTES)}")
+    options = dataclasses.replace(options, attributes=names)
+    return find_faces([load_image(image, max_pixels=options.max_pixels).pixels], options, embed=False)[0]
 
 
 def single_face(faces: Sequence[Face], name: str, *, largest: bool = False) -> Face:

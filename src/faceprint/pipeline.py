@@ -9,6 +9,7 @@ what use every core).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -18,12 +19,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import align, quality
+from . import align, attributes, quality
+from .attributes import AttributeName
 from .detect import DEFAULT_MAX_SIDE, Detection, DetectorName, detect_boxes
 from .embed import Backend, embed_chips
 from .errors import FaceprintError
 from .image import MAX_PIXELS, ImageSource, LoadedImage, describe, load_image
 from .models import DEFAULT_MODEL, EmbeddingModel
+from .pose import head_pose
 from .quality import DEFAULT_THRESHOLDS, QualityThresholds
 from .types import Face, Template
 
@@ -39,11 +42,14 @@ class PipelineOptions:
     flip: bool = True
     jitter: int = 0
     backend: Backend = "onnx"
-    #: onnxruntime threads per process (None: every core; worker processes use 1 each).
+    #: onnxruntime threads per process (None: every core for the embedding, 1 for the small attribute
+    #: models; worker processes use 1 each).
     threads: int | None = None
     max_pixels: int = MAX_PIXELS
     thresholds: QualityThresholds = DEFAULT_THRESHOLDS
     model: EmbeddingModel = DEFAULT_MODEL
+    #: Face attributes to estimate (see faceprint.attributes); none by default, at no cost.
+    attributes: tuple[AttributeName, ...] = ()
 
 
 DEFAULT_OPTIONS = PipelineOptions()
@@ -54,6 +60,8 @@ def find_faces(
 ) -> list[list[Face]]:
     """Faces of each RGB image, main face first; templates computed in one batch when ``embed``."""
     per_image = [_locate(pixels, options) for pixels in images]
+    if options.attributes:
+        per_image = _with_attributes(images, per_image, options)
     if not embed:
         return [[face for face, _ in faces] for faces in per_image]
     embedded = iter(embed_located([located for faces in per_image for located in faces], options))
@@ -69,13 +77,17 @@ def locate_face(pixels: np.ndarray, detection: Detection, options: PipelineOptio
     fit = align.shape(pixels, detection.box, 5)
     landmarks = align.points_array(fit)
     chip = align.face_chip(pixels, fit, options.model.chip_size, options.model.chip_padding)
+    # The head pose attribute is solved from the 68 points; the quality report then shares it.
+    want68 = options.landmarks68 or "pose" in options.attributes
+    landmarks68 = align.points_array(align.shape(pixels, detection.box, 68)) if want68 else None
+    pose = head_pose(landmarks68 if landmarks68 is not None else landmarks, (pixels.shape[1], pixels.shape[0]))
     face = Face(
         box=detection.box,
         confidence=detection.confidence,
         detector=detection.detector,
         landmarks=landmarks,
-        quality=quality.assess(chip, landmarks, detection.box, options.thresholds),
-        landmarks68=align.points_array(align.shape(pixels, detection.box, 68)) if options.landmarks68 else None,
+        quality=quality.assess(chip, landmarks, detection.box, options.thresholds, pose),
+        landmarks68=landmarks68,
     )
     return LocatedFace(face, chip)
 
@@ -101,6 +113,18 @@ class LocatedFace(NamedTuple):
 
     face: Face
     chip: np.ndarray
+
+
+def _with_attributes(
+    images: Sequence[np.ndarray], per_image: list[list[LocatedFace]], options: PipelineOptions
+) -> list[list[LocatedFace]]:
+    found = attributes.compute(
+        images, [[item.face for item in faces] for faces in per_image], options.attributes, threads=options.threads
+    )
+    return [
+        [LocatedFace(dataclasses.replace(face, attributes=a), chip) for (face, chip), a in zip(faces, image_attributes)]
+        for faces, image_attributes in zip(per_image, found)
+    ]
 
 
 def _locate(pixels: np.ndarray, options: PipelineOptions) -> list[LocatedFace]:
@@ -130,23 +154,26 @@ def process_files(
     workers: int | None = None,
     on_done: Callable[[int], None] | None = None,
     chunk_size: int = 8,
+    embed: bool = True,
 ) -> Iterator[ImageResult]:
     """Run the pipeline over many inputs, in order, in up to ``workers`` processes.
 
     Bad inputs do not stop the batch: their ``ImageResult.error`` says what went wrong.
     ``on_done(n)`` is called as each chunk of ``n`` inputs finishes (for progress bars).
+    Without ``embed``, faces come without templates (e.g. for attributes only).
     """
     chunks = [list(sources[i : i + chunk_size]) for i in range(0, len(sources), chunk_size)]
     workers = _worker_count(workers, len(chunks))
     if workers == 1:
-        results: Iterator[list[ImageResult]] = (_process_chunk(chunk, options) for chunk in chunks)
+        results: Iterator[list[ImageResult]] = (_process_chunk(chunk, options, embed) for chunk in chunks)
         yield from _with_progress(results, on_done)
         return
     # spawn, not fork: workers must not inherit the parent's threads or open galleries.
     # One onnxruntime thread per worker: the processes already fill the cores.
     worker_options = dataclasses.replace(options, threads=1)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from _with_progress(pool.map(_process_chunk, chunks, [worker_options] * len(chunks)), on_done)
+        work = functools.partial(_process_chunk, options=worker_options, embed=embed)
+        yield from _with_progress(pool.map(work, chunks), on_done)
 
 
 def _worker_count(requested: int | None, chunks: int) -> int:
@@ -164,7 +191,7 @@ def _with_progress(
             on_done(len(results))
 
 
-def _process_chunk(sources: list[ImageSource], options: PipelineOptions) -> list[ImageResult]:
+def _process_chunk(sources: list[ImageSource], options: PipelineOptions, embed: bool = True) -> list[ImageResult]:
     loaded: list[LoadedImage | FaceprintError] = []
     for source in sources:
         try:
@@ -172,7 +199,7 @@ def _process_chunk(sources: list[ImageSource], options: PipelineOptions) -> list
         except FaceprintError as exc:
             loaded.append(exc)
     images = [item for item in loaded if isinstance(item, LoadedImage)]
-    faces = iter(find_faces([image.pixels for image in images], options))
+    faces = iter(find_faces([image.pixels for image in images], options, embed=embed))
     return [
         ImageResult(item.name, item.sha256, next(faces))
         if isinstance(item, LoadedImage)

@@ -1,24 +1,20 @@
 """Per-face quality: size, sharpness, exposure and pose, with the thresholds enrollment uses.
 
 All measures except ``face_size`` are taken on the aligned 150x150 chip, so they are
-comparable across image resolutions. Pose comes from the 5 landmarks: roll is the angle of
-the eye line, yaw is estimated from how far the base of the nose sits from the midpoint of
-the eyes: about 0.19 inter-eye distances per unit of tan(yaw), a ratio fitted against
-head poses solved (cv2.solvePnP) from the 68 landmarks of faces-dev photos (r = 0.83).
+comparable across image resolutions. Yaw and roll come from ``faceprint.pose.head_pose``:
+solved from the 68 landmarks when the pipeline has them, else estimated from the 5 points
+(a fit to the former), so the yaw limit means the same either way.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from .pose import HeadPose, head_pose
 from .types import Box, Quality
-
-#: Nose-base offset (in inter-eye distances) per unit of tan(yaw); see the module docstring.
-_NOSE_DEPTH_RATIO = 0.19
 
 
 @dataclass(frozen=True)
@@ -37,14 +33,19 @@ DEFAULT_THRESHOLDS = QualityThresholds()
 
 
 def assess(
-    chip: np.ndarray, landmarks: np.ndarray, box: Box, thresholds: QualityThresholds = DEFAULT_THRESHOLDS
+    chip: np.ndarray,
+    landmarks: np.ndarray,
+    box: Box,
+    thresholds: QualityThresholds = DEFAULT_THRESHOLDS,
+    pose: HeadPose | None = None,
 ) -> Quality:
-    """Quality report of one face from its chip, 5 landmarks and box."""
+    """Quality report of one face from its chip, 5 landmarks and box (and its pose, if already known)."""
     grey = cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY)
     sharpness = float(cv2.Laplacian(grey, cv2.CV_64F).var())
     brightness = float(grey.mean())
     contrast = float(grey.std())
-    yaw, roll = estimate_pose(landmarks)
+    pose = pose or head_pose(landmarks)
+    yaw, roll = pose.yaw, pose.roll
     face_size = float(box.width)
     score = (
         _ramp(face_size, 30.0, 100.0)
@@ -55,23 +56,6 @@ def assess(
     )
     problems = _problems(face_size, sharpness, brightness, contrast, yaw, thresholds)
     return Quality(face_size, sharpness, brightness, contrast, yaw, roll, score, problems)
-
-
-def estimate_pose(landmarks: np.ndarray) -> tuple[float, float]:
-    """(yaw, roll) in degrees from dlib's 5 points (two per eye, then the nose base)."""
-    eye_a = landmarks[0:2].mean(axis=0)
-    eye_b = landmarks[2:4].mean(axis=0)
-    left, right = (eye_a, eye_b) if eye_a[0] <= eye_b[0] else (eye_b, eye_a)
-    dx, dy = right - left
-    eye_distance = math.hypot(dx, dy)
-    if eye_distance < 1e-6:
-        return 0.0, 0.0
-    roll = math.degrees(math.atan2(dy, dx))
-    # Nose offset along the eye line, in inter-eye distances.
-    nose = landmarks[4] - (left + right) / 2.0
-    offset = (nose[0] * dx + nose[1] * dy) / eye_distance**2
-    yaw = math.degrees(math.atan(offset / _NOSE_DEPTH_RATIO))
-    return yaw, roll
 
 
 def _problems(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .attributes import Attributes
 
 #: A graded decision: ``match`` and ``no_match`` are clear of the operating threshold by a
 #: factor 10 in false-match rate either way; ``uncertain`` lies between (see ``faceprint.match``).
@@ -105,6 +108,7 @@ class Face:
     ``landmarks`` are the 5 dlib points (x, y) in source pixels: two corners of each eye,
     then the base of the nose. ``landmarks68`` is set only when 68 points were requested.
     ``confidence`` is the detector's own score (HOG margin or CNN confidence).
+    ``attributes`` (age, gender, expression, pose) is set only when attributes were requested.
     """
 
     box: Box
@@ -114,15 +118,19 @@ class Face:
     quality: Quality
     template: Template | None = None
     landmarks68: np.ndarray | None = field(default=None, repr=False)
+    attributes: Attributes | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        result = {
             "box": [round(v, 1) for v in self.box.as_tuple()],
             "confidence": round(self.confidence, 3),
             "detector": self.detector,
             "landmarks": np.round(self.landmarks, 1).tolist(),
             "quality": self.quality.to_dict(),
         }
+        if self.attributes is not None:
+            result["attributes"] = self.attributes.to_dict()
+        return result
 
 
 @dataclass(frozen=True)

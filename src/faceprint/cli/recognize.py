@@ -20,6 +20,7 @@ from ..gallery import Enrollment, Gallery
 from ..image import iter_image_files, load_image
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, find_faces, process_files
 from ..types import Identification
+from .analyze import attribute_cells, parse_attributes
 from .common import (
     EXIT_NEGATIVE,
     DbOption,
@@ -159,6 +160,10 @@ def identify(
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Candidates listed per face.")] = 3,
     fmr: FmrOption = None,
     out: Annotated[Path | None, typer.Option("--out", help="Annotated copy (single image only).")] = None,
+    attributes: Annotated[
+        str | None,
+        typer.Option("--attributes", help="Also estimate these face attributes (e.g. age,gender,expression,pose)."),
+    ] = None,
     workers: WorkersOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
@@ -167,10 +172,12 @@ def identify(
     paths = expand_images(inputs)
     if out is not None and len(paths) != 1:
         raise typer.BadParameter("--out needs exactly one input image")
+    wanted = parse_attributes(attributes) if attributes is not None else ()
     with Gallery(db) as gallery:
         if not gallery.store.template_count(gallery.model_id):
             err_console.print(f"[yellow]warning:[/] the gallery {gallery.path} is empty: enroll people first")
-        results = _run_batch(paths, gallery.options, workers, "identifying", not json_output)
+        options = dataclasses.replace(gallery.options, attributes=wanted)
+        results = _run_batch(paths, options, workers, "identifying", not json_output)
         # One batched search for the faces of every image.
         found = gallery.identify_photos([r.faces if not r.error else [] for r in results], top_k=top_k, fmr=fmr)
         answers = list(zip(results, found))
@@ -178,14 +185,16 @@ def identify(
         pixels = load_image(paths[0]).pixels
         ids = answers[0][1]
         draw.save(draw.annotate(pixels, [i.face for i in ids], [i.name for i in ids]), out)
-    _report_identification(answers, json_output)
+    _report_identification(answers, json_output, bool(wanted))
     if len(answers) == 1 and answers[0][0].error:
         raise answers[0][0].error
     if not any(i.match for _, ids in answers for i in ids):
         raise typer.Exit(EXIT_NEGATIVE)
 
 
-def _report_identification(answers: list[tuple[ImageResult, list[Identification]]], json_output: bool) -> None:
+def _report_identification(
+    answers: list[tuple[ImageResult, list[Identification]]], json_output: bool, with_attributes: bool = False
+) -> None:
     if json_output:
         print_json(
             [
@@ -197,9 +206,13 @@ def _report_identification(answers: list[tuple[ImageResult, list[Identification]
     table = Table("image", "face", "similarity", "est. FMR", "runner-up")
     table.add_column("name", no_wrap=True)
     table.add_column("decision", no_wrap=True)
+    extra_columns = ("age", "gender", "expression", "yaw / pitch / roll") if with_attributes else ()
+    for column in extra_columns:
+        table.add_column(column)
     for result, ids in answers:
         if result.error or not ids:
-            table.add_row(result.source, "-", "", "", "", f"[yellow]{result.error or 'no face'}[/]", "")
+            blank = [""] * (1 + len(extra_columns))  # decision and attribute columns
+            table.add_row(result.source, "-", "", "", "", f"[yellow]{result.error or 'no face'}[/]", *blank)
         for n, ident in enumerate(ids):
             best = ident.match or (ident.candidates[0] if ident.candidates else None)
             others = [c for c in ident.candidates if c is not best]
@@ -211,6 +224,7 @@ def _report_identification(answers: list[tuple[ImageResult, list[Identification]
                 f"{others[0].name} {others[0].similarity:.3f}" if others else "",
                 f"[green]{ident.name}[/]" if ident.match else "[red]unknown[/]",
                 ident.decision or "",
+                *(attribute_cells(ident.face) if with_attributes else ()),
             )
     console.print(table)
 
