@@ -356,3 +356,14 @@ def test_index_settings_from_the_environment(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("FACEPRINT_INDEX_STORAGE", "f8")
     with pytest.raises(GalleryError, match=r"\$FACEPRINT_INDEX_STORAGE is 'f8'; it must be one of f32, f16, i8"):
         Gallery(tmp_path / "g.db")
+
+
+def test_exact_search_in_blocks_gives_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    import faceprint.index
+
+    rng = np.random.default_rng(0)
+    vectors, queries = rng.standard_normal((1000, 8)), rng.standard_normal((50, 8))
+    whole = faceprint.index.ExactIndex(np.arange(1000), vectors).search(queries, 5)
+    monkeypatch.setattr(faceprint.index, "_MAX_SCORES", 3000)  # 3 queries per block
+    blocks = faceprint.index.ExactIndex(np.arange(1000), vectors).search(queries, 5)
+    assert np.array_equal(whole[1], blocks[1]) and np.allclose(whole[0], blocks[0])

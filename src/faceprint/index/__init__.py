@@ -17,6 +17,10 @@ class SearchIndex(Protocol):
         ...
 
 
+#: Most query-template scores held at once by ExactIndex (float32: 64 MiB).
+_MAX_SCORES = 1 << 24
+
+
 class ExactIndex:
     """Brute-force cosine search with one matrix product: exact, and fast enough to ~100k templates."""
 
@@ -35,6 +39,12 @@ class ExactIndex:
         if k == 0:
             empty = np.zeros((len(queries), 0))
             return empty.astype(np.float32), empty.astype(np.int64)
+        # Queries in blocks so the score matrix stays small (2,000 queries x 1M templates would be 8 GB).
+        step = max(1, _MAX_SCORES // len(self))
+        parts = [self._search_block(queries[i : i + step], k) for i in range(0, len(queries), step)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _search_block(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores = queries @ self.vectors.T
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         top_scores = np.take_along_axis(scores, top, axis=1)
