@@ -139,7 +139,8 @@ class IdentityResolver:
         self.gallery = gallery
         self.options = options
         self.pipeline = gallery.options if gallery is not None else pipeline
-        calibration = load_calibration(self.pipeline.model.model_id)
+        # A gallery's own calibration (faceprint calibrate) wins over the shipped one, as in identify.
+        calibration = gallery.calibration() if gallery is not None else load_calibration(self.pipeline.model.model_id)
         self.threshold = calibration.threshold(options.fmr)
         # Revisions need strong evidence: a match at a stricter, or a mismatch at a looser, rate.
         strict, loose = options.fmr / options.revise_factor, options.fmr * options.revise_factor
