@@ -23,6 +23,10 @@ STORAGES: tuple[Storage, ...] = ("f32", "f16", "i8")
 CONNECTIVITY = 32
 EXPANSION_ADD = 128
 EXPANSION_SEARCH = 128
+#: Concurrent inserts into a near-empty graph leave some nodes poorly linked (900 clustered templates:
+#: recall@1 between 98.3 % and 100 % from run to run, always 100 % when inserted one by one); past a
+#: few thousand nodes parallel inserts cost no recall, so only the first ones are inserted serially.
+SERIAL_INSERTS = 2000
 
 
 class HNSWIndex:
@@ -107,8 +111,12 @@ class HNSWIndex:
         return template_id in self._index
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        if len(ids):
-            self._index.add(np.asarray(ids, np.uint64), np.ascontiguousarray(vectors, np.float32), threads=0)
+        ids, vectors = np.asarray(ids, np.uint64), np.ascontiguousarray(vectors, np.float32)
+        serial = max(0, min(len(ids), SERIAL_INSERTS - len(self)))
+        if serial:
+            self._index.add(ids[:serial], vectors[:serial], threads=1)
+        if len(ids) > serial:
+            self._index.add(ids[serial:], vectors[serial:], threads=0)
 
     def remove(self, ids: np.ndarray) -> None:
         present = [int(i) for i in ids if int(i) in self._index]
