@@ -5,6 +5,7 @@
     python bench/index_scale.py --sizes 1000000                # build (~7 min once, cached) and measure
     python bench/index_scale.py --sizes 1000000 --storage f16  # the same with a float16 graph
     python bench/index_scale.py --compare-libraries            # usearch vs faiss HNSW at 100k
+    python bench/index_scale.py --faiss-hnsw --sizes 1000000 --ef-construction 256 --ef 192 224 256
 
 Data: the 1,783 real faces-dev templates and synthetic distractors fitted to them (see
 ``bench/distractors.py``). The 483 ``identify_probes.csv`` images are the real queries, the other
@@ -206,7 +207,7 @@ def measure_gallery(path: Path, data: Data, truth: np.ndarray, storage: str, efs
             measured = row(name, times, recall, qps, build, graph.memory_bytes() / len(graph))
             file_per_template = extra["file_bytes"] / len(graph)
             rows.append({**measured, "recall_real": recall_real, "file_bytes_per_template": file_per_template})
-        graph.expansion_search = hnsw_params.EXPANSION_SEARCH
+        graph.expansion_search = None  # back to the size's own depth
         extra["incremental"] = measure_incremental(gallery, data)
     return rows, extra
 
@@ -316,6 +317,54 @@ def _faiss_hnsw(vectors: np.ndarray, connectivity: int) -> Callable[[np.ndarray,
     return search
 
 
+def faiss_at_scale(size: int, construction: int, efs: list[int]) -> None:
+    """faiss's HNSW (M 32) at ``size`` templates: single-query latency and recall@1 per search depth.
+
+    Not what faceprint uses (faiss's HNSW cannot delete): this shows how close a faster library gets
+    to the 1M targets. Three passes over the queries per depth, interleaved; the p50 of each pass.
+    """
+    import faiss
+
+    data = make_data(size)
+    truth = exact_top1(data.vectors, data.queries) - 1
+    path = common.CACHE_DIR / f"faiss-hnsw-{size}-M32-efc{construction}-{cache_key(size)}.index"
+    if path.is_file():
+        index = faiss.read_index(str(path))
+    else:
+        faiss.omp_set_num_threads(2)
+        index = faiss.IndexHNSWFlat(128, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = construction
+        start = time.perf_counter()
+        index.add(data.vectors)
+        print(f"built in {time.perf_counter() - start:.0f} s on 2 threads", flush=True)
+        faiss.write_index(index, str(path))
+    faiss.omp_set_num_threads(1)
+    passes: dict[int, list[np.ndarray]] = {ef: [] for ef in efs}
+    for _ in range(3):
+        for ef in efs:
+            index.hnsw.efSearch = ef
+            passes[ef].append(latencies(lambda q: index.search(q[None], K), data.queries))
+    for ef in efs:
+        index.hnsw.efSearch = ef
+        found = index.search(data.queries, K)[1]
+        missed = found[:, 0] != truth
+        in_top_k = np.mean([t in f for t, f in zip(truth[missed], found[missed])]) if missed.any() else 1.0
+        p50s = [float(np.median(t) * 1e3) for t in passes[ef]]
+        p99s = [float(np.percentile(t, 99) * 1e3) for t in passes[ef]]
+        print(
+            json.dumps(
+                {
+                    "efConstruction": construction,
+                    "ef": ef,
+                    "p50_ms": p50s,
+                    "p99_ms": p99s,
+                    "recall_at_1": float(1 - missed.mean()),
+                    "misses_with_truth_in_top_k": float(in_top_k),
+                }
+            )
+        )
+
+
 def distribution_check() -> None:
     real = distractors.real_templates()
     found = distractors.check(real, distractors.Generator.fit(real), np.random.default_rng(SEED))
@@ -329,18 +378,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--storage", choices=["f32", "f16", "i8"], default="f32")
-    parser.add_argument("--ef", type=int, nargs="+", default=[hnsw_params.EXPANSION_SEARCH])
+    parser.add_argument("--ef", type=int, nargs="+", help="search depths to measure (default: the size's own)")
     parser.add_argument("--prepare", action="store_true", help="only write the galleries")
     parser.add_argument("--build", action="store_true", help="only build (or open) the gallery's index, timed")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--compare-libraries", action="store_true")
     parser.add_argument("--distribution", action="store_true", help="real vs synthetic score quantiles")
+    parser.add_argument("--faiss-hnsw", action="store_true", help="faiss's HNSW at --sizes, --ef, --ef-construction")
+    parser.add_argument("--ef-construction", type=int, default=128)
     args = parser.parse_args()
     if args.distribution:
         distribution_check()
         return
     if args.compare_libraries:
         compare_libraries(100_000)
+        return
+    if args.faiss_hnsw:
+        for size in args.sizes:
+            faiss_at_scale(size, args.ef_construction, args.ef or [128])
         return
     for size in args.sizes:
         data = make_data(size)
@@ -355,7 +410,8 @@ def main() -> None:
             print(json.dumps(build_index(path, args.storage)), flush=True)
             continue
         truth = exact_top1(data.vectors, data.queries)
-        rows, extra = measure_gallery(path, data, truth, args.storage, args.ef)
+        efs = args.ef or [hnsw_params.search_depth(len(data.vectors))]
+        rows, extra = measure_gallery(path, data, truth, args.storage, efs)
         extra["cold_open"] = cold_open(path, args.storage)
         if not args.no_baselines:
             rows += measure_baselines(data, truth, sample=QUERIES if size <= 100_000 else 300)

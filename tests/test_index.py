@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from faceprint import Gallery, GalleryError, Template
 from faceprint.cli import app
+from faceprint.index.hnsw import HNSWIndex, search_depth
 from faceprint.index.synced import SyncedIndex
 from faceprint.pipeline import ImageResult
 
@@ -88,6 +89,19 @@ def assert_exact_scores(gallery: Gallery, probes: np.ndarray, scores: np.ndarray
     exact = np.einsum("qd,qkd->qk", probes, stored[np.searchsorted(stored_ids, ids)])
     np.testing.assert_allclose(scores, exact, atol=1e-5)
     assert (np.diff(scores, axis=1) <= 0).all()
+
+
+def test_search_depth_grows_with_the_graph(vectors: np.ndarray) -> None:
+    # Measured: ef 128 keeps recall@1 at 99.9 % up to 100k templates; 1M needs ef 256 for 99.55 %.
+    assert search_depth(1_000) == search_depth(100_000) == 128
+    assert 128 < search_depth(300_000) < search_depth(1_000_000) == 256 < search_depth(10_000_000)
+    graph = HNSWIndex.empty(128)
+    graph.add(np.arange(30), vectors[:10].reshape(-1, 128))
+    assert graph.expansion_search == 128
+    graph.expansion_search = 40
+    assert graph.copy().expansion_search == 40
+    graph.expansion_search = None
+    assert graph.expansion_search == 128
 
 
 @pytest.mark.parametrize("storage", ["f16", "i8"])
