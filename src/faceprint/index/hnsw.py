@@ -35,8 +35,8 @@ def search_depth(count: int) -> int:
     """The search depth ("ef") that keeps recall@1 ≥ 99.5 % on a graph of ``count`` templates.
 
     A bigger graph needs a deeper search for the same recall: measured at 1,000,000 templates, ef 128
-    finds exact search's best template for 98.25 % of faces, ef 256 for 99.55 % (at 2.4 ms instead of
-    1.3 ms). ef doubles from 100k to 1M and grows by 128 per further factor of 10.
+    finds exact search's best template for 98.25 % of faces, ef 256 for 99.55 % (in about twice the
+    time). ef doubles from 100k to 1M and grows by 128 per further factor of 10.
     """
     return EXPANSION_SEARCH + round(EXPANSION_SEARCH * max(0.0, math.log10(max(count, 1) / 100_000)))
 
