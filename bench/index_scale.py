@@ -304,10 +304,7 @@ def _usearch_hnsw(vectors: np.ndarray, connectivity: int) -> Callable[[np.ndarra
 def _faiss_hnsw(vectors: np.ndarray, connectivity: int) -> Callable[[np.ndarray, int], np.ndarray]:
     import faiss
 
-    faiss.omp_set_num_threads(2)
-    index = faiss.IndexHNSWFlat(128, connectivity, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = 128
-    index.add(vectors)
+    index = _faiss_hnsw_built(vectors, connectivity, construction=128)
     index.hnsw.efSearch = 128
 
     def search(q: np.ndarray, threads: int) -> np.ndarray:
@@ -315,6 +312,16 @@ def _faiss_hnsw(vectors: np.ndarray, connectivity: int) -> Callable[[np.ndarray,
         return index.search(q, K)[1] + 1
 
     return search
+
+
+def _faiss_hnsw_built(vectors: np.ndarray, connectivity: int, construction: int):  # -> faiss.IndexHNSWFlat
+    import faiss
+
+    faiss.omp_set_num_threads(2)
+    index = faiss.IndexHNSWFlat(vectors.shape[1], connectivity, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = construction
+    index.add(vectors)
+    return index
 
 
 def faiss_at_scale(size: int, construction: int, efs: list[int]) -> None:
@@ -331,11 +338,8 @@ def faiss_at_scale(size: int, construction: int, efs: list[int]) -> None:
     if path.is_file():
         index = faiss.read_index(str(path))
     else:
-        faiss.omp_set_num_threads(2)
-        index = faiss.IndexHNSWFlat(128, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = construction
         start = time.perf_counter()
-        index.add(data.vectors)
+        index = _faiss_hnsw_built(data.vectors, 32, construction)
         print(f"built in {time.perf_counter() - start:.0f} s on 2 threads", flush=True)
         faiss.write_index(index, str(path))
     faiss.omp_set_num_threads(1)
