@@ -1,64 +1,80 @@
-"""Approximate nearest-template search: an HNSW graph from usearch (chosen over faiss in BENCHMARKS.md).
+"""Approximate nearest-template search: an HNSW graph from faiss (chosen over usearch in BENCHMARKS.md).
 
-usearch removes vectors by key (faiss's HNSW cannot remove), stores float16/int8 vectors
-natively and memory-maps a saved index, so a million-template gallery opens in milliseconds.
+At 1,000,000 templates faiss's HNSW reaches recall@1 99.5 % in 1.0–1.2 ms per query on one core,
+where usearch needs 2.4–4.4 ms for the same recall. faiss cannot unlink a node from an HNSW graph,
+so a removed template becomes a tombstone: its id in the graph's id map is set to ``-1``, searches
+still walk through it (the graph stays navigable) but never return it, and the owner rebuilds the
+graph once tombstones are a large share of it (``dead_share``). A saved graph is one file (vectors,
+links and id map) that faiss memory-maps, so a million-template gallery opens in a fraction of a second.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
+import faiss
 import numpy as np
-from usearch.index import Index
 
 #: How vectors are stored in the graph: float32 (exact scores), float16 (half the memory), int8 (a quarter).
 Storage = Literal["f32", "f16", "i8"]
 STORAGES: tuple[Storage, ...] = ("f32", "f16", "i8")
+_QUANTISERS = {"f16": faiss.ScalarQuantizer.QT_fp16, "i8": faiss.ScalarQuantizer.QT_8bit_uniform}
 
 #: Graph degree ("M") and insertion depth ("efConstruction"), fixed by bench/index_scale.py's
-#: measurements on face templates.
+#: measurements on face templates: efConstruction 256 builds in twice the time of 128 but lets a
+#: 1M graph reach recall@1 99.5 % at ef 224 instead of 320 (1.1 ms per query instead of 1.5 ms).
 CONNECTIVITY = 32
-EXPANSION_ADD = 128
-#: Search depth ("ef") up to 100,000 templates: recall@1 99.9 % there (BENCHMARKS.md, "1:N search at scale").
+EXPANSION_ADD = 256
+#: Search depth ("ef") up to 100,000 templates (BENCHMARKS.md, "1:N search at scale").
 EXPANSION_SEARCH = 128
-#: Concurrent inserts into a near-empty graph leave some nodes poorly linked (900 clustered templates:
-#: recall@1 between 98.3 % and 100 % from run to run, always 100 % when inserted one by one); past a
-#: few thousand nodes parallel inserts cost no recall, so only the first ones are inserted serially.
+#: Further depth per factor of 10 beyond 100,000 templates (1M: ef 224, recall@1 99.55 %).
+EXPANSION_PER_DECADE = 96
+#: Concurrent inserts into a near-empty graph can leave some nodes poorly linked (900 clustered
+#: templates: recall@1 between 98.3 % and 100 % from run to run with usearch); past a few thousand
+#: nodes parallel inserts cost no recall, so only the first ones are inserted on one thread.
 SERIAL_INSERTS = 2000
+#: faiss reports a removed template's id, and a missing result's, as -1.
+_NONE = -1
+#: Accepts every live template id (tombstones are -1).
+_LIVE = faiss.IDSelectorRange(0, np.iinfo(np.int64).max)
 
 
 def search_depth(count: int) -> int:
     """The search depth ("ef") that keeps recall@1 ≥ 99.5 % on a graph of ``count`` templates.
 
     A bigger graph needs a deeper search for the same recall: measured at 1,000,000 templates, ef 128
-    finds exact search's best template for 98.25 % of faces, ef 256 for 99.55 % (in about twice the
-    time). ef doubles from 100k to 1M and grows by 128 per further factor of 10.
+    finds exact search's best template for 98.8 % of faces, ef 224 for 99.55 %.
     """
-    return EXPANSION_SEARCH + round(EXPANSION_SEARCH * max(0.0, math.log10(max(count, 1) / 100_000)))
+    decades = max(0.0, math.log10(max(count, 1) / 100_000))
+    return EXPANSION_SEARCH + round(EXPANSION_PER_DECADE * decades)
 
 
 class HNSWIndex:
     """Cosine (inner product of unit vectors) HNSW search over template ids."""
 
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: faiss.IndexIDMap, source: Path | None = None) -> None:
         self._index = index
+        self._graph = faiss.downcast_index(index.index)
+        self._source = source  # the file a read-only memory-mapped graph comes from
         self._fixed_depth: int | None = None
+        self._dead = int(np.count_nonzero(self._ids() == _NONE))
+        self._lookup: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def empty(cls, dimension: int, storage: Storage = "f32") -> HNSWIndex:
-        index = Index(
-            ndim=dimension,
-            metric="ip",
-            dtype=storage,
-            connectivity=CONNECTIVITY,
-            expansion_add=EXPANSION_ADD,
-            expansion_search=EXPANSION_SEARCH,
-        )
-        return cls(index)
+        if storage == "f32":
+            graph = faiss.IndexHNSWFlat(dimension, CONNECTIVITY, faiss.METRIC_INNER_PRODUCT)
+        else:
+            graph = faiss.IndexHNSWSQ(dimension, _QUANTISERS[storage], CONNECTIVITY, faiss.METRIC_INNER_PRODUCT)
+            # Unit vectors' components lie in [-1, 1]: a fixed range, so no data is needed to train.
+            graph.train(np.stack([-np.ones(dimension), np.ones(dimension)]).astype(np.float32))
+        graph.hnsw.efConstruction = EXPANSION_ADD
+        return cls(faiss.IndexIDMap(graph))  # the id map's Python object keeps the graph alive
 
     @classmethod
     def build(
@@ -78,22 +94,25 @@ class HNSWIndex:
 
     @classmethod
     def load(cls, path: Path, *, view: bool) -> HNSWIndex:
-        """A saved index; ``view`` memory-maps it read-only (instant open, no copy in RAM)."""
-        index = Index.restore(str(path), view=view)
-        if index is None:
-            raise ValueError(f"{path}: not a usearch index")
-        return cls(index)
+        """A saved index; ``view`` memory-maps it read-only (instant open, pages read as searched)."""
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if view else 0)
+        if not isinstance(index, faiss.IndexIDMap) or not isinstance(faiss.downcast_index(index.index), faiss.IndexHNSW):
+            raise ValueError(f"{path}: not a faceprint HNSW index")
+        return cls(index, path if view else None)
 
     def copy(self) -> HNSWIndex:
         """A private, writable copy (of a memory-mapped view, say)."""
-        copied = HNSWIndex(self._index.copy())
+        if self._source is not None:
+            copied = HNSWIndex.load(self._source, view=False)
+        else:
+            copied = HNSWIndex(faiss.deserialize_index(faiss.serialize_index(self._index)))
         copied._fixed_depth = self._fixed_depth
         return copied
 
     def save(self, path: Path) -> None:
         """Write to ``path`` atomically: a crash leaves the old file or the new one, never half of one."""
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        self._index.save(str(partial))
+        faiss.write_index(self._index, str(partial))
         with open(partial, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(partial, path)
@@ -109,60 +128,103 @@ class HNSWIndex:
         self._fixed_depth = value
 
     @property
-    def storage(self) -> str:
-        return str(self._index.dtype).rsplit(".", 1)[-1].lower()
+    def storage(self) -> Storage:
+        if isinstance(self._graph, faiss.IndexHNSWSQ):
+            qtype = faiss.downcast_index(self._graph.storage).sq.qtype
+            return next(name for name, q in _QUANTISERS.items() if q == qtype)
+        return "f32"
 
     @property
     def dimension(self) -> int:
-        return int(self._index.ndim)
+        return int(self._index.d)
+
+    @property
+    def dead_share(self) -> float:
+        """The share of the graph's nodes that are removed templates (tombstones)."""
+        return self._dead / self._index.ntotal if self._index.ntotal else 0.0
 
     def memory_bytes(self) -> int:
-        return int(self._index.memory_usage)
+        """Bytes of vectors, links and ids (tombstones included)."""
+        hnsw = self._graph.hnsw
+        vectors = self._index.ntotal * faiss.downcast_index(self._graph.storage).code_size
+        links = hnsw.neighbors.size() * 4 + hnsw.offsets.size() * 8 + hnsw.levels.size() * 4
+        return int(vectors + links + self._index.ntotal * 8)
 
     def __len__(self) -> int:
-        return len(self._index)
+        return self._index.ntotal - self._dead
 
-    def __contains__(self, template_id: int) -> bool:
-        return template_id in self._index
+    def contains(self, template_ids: np.ndarray) -> np.ndarray:
+        """Whether each of ``template_ids`` is in the index."""
+        return self._labels(template_ids) >= 0
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids, vectors = np.asarray(ids, np.uint64), np.ascontiguousarray(vectors, np.float32)
-        serial = max(0, min(len(ids), SERIAL_INSERTS - len(self)))
+        ids, vectors = np.asarray(ids, np.int64), np.ascontiguousarray(vectors, np.float32)
+        serial = max(0, min(len(ids), SERIAL_INSERTS - self._index.ntotal))
         if serial:
-            self._index.add(ids[:serial], vectors[:serial], threads=1)
+            with _threads(1):
+                self._index.add_with_ids(vectors[:serial], ids[:serial])
         if len(ids) > serial:
-            self._index.add(ids[serial:], vectors[serial:], threads=0)
+            self._index.add_with_ids(vectors[serial:], ids[serial:])
+        self._lookup = None
 
     def remove(self, ids: np.ndarray) -> None:
-        present = [int(i) for i in ids if int(i) in self._index]
-        if present:
-            self._index.remove(present)
+        """Turn the nodes of ``ids`` into tombstones (ids not in the index are ignored)."""
+        labels = self._labels(np.asarray(ids, np.int64))
+        labels = np.unique(labels[labels >= 0])
+        self._ids()[labels] = _NONE
+        self._dead += len(labels)
+        self._lookup = None
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
-        """The stored (possibly quantised) vectors of ``ids``, as float32."""
-        return np.asarray(self._index.get(np.asarray(ids, np.uint64), dtype=np.float32), np.float32)
-
-    def keys(self) -> np.ndarray:
-        return np.asarray(self._index.keys, np.int64)
+        """The stored (possibly quantised) vectors of ``ids`` (all in the index), as float32."""
+        labels = self._labels(np.asarray(ids, np.int64))
+        if (labels < 0).any():
+            raise KeyError(f"templates not in the index: {np.asarray(ids)[labels < 0][:5].tolist()}")
+        return self._graph.reconstruct_batch(labels)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(similarities, template_ids)``, best first; rows padded with ``-1`` ids when fewer are found.
 
         One query runs on one thread (a second only adds overhead); a batch uses every core.
         """
-        queries = np.atleast_2d(np.asarray(queries, np.float32))
+        queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
         k = min(k, len(self))
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        self._index.expansion_search = self.expansion_search
-        found = self._index.search(queries, k, threads=1 if len(queries) == 1 else 0)
-        keys = np.full((len(queries), k), -1, np.int64)
-        scores = np.full((len(queries), k), -np.inf, np.float32)
-        if len(queries) == 1:  # one query's Matches hold only what was found
-            count = len(found.keys)
-            keys[0, :count], scores[0, :count] = found.keys, 1.0 - found.distances
-            return scores, keys
-        filled = np.arange(k)[None, :] < np.asarray(found.counts)[:, None]
-        keys[filled] = np.asarray(found.keys, np.int64)[filled]
-        scores[filled] = 1.0 - np.asarray(found.distances, np.float32)[filled]
-        return scores, keys
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = self.expansion_search
+        if self._dead:
+            params.sel = _LIVE
+        with _threads(1 if len(queries) == 1 else os.cpu_count() or 1):
+            scores, ids = self._index.search(queries, k, params=params)
+        scores[ids == _NONE] = -np.inf
+        return scores, ids
+
+    def _ids(self) -> np.ndarray:
+        """The template id of every graph node (a writable view of faiss's id map; -1: tombstone)."""
+        id_map = self._index.id_map
+        return faiss.rev_swig_ptr(id_map.data(), id_map.size()) if id_map.size() else np.zeros(0, np.int64)
+
+    def _labels(self, template_ids: np.ndarray) -> np.ndarray:
+        """The graph node of each template id (-1 where it has none)."""
+        if self._lookup is None:
+            ids = self._ids()
+            live = np.flatnonzero(ids != _NONE)
+            order = np.argsort(ids[live], kind="stable")
+            self._lookup = ids[live][order], live[order]
+        sorted_ids, labels = self._lookup
+        if not len(sorted_ids):
+            return np.full(len(template_ids), -1, np.int64)
+        at = np.searchsorted(sorted_ids, template_ids).clip(max=len(sorted_ids) - 1)
+        return np.where(sorted_ids[at] == template_ids, labels[at], -1)
+
+
+@contextlib.contextmanager
+def _threads(count: int) -> Iterator[None]:
+    """faiss's OpenMP threads for one call (one query runs faster on one thread than on two)."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)

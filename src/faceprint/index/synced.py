@@ -44,10 +44,13 @@ except ImportError:  # Windows: concurrent saves of one index are not serialised
 #: target, while an HNSW graph costs build time and memory and misses a small fraction of matches.
 ANN_THRESHOLD = 50_000
 #: Index file format: bump whenever the layout or the HNSW parameters change.
-FORMAT = 1
+FORMAT = 2
 #: Save the index again once this many changes (or 1 % of the index, if more) are not in the saved file:
 #: replaying fewer at the next open is quicker than writing the whole file after every enrollment.
 CHECKPOINT_CHANGES = 1000
+#: Rebuild the graph once this share of its nodes are removed templates: searches walk through
+#: tombstones without returning them, so each one costs time and memory but no correctness.
+COMPACT_SHARE = 0.25
 #: Candidates fetched per wanted result when the graph holds quantised vectors, before exact re-ranking.
 RERANK_FACTOR = 2
 
@@ -168,10 +171,13 @@ class SyncedIndex:
                 return self._index
             if not isinstance(self._index, HNSWIndex):
                 self._index = self._open_saved(change)
+            if self._index is not None:
+                self._apply_changes()
+                if self._index.dead_share > COMPACT_SHARE:
+                    self.rebuild_reason = f"{self._index.dead_share:.0%} of the graph were removed templates"
+                    self._index = None
             if self._index is None:
                 self._index = self._build(change)
-            else:
-                self._apply_changes()
             self._checkpoint_if_due()
             return self._index
 
@@ -365,7 +371,7 @@ class SyncedIndex:
             return problems[:20]
 
     def _compare(self, index: HNSWIndex, ids: np.ndarray, vectors: np.ndarray) -> list[str]:
-        present = np.array([int(i) in index for i in ids], bool)
+        present = index.contains(ids)
         problems = [f"template {i} is missing from the index" for i in ids[~present][:10]]
         if present.any():
             stored = index.vectors(ids[present])
