@@ -96,7 +96,8 @@ class HNSWIndex:
     def load(cls, path: Path, *, view: bool) -> HNSWIndex:
         """A saved index; ``view`` memory-maps it read-only (instant open, pages read as searched)."""
         index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if view else 0)
-        if not isinstance(index, faiss.IndexIDMap) or not isinstance(faiss.downcast_index(index.index), faiss.IndexHNSW):
+        graph = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else None
+        if not isinstance(graph, faiss.IndexHNSW):
             raise ValueError(f"{path}: not a faceprint HNSW index")
         return cls(index, path if view else None)
 
