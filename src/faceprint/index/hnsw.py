@@ -40,6 +40,9 @@ EXPANSION_PER_DECADE = 96
 SERIAL_INSERTS = 2000
 #: faiss reports a removed template's id, and a missing result's, as -1.
 _NONE = -1
+#: Up to this many ids are looked up by scanning the id map (~0.5 ms per id at 1M) rather than by
+#: sorting it (~80 ms at 1M, and undone by the next insertion).
+_SCAN_LIMIT = 32
 #: Accepts every live template id (tombstones are -1).
 _LIVE = faiss.IDSelectorRange(0, np.iinfo(np.int64).max)
 
@@ -208,6 +211,9 @@ class HNSWIndex:
 
     def _labels(self, template_ids: np.ndarray) -> np.ndarray:
         """The graph node of each template id (-1 where it has none)."""
+        if self._lookup is None and len(template_ids) <= _SCAN_LIMIT:  # cheaper than sorting every id
+            ids = self._ids()
+            return np.array([next(iter(np.flatnonzero(ids == i)), -1) for i in template_ids], np.int64)
         if self._lookup is None:
             ids = self._ids()
             live = np.flatnonzero(ids != _NONE)
