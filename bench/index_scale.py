@@ -2,7 +2,7 @@
 
     python bench/index_scale.py --sizes 10000 100000           # the small table (minutes, cached after)
     python bench/index_scale.py --sizes 1000000 --prepare      # write the 1M gallery (~2 min, cached)
-    python bench/index_scale.py --sizes 1000000                # build (~7 min once, cached) and measure
+    python bench/index_scale.py --sizes 1000000                # build (~10 min once, cached) and measure
     python bench/index_scale.py --sizes 1000000 --storage f16  # the same with a float16 graph
     python bench/index_scale.py --compare-libraries            # usearch vs faiss HNSW at 100k
     python bench/index_scale.py --faiss-hnsw --sizes 1000000 --ef-construction 256 --ef 192 224 256
@@ -327,8 +327,9 @@ def _faiss_hnsw_built(vectors: np.ndarray, connectivity: int, construction: int)
 def faiss_at_scale(size: int, construction: int, efs: list[int]) -> None:
     """faiss's HNSW (M 32) at ``size`` templates: single-query latency and recall@1 per search depth.
 
-    Not what faceprint uses (faiss's HNSW cannot delete): this shows how close a faster library gets
-    to the 1M targets. Three passes over the queries per depth, interleaved; the p50 of each pass.
+    The bare library on the same data, without the gallery around it (change-log check, id map,
+    tombstone filter): how the HNSW parameters trade speed for recall. Three passes over the queries
+    per depth, interleaved; the p50 of each pass.
     """
     import faiss
 
