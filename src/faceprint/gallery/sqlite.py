@@ -25,7 +25,7 @@ from ..errors import GalleryError, PersonNotFoundError
 
 #: Marks the file as a faceprint gallery ("FPRT"), so a foreign SQLite file is never migrated.
 APPLICATION_ID = 0x46505254
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # MIGRATIONS[v] upgrades a gallery at schema version v - 1 to version v.
 MIGRATIONS: dict[int, str] = {
@@ -68,6 +68,9 @@ MIGRATIONS: dict[int, str] = {
     INSERT INTO template_change (template_id) SELECT id FROM template;
     INSERT INTO meta (key, value) VALUES ('gallery_id', lower(hex(randomblob(16))));
     """,
+    # Finding a gallery's models and counting a model's templates without reading every row
+    # (each enrollment checks the models: 57 ms at 1M templates with a full scan).
+    3: "CREATE INDEX template_model ON template(model_id);",
 }
 
 
@@ -378,7 +381,11 @@ class SQLiteStore:
         return TemplateRecord(row[0], row[1], row[2], row[3], row[4], box, row[6], report, row[8])
 
     def model_ids(self) -> list[str]:
-        return [row[0] for row in self._query("SELECT DISTINCT model_id FROM template")]
+        # One index seek per model: SELECT DISTINCT would read the whole index.
+        found = [self._query("SELECT min(model_id) FROM template")[0][0]]
+        while found[-1] is not None:
+            found.append(self._query("SELECT min(model_id) FROM template WHERE model_id > ?", (found[-1],))[0][0])
+        return found[:-1]
 
     def template_count(self, model_id: str) -> int:
         return int(self._query("SELECT count(*) FROM template WHERE model_id = ?", (model_id,))[0][0])

@@ -165,24 +165,30 @@ class SyncedIndex:
             change = self.store.last_change()
             if self._index is not None and change == self._change:
                 return self._index
-            if not self._wants_hnsw(self.store.template_count(self.model_id)):
+            if isinstance(self._index, HNSWIndex):
+                self._apply_changes()
+            if not self._wants_hnsw():
                 ids, vectors = self._all_vectors()
                 self._index, self._change = ExactIndex(ids, vectors), change
                 return self._index
             if not isinstance(self._index, HNSWIndex):
                 self._index = self._open_saved(change)
-            if self._index is not None:
-                self._apply_changes()
-                if self._index.dead_share > COMPACT_SHARE:
-                    self.rebuild_reason = f"{self._index.dead_share:.0%} of the graph were removed templates"
-                    self._index = None
+                if self._index is not None:
+                    self._apply_changes()
+            if self._index is not None and self._index.dead_share > COMPACT_SHARE:
+                self.rebuild_reason = f"{self._index.dead_share:.0%} of the graph were removed templates"
+                self._index = None
             if self._index is None:
                 self._index = self._build(change)
             self._checkpoint_if_due()
             return self._index
 
-    def _wants_hnsw(self, count: int) -> bool:
-        return self.mode == "hnsw" or (self.mode == "auto" and count >= self.threshold)
+    def _wants_hnsw(self) -> bool:
+        if self.mode != "auto":
+            return self.mode == "hnsw"
+        if isinstance(self._index, HNSWIndex):  # up to date, and cheaper than counting in the store
+            return len(self._index) >= self.threshold
+        return self.store.template_count(self.model_id) >= self.threshold
 
     def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         chunks = list(self.store.iter_vectors(self.model_id))
