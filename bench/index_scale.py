@@ -6,6 +6,7 @@
     python bench/index_scale.py --sizes 1000000 --storage f16  # the same with a float16 graph
     python bench/index_scale.py --compare-libraries            # usearch vs faiss HNSW at 100k
     python bench/index_scale.py --faiss-hnsw --sizes 1000000 --ef-construction 256 --ef 192 224 256
+    python bench/index_scale.py --tombstones 0.1 0.25 --sizes 100000  # recall with removed templates
 
 Data: the 1,783 real faces-dev templates and synthetic distractors fitted to them (see
 ``bench/distractors.py``). The 483 ``identify_probes.csv`` images are the real queries, the other
@@ -370,6 +371,23 @@ def faiss_at_scale(size: int, construction: int, efs: list[int]) -> None:
         )
 
 
+def tombstone_recall(size: int, shares: list[float]) -> None:
+    """Recall@1 and latency of the gallery's saved graph after removing a random share of its templates
+    (they stay as tombstones until the graph is rebuilt at ``synced.COMPACT_SHARE``)."""
+    data = make_data(size)
+    path = gallery_path(size)
+    build_index(path, "f32")
+    for share in shares:
+        graph = hnsw_params.HNSWIndex.load(path.with_name(path.name + ".hnsw"), view=False)
+        removed = np.random.default_rng(SEED).random(len(data.vectors)) < share
+        graph.remove(np.flatnonzero(removed) + 1)
+        kept = np.flatnonzero(~removed)
+        truth = kept[np.argmax(data.queries @ data.vectors[kept].T, axis=1)] + 1
+        times = latencies(lambda q, graph=graph: graph.search(q, K), data.queries)
+        recall = float(np.mean(graph.search(data.queries, K)[1][:, 0] == truth))
+        print(json.dumps({"templates": size, "tombstones": graph.dead_share, **row("", times, recall, 0, None, 0)}))
+
+
 def distribution_check() -> None:
     real = distractors.real_templates()
     found = distractors.check(real, distractors.Generator.fit(real), np.random.default_rng(SEED))
@@ -391,12 +409,17 @@ def main() -> None:
     parser.add_argument("--distribution", action="store_true", help="real vs synthetic score quantiles")
     parser.add_argument("--faiss-hnsw", action="store_true", help="faiss's HNSW at --sizes, --ef, --ef-construction")
     parser.add_argument("--ef-construction", type=int, default=128)
+    parser.add_argument("--tombstones", type=float, nargs="+", help="shares of templates to remove (with --sizes)")
     args = parser.parse_args()
     if args.distribution:
         distribution_check()
         return
     if args.compare_libraries:
         compare_libraries(100_000)
+        return
+    if args.tombstones:
+        for size in args.sizes:
+            tombstone_recall(size, [0.0, *args.tombstones])
         return
     if args.faiss_hnsw:
         for size in args.sizes:
