@@ -213,7 +213,9 @@ class HNSWIndex:
         """The graph node of each template id (-1 where it has none)."""
         if self._lookup is None and len(template_ids) <= _SCAN_LIMIT:  # cheaper than sorting every id
             ids = self._ids()
-            return np.array([next(iter(np.flatnonzero(ids == i)), -1) for i in template_ids], np.int64)
+            # (-1 is the tombstones' id, never a template's)
+            found = [next(iter(np.flatnonzero(ids == i)), -1) if i >= 0 else -1 for i in template_ids]
+            return np.array(found, np.int64)
         if self._lookup is None:
             ids = self._ids()
             live = np.flatnonzero(ids != _NONE)
