@@ -375,10 +375,11 @@ def tombstone_recall(size: int, shares: list[float]) -> None:
     """Recall@1 and latency of the gallery's saved graph after removing a random share of its templates
     (they stay as tombstones until the graph is rebuilt at ``synced.COMPACT_SHARE``)."""
     data = make_data(size)
-    path = gallery_path(size)
-    build_index(path, "f32")
+    with Gallery(gallery_path(size), index="hnsw") as gallery:
+        assert gallery.index is not None
+        saved = gallery.index.refresh()
     for share in shares:
-        graph = hnsw_params.HNSWIndex.load(path.with_name(path.name + ".hnsw"), view=False)
+        graph = saved.copy()
         removed = np.random.default_rng(SEED).random(len(data.vectors)) < share
         graph.remove(np.flatnonzero(removed) + 1)
         kept = np.flatnonzero(~removed)
