@@ -383,7 +383,7 @@ def tombstone_recall(size: int, shares: list[float]) -> None:
         removed = np.random.default_rng(SEED).random(len(data.vectors)) < share
         graph.remove(np.flatnonzero(removed) + 1)
         kept = np.flatnonzero(~removed)
-        truth = kept[np.argmax(data.queries @ data.vectors[kept].T, axis=1)] + 1
+        truth = kept[exact_top1(data.vectors[kept], data.queries) - 1] + 1
         times = latencies(lambda q, graph=graph: graph.search(q, K), data.queries)
         recall = float(np.mean(graph.search(data.queries, K)[1][:, 0] == truth))
         print(json.dumps({"templates": size, "tombstones": graph.dead_share, **row("", times, recall, 0, None, 0)}))
