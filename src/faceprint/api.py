@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from .attributes import ATTRIBUTES, AttributeName, check_names
 from .detect import DetectorName
-from .errors import ManyFacesError, NoFaceError
 from .image import ImageSource, load_image
 from .match import Calibration, compare
-from .pipeline import DEFAULT_OPTIONS, PipelineOptions, find_faces
+from .pipeline import DEFAULT_OPTIONS, PipelineOptions, find_faces, template_of
 from .types import Face, Template, Verification
 
 
@@ -61,29 +60,6 @@ def analyze(
         raise ValueError(f"ask for at least one attribute: {', '.join(ATTRIBUTES)}")
     options = dataclasses.replace(options, attributes=names)
     return find_faces([load_image(image, max_pixels=options.max_pixels).pixels], options, embed=False)[0]
-
-
-def single_face(faces: Sequence[Face], name: str, *, largest: bool = False) -> Face:
-    """The one face of an image; with ``largest``, the main one of several (largest, favouring the centre)."""
-    if not faces:
-        raise NoFaceError(f"{name}: no face found")
-    if len(faces) > 1 and not largest:
-        raise ManyFacesError(f"{name}: {len(faces)} faces found where one was expected (use largest=True / --largest)")
-    return faces[0]
-
-
-def template_of(
-    item: ImageSource | Face | Template, *, largest: bool = False, options: PipelineOptions = DEFAULT_OPTIONS
-) -> Template:
-    """The template of an image's single face (or of a face or template already computed)."""
-    if isinstance(item, Template):
-        return item
-    if isinstance(item, Face):
-        if item.template is None:
-            raise ValueError("this face has no template: get it from faceprint.embed(), not detect()")
-        return item.template
-    loaded = load_image(item, max_pixels=options.max_pixels)
-    return template_of(single_face(find_faces([loaded.pixels], options)[0], loaded.name, largest=largest))
 
 
 def verify(

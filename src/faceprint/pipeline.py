@@ -23,7 +23,7 @@ from . import align, attributes, quality
 from .attributes import AttributeName
 from .detect import DEFAULT_MAX_SIDE, Detection, DetectorName, detect_boxes
 from .embed import Backend, embed_chips
-from .errors import FaceprintError
+from .errors import FaceprintError, ManyFacesError, NoFaceError
 from .image import MAX_PIXELS, ImageSource, LoadedImage, describe, load_image
 from .models import DEFAULT_MODEL, EmbeddingModel
 from .pose import head_pose
@@ -106,6 +106,29 @@ def embed_located(located: Sequence[LocatedFace], options: PipelineOptions = DEF
         dataclasses.replace(item.face, template=Template(vector, options.model.model_id))
         for item, vector in zip(located, vectors)
     ]
+
+
+def single_face(faces: Sequence[Face], name: str, *, largest: bool = False) -> Face:
+    """The one face of an image; with ``largest``, the main one of several (largest, favouring the centre)."""
+    if not faces:
+        raise NoFaceError(f"{name}: no face found")
+    if len(faces) > 1 and not largest:
+        raise ManyFacesError(f"{name}: {len(faces)} faces found where one was expected (use largest=True / --largest)")
+    return faces[0]
+
+
+def template_of(
+    item: ImageSource | Face | Template, *, largest: bool = False, options: PipelineOptions = DEFAULT_OPTIONS
+) -> Template:
+    """The template of an image's single face (or of a face or template already computed)."""
+    if isinstance(item, Template):
+        return item
+    if isinstance(item, Face):
+        if item.template is None:
+            raise ValueError("this face has no template: get it from faceprint.embed(), not detect()")
+        return item.template
+    loaded = load_image(item, max_pixels=options.max_pixels)
+    return template_of(single_face(find_faces([loaded.pixels], options)[0], loaded.name, largest=largest))
 
 
 class LocatedFace(NamedTuple):

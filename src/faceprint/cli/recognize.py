@@ -12,13 +12,20 @@ import typer
 from rich.table import Table
 
 from .. import draw
-from ..api import single_face, template_of
 from ..api import verify as verify_images
 from ..detect import DETECTORS
 from ..errors import FaceprintError, InvalidImageError
 from ..gallery import Enrollment, Gallery
 from ..image import iter_image_files, load_image
-from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, find_faces, process_files
+from ..pipeline import (
+    DEFAULT_OPTIONS,
+    ImageResult,
+    PipelineOptions,
+    find_faces,
+    process_files,
+    single_face,
+    template_of,
+)
 from ..types import Identification
 from .analyze import attribute_cells, parse_attributes
 from .common import (

@@ -17,13 +17,12 @@ from typing import Any
 import numpy as np
 import platformdirs
 
-from ..api import single_face, template_of
 from ..errors import FaceprintError, GalleryError, LowQualityError, ModelError
 from ..image import ImageSource
 from ..index.hnsw import STORAGES, Storage
 from ..index.synced import MODES, Mode, SyncedIndex
 from ..match import Calibration, check_same_model, load_calibration, operating_fmr, parse_calibration
-from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files
+from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files, single_face, template_of
 from ..types import Candidate, Face, Identification, Template
 from .sqlite import NewTemplate, Person, TemplateRecord
 from .store import GalleryStore, open_store
