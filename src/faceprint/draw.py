@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .errors import OutputError
 from .types import Box, Face
 
 _GREEN = (40, 200, 40)
@@ -47,8 +48,13 @@ def _label(canvas: np.ndarray, text: str, left: int, bottom: int, colour: tuple[
 
 def save(pixels: np.ndarray, path: Path) -> None:
     """Write RGB pixels to ``path`` (format from the suffix)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path)
+    except (OSError, ValueError, KeyError) as exc:  # PIL: KeyError or ValueError for a suffix it cannot write
+        raise OutputError(
+            f"{path}: cannot write the image ({exc.args[0] if exc.args else type(exc).__name__})"
+        ) from None
 
 
 def annotate_boxes(

@@ -15,7 +15,16 @@ from ..detect import DETECTORS
 from ..image import load_image
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, process_files
 from ..types import Face
-from .common import JsonOption, WorkersOption, console, expand_images, handles_errors, print_json, progress_bar
+from .common import (
+    EXIT_FACE,
+    JsonOption,
+    WorkersOption,
+    console,
+    expand_images,
+    handles_errors,
+    print_json,
+    progress_bar,
+)
 
 ALL_ATTRIBUTES = ",".join(ATTRIBUTES)
 AttributesOption = Annotated[
@@ -60,7 +69,7 @@ def analyze(
         draw.save(draw.annotate(load_image(paths[0]).pixels, faces, labels), out)
     _report(results, json_output)
     if not any(r.faces for r in results):
-        raise typer.Exit(4)
+        raise typer.Exit(EXIT_FACE)
 
 
 def _report(results: list[ImageResult], json_output: bool) -> None:

@@ -1,8 +1,9 @@
 """What every command shares: the --db/--json options, output, progress bars and exit codes.
 
 Exit codes: 0 success; 1 a negative answer (verify: no match, identify: nobody known);
-2 usage error; 3 unreadable input; 4 face problem (none, several, low quality; also a
-partial enrollment); 5 gallery problem; 6 model problem.
+2 usage error (also an --fmr outside the calibrated range); 3 unreadable input; 4 face problem
+(none, several, low quality; also a partial enrollment); 5 gallery problem; 6 model problem;
+7 an output (--out, --events, --crops...) that cannot be written.
 """
 
 from __future__ import annotations
@@ -19,12 +20,39 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..errors import FaceprintError, InvalidImageError
+from ..errors import (
+    DatasetError,
+    FaceprintError,
+    GalleryError,
+    InvalidImageError,
+    LowQualityError,
+    ManyFacesError,
+    ModelError,
+    NoFaceError,
+    OutputError,
+    UnsupportedFMRError,
+)
 from ..gallery import Gallery, default_gallery_path
 from ..image import IMAGE_SUFFIXES, iter_image_files
 from ..match import Calibration
 
 EXIT_NEGATIVE = 1
+EXIT_USAGE = 2
+EXIT_FACE = 4
+EXIT_OUTPUT = 7
+
+#: The one table from library errors to exit codes; the first class an error is an instance of wins.
+EXIT_CODES: tuple[tuple[type[FaceprintError], int], ...] = (
+    (UnsupportedFMRError, EXIT_USAGE),
+    (InvalidImageError, 3),
+    (DatasetError, 3),
+    (NoFaceError, EXIT_FACE),
+    (ManyFacesError, EXIT_FACE),
+    (LowQualityError, EXIT_FACE),
+    (GalleryError, 5),
+    (ModelError, 6),
+    (OutputError, EXIT_OUTPUT),
+)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -56,12 +84,17 @@ def handles_errors(command: F) -> F:
             return command(*args, **kwargs)
         except FaceprintError as error:
             _print_error(type(error).__name__, str(error), kwargs.get("json_output", False))
-            raise typer.Exit(error.exit_code) from None
-        except OSError as error:  # e.g. an output file that cannot be written
-            _print_error("OSError", f"{error.filename or ''}: {error.strerror or error}", kwargs.get("json_output"))
-            raise typer.Exit(1) from None
+            raise typer.Exit(exit_code_for(error)) from None
+        except OSError as error:  # a write the library did not wrap (the library reports unreadable inputs itself)
+            _print_error("OutputError", f"{error.filename or ''}: {error.strerror or error}", kwargs.get("json_output"))
+            raise typer.Exit(EXIT_OUTPUT) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def exit_code_for(error: FaceprintError) -> int:
+    """The exit code of a library error (see the module docstring; a test keeps the table complete)."""
+    return next((code for kind, code in EXIT_CODES if isinstance(error, kind)), 1)
 
 
 def _print_error(kind: str, message: str, json_output: bool) -> None:

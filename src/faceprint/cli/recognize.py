@@ -29,12 +29,14 @@ from ..pipeline import (
 from ..types import Identification
 from .analyze import attribute_cells, parse_attributes
 from .common import (
+    EXIT_FACE,
     EXIT_NEGATIVE,
     DbOption,
     JsonOption,
     WorkersOption,
     console,
     err_console,
+    exit_code_for,
     expand_images,
     handles_errors,
     print_json,
@@ -113,9 +115,9 @@ def enroll(
                 failures.append((person, error))
     _report_enrollment(outcomes, failures, json_output)
     if failures and not outcomes:
-        raise typer.Exit(failures[0][1].exit_code)
+        raise typer.Exit(exit_code_for(failures[0][1]))
     if failures or any(o.rejected for o in outcomes):
-        raise typer.Exit(4)
+        raise typer.Exit(EXIT_FACE)
 
 
 def _enrollment_batches(
@@ -306,7 +308,7 @@ def detect(
             )
         console.print(table if faces else "[yellow]no face found[/]")
     if not faces:
-        raise typer.Exit(4)
+        raise typer.Exit(EXIT_FACE)
 
 
 @handles_errors
