@@ -157,5 +157,9 @@ def test_usage_errors_exit_2() -> None:
 def test_unwritable_output_is_a_clean_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    output = run("detect", MULTI, "--out", blocker / "sub" / "out.jpg", code=1)
-    assert "error:" in output and "Traceback" not in output
+    # Its own exit code (7), not 1, which means a negative answer.
+    output = run("detect", MULTI, "--out", blocker / "sub" / "out.jpg", code=7)
+    assert "error:" in output and "Traceback" not in output and "out.jpg" in output
+    for name in ("out.txt", "noext"):
+        output = run("detect", MULTI, "--out", tmp_path / name, code=7)
+        assert name in output and "Traceback" not in output

@@ -7,7 +7,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from faceprint.errors import ModelError
+from faceprint.errors import ModelError, UnsupportedFMRError
 from faceprint.evaluation import metrics
 from faceprint.evaluation.calibration import ScoredPairs, calibration_points, supported_fmrs, thresholds_at
 from faceprint.evaluation.fairness import group_rates, quality_groups
@@ -195,7 +195,7 @@ def test_decision_bands_follow_the_fmr() -> None:
     # At the strictest calibrated FMR the band is one-sided: above the threshold is a match.
     lowest = calibration.fmrs[-1]
     assert calibration.decide(calibration.threshold(lowest), lowest) == "match"
-    with pytest.raises(ModelError, match="outside the range calibrated"):
+    with pytest.raises(UnsupportedFMRError, match="outside the range calibrated"):
         calibration.threshold(1e-9)
 
 

@@ -71,11 +71,12 @@ def verify(
     options: PipelineOptions = DEFAULT_OPTIONS,
     calibration: Calibration | None = None,
 ) -> Verification:
-    """Are ``a`` and ``b`` the same person? Decided at the false-match rate ``fmr``.
+    """Are ``a`` and ``b`` the same person? Decided by ``faceprint.match.operating_point``.
 
-    ``calibration`` maps similarities to FMR (default: the one shipped for the model, or pass
-    ``Gallery.calibration()`` for one measured with ``faceprint calibrate``); without ``fmr``
-    its operating point is used, else ``DEFAULT_FMR`` (1e-3).
+    ``calibration`` maps similarities to FMR (default: the one shipped for the model; pass
+    ``Gallery.stored_calibration()`` or ``faceprint.gallery.calibration_stored_at(path)`` for one
+    measured with ``faceprint calibrate``); without ``fmr`` its operating FMR is used, else
+    ``DEFAULT_FMR`` (1e-3). An ``fmr`` outside the calibrated range raises ``UnsupportedFMRError``.
 
     >>> result = verify("tests/data/faces-hires/Rose_Leslie/Rose_Leslie_0001.jpg",
     ...                 "tests/data/faces-hires/Rose_Leslie/Rose_Leslie_0002.jpg")

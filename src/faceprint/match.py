@@ -4,6 +4,9 @@ Scores are cosine similarities of L2-normalised templates (1 = identical); the E
 distance between them is ``sqrt(2 - 2 * similarity)``. A threshold is never a bare number:
 it is read from a calibration table that maps false-match rates (FMR), measured on real
 impostor pairs, to similarity thresholds (see ``bench/calibrate.py`` and BENCHMARKS.md).
+
+``operating_point`` is the one decision rule every front end uses (``verify``, ``Gallery.identify``,
+video, evaluation, later the HTTP service): which calibration decides, and at which FMR.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ModelError, UnsupportedFMRError
 from .types import Decision, Template, Verification
 
 #: Default operating point: one false match in a thousand impostor comparisons.
@@ -61,12 +64,16 @@ class Calibration:
     def threshold(self, fmr: float) -> float:
         """Similarity above which two faces are declared a match at the given FMR."""
         if not self.fmrs[-1] <= fmr <= self.fmrs[0]:
-            raise ModelError(
-                f"FMR {fmr:g} is outside the range calibrated for {self.model_id} "
-                f"({self.fmrs[-1]:g}..{self.fmrs[0]:g}; calibration: {self.source})"
+            raise UnsupportedFMRError(
+                f"FMR {fmr:g} is outside the range calibrated for {self.model_id}: "
+                f"choose one from {self.fmrs[-1]:g} to {self.fmrs[0]:g}"
             )
         # FMRs are stored decreasing, thresholds increasing: interpolate in log(FMR).
         return float(np.interp(-math.log10(fmr), [-math.log10(f) for f in self.fmrs], self.thresholds))
+
+    def clamped_threshold(self, fmr: float) -> float:
+        """``threshold`` at ``fmr`` moved into the calibrated range (for thresholds derived from the operating one)."""
+        return self.threshold(min(max(fmr, self.fmrs[-1]), self.fmrs[0]))
 
     def estimated_fmr(self, similarity: float) -> float:
         """Fraction of impostor pairs scoring at least ``similarity`` (clamped to the table's range)."""
@@ -77,9 +84,7 @@ class Calibration:
         """Similarities bounding the ``uncertain`` band around the operating point ``fmr``: the
         thresholds at ``fmr * UNCERTAIN_FACTOR`` and ``fmr / UNCERTAIN_FACTOR``, each clamped to the
         calibrated range (at the range's end the band is one-sided)."""
-        loose = min(fmr * UNCERTAIN_FACTOR, self.fmrs[0])
-        strict = max(fmr / UNCERTAIN_FACTOR, self.fmrs[-1])
-        return self.threshold(loose), self.threshold(strict)
+        return self.clamped_threshold(fmr * UNCERTAIN_FACTOR), self.clamped_threshold(fmr / UNCERTAIN_FACTOR)
 
     def decide(self, similarity: float, fmr: float) -> Decision:
         """``match`` when even the FMR-÷10 threshold is passed, ``no_match`` below the FMR-×10 one,
@@ -128,31 +133,55 @@ def check_same_model(a: str, b: str) -> None:
         raise ModelError(f"cannot compare templates of different models ({a!r} vs {b!r}); re-embed one side")
 
 
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A calibration and the false-match rate it decides at: what every decision is made with."""
+
+    calibration: Calibration
+    fmr: float
+    #: Similarity from which two faces match at ``fmr``.
+    threshold: float
+
+    def decide(self, similarity: float) -> Decision:
+        """``match``, ``uncertain`` or ``no_match`` (see ``Calibration.decide``)."""
+        return self.calibration.decide(similarity, self.fmr)
+
+    def estimated_fmr(self, similarity: float) -> float:
+        return self.calibration.estimated_fmr(similarity)
+
+    def threshold_at(self, factor: float) -> float:
+        """The threshold at ``factor`` times this FMR (clamped to the calibrated range): stricter below 1."""
+        return self.calibration.clamped_threshold(self.fmr * factor)
+
+
+def operating_point(model_id: str, *, fmr: float | None = None, stored: Calibration | None = None) -> OperatingPoint:
+    """The one decision rule: the calibration ``stored`` in a gallery (``faceprint calibrate``), else the one
+    shipped for ``model_id``; decided at ``fmr`` if given, else at the calibration's own operating FMR, else
+    at ``DEFAULT_FMR``. An FMR outside the calibrated range raises ``UnsupportedFMRError`` naming the range.
+
+    >>> point = operating_point("dlib-resnet-v1")
+    >>> point.fmr, round(point.threshold, 4)
+    (0.001, 0.9256)
+    """
+    calibration = stored or load_calibration(model_id)
+    check_same_model(model_id, calibration.model_id)
+    if fmr is None:
+        fmr = calibration.operating_fmr if calibration.operating_fmr is not None else DEFAULT_FMR
+    return OperatingPoint(calibration, fmr, calibration.threshold(fmr))
+
+
 def compare(
     a: Template, b: Template, *, fmr: float | None = None, calibration: Calibration | None = None
 ) -> Verification:
-    """Verify two templates at the operating point ``fmr`` of ``calibration`` (default: the shipped one).
-
-    Without ``fmr``, the calibration's own operating point is used, else ``DEFAULT_FMR``.
-    """
+    """Verify two templates at the operating point given by ``fmr`` and ``calibration`` (see ``operating_point``)."""
     score = similarity(a, b)
-    calibration = calibration or load_calibration(a.model_id)
-    check_same_model(a.model_id, calibration.model_id)
-    fmr = operating_fmr(calibration, fmr)
-    threshold = calibration.threshold(fmr)
+    point = operating_point(a.model_id, fmr=fmr, stored=calibration)
     return Verification(
         distance=distance_from_similarity(score),
         similarity=score,
-        match=score >= threshold,
-        threshold=threshold,
-        fmr=fmr,
-        estimated_fmr=calibration.estimated_fmr(score),
-        decision=calibration.decide(score, fmr),
+        match=score >= point.threshold,
+        threshold=point.threshold,
+        fmr=point.fmr,
+        estimated_fmr=point.estimated_fmr(score),
+        decision=point.decide(score),
     )
-
-
-def operating_fmr(calibration: Calibration, fmr: float | None) -> float:
-    """``fmr`` if given, else the calibration's operating point, else ``DEFAULT_FMR``."""
-    if fmr is not None:
-        return fmr
-    return calibration.operating_fmr if calibration.operating_fmr is not None else DEFAULT_FMR

@@ -11,12 +11,12 @@ from rich.table import Table
 
 from .. import draw
 from ..attributes import ATTRIBUTES, AttributeName, check_names
-from ..detect import DETECTORS
 from ..image import load_image
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, process_files
 from ..types import Face
 from .common import (
     EXIT_FACE,
+    DetectorOption,
     JsonOption,
     WorkersOption,
     console,
@@ -48,13 +48,11 @@ def analyze(
     inputs: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
     attributes: AttributesOption = ALL_ATTRIBUTES,
     out: Annotated[Path | None, typer.Option("--out", help="Annotated copy (single image only).")] = None,
-    detector: Annotated[str, typer.Option("--detector", help=f"Face detector: {', '.join(DETECTORS)}.")] = "auto",
+    detector: DetectorOption = "auto",
     workers: WorkersOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Estimate apparent age, gender, expression and head pose of every face (appearance-based guesses)."""
-    if detector not in DETECTORS:
-        raise typer.BadParameter(f"must be one of {', '.join(DETECTORS)}", param_hint="--detector")
     options = dataclasses.replace(DEFAULT_OPTIONS, detector=detector, attributes=parse_attributes(attributes))
     paths = expand_images(inputs)
     if out is not None and len(paths) != 1:

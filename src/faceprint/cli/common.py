@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..detect import DetectorName
 from ..errors import (
     DatasetError,
     FaceprintError,
@@ -32,9 +33,7 @@ from ..errors import (
     OutputError,
     UnsupportedFMRError,
 )
-from ..gallery import Gallery, default_gallery_path
 from ..image import IMAGE_SUFFIXES, iter_image_files
-from ..match import Calibration
 
 EXIT_NEGATIVE = 1
 EXIT_USAGE = 2
@@ -67,6 +66,18 @@ DbOption = Annotated[
         "or a Milvus Lite file (milvus-lite:///path.db or *.milvus.db).",
         show_default=False,
     ),
+]
+FmrOption = Annotated[
+    float | None,
+    typer.Option(
+        "--fmr",
+        help="Operating false-match rate (default: the one the gallery was calibrated at, else 1e-3); "
+        "it must lie in the calibrated range, which an error states.",
+        show_default=False,
+    ),
+]
+DetectorOption = Annotated[
+    DetectorName, typer.Option("--detector", help="Face detector (auto: HOG, then CNN when HOG finds none).")
 ]
 WorkersOption = Annotated[
     int | None, typer.Option("--workers", min=1, help="Worker processes for batches (default: one per core).")
@@ -114,16 +125,6 @@ def emit(data: Any, message: str, json_output: bool) -> None:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def stored_calibration(db: str | None) -> Calibration | None:
-    """The calibration of the gallery ``db`` (or FACEPRINT_DB, or the default gallery) if it exists;
-    None (the shipped calibration) otherwise. A missing gallery file is not created."""
-    location = db or str(default_gallery_path())
-    if "://" not in location and not Path(location).exists():
-        return None
-    with Gallery(location) as gallery:
-        return gallery.calibration()
 
 
 def expand_images(inputs: Sequence[Path]) -> list[Path]:

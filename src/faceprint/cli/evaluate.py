@@ -22,19 +22,19 @@ from ..evaluation.fairness import read_labels
 from ..evaluation.metrics import MIN_ERRORS
 from ..evaluation.protocols import identity_of
 from ..evaluation.report import write_report
-from ..gallery import Gallery
+from ..gallery import Gallery, calibration_stored_at
 from ..image import iter_image_files
 from ..match import DEFAULT_FMR
 from ..pipeline import DEFAULT_OPTIONS
 from .common import (
     DbOption,
+    FmrOption,
     JsonOption,
     console,
     err_console,
     handles_errors,
     print_json,
     progress_bar,
-    stored_calibration,
 )
 
 ImagesOption = Annotated[
@@ -69,9 +69,7 @@ def evaluate(
         float, typer.Option("--withhold", min=0.0, max=0.9, help="1:N: share of identities kept out of the gallery.")
     ] = 0.3,
     seed: Annotated[int, typer.Option("--seed", help="1:N: seed of the split.")] = 0,
-    fmr: Annotated[
-        float | None, typer.Option("--fmr", help="Operating FMR for per-group rates (default: calibrated).")
-    ] = None,
+    fmr: FmrOption = None,
     images: ImagesOption = None,
     resamples: Annotated[int, typer.Option("--resamples", min=0, help="Bootstrap resamples for CIs.")] = 1000,
     workers: EvalWorkersOption = 2,
@@ -83,7 +81,7 @@ def evaluate(
     labels = read_labels(groups) if groups else None
     with _cache(no_cache) as cache:
         settings = EvaluationSettings(
-            calibration=stored_calibration(db), fmr=fmr, workers=workers, cache=cache, resamples=resamples
+            calibration=calibration_stored_at(db), fmr=fmr, workers=workers, cache=cache, resamples=resamples
         )
         if probes is not None or source.is_dir():
             if labels is not None:

@@ -13,9 +13,8 @@ from rich.table import Table
 
 from .. import draw
 from ..api import verify as verify_images
-from ..detect import DETECTORS
 from ..errors import FaceprintError, InvalidImageError
-from ..gallery import Enrollment, Gallery
+from ..gallery import Enrollment, Gallery, calibration_stored_at
 from ..image import iter_image_files, load_image
 from ..pipeline import (
     DEFAULT_OPTIONS,
@@ -32,6 +31,8 @@ from .common import (
     EXIT_FACE,
     EXIT_NEGATIVE,
     DbOption,
+    DetectorOption,
+    FmrOption,
     JsonOption,
     WorkersOption,
     console,
@@ -41,29 +42,11 @@ from .common import (
     handles_errors,
     print_json,
     progress_bar,
-    stored_calibration,
 )
 
 LargestOption = Annotated[
     bool, typer.Option("--largest", help="Use the main face (largest, favouring the centre) when there are several.")
 ]
-FmrOption = Annotated[
-    float | None,
-    typer.Option(
-        "--fmr",
-        min=1e-6,
-        max=0.1,
-        help="Operating false-match rate of the decision (default: the calibrated one, else 1e-3).",
-        show_default=False,
-    ),
-]
-DetectorOption = Annotated[str, typer.Option("--detector", help=f"Face detector: {', '.join(DETECTORS)}.")]
-
-
-def _options(detector: str) -> PipelineOptions:
-    if detector not in DETECTORS:
-        raise typer.BadParameter(f"must be one of {', '.join(DETECTORS)}", param_hint="--detector")
-    return dataclasses.replace(DEFAULT_OPTIONS, detector=detector)  # type: ignore[arg-type]
 
 
 def _run_batch(
@@ -250,7 +233,7 @@ def verify(
     """Are the faces in two photos the same person? Exit code 0 if so, 1 if not.
 
     Decides by the calibration stored in the gallery (--db) by `faceprint calibrate`, if any."""
-    result = verify_images(image_a, image_b, fmr=fmr, largest=largest, calibration=stored_calibration(db))
+    result = verify_images(image_a, image_b, fmr=fmr, largest=largest, calibration=calibration_stored_at(db))
     if json_output:
         print_json(result.to_dict())
     else:
@@ -268,7 +251,7 @@ def verify(
 def detect(
     image: Annotated[Path, typer.Argument(help="A photo.")],
     out: Annotated[Path | None, typer.Option("--out", help="Write an annotated copy here.")] = None,
-    detector: DetectorOption = DEFAULT_OPTIONS.detector,
+    detector: DetectorOption = "auto",
     upsample: Annotated[
         int | None, typer.Option("--upsample", min=0, max=3, help="Upsampling (default: auto).")
     ] = None,
@@ -278,7 +261,7 @@ def detect(
     json_output: JsonOption = False,
 ) -> None:
     """Find faces: boxes, landmarks and quality; optionally names from the gallery."""
-    options = dataclasses.replace(_options(detector), upsample=upsample, landmarks68=landmarks68)
+    options = dataclasses.replace(DEFAULT_OPTIONS, detector=detector, upsample=upsample, landmarks68=landmarks68)
     loaded = load_image(image, max_pixels=options.max_pixels)
     faces = find_faces([loaded.pixels], options, embed=names)[0]
     labels: list[str] | None = None

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
-from ..match import Calibration, load_calibration, operating_fmr
+from ..match import Calibration, OperatingPoint, operating_point
 from ..pipeline import DEFAULT_OPTIONS, PipelineOptions
 from . import metrics
 from .cache import EmbeddedImages, EmbeddingCache, embed_images
@@ -39,8 +39,9 @@ class EvaluationSettings:
     resamples: int = 1000
     on_done: Callable[[int], None] | None = field(default=None, compare=False)
 
-    def active_calibration(self) -> Calibration:
-        return self.calibration or load_calibration(self.options.model.model_id)
+    def operating_point(self) -> OperatingPoint:
+        """The decision rule of ``faceprint.match``: ``calibration`` (a gallery's) else the shipped one, at ``fmr``."""
+        return operating_point(self.options.model.model_id, fmr=self.fmr, stored=self.calibration)
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,9 @@ def verify_pairs(pairs: Pairs, settings: EvaluationSettings, labels: Labels | No
         **_image_summary(images),
         **verification_summary(scores, pairs.same, pairs.folds, resamples=settings.resamples),
     }
-    calibration = settings.active_calibration()
-    fmr = operating_fmr(calibration, settings.fmr)
-    threshold = calibration.threshold(fmr)
-    summary["operating_point"] = _operating_point(scores, pairs.same, calibration, fmr, threshold)
-    summary["groups"] = _groups(images, pairs, scores, threshold, labels)
+    point = settings.operating_point()
+    summary["operating_point"] = _operating_point(scores, pairs.same, point)
+    summary["groups"] = _groups(images, pairs, scores, point.threshold, labels)
     summary["timing"] = {
         "embed_s": images.seconds,
         "images_cached": images.cached,
@@ -165,15 +164,13 @@ def _needed(name: str, rate: float) -> str:
     return f"{name} {rate:g} needs at least {1 / rate:,.0f} ({metrics.MIN_ERRORS / rate:,.0f} for a reliable figure)"
 
 
-def _operating_point(
-    scores: np.ndarray, same: np.ndarray, calibration: Calibration, fmr: float, threshold: float
-) -> dict[str, Any]:
+def _operating_point(scores: np.ndarray, same: np.ndarray, point: OperatingPoint) -> dict[str, Any]:
     """How the active calibration's threshold fares on this data."""
-    accepted = scores >= threshold
+    accepted = scores >= point.threshold
     return {
-        "fmr": fmr,
-        "threshold": threshold,
-        "calibration": calibration.source,
+        "fmr": point.fmr,
+        "threshold": point.threshold,
+        "calibration": point.calibration.source,
         "measured_fmr": float(np.mean(accepted[~same])),
         "measured_fnmr": float(np.mean(~accepted[same])),
         "false_matches": int((accepted & ~same).sum()),
@@ -223,8 +220,7 @@ def identify_split(split: Split, settings: EvaluationSettings) -> Identification
     curve = metrics.cmc(ranks, min(CMC_RANKS, scores.shape[1]))
     top = scores.max(axis=1) if scores.shape[1] else np.full(len(scores), -np.inf)
     rank1_scores = np.where(ranks == 1, scores[mated, mate[mated]], -np.inf)
-    calibration = settings.active_calibration()
-    fmr = operating_fmr(calibration, settings.fmr)
+    point = settings.operating_point()
     summary = {
         "kind": "identification",
         "source": split.description,
@@ -239,7 +235,7 @@ def identify_split(split: Split, settings: EvaluationSettings) -> Identification
         "rank5": float(curve[min(5, len(curve)) - 1]),
         "cmc": curve.tolist(),
         "open_set": [_open_set_point(rank1_scores, top[~mated], fpir) for fpir in OPEN_SET_FPIRS],
-        "operating_point": _open_set_at(rank1_scores, top[~mated], calibration.threshold(fmr), fmr),
+        "operating_point": _open_set_at(rank1_scores, top[~mated], point.threshold, point.fmr),
     }
     summary["timing"] = {
         "embed_s": images.seconds,

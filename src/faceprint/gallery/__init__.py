@@ -21,13 +21,21 @@ from ..errors import FaceprintError, GalleryError, LowQualityError, ModelError
 from ..image import ImageSource
 from ..index.hnsw import STORAGES, Storage
 from ..index.synced import MODES, Mode, SyncedIndex
-from ..match import Calibration, check_same_model, load_calibration, operating_fmr, parse_calibration
+from ..match import Calibration, OperatingPoint, check_same_model, operating_point, parse_calibration
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files, single_face, template_of
 from ..types import Candidate, Face, Identification, Template
 from .sqlite import NewTemplate, Person, TemplateRecord
 from .store import GalleryStore, open_store
 
-__all__ = ["Enrollment", "Gallery", "GalleryStore", "Person", "TemplateRecord", "default_gallery_path"]
+__all__ = [
+    "Enrollment",
+    "Gallery",
+    "GalleryStore",
+    "Person",
+    "TemplateRecord",
+    "calibration_stored_at",
+    "default_gallery_path",
+]
 
 #: Gallery meta key of the calibration measured by ``faceprint calibrate`` (JSON, as shipped in faceprint/data).
 CALIBRATION_KEY = "calibration"
@@ -39,6 +47,17 @@ def default_gallery_path() -> str | Path:
     """``$FACEPRINT_DB`` if set (a path or a Milvus URI), else ``gallery.db`` in the per-user data directory."""
     env = os.environ.get("FACEPRINT_DB")
     return env if env else platformdirs.user_data_path("faceprint") / "gallery.db"
+
+
+def calibration_stored_at(location: str | os.PathLike | None = None) -> Calibration | None:
+    """The calibration stored by ``faceprint calibrate`` in the gallery at ``location`` (default:
+    ``default_gallery_path()``), for decisions without a gallery search (``faceprint.verify``); None when
+    that gallery does not exist (it is not created) or holds none."""
+    location = location or default_gallery_path()
+    if "://" not in os.fspath(location) and not Path(location).exists():
+        return None
+    with Gallery(location) as gallery:
+        return gallery.stored_calibration()
 
 
 @dataclass(frozen=True)
@@ -209,12 +228,21 @@ class Gallery:
 
     # --- calibration ------------------------------------------------------------------------
 
-    def calibration(self) -> Calibration:
-        """The calibration stored in this gallery by ``faceprint calibrate``, else the shipped one."""
+    def stored_calibration(self) -> Calibration | None:
+        """The calibration stored in this gallery by ``faceprint calibrate``, if any."""
         text = self.store.meta(CALIBRATION_KEY)
-        if text is None:
-            return load_calibration(self.model_id)
-        return parse_calibration(text, f"{self.path} (stored calibration)")
+        return None if text is None else parse_calibration(text, f"{self.path} (stored calibration)")
+
+    def calibration(self) -> Calibration:
+        """The calibration this gallery decides with: its stored one, else the one shipped for its model."""
+        return self.operating_point().calibration
+
+    def operating_point(self, fmr: float | None = None) -> OperatingPoint:
+        """What this gallery decides with (``faceprint.match.operating_point``): its stored calibration, else
+        the shipped one; at ``fmr``, else the gallery's ``fmr``, else the calibration's operating FMR."""
+        return operating_point(
+            self.model_id, fmr=fmr if fmr is not None else self.fmr, stored=self.stored_calibration()
+        )
 
     def set_calibration(self, document: dict[str, Any]) -> Calibration:
         """Store a calibration document (the format of ``faceprint/data/calibration-*.json``); from now on
@@ -244,9 +272,7 @@ class Gallery:
     ) -> list[list[Identification]]:
         """``identify_faces`` for the faces of many photos with one batched search (much faster
         per face than one search each, on a large gallery)."""
-        calibration = self.calibration()
-        fmr = operating_fmr(calibration, fmr if fmr is not None else self.fmr)
-        threshold = calibration.threshold(fmr)
+        point = self.operating_point(fmr)
         found = self._nearest_people([face for faces in photos for face in faces], top_k)
         # Read after the search: a person removed meanwhile is skipped.
         names = self.store.names_of(sorted({person for people in found for person, _ in people}))
@@ -255,16 +281,16 @@ class Gallery:
         for faces in photos:
             ranked = [
                 [
-                    Candidate(p, names[p], s, calibration.estimated_fmr(s), calibration.decide(s, fmr))
+                    Candidate(p, names[p], s, point.estimated_fmr(s), point.decide(s))
                     for p, s in next(nearest)
                     if p in names
                 ]
                 for _ in faces
             ]
-            matches = _assign(ranked, threshold)
+            matches = _assign(ranked, point.threshold)
             answers.append(
                 [
-                    Identification(face, tuple(candidates), match, threshold)
+                    Identification(face, tuple(candidates), match, point.threshold)
                     for face, candidates, match in zip(faces, ranked, matches)
                 ]
             )

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..embed import normalise
 from ..gallery import Gallery
-from ..match import DEFAULT_FMR, load_calibration
+from ..match import operating_point
 from ..pipeline import DEFAULT_OPTIONS, LocatedFace, PipelineOptions, embed_located
 from ..types import Candidate, Template
 
@@ -39,7 +39,8 @@ class IdentityOptions:
     max_wait: float = 1.0
     recheck: float = 1.0
     revise_factor: float = 100.0
-    fmr: float = DEFAULT_FMR
+    #: Operating false-match rate (None: the gallery's calibrated one, as in ``Gallery.identify``).
+    fmr: float | None = None
 
 
 @dataclass
@@ -139,13 +140,16 @@ class IdentityResolver:
         self.gallery = gallery
         self.options = options
         self.pipeline = gallery.options if gallery is not None else pipeline
-        # A gallery's own calibration (faceprint calibrate) wins over the shipped one, as in identify.
-        calibration = gallery.calibration() if gallery is not None else load_calibration(self.pipeline.model.model_id)
-        self.threshold = calibration.threshold(options.fmr)
+        # The one decision rule, as in identify: the gallery's calibration and operating point unless told otherwise.
+        self.point = (
+            gallery.operating_point(options.fmr)
+            if gallery is not None
+            else operating_point(self.pipeline.model.model_id, fmr=options.fmr)
+        )
+        self.threshold = self.point.threshold
         # Revisions need strong evidence: a match at a stricter, or a mismatch at a looser, rate.
-        strict, loose = options.fmr / options.revise_factor, options.fmr * options.revise_factor
-        self.strict_threshold = calibration.threshold(max(strict, calibration.fmrs[-1]))
-        self.loose_threshold = calibration.threshold(min(loose, calibration.fmrs[0]))
+        self.strict_threshold = self.point.threshold_at(1 / options.revise_factor)
+        self.loose_threshold = self.point.threshold_at(options.revise_factor)
         self.identities: dict[int, TrackIdentity] = {}
         self._unknowns: list[tuple[str, np.ndarray]] = []
         self.embeddings = 0
@@ -194,7 +198,7 @@ class IdentityResolver:
             dataclasses.replace(identity.embedded[-1].located.face, template=Template(template, model_id))
             for identity, template in zip(identities, templates)
         ]
-        found = self.gallery.identify_faces(faces, fmr=self.options.fmr)
+        found = self.gallery.identify_faces(faces, fmr=self.point.fmr)
         return [(result.match, result.candidates) for result in found]
 
     def _decide(self, identity: TrackIdentity, verdict: Verdict, frame: int) -> None:
