@@ -15,6 +15,7 @@ from faceprint import Gallery
 from faceprint.cli import app
 from faceprint.errors import UnsupportedFMRError
 from faceprint.match import Calibration, load_calibration, operating_point
+from faceprint.video.identity import IdentityResolver
 
 from .conftest import KIT
 from .video_clips import crossing_clip, make_gallery
@@ -89,6 +90,9 @@ def test_video_decides_by_the_gallery_calibration(calibrated: Path, tmp_path: Pa
     assert result.exit_code == 0, result.output
     labels = [json.loads(line)["label"] for line in events.read_text().splitlines()]
     assert len(labels) == 2 and all(label.startswith("unknown") for label in labels), labels
+    with Gallery(calibrated) as gallery:
+        point = IdentityResolver(gallery).point
+    assert (point.fmr, point.calibration.source) == (STORED_FMR, "test: nobody passes")
 
 
 @pytest.mark.parametrize("command", ["verify", "identify", "video"])
