@@ -7,9 +7,9 @@ from collections.abc import Iterable
 
 from .attributes import ATTRIBUTES, AttributeName, check_names
 from .detect import DetectorName
-from .image import ImageSource, load_image
+from .image import ImageSource
 from .match import Calibration, compare
-from .pipeline import DEFAULT_OPTIONS, PipelineOptions, find_faces, template_of
+from .pipeline import DEFAULT_OPTIONS, PipelineOptions, faces_in, template_of
 from .types import Face, Template, Verification
 
 
@@ -27,7 +27,7 @@ def detect(
     2
     """
     options = dataclasses.replace(DEFAULT_OPTIONS, detector=detector, upsample=upsample, landmarks68=landmarks68)
-    return find_faces([load_image(image, max_pixels=options.max_pixels).pixels], options, embed=False)[0]
+    return faces_in(image, options, embed=False)
 
 
 def embed(image: ImageSource, *, options: PipelineOptions = DEFAULT_OPTIONS) -> list[Face]:
@@ -37,7 +37,7 @@ def embed(image: ImageSource, *, options: PipelineOptions = DEFAULT_OPTIONS) -> 
     >>> faces[0].template.vector.shape, faces[0].template.model_id
     ((128,), 'dlib-resnet-v1')
     """
-    return find_faces([load_image(image, max_pixels=options.max_pixels).pixels], options)[0]
+    return faces_in(image, options)
 
 
 def analyze(
@@ -59,7 +59,7 @@ def analyze(
     if not names:
         raise ValueError(f"ask for at least one attribute: {', '.join(ATTRIBUTES)}")
     options = dataclasses.replace(options, attributes=names)
-    return find_faces([load_image(image, max_pixels=options.max_pixels).pixels], options, embed=False)[0]
+    return faces_in(image, options, embed=False)
 
 
 def verify(

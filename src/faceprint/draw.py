@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import OutputError
+from .image import ImageSource, load_image
 from .types import Box, Face
 
 _GREEN = (40, 200, 40)
@@ -55,6 +56,11 @@ def save(pixels: np.ndarray, path: Path) -> None:
         raise OutputError(
             f"{path}: cannot write the image ({exc.args[0] if exc.args else type(exc).__name__})"
         ) from None
+
+
+def save_annotated(source: ImageSource, faces: Sequence[Face], labels: Sequence[str | None] | None, path: Path) -> None:
+    """Write a copy of the image ``source`` with its faces drawn (see ``annotate``) to ``path``."""
+    save(annotate(load_image(source).pixels, faces, labels), path)
 
 
 def annotate_boxes(

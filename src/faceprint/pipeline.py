@@ -68,6 +68,11 @@ def find_faces(
     return [[next(embedded) for _ in faces] for faces in per_image]
 
 
+def faces_in(image: ImageSource, options: PipelineOptions = DEFAULT_OPTIONS, *, embed: bool = True) -> list[Face]:
+    """``find_faces`` for one image source (file, bytes, array...), loaded within ``options.max_pixels``."""
+    return find_faces([load_image(image, max_pixels=options.max_pixels).pixels], options, embed=embed)[0]
+
+
 def locate_face(pixels: np.ndarray, detection: Detection, options: PipelineOptions = DEFAULT_OPTIONS) -> LocatedFace:
     """Landmarks, quality and aligned chip of one detected face (no template yet).
 

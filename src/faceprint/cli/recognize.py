@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from pathlib import Path
 from typing import Annotated
@@ -14,18 +13,18 @@ from rich.table import Table
 from .. import draw
 from ..api import verify as verify_images
 from ..errors import FaceprintError, InvalidImageError
-from ..gallery import Enrollment, Gallery, calibration_stored_at
-from ..image import iter_image_files, load_image
+from ..gallery import Enrollment, Gallery, PhotoIdentification, calibration_stored_at
+from ..image import iter_image_files
 from ..pipeline import (
     DEFAULT_OPTIONS,
     ImageResult,
     PipelineOptions,
-    find_faces,
+    faces_in,
     process_files,
     single_face,
     template_of,
 )
-from ..types import Identification
+from ..types import Face
 from .analyze import attribute_cells, parse_attributes
 from .common import (
     EXIT_FACE,
@@ -165,35 +164,24 @@ def identify(
     if out is not None and len(paths) != 1:
         raise typer.BadParameter("--out needs exactly one input image")
     wanted = parse_attributes(attributes) if attributes is not None else ()
-    with Gallery(db) as gallery:
-        if not gallery.store.template_count(gallery.model_id):
+    with Gallery(db) as gallery, progress_bar(len(paths), "identifying", enabled=not json_output) as advance:
+        if not gallery.template_count():
             err_console.print(f"[yellow]warning:[/] the gallery {gallery.path} is empty: enroll people first")
-        options = dataclasses.replace(gallery.options, attributes=wanted)
-        results = _run_batch(paths, options, workers, "identifying", not json_output)
-        # One batched search for the faces of every image.
-        found = gallery.identify_photos([r.faces if not r.error else [] for r in results], top_k=top_k, fmr=fmr)
-        answers = list(zip(results, found))
-    if out is not None and not results[0].error:
-        pixels = load_image(paths[0]).pixels
-        ids = answers[0][1]
-        draw.save(draw.annotate(pixels, [i.face for i in ids], [i.name for i in ids]), out)
+        answers = gallery.identify_files(
+            paths, top_k=top_k, fmr=fmr, attributes=wanted, workers=workers, on_done=advance
+        )
+    if out is not None and not answers[0].result.error:
+        draw.save_annotated(paths[0], [i.face for i in answers[0].faces], [i.name for i in answers[0].faces], out)
     _report_identification(answers, json_output, bool(wanted))
-    if len(answers) == 1 and answers[0][0].error:
-        raise answers[0][0].error
-    if not any(i.match for _, ids in answers for i in ids):
+    if len(answers) == 1 and answers[0].result.error:
+        raise answers[0].result.error
+    if not any(i.match for answer in answers for i in answer.faces):
         raise typer.Exit(EXIT_NEGATIVE)
 
 
-def _report_identification(
-    answers: list[tuple[ImageResult, list[Identification]]], json_output: bool, with_attributes: bool = False
-) -> None:
+def _report_identification(answers: list[PhotoIdentification], json_output: bool, with_attributes: bool) -> None:
     if json_output:
-        print_json(
-            [
-                {"image": r.source, "error": str(r.error) if r.error else None, "faces": [i.to_dict() for i in ids]}
-                for r, ids in answers
-            ]
-        )
+        print_json([answer.to_dict() for answer in answers])
         return
     table = Table("image", "face", "similarity", "est. FMR", "runner-up")
     table.add_column("name", no_wrap=True)
@@ -201,7 +189,8 @@ def _report_identification(
     extra_columns = ("age", "gender", "expression", "yaw / pitch / roll") if with_attributes else ()
     for column in extra_columns:
         table.add_column(column)
-    for result, ids in answers:
+    for answer in answers:
+        result, ids = answer.result, answer.faces
         if result.error or not ids:
             blank = [""] * (1 + len(extra_columns))  # decision and attribute columns
             table.add_row(result.source, "-", "", "", "", f"[yellow]{result.error or 'no face'}[/]", *blank)
@@ -261,37 +250,36 @@ def detect(
     json_output: JsonOption = False,
 ) -> None:
     """Find faces: boxes, landmarks and quality; optionally names from the gallery."""
-    options = dataclasses.replace(DEFAULT_OPTIONS, detector=detector, upsample=upsample, landmarks68=landmarks68)
-    loaded = load_image(image, max_pixels=options.max_pixels)
-    faces = find_faces([loaded.pixels], options, embed=names)[0]
+    options = PipelineOptions(detector=detector, upsample=upsample, landmarks68=landmarks68)
+    faces = faces_in(image, options, embed=names)  # names need templates; plain detection skips them
     labels: list[str] | None = None
     if names and faces:
         with Gallery(db) as gallery:
             labels = [i.name for i in gallery.identify_faces(faces)]
     if out is not None:
-        draw.save(draw.annotate(loaded.pixels, faces, labels), out)
-    if json_output:
-        print_json(
-            {
-                "image": loaded.name,
-                "faces": [{**f.to_dict(), "name": labels[n] if labels else None} for n, f in enumerate(faces)],
-            }
-        )
-    else:
-        table = Table("face", "box (l t r b)", "size", "quality", "yaw", "detector", "name", title=loaded.name)
-        for n, f in enumerate(faces):
-            table.add_row(
-                str(n),
-                " ".join(f"{v:.0f}" for v in f.box.as_tuple()),
-                f"{f.quality.face_size:.0f}",
-                f"{f.quality.score:.2f}" + (" !" if f.quality.problems else ""),
-                f"{f.quality.yaw:+.0f}",
-                f.detector,
-                labels[n] if labels else "",
-            )
-        console.print(table if faces else "[yellow]no face found[/]")
+        draw.save_annotated(image, faces, labels, out)
+    _report_faces(str(image), faces, labels, json_output)
     if not faces:
         raise typer.Exit(EXIT_FACE)
+
+
+def _report_faces(image: str, faces: list[Face], labels: list[str] | None, json_output: bool) -> None:
+    if json_output:
+        named = [{**face.to_dict(), "name": labels[n] if labels else None} for n, face in enumerate(faces)]
+        print_json({"image": image, "faces": named})
+        return
+    table = Table("face", "box (l t r b)", "size", "quality", "yaw", "detector", "name", title=image)
+    for n, f in enumerate(faces):
+        table.add_row(
+            str(n),
+            " ".join(f"{v:.0f}" for v in f.box.as_tuple()),
+            f"{f.quality.face_size:.0f}",
+            f"{f.quality.score:.2f}" + (" !" if f.quality.problems else ""),
+            f"{f.quality.yaw:+.0f}",
+            f.detector,
+            labels[n] if labels else "",
+        )
+    console.print(table if faces else "[yellow]no face found[/]")
 
 
 @handles_errors

@@ -7,9 +7,10 @@ gallery the search index is a cache kept in step with the file's change log (see
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import platformdirs
 
+from ..attributes import AttributeName
 from ..errors import FaceprintError, GalleryError, LowQualityError, ModelError
 from ..image import ImageSource
 from ..index.hnsw import STORAGES, Storage
@@ -32,6 +34,7 @@ __all__ = [
     "Gallery",
     "GalleryStore",
     "Person",
+    "PhotoIdentification",
     "TemplateRecord",
     "calibration_stored_at",
     "default_gallery_path",
@@ -75,6 +78,22 @@ class Enrollment:
             "added_templates": self.added,
             "duplicates": self.duplicates,
             "rejected": [{"image": source, "reason": str(error)} for source, error in self.rejected],
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class PhotoIdentification:
+    """One input of a batch: its faces, each identified, or the error it raised (``result.error``)."""
+
+    result: ImageResult
+    faces: list[Identification]
+
+    def to_dict(self) -> dict[str, Any]:
+        error = self.result.error
+        return {
+            "image": self.result.source,
+            "error": str(error) if error else None,
+            "faces": [face.to_dict() for face in self.faces],
         }
 
 
@@ -137,6 +156,10 @@ class Gallery:
     @property
     def model_id(self) -> str:
         return self.options.model.model_id
+
+    def template_count(self) -> int:
+        """How many templates of this gallery's model are enrolled."""
+        return self.store.template_count(self.model_id)
 
     # --- enrollment -----------------------------------------------------------------------
 
@@ -256,10 +279,27 @@ class Gallery:
 
     def identify(self, image: ImageSource, *, top_k: int = 5, fmr: float | None = None) -> list[Identification]:
         """Who is each face of ``image``? Main face first; ``unknown`` below the threshold."""
-        result = next(process_files([image], self.options, workers=1))
-        if result.error is not None:
-            raise result.error
-        return self.identify_faces(result.faces, top_k=top_k, fmr=fmr)
+        answer = self.identify_files([image], top_k=top_k, fmr=fmr, workers=1)[0]
+        if answer.result.error is not None:
+            raise answer.result.error
+        return answer.faces
+
+    def identify_files(
+        self,
+        sources: Sequence[ImageSource],
+        *,
+        top_k: int = 5,
+        fmr: float | None = None,
+        attributes: Sequence[AttributeName] = (),
+        workers: int | None = None,
+        on_done: Callable[[int], None] | None = None,
+    ) -> list[PhotoIdentification]:
+        """``identify`` for many images: the pipeline across worker processes (``process_files``, with
+        ``on_done`` for progress), then one batched search for every face. A bad input is that item's error."""
+        options = dataclasses.replace(self.options, attributes=tuple(attributes))
+        results = list(process_files(sources, options, workers=workers, on_done=on_done))
+        found = self.identify_photos([result.faces for result in results], top_k=top_k, fmr=fmr)
+        return [PhotoIdentification(result, faces) for result, faces in zip(results, found)]
 
     def identify_faces(
         self, faces: Sequence[Face], *, top_k: int = 5, fmr: float | None = None
