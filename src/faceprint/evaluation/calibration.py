@@ -88,6 +88,7 @@ class ScoredPairs:
         return self.identity_a, self.identity_b
 
     def base_weights(self) -> np.ndarray:
+        """What each pair counts for outside any resample."""
         return np.ones(len(self.scores)) if self.weights is None else self.weights
 
     def sorted(self) -> ScoredPairs:
