@@ -18,34 +18,28 @@ from resampling identities (bootstrap), not pairs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 import common
-from faceprint.evaluation.calibration import THRESHOLD_RULE, all_pairs, fnmr_at, round_up, supported_fmrs, thresholds_at
+from faceprint.evaluation.calibration import (
+    THRESHOLD_RULE,
+    ScoredPairs,
+    calibration_points,
+    every_pair,
+    fnmr_at,
+    supported_fmrs,
+    thresholds_at,
+)
 from faceprint.pipeline import PipelineOptions
 
-BOOTSTRAPS = 200
-SEED = 20240613
 OUTPUT = Path(__file__).resolve().parents[1] / "src" / "faceprint" / "data"
-
-
-@dataclass(frozen=True)
-class PairSet:
-    """Scores of one kind of pair (impostor or genuine) with the identity codes of both sides."""
-
-    scores: np.ndarray
-    identity_a: np.ndarray
-    identity_b: np.ndarray
-
-    def sorted_by_score(self) -> PairSet:
-        order = np.argsort(-self.scores, kind="stable")
-        return PairSet(self.scores[order], self.identity_a[order], self.identity_b[order])
 
 
 def main() -> None:
@@ -59,19 +53,20 @@ def main() -> None:
     embeddings = common.embed_faceprint(root, paths, options, label="calibration", workers=args.workers)
     found = embeddings.found
     _, codes = np.unique(np.array(identities)[found], return_inverse=True)
-    impostors, genuines = split_pairs(embeddings.vectors[found], codes)
+    faces_per_identity = np.bincount(codes)
+    impostors, genuines = every_pair(embeddings.vectors[found], codes)
+    genuines = per_identity(genuines, faces_per_identity)
     fmrs = supported_fmrs(len(impostors.scores))
-    points = operating_points(impostors, genuines, fmrs, faces_per_identity=np.bincount(codes))
     report = {
         "model_id": options.model.model_id,
-        "source": _source(options, int(found.sum()), int(codes.max()) + 1, len(impostors.scores)),
+        "source": _source(options, int(found.sum()), len(faces_per_identity), len(impostors.scores)),
         "created": datetime.date.today().isoformat(),
         "faceprint_version": metadata.version("faceprint"),
         "pipeline": common.describe_options(options),
-        "images": {"total": len(paths), "without_face": int((~found).sum()), "identities": int(codes.max()) + 1},
+        "images": {"total": len(paths), "without_face": int((~found).sum()), "identities": len(faces_per_identity)},
         "pairs": {"impostor": len(impostors.scores), "genuine": len(genuines.scores)},
         "threshold_rule": THRESHOLD_RULE,
-        "points": points,
+        "points": operating_points(impostors, genuines, fmrs, faces_per_identity),
     }
     if not args.dry_run:
         file = OUTPUT / f"calibration-{options.model.model_id}.json"
@@ -80,61 +75,37 @@ def main() -> None:
     print(_table(report))
 
 
-def split_pairs(vectors: np.ndarray, identity: np.ndarray) -> tuple[PairSet, PairSet]:
-    """Every unordered pair of faces, split into impostor (different identity) and genuine pairs."""
-    scores, genuine, a, b = all_pairs(vectors, identity)
-    split = [PairSet(scores[m], identity[a][m], identity[b][m]).sorted_by_score() for m in (~genuine, genuine)]
-    return split[0], split[1]
+def per_identity(genuines: ScoredPairs, faces_per_identity: np.ndarray) -> ScoredPairs:
+    """The genuine pairs weighted so that each identity with 2+ faces weighs the same."""
+    genuine_pairs_per_identity = faces_per_identity * (faces_per_identity - 1) / 2
+    return dataclasses.replace(genuines, weights=1.0 / genuine_pairs_per_identity[genuines.identity_a])
 
 
 def operating_points(
-    impostors: PairSet, genuines: PairSet, fmrs: np.ndarray, faces_per_identity: np.ndarray
-) -> list[dict]:
-    """Threshold, false-match count and FNMR at each FMR, with their bootstrap intervals."""
-    thresholds = round_up(thresholds_at(impostors.scores, np.ones(len(impostors.scores)), fmrs))
-    # Each pair of identities weighs the same, whatever their numbers of images.
+    impostors: ScoredPairs, genuines: ScoredPairs, fmrs: np.ndarray, faces_per_identity: np.ndarray
+) -> list[dict[str, Any]]:
+    """The library's points (pooled thresholds, FNMR per identity, intervals over resampled identities),
+    each with two checks beside it: the threshold with every pair of identities weighing the same,
+    and the FNMR with every genuine pair weighing the same."""
+    impostors, genuines = impostors.sorted(), genuines.sorted()
     balanced_weights = 1.0 / (faces_per_identity[impostors.identity_a] * faces_per_identity[impostors.identity_b])
     balanced = thresholds_at(impostors.scores, balanced_weights, fmrs)
-    genuine_pairs_per_identity = faces_per_identity * (faces_per_identity - 1) / 2
-    per_identity = 1.0 / genuine_pairs_per_identity[genuines.identity_a]
-    fnmr = fnmr_at(genuines.scores, per_identity, thresholds)
+    points = calibration_points(impostors, genuines, fmrs)
+    thresholds = np.array([p["threshold"] for p in points])
     fnmr_pooled = fnmr_at(genuines.scores, np.ones(len(genuines.scores)), thresholds)
-    false_matches = np.searchsorted(-impostors.scores, -thresholds, side="right")
-    intervals = bootstrap(impostors, genuines, per_identity, fmrs, len(faces_per_identity))
     return [
         {
-            "fmr": float(fmr),
-            "threshold": _round(thresholds[i]),
-            "false_matches": int(false_matches[i]),
-            "threshold_90ci": [_round(v) for v in intervals["threshold"][:, i]],
+            **{key: point[key] for key in ("fmr", "threshold", "false_matches", "threshold_90ci")},
             "threshold_identity_balanced": _round(balanced[i]),
-            "fnmr": _round(fnmr[i]),
-            "fnmr_90ci": [_round(v) for v in intervals["fnmr"][:, i]],
+            **{key: point[key] for key in ("fnmr", "fnmr_90ci")},
             "fnmr_pooled": _round(fnmr_pooled[i]),
         }
-        for i, fmr in enumerate(fmrs)
+        for i, point in enumerate(points)
     ]
 
 
 def _round(value: float) -> float:
     return round(float(value), 6)
-
-
-def bootstrap(
-    impostors: PairSet, genuines: PairSet, per_identity: np.ndarray, fmrs: np.ndarray, identities: int
-) -> dict[str, np.ndarray]:
-    """5th and 95th percentiles of thresholds and FNMR over resamples of the identities.
-
-    An identity drawn m times counts m times: its impostor pairs weigh m_a * m_b, its genuine pairs m.
-    """
-    rng = np.random.default_rng(SEED)
-    thresholds, fnmrs = [], []
-    for _ in range(BOOTSTRAPS):
-        drawn = rng.multinomial(identities, np.full(identities, 1.0 / identities)).astype(np.float64)
-        found = thresholds_at(impostors.scores, drawn[impostors.identity_a] * drawn[impostors.identity_b], fmrs)
-        thresholds.append(found)
-        fnmrs.append(fnmr_at(genuines.scores, per_identity * drawn[genuines.identity_a], found))
-    return {name: np.percentile(v, [5, 95], axis=0) for name, v in (("threshold", thresholds), ("fnmr", fnmrs))}
 
 
 def _source(options: PipelineOptions, faces: int, identities: int, impostor_pairs: int) -> str:

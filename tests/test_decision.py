@@ -59,7 +59,7 @@ def test_operating_point_takes_the_stored_calibration_and_its_fmr() -> None:
     shipped = operating_point(MODEL)
     assert (shipped.fmr, shipped.threshold) == (1e-3, load_calibration(MODEL).threshold(1e-3))
     for outside in (1e-9, 0.0, -1.0, 0.5):
-        with pytest.raises(UnsupportedFMRError, match="from 1e-05 to 0.1"):
+        with pytest.raises(UnsupportedFMRError, match=r"from 1e-05 to 0\.1"):
             operating_point(MODEL, fmr=outside)
 
 

@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.table import Table
 
-from ..errors import DatasetError
-from ..evaluation import EvaluationSettings, identify_split, read_pairs, split_folder, split_from_csv, verify_pairs
-from ..evaluation.cache import EmbeddingCache, embed_images
-from ..evaluation.calibration import ScoredPairs, all_pairs, calibration_document
-from ..evaluation.evaluate import score_pairs
+from ..evaluation import (
+    EvaluationSettings,
+    calibration,
+    identify_split,
+    read_pairs,
+    split_folder,
+    split_from_csv,
+    verify_pairs,
+)
+from ..evaluation.cache import EmbeddingCache
 from ..evaluation.fairness import read_labels
 from ..evaluation.metrics import MIN_ERRORS
-from ..evaluation.protocols import identity_of
 from ..evaluation.report import write_report
 from ..gallery import Gallery, calibration_stored_at
-from ..image import iter_image_files
-from ..match import DEFAULT_FMR
-from ..pipeline import DEFAULT_OPTIONS
 from .common import (
     DbOption,
     FmrOption,
@@ -204,23 +203,27 @@ def _print_footer(s: dict[str, Any]) -> None:
     console.print(f"report: {s['report']['html']}")
 
 
+CalibrationSourceArgument = Annotated[
+    Path,
+    typer.Argument(
+        help="Pairs file (CSV or LFW pairs.txt), or a folder-per-person dataset (every pair is used).",
+        show_default=False,
+    ),
+]
+CalibrationOutOption = Annotated[Path | None, typer.Option("--out", help="Also write the calibration JSON here.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Measure and print; store nothing.")]
+MinFalseMatchesOption = Annotated[
+    int, typer.Option("--min-false-matches", min=1, help="False matches an FMR point must rest on.")
+]
+
+
 @handles_errors
 def calibrate(
-    source: Annotated[
-        Path,
-        typer.Argument(
-            help="Pairs file (CSV or LFW pairs.txt), or a folder-per-person dataset (every pair is used).",
-            show_default=False,
-        ),
-    ],
-    fmr: Annotated[
-        float, typer.Option("--fmr", min=1e-6, max=0.1, help="Operating FMR stored with the calibration.")
-    ] = DEFAULT_FMR,
-    out: Annotated[Path | None, typer.Option("--out", help="Also write the calibration JSON here.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Measure and print; store nothing.")] = False,
-    min_false_matches: Annotated[
-        int, typer.Option("--min-false-matches", min=1, help="False matches an FMR point must rest on.")
-    ] = MIN_ERRORS,
+    source: CalibrationSourceArgument,
+    fmr: FmrOption = None,
+    out: CalibrationOutOption = None,
+    dry_run: DryRunOption = False,
+    min_false_matches: MinFalseMatchesOption = MIN_ERRORS,
     images: ImagesOption = None,
     workers: EvalWorkersOption = 2,
     no_cache: NoCacheOption = False,
@@ -229,30 +232,30 @@ def calibrate(
 ) -> None:
     """Measure the similarity threshold for each FMR on your data and store it in the gallery,
     so that verify/identify decisions and their estimated FMR follow it."""
-    with _cache(no_cache) as cache:
-        impostors, genuines, origin = _calibration_scores(source, images, workers, cache, json_output)
-    document = calibration_document(
-        impostors,
-        genuines,
-        model_id=DEFAULT_OPTIONS.model.model_id,
-        source=origin,
-        pipeline=repr(DEFAULT_OPTIONS),
-        operating_fmr=fmr,
-        min_false_matches=min_false_matches,
-    )
-    _check_covers(document, fmr, source)
+    dataset = calibration.read_calibration_source(source, images)
+    with _cache(no_cache) as cache, progress_bar(len(dataset.images), "embedding", enabled=not json_output) as advance:
+        run = calibration.calibrate(
+            dataset, fmr=fmr, min_false_matches=min_false_matches, workers=workers, cache=cache, on_done=advance
+        )
     if out is not None:
-        out.write_text(json.dumps(document, indent=2) + "\n")
-    stored = None
-    if not dry_run:
-        with Gallery(db) as gallery:
-            gallery.set_calibration(document)
-            stored = str(gallery.path)
+        calibration.write_calibration(run.document, out)
+    stored = None if dry_run else _store(run.document, db)
     if json_output:
-        print_json({**document, "stored_in": stored, "written_to": str(out) if out else None})
-        return
+        print_json({**run.document, "stored_in": stored, "written_to": str(out) if out else None})
+    else:
+        _print_calibration(run, stored)
+
+
+def _store(document: dict[str, Any], db: str | None) -> str:
+    """Store the calibration in the gallery; its path."""
+    with Gallery(db) as gallery:
+        gallery.set_calibration(document)
+        return str(gallery.path)
+
+
+def _print_calibration(run: calibration.CalibrationRun, stored: str | None) -> None:
     table = Table("FMR", "threshold (90% CI)", "false matches", "FNMR (90% CI)")
-    for p in document["points"]:
+    for p in run.document["points"]:
         table.add_row(
             f"{p['fmr']:g}",
             f"{p['threshold']:.4f} ({p['threshold_90ci'][0]:.4f}–{p['threshold_90ci'][1]:.4f})",
@@ -261,49 +264,9 @@ def calibrate(
         )
     console.print(table)
     console.print(
-        f"{len(impostors.scores):,} impostor and {len(genuines.scores):,} genuine pairs; operating FMR {fmr:g}; "
-        f"90% intervals resample {document['interval_resampling']}"
+        f"{run.impostor_pairs:,} impostor and {run.genuine_pairs:,} genuine pairs; "
+        f"operating FMR {run.document['operating_fmr']:g}; "
+        f"90% intervals resample {run.document['interval_resampling']}"
     )
     if stored:
         console.print(f"stored in {stored}: verify and identify with this gallery now decide by it")
-
-
-def _calibration_scores(
-    source: Path, images: Path | None, workers: int, cache: EmbeddingCache | None, quiet: bool
-) -> tuple[ScoredPairs, ScoredPairs, str]:
-    """Impostor and genuine pairs with a face on both sides: every pair of a folder-per-person dataset
-    (with the people, for intervals over people), or a pairs file's."""
-    if source.is_dir():
-        files = iter_image_files(source)
-        if len({identity_of(f) for f in files}) < 2:
-            raise DatasetError(f"{source}: needs photos of at least 2 people, one folder each")
-        with progress_bar(len(files), "embedding", enabled=not quiet) as advance:
-            embedded = embed_images(files, DEFAULT_OPTIONS, workers=workers, cache=cache, on_done=advance)
-        found = ~np.isnan(embedded.vectors[:, 0])
-        _, identity = np.unique([identity_of(f) for f, ok in zip(files, found) if ok], return_inverse=True)
-        scores, same, a, b = all_pairs(embedded.vectors[found], identity)
-        split = [ScoredPairs(scores[m], identity[a[m]], identity[b[m]]) for m in (~same, same)]
-        return split[0], split[1], f"{source}: {int(found.sum())} images with a face, every pair"
-    pairs = read_pairs(source, images)
-    with progress_bar(len(pairs.images()), "embedding", enabled=not quiet) as advance:
-        embedded = embed_images(pairs.images(), DEFAULT_OPTIONS, workers=workers, cache=cache, on_done=advance)
-    scores = score_pairs(embedded, pairs)
-    usable = np.isfinite(scores)
-    impostors, genuines = scores[usable & ~pairs.same], scores[usable & pairs.same]
-    return (
-        ScoredPairs(impostors),
-        ScoredPairs(genuines),
-        f"{source}: {int(usable.sum())} pairs with a face on both sides",
-    )
-
-
-def _check_covers(document: dict[str, Any], fmr: float, source: Path) -> None:
-    fmrs = [p["fmr"] for p in document["points"]]
-    impostors = document["pairs"]["impostor"]
-    needed = int(np.ceil(document["min_false_matches"] / fmr))
-    if not fmrs or not min(fmrs) <= fmr <= max(fmrs):
-        covered = f"FMR {min(fmrs):g} to {max(fmrs):g}" if fmrs else "no FMR of the grid"
-        raise DatasetError(
-            f"{source}: {impostors:,} impostor pairs measure {covered}; FMR {fmr:g} needs about {needed:,} "
-            "(use a folder-per-person dataset, where every pair of different people counts, or more pairs)"
-        )

@@ -21,6 +21,7 @@ import numpy as np
 import platformdirs
 
 from ..pipeline import ImageResult, PipelineOptions, process_files
+from ..quality import DEFAULT_THRESHOLDS
 
 QUALITY_FIELDS = ("face_size", "sharpness", "yaw")
 
@@ -50,8 +51,8 @@ class EmbeddedImages:
 
 
 def options_key(options: PipelineOptions) -> str:
-    """Digest of what shapes a template; quality thresholds and thread counts do not."""
-    relevant = dataclasses.replace(options, thresholds=None, threads=None)
+    """Digest of what shapes a template; quality thresholds and thread counts do not (so every key has the defaults)."""
+    relevant = dataclasses.replace(options, thresholds=DEFAULT_THRESHOLDS, threads=None)
     return hashlib.sha256(f"faceprint {metadata.version('faceprint')} {relevant!r}".encode()).hexdigest()[:24]
 
 
@@ -99,14 +100,14 @@ def embed_images(
     start = time.perf_counter()
     key = options_key(options)
     digests = {p: _file_digest(p) for p in paths}
-    known = cache.get([d for d in digests.values() if d], key) if cache else {}
-    missing = [p for p, d in digests.items() if d and d not in known]
+    known: dict[str, tuple] = cache.get([d for d in digests.values() if d], key) if cache else {}
+    missing = {p: d for p, d in digests.items() if d and d not in known}
     if on_done:
         on_done(len(paths) - len(missing))
-    computed = [_row(r) for r in process_files(missing, options, workers=workers, on_done=on_done)]
+    computed = [_row(r) for r in process_files(list(missing), options, workers=workers, on_done=on_done)]
     if cache:
-        cache.put([(digests[p], key, *row) for p, row in zip(missing, computed)])
-    results = {**known, **{digests[p]: row for p, row in zip(missing, computed)}}
+        cache.put([(d, key, *row) for d, row in zip(missing.values(), computed)])
+    results = {**known, **dict(zip(missing.values(), computed))}
     return _assemble(list(paths), digests, results, options.model.dimension, len(paths) - len(missing), start)
 
 
@@ -124,6 +125,7 @@ def _row(result: ImageResult) -> tuple:
     if not result.faces:
         return ("none", None, None, f"{result.source}: no face found")
     face = result.faces[0]
+    assert face.template is not None  # process_files embeds every face it returns
     measures = {name: getattr(face.quality, name) for name in QUALITY_FIELDS}
     return (face.detector, face.template.vector.astype(np.float32).tobytes(), json.dumps(measures), None)
 

@@ -70,7 +70,7 @@ def _det_plot(fmr: np.ndarray, fnmr: np.ndarray, fmr_floor: float, fnmr_floor: f
 def _histogram(scores: np.ndarray, same: np.ndarray, threshold: float) -> plt.Figure:
     figure, axes = plt.subplots(figsize=(5.5, 4.2))
     finite = np.isfinite(scores)
-    bins = np.linspace(scores[finite].min(), scores[finite].max(), 60)
+    bins = np.linspace(scores[finite].min(), scores[finite].max(), 60).tolist()
     axes.hist(scores[finite & same], bins=bins, alpha=0.6, label="genuine (same person)", density=True)
     axes.hist(scores[finite & ~same], bins=bins, alpha=0.6, label="impostor", density=True)
     axes.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
