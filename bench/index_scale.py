@@ -41,6 +41,7 @@ import numpy as np
 import common
 import distractors
 from faceprint import Gallery, Template
+from faceprint.cli.common import open_gallery
 from faceprint.index import ExactIndex
 from faceprint.index import hnsw as hnsw_params
 from faceprint.pipeline import DEFAULT_OPTIONS
@@ -186,7 +187,7 @@ def measure_baselines(data: Data, truth: np.ndarray, sample: int) -> list[dict]:
 
 def measure_gallery(path: Path, data: Data, truth: np.ndarray, storage: str, efs: list[int]) -> tuple[list[dict], dict]:
     extra: dict = {}
-    with Gallery(path, index="hnsw", index_storage=storage, progress=True) as gallery:
+    with open_gallery(path, index="hnsw", index_storage=storage) as gallery:  # with the build's progress bar
         index = gallery.index
         assert index is not None
         start = time.perf_counter()

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from faceprint import Gallery
-from faceprint.gallery.sqlite import NewTemplate
+from faceprint.gallery.records import NewTemplate
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = ROOT / "tests" / "data" / "faces-hires" / "multi" / "kit_harington_and_rose_leslie.jpg"

@@ -17,11 +17,12 @@ from typer.testing import CliRunner
 
 from faceprint import Gallery, GalleryError, Template
 from faceprint.cli import app
+from faceprint.index import ExactIndex
 from faceprint.index.hnsw import HNSWIndex, search_depth
 from faceprint.index.synced import SyncedIndex
 from faceprint.pipeline import ImageResult
 
-from .conftest import ALEX, HIRES, KIT, MULTI, OBAMA, ROSE
+from .conftest import ALEX, HIRES, KIT, MULTI, OBAMA, ROSE, run_python
 
 MODEL = "dlib-resnet-v1"
 
@@ -411,3 +412,46 @@ def test_exact_search_in_blocks_gives_the_same_answer(monkeypatch: pytest.Monkey
     monkeypatch.setattr(faceprint.index, "_MAX_SCORES", 3000)  # 3 queries per block
     blocks = faceprint.index.ExactIndex(np.arange(1000), vectors).search(queries, 5)
     assert np.array_equal(whole[1], blocks[1]) and np.allclose(whole[0], blocks[0])
+
+
+# --- one search seam --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "milvus-lite"])
+def test_a_gallery_searches_only_through_its_index(tmp_path: Path, backend: str) -> None:
+    if backend == "milvus-lite":
+        pytest.importorskip("milvus_lite")
+    path = tmp_path / ("g.db" if backend == "sqlite" else "g.milvus.db")
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(40, 3, 128)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=-1, keepdims=True)
+    queries = rng.normal(size=(12, 128)).astype(np.float32)
+    with Gallery(path) as g:
+        fill(g, vectors)
+        assert not hasattr(g.store, "search")  # a store keeps templates; its index searches them
+        ids, stored = g.store.vectors(range(1, 200), MODEL)
+        scores, found = g.search_templates(queries, 7)
+    exact_scores, exact_ids = ExactIndex(ids, stored).search(queries, 7)
+    assert np.array_equal(found, exact_ids)
+    np.testing.assert_allclose(scores, exact_scores, atol=1e-5)
+
+
+def test_building_the_index_reports_progress_through_the_callback(tmp_path: Path, vectors: np.ndarray) -> None:
+    with Gallery(tmp_path / "g.db", index="exact") as g:
+        fill(g, vectors[:50, :3])
+        calls: list[tuple[str, int, int]] = []
+        small = SyncedIndex(g.store, MODEL, threshold=1000, on_progress=lambda *call: calls.append(call))
+        small.search(vectors[0, 3], 1)
+        assert calls == []  # searched exactly: nothing built
+        index = SyncedIndex(g.store, MODEL, threshold=100, on_progress=lambda *call: calls.append(call))
+        index.search(vectors[0, 3], 1)
+    description = f"building the search index of {g.store.path.name}"
+    assert calls[0] == (description, 0, 150) and calls[-1] == (description, 150, 150)
+    done = [d for _, d, _ in calls]
+    assert done == sorted(done)
+
+
+def test_the_index_and_the_gallery_draw_no_progress_bars() -> None:
+    imported = run_python("import sys, faceprint.index.synced, faceprint.gallery; print('rich' in sys.modules)")
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == "False"

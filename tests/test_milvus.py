@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from faceprint import Gallery, GalleryError, PersonNotFoundError, Template
 from faceprint.cli import app
-from faceprint.gallery.milvus import MilvusStore
+from faceprint.gallery.milvus import MilvusIndex, MilvusStore
 from faceprint.pipeline import ImageResult
 
 from .conftest import ALEX, HIRES, KIT, MULTI, OBAMA, ROSE
@@ -42,7 +42,7 @@ def names(gallery: Gallery, results: dict[str, ImageResult], photo: Path) -> lis
 
 
 def test_the_store_is_milvus_and_searches_itself(gallery: Gallery) -> None:
-    assert isinstance(gallery.store, MilvusStore) and gallery.index is None
+    assert isinstance(gallery.store, MilvusStore) and isinstance(gallery.index, MilvusIndex)
     assert gallery.store.template_count(gallery.model_id) == 4
 
 

@@ -18,7 +18,15 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from ..detect import DetectorName
 from ..errors import (
@@ -33,6 +41,7 @@ from ..errors import (
     OutputError,
     UnsupportedFMRError,
 )
+from ..gallery import Gallery
 from ..image import IMAGE_SUFFIXES, iter_image_files
 
 EXIT_NEGATIVE = 1
@@ -158,3 +167,25 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
+
+
+def open_gallery(db: str | Path | None, **options: Any) -> Gallery:
+    """``Gallery(db, **options)`` that shows building its search index as a progress bar on stderr (only in
+    a terminal, and from 10,000 templates: smaller builds take a few seconds)."""
+    bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=err_console, transient=True)
+    tasks: dict[str, TaskID] = {}
+
+    def on_progress(description: str, done: int, total: int) -> None:
+        if total < 10_000 or not err_console.is_terminal:
+            return
+        if not tasks:
+            bar.start()
+        if description not in tasks:
+            tasks[description] = bar.add_task(description, total=total)
+        bar.update(tasks[description], completed=done)
+        if done >= total:
+            bar.remove_task(tasks.pop(description))
+            if not tasks:
+                bar.stop()
+
+    return Gallery(db, on_progress=on_progress, **options)

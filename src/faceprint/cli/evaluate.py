@@ -24,7 +24,7 @@ from ..evaluation.cache import EmbeddingCache
 from ..evaluation.fairness import read_labels
 from ..evaluation.metrics import MIN_ERRORS
 from ..evaluation.report import write_report
-from ..gallery import Gallery, calibration_stored_at
+from ..gallery import calibration_stored_at
 from .common import (
     DbOption,
     FmrOption,
@@ -32,6 +32,7 @@ from .common import (
     console,
     err_console,
     handles_errors,
+    open_gallery,
     print_json,
     progress_bar,
 )
@@ -248,7 +249,7 @@ def calibrate(
 
 def _store(document: dict[str, Any], db: str | None) -> str:
     """Store the calibration in the gallery; its path."""
-    with Gallery(db) as gallery:
+    with open_gallery(db) as gallery:
         gallery.set_calibration(document)
         return str(gallery.path)
 

@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..gallery import Gallery
-from .common import DbOption, JsonOption, console, emit, handles_errors, print_json
+from .common import DbOption, JsonOption, console, emit, handles_errors, open_gallery, print_json
 
 app = typer.Typer(help="List and manage enrolled people.", no_args_is_help=True)
 
@@ -19,7 +18,7 @@ PersonArg = Annotated[str, typer.Argument(help="Name, numeric id or external id.
 @handles_errors
 def list_people(db: DbOption = None, json_output: JsonOption = False) -> None:
     """Every enrolled person with their number of templates."""
-    with Gallery(db) as gallery:
+    with open_gallery(db) as gallery:
         people = gallery.people()
     if json_output:
         print_json([p.to_dict() for p in people])
@@ -34,7 +33,7 @@ def list_people(db: DbOption = None, json_output: JsonOption = False) -> None:
 @handles_errors
 def show(person: PersonArg, db: DbOption = None, json_output: JsonOption = False) -> None:
     """One person with each template's source, quality and date."""
-    with Gallery(db) as gallery:
+    with open_gallery(db) as gallery:
         found = gallery.person(person)
         templates = gallery.templates(found.id)
     if json_output:
@@ -52,7 +51,7 @@ def show(person: PersonArg, db: DbOption = None, json_output: JsonOption = False
 @handles_errors
 def rename(person: PersonArg, new_name: str, db: DbOption = None, json_output: JsonOption = False) -> None:
     """Give a person a new name."""
-    with Gallery(db) as gallery:
+    with open_gallery(db) as gallery:
         renamed = gallery.rename(person, new_name)
     emit(renamed.to_dict(), f"renamed to [bold]{renamed.name}[/]", json_output)
 
@@ -66,7 +65,7 @@ def merge(
     json_output: JsonOption = False,
 ) -> None:
     """Move all templates of SOURCE to TARGET and remove SOURCE."""
-    with Gallery(db) as gallery:
+    with open_gallery(db) as gallery:
         merged = gallery.merge(source, target)
     emit(merged.to_dict(), f"merged into [bold]{merged.name}[/] ({merged.template_count} templates)", json_output)
 
@@ -75,7 +74,7 @@ def merge(
 @handles_errors
 def remove(person: PersonArg, db: DbOption = None, json_output: JsonOption = False) -> None:
     """Remove a person and all their templates."""
-    with Gallery(db) as gallery:
+    with open_gallery(db) as gallery:
         removed = gallery.remove_person(person)
     emit(removed.to_dict(), f"removed [bold]{removed.name}[/] and {removed.template_count} templates", json_output)
 
@@ -84,6 +83,6 @@ def remove(person: PersonArg, db: DbOption = None, json_output: JsonOption = Fal
 @handles_errors
 def remove_template(template_id: int, db: DbOption = None, json_output: JsonOption = False) -> None:
     """Remove one template (see `people show` for ids)."""
-    with Gallery(db) as gallery:
+    with open_gallery(db) as gallery:
         removed = gallery.remove_template(template_id)
     emit(removed.to_dict(), f"removed template {removed.id}", json_output)

@@ -39,6 +39,7 @@ from .common import (
     exit_code_for,
     expand_images,
     handles_errors,
+    open_gallery,
     print_json,
     progress_bar,
 )
@@ -164,7 +165,7 @@ def identify(
     if out is not None and len(paths) != 1:
         raise typer.BadParameter("--out needs exactly one input image")
     wanted = parse_attributes(attributes) if attributes is not None else ()
-    with Gallery(db) as gallery, progress_bar(len(paths), "identifying", enabled=not json_output) as advance:
+    with open_gallery(db) as gallery, progress_bar(len(paths), "identifying", enabled=not json_output) as advance:
         if not gallery.template_count():
             err_console.print(f"[yellow]warning:[/] the gallery {gallery.path} is empty: enroll people first")
         answers = gallery.identify_files(
@@ -254,7 +255,7 @@ def detect(
     faces = faces_in(image, options, embed=names)  # names need templates; plain detection skips them
     labels: list[str] | None = None
     if names and faces:
-        with Gallery(db) as gallery:
+        with open_gallery(db) as gallery:
             labels = [i.name for i in gallery.identify_faces(faces)]
     if out is not None:
         draw.save_annotated(image, faces, labels, out)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import platformdirs
@@ -21,12 +21,12 @@ import platformdirs
 from ..attributes import AttributeName
 from ..errors import FaceprintError, GalleryError, LowQualityError, ModelError
 from ..image import ImageSource
-from ..index.hnsw import STORAGES, Storage
-from ..index.synced import MODES, Mode, SyncedIndex
+from ..index import MODES, STORAGES, GalleryIndex, Mode, Storage
 from ..match import Calibration, OperatingPoint, check_same_model, operating_point, parse_calibration
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files, single_face, template_of
+from ..progress import OnProgress
 from ..types import Candidate, Face, Identification, Template
-from .sqlite import NewTemplate, Person, TemplateRecord
+from .records import NewTemplate, Person, TemplateRecord
 from .store import GalleryStore, open_store
 
 __all__ = [
@@ -107,6 +107,7 @@ class Gallery:
     ``"f32"``, or ``"f16"``/``"i8"`` for a graph of half/a quarter the memory (scores stay exact:
     candidates are re-ranked with the stored float32 templates). Both apply to SQLite galleries;
     their defaults come from ``$FACEPRINT_INDEX`` and ``$FACEPRINT_INDEX_STORAGE`` when set.
+    ``on_progress`` is told how building the search index advances (see ``faceprint.progress``).
 
     >>> from faceprint import Gallery
     >>> with Gallery("/tmp/doctest-gallery.db") as gallery:
@@ -123,7 +124,7 @@ class Gallery:
         fmr: float | None = None,
         index: Mode | None = None,
         index_storage: Storage | None = None,
-        progress: bool = True,
+        on_progress: OnProgress | None = None,
     ) -> None:
         self.options = options
         self.fmr = fmr
@@ -131,14 +132,14 @@ class Gallery:
         storage = index_storage or _from_env("FACEPRINT_INDEX_STORAGE", STORAGES)
         self.store: GalleryStore = open_store(path if path is not None else default_gallery_path())
         self.path = self.store.path
-        #: The local search index (None when the store searches itself, as Milvus does).
-        self.index: SyncedIndex | None = None
-        if not hasattr(self.store, "search"):
-            try:
-                self.index = SyncedIndex(self.store, self.model_id, mode=mode, storage=storage, progress=progress)  # type: ignore[arg-type]
-            except ValueError:
-                self.store.close()
-                raise
+        try:
+            #: The only way this gallery searches (the store's own: exact or HNSW for SQLite, Milvus's for Milvus).
+            self.index: GalleryIndex = self.store.open_index(
+                self.model_id, mode=mode, storage=storage, on_progress=on_progress
+            )
+        except ValueError:
+            self.store.close()
+            raise
 
     def __enter__(self) -> Gallery:
         return self
@@ -148,8 +149,7 @@ class Gallery:
 
     def close(self) -> None:
         try:
-            if self.index is not None:
-                self.index.close()
+            self.index.close()
         finally:
             self.store.close()
 
@@ -359,9 +359,21 @@ class Gallery:
     def search_templates(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(similarities, template_ids)`` of the ``k`` most similar templates to each query vector,
         best first (rows padded with id ``-1`` when the gallery holds fewer)."""
-        if self.index is not None:
-            return self.index.search(queries, k)
-        return self.store.search(queries, k, self.model_id)
+        return self.index.search(queries, k)
+
+    # --- the search index -------------------------------------------------------------------
+
+    def index_stats(self) -> dict[str, object]:
+        """How the gallery is searched: exact or HNSW, size, memory, saved file (opened or rebuilt first)."""
+        return self.index.stats()
+
+    def rebuild_index(self) -> dict[str, object]:
+        """Build the search index from the gallery anew and save it (templates, storage, file)."""
+        return self.index.rebuild()
+
+    def verify_index(self) -> list[str]:
+        """Problems found comparing the search index with the gallery, template by template (empty: consistent)."""
+        return self.index.verify()
 
     # --- people ---------------------------------------------------------------------------
 
@@ -389,12 +401,16 @@ class Gallery:
         return self.store.remove_template(template_id)
 
 
-def _from_env(variable: str, choices: Sequence[str]) -> str:
+Choice = TypeVar("Choice", bound=str)
+
+
+def _from_env(variable: str, choices: Sequence[Choice]) -> Choice:
     """``$variable`` if set (checked against ``choices``), else the first choice."""
     value = os.environ.get(variable) or choices[0]
-    if value not in choices:
-        raise GalleryError(f"${variable} is {value!r}; it must be one of {', '.join(choices)}")
-    return value
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise GalleryError(f"${variable} is {value!r}; it must be one of {', '.join(choices)}")
 
 
 def _assign(candidates: Sequence[Sequence[Candidate]], threshold: float) -> list[Candidate | None]:

@@ -25,10 +25,12 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ..errors import GalleryError, PersonNotFoundError
-from .sqlite import NewTemplate, Person, TemplateRecord
+from ..index import Mode, Storage
+from ..progress import OnProgress
+from .records import NewTemplate, Person, TemplateRecord
 
 try:
-    from pymilvus import DataType, MilvusClient, MilvusException
+    from pymilvus import DataType, MilvusClient, MilvusException  # type: ignore[import-untyped]
 except ImportError:  # pragma: no cover - depends on the install
     MilvusClient = None  # type: ignore[assignment,misc]
 
@@ -197,7 +199,7 @@ class MilvusStore:
     def person(self, key: str | int) -> Person:
         """A person by name, or by numeric id, or by external id."""
         text = str(key)
-        lookups = [("name == {key}", text)]
+        lookups: list[tuple[str, str | int]] = [("name == {key}", text)]
         if text.lstrip("-").isdigit():
             lookups.append(("id == {key}", int(text)))
         lookups.append(("external_id == {key}", text))
@@ -364,7 +366,7 @@ class MilvusStore:
         )
         return int(rows[0]["count(*)"])
 
-    def vectors(self, template_ids: Sequence[int], model_id: str) -> tuple[np.ndarray, np.ndarray]:
+    def vectors(self, template_ids: Sequence[int] | np.ndarray, model_id: str) -> tuple[np.ndarray, np.ndarray]:
         rows = self._rows(
             self._templates,
             "id in {ids} and model_id == {m}",
@@ -377,25 +379,47 @@ class MilvusStore:
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
         return np.array([r["id"] for r in rows], np.int64), np.array([r["vector"] for r in rows], np.float32)
 
-    def persons_of(self, template_ids: Sequence[int]) -> dict[int, int]:
+    def persons_of(self, template_ids: Sequence[int] | np.ndarray) -> dict[int, int]:
         if not len(template_ids) or not self._has_templates():
             return {}
         rows = self._client.get(self._templates, ids=[int(i) for i in template_ids], output_fields=["id", "person_id"])
         return {int(r["id"]): int(r["person_id"]) for r in rows}
 
-    def search(self, queries: np.ndarray, k: int, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+    def open_index(
+        self, model_id: str, *, mode: Mode = "auto", storage: Storage = "f32", on_progress: OnProgress | None = None
+    ) -> MilvusIndex:
+        """Milvus's own index of the templates (``mode``, ``storage`` and ``on_progress`` do not apply: Milvus
+        chooses, builds and updates its index itself)."""
+        return MilvusIndex(self, model_id)
+
+
+class MilvusIndex:
+    """The ``GalleryIndex`` of a Milvus gallery: Milvus's AUTOINDEX (inner product) over one model's templates."""
+
+    #: Why there is nothing for faceprint to inspect, rebuild or verify.
+    MANAGED = "Milvus builds and updates this gallery's index itself (AUTOINDEX, inner product); faceprint keeps none"
+
+    def __init__(self, store: MilvusStore, model_id: str) -> None:
+        self.store = store
+        self.model_id = model_id
+
+    def __len__(self) -> int:
+        return self.store.template_count(self.model_id)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(similarities, template_ids)`` from Milvus's own index, best first, padded with ``-1`` ids."""
+        store = self.store
         queries = np.atleast_2d(np.asarray(queries, np.float32))
         scores = np.full((len(queries), k), -np.inf, np.float32)
         ids = np.full((len(queries), k), -1, np.int64)
-        if not self._has_templates() or k == 0:
+        if not store._has_templates() or k == 0:
             return scores[:, :0], ids[:, :0]
-        hits = self._client.search(
-            self._templates,
+        hits = store._client.search(
+            store._templates,
             data=queries.tolist(),
             limit=k,
             anns_field="vector",
-            filter=f"model_id == {_literal(model_id)}",
+            filter=f"model_id == {_literal(self.model_id)}",
             search_params={"metric_type": "IP"},
         )
         for row, found in enumerate(hits):
@@ -403,6 +427,18 @@ class MilvusStore:
                 scores[row, column], ids[row, column] = hit["distance"], hit["id"]
         width = max((len(found) for found in hits), default=0)
         return scores[:, :width], ids[:, :width]
+
+    def close(self) -> None:
+        """Nothing to release: the index lives in Milvus, reached through the store's client."""
+
+    def stats(self) -> dict[str, object]:
+        raise GalleryError(f"{self.store.path}: {self.MANAGED}")
+
+    def rebuild(self) -> dict[str, object]:
+        raise GalleryError(f"{self.store.path}: {self.MANAGED}")
+
+    def verify(self) -> list[str]:
+        raise GalleryError(f"{self.store.path}: {self.MANAGED}")
 
 
 def _template_row(template_id: int, person_id: int, t: NewTemplate, now: str) -> dict[str, Any]:
@@ -446,5 +482,5 @@ def _template(row: dict[str, Any]) -> TemplateRecord:
         info.get("box"),
         info.get("quality"),
         info.get("quality_report"),
-        info.get("created_at"),
+        info.get("created_at", ""),
     )

@@ -14,14 +14,19 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import GalleryError, PersonNotFoundError
+from ..index import Mode, Storage
+from ..progress import OnProgress
+from .records import NewTemplate, Person, TemplateRecord
+
+if TYPE_CHECKING:
+    from ..index.synced import SyncedIndex
 
 #: Marks the file as a faceprint gallery ("FPRT"), so a foreign SQLite file is never migrated.
 APPLICATION_ID = 0x46505254
@@ -74,49 +79,6 @@ MIGRATIONS: dict[int, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Person:
-    id: int
-    name: str
-    external_id: str | None
-    metadata: dict[str, Any]
-    template_count: int
-    created_at: str
-    updated_at: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class TemplateRecord:
-    """A stored template's provenance (the vector itself is loaded only for search)."""
-
-    id: int
-    person_id: int
-    model_id: str
-    image_sha256: str | None
-    source: str | None
-    box: list[float] | None
-    quality: float | None
-    quality_report: dict[str, Any] | None
-    created_at: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True, eq=False)
-class NewTemplate:
-    vector: np.ndarray
-    model_id: str
-    image_sha256: str | None = None
-    source: str | None = None
-    box: Sequence[float] | None = None
-    quality: float | None = None
-    quality_report: dict[str, Any] | None = None
-
-
 def _statements(script: str) -> Iterator[str]:
     """The SQL statements of ``script`` (a trigger's body holds ``;`` too, so split where SQLite would)."""
     pending = ""
@@ -139,6 +101,12 @@ def _unpack(rows: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
     ids = np.array([r[0] for r in rows], dtype=np.int64)
     vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
     return ids, vectors.astype(np.float32)
+
+
+def _inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The id of the row ``cursor`` just inserted."""
+    assert cursor.lastrowid is not None  # every INSERT sets it
+    return cursor.lastrowid
 
 
 def _now() -> str:
@@ -274,7 +242,7 @@ class SQLiteStore:
                 )
             except sqlite3.IntegrityError:
                 raise GalleryError(f"external id {external_id!r} already belongs to another person") from None
-            return int(cursor.lastrowid)
+            return _inserted_id(cursor)
         if external_id is not None and row[1] not in (None, external_id):
             raise GalleryError(f"{name!r} already has external id {row[1]!r}, not {external_id!r}")
         if metadata or external_id is not None:
@@ -314,7 +282,7 @@ class SQLiteStore:
                 ),
             )
             if cursor.rowcount:
-                added.append(int(cursor.lastrowid))
+                added.append(_inserted_id(cursor))
         if added:
             db.execute("UPDATE person SET updated_at = ? WHERE id = ?", (_now(), person_id))
         return added
@@ -404,7 +372,7 @@ class SQLiteStore:
             yield _unpack(rows)
             last = rows[-1][0]
 
-    def vectors(self, template_ids: Sequence[int], model_id: str) -> tuple[np.ndarray, np.ndarray]:
+    def vectors(self, template_ids: Sequence[int] | np.ndarray, model_id: str) -> tuple[np.ndarray, np.ndarray]:
         """``(template_ids, vectors)`` of those of ``template_ids`` that exist with ``model_id``, in id order."""
         found: list[sqlite3.Row] = []
         ids = [int(i) for i in template_ids]
@@ -416,14 +384,14 @@ class SQLiteStore:
             )
         return _unpack(sorted(found))
 
-    def persons_of(self, template_ids: Sequence[int]) -> dict[int, int]:
+    def persons_of(self, template_ids: Sequence[int] | np.ndarray) -> dict[int, int]:
         """Person id of each of ``template_ids`` that still exists."""
         ids = [int(i) for i in template_ids]
         found: dict[int, int] = {}
         for start in range(0, len(ids), _MAX_SQL_PARAMS):
             part = ids[start : start + _MAX_SQL_PARAMS]
             sql = f"SELECT id, person_id FROM template WHERE id IN ({','.join('?' * len(part))})"
-            found.update(self._query(sql, part))
+            found.update((int(template), int(person)) for template, person in self._query(sql, part))
         return found
 
     # --- change log (for search indexes) --------------------------------------------------
@@ -458,8 +426,17 @@ class SQLiteStore:
         found: dict[int, str] = {}
         for start in range(0, len(ids), _MAX_SQL_PARAMS):
             part = ids[start : start + _MAX_SQL_PARAMS]
-            found.update(self._query(f"SELECT id, name FROM person WHERE id IN ({','.join('?' * len(part))})", part))
+            sql = f"SELECT id, name FROM person WHERE id IN ({','.join('?' * len(part))})"
+            found.update((int(person), str(name)) for person, name in self._query(sql, part))
         return found
+
+    def open_index(
+        self, model_id: str, *, mode: Mode = "auto", storage: Storage = "f32", on_progress: OnProgress | None = None
+    ) -> SyncedIndex:
+        """Exact search or an HNSW graph kept in step with this file (see ``faceprint.index.synced``)."""
+        from ..index.synced import SyncedIndex  # faiss loads when a gallery is opened, not when faceprint is imported
+
+        return SyncedIndex(self, model_id, mode=mode, storage=storage, on_progress=on_progress)
 
     def integrity_check(self) -> str:
         return str(self._query("PRAGMA integrity_check")[0][0])

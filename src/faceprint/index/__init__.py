@@ -1,10 +1,22 @@
-"""Nearest-template search behind one small interface, so an ANN index can replace exact search."""
+"""Nearest-template search behind one small interface, so an ANN index can replace exact search.
+
+``SearchIndex`` is what searches; ``GalleryIndex`` is the one a gallery store opens over its templates
+(``SQLiteStore``: ``faceprint.index.synced.SyncedIndex``, exact or HNSW; ``MilvusStore``: Milvus's own index),
+and the only way ``Gallery`` searches. This module imports no ANN library: faiss loads with ``hnsw``.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
+
+#: How a gallery is searched: ``auto`` (exact below a size, HNSW from there on), ``exact`` or ``hnsw``.
+Mode = Literal["auto", "exact", "hnsw"]
+MODES: tuple[Mode, ...] = ("auto", "exact", "hnsw")
+#: How vectors are stored in an HNSW graph: float32 (exact scores), float16 (half the memory), int8 (a quarter).
+Storage = Literal["f32", "f16", "i8"]
+STORAGES: tuple[Storage, ...] = ("f32", "f16", "i8")
 
 
 class SearchIndex(Protocol):
@@ -14,6 +26,26 @@ class SearchIndex(Protocol):
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(similarities, template_ids)``, each ``(len(queries), min(k, len(self)))``, best first."""
+        ...
+
+
+class GalleryIndex(SearchIndex, Protocol):
+    """The search index of a gallery store, kept in step with the store's templates by its owner."""
+
+    def close(self) -> None:
+        """Release the index (saving what is worth saving); the store stays open."""
+        ...
+
+    def stats(self) -> dict[str, object]:
+        """What is searched and how."""
+        ...
+
+    def rebuild(self) -> dict[str, object]:
+        """Build the index from the store anew; what was built."""
+        ...
+
+    def verify(self) -> list[str]:
+        """Problems found comparing the index with the store (empty: consistent)."""
         ...
 
 

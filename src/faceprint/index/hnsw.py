@@ -15,15 +15,14 @@ import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, cast
 
 import faiss
 import numpy as np
 
-#: How vectors are stored in the graph: float32 (exact scores), float16 (half the memory), int8 (a quarter).
-Storage = Literal["f32", "f16", "i8"]
-STORAGES: tuple[Storage, ...] = ("f32", "f16", "i8")
-_QUANTISERS = {"f16": faiss.ScalarQuantizer.QT_fp16, "i8": faiss.ScalarQuantizer.QT_8bit_uniform}
+from . import Storage
+
+_QUANTISERS: dict[Storage, int] = {"f16": faiss.ScalarQuantizer.QT_fp16, "i8": faiss.ScalarQuantizer.QT_8bit_uniform}
 
 #: Graph degree ("M") and insertion depth ("efConstruction"), fixed by bench/index_scale.py's
 #: measurements on face templates: efConstruction 256 builds in twice the time of 128 but lets a
@@ -62,7 +61,7 @@ class HNSWIndex:
 
     def __init__(self, index: faiss.IndexIDMap, source: Path | None = None) -> None:
         self._index = index
-        self._graph = faiss.downcast_index(index.index)
+        self._graph = cast(faiss.IndexHNSW, faiss.downcast_index(index.index))
         self._source = source  # the file a read-only memory-mapped graph comes from
         self._fixed_depth: int | None = None
         self._dead = int(np.count_nonzero(self._ids() == _NONE))
@@ -70,10 +69,13 @@ class HNSWIndex:
 
     @classmethod
     def empty(cls, dimension: int, storage: Storage = "f32") -> HNSWIndex:
+        graph: faiss.IndexHNSW
         if storage == "f32":
             graph = faiss.IndexHNSWFlat(dimension, CONNECTIVITY, faiss.METRIC_INNER_PRODUCT)
         else:
-            graph = faiss.IndexHNSWSQ(dimension, _QUANTISERS[storage], CONNECTIVITY, faiss.METRIC_INNER_PRODUCT)
+            # faiss's stubs type the quantiser as a ScalarQuantizer; the SWIG constructor takes its type.
+            quantiser = cast(faiss.ScalarQuantizer, _QUANTISERS[storage])
+            graph = faiss.IndexHNSWSQ(dimension, quantiser, CONNECTIVITY, faiss.METRIC_INNER_PRODUCT)
             # Unit vectors' components lie in [-1, 1]: a fixed range, so no data is needed to train.
             graph.train(np.stack([-np.ones(dimension), np.ones(dimension)]).astype(np.float32))
         graph.hnsw.efConstruction = EXPANSION_ADD
@@ -99,8 +101,9 @@ class HNSWIndex:
     def load(cls, path: Path, *, view: bool) -> HNSWIndex:
         """A saved index; ``view`` memory-maps it read-only (instant open, pages read as searched)."""
         index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if view else 0)
-        graph = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else None
-        if not isinstance(graph, faiss.IndexHNSW):
+        if not isinstance(index, faiss.IndexIDMap) or not isinstance(
+            faiss.downcast_index(index.index), faiss.IndexHNSW
+        ):
             raise ValueError(f"{path}: not a faceprint HNSW index")
         return cls(index, path if view else None)
 
@@ -109,7 +112,7 @@ class HNSWIndex:
         if self._source is not None:
             copied = HNSWIndex.load(self._source, view=False)
         else:
-            copied = HNSWIndex(faiss.deserialize_index(faiss.serialize_index(self._index)))
+            copied = HNSWIndex(cast(faiss.IndexIDMap, faiss.deserialize_index(faiss.serialize_index(self._index))))
         copied._fixed_depth = self._fixed_depth
         return copied
 
@@ -134,7 +137,7 @@ class HNSWIndex:
     @property
     def storage(self) -> Storage:
         if isinstance(self._graph, faiss.IndexHNSWSQ):
-            qtype = faiss.downcast_index(self._graph.storage).sq.qtype
+            qtype = cast(faiss.IndexScalarQuantizer, faiss.downcast_index(self._graph.storage)).sq.qtype
             return next(name for name, q in _QUANTISERS.items() if q == qtype)
         return "f32"
 
@@ -149,8 +152,8 @@ class HNSWIndex:
 
     def memory_bytes(self) -> int:
         """Bytes of vectors, links and ids (tombstones included)."""
-        hnsw = self._graph.hnsw
-        vectors = self._index.ntotal * faiss.downcast_index(self._graph.storage).code_size
+        hnsw: Any = self._graph.hnsw  # faiss's stubs lack its link arrays
+        vectors = self._index.ntotal * cast(faiss.IndexFlatCodes, faiss.downcast_index(self._graph.storage)).code_size
         links = hnsw.neighbors.size() * 4 + hnsw.offsets.size() * 8 + hnsw.levels.size() * 4
         return int(vectors + links + self._index.ntotal * 8)
 
@@ -195,7 +198,7 @@ class HNSWIndex:
         k = min(k, len(self))
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        params = faiss.SearchParametersHNSW()
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's stubs
         params.efSearch = self.expansion_search
         if self._dead:
             params.sel = _LIVE

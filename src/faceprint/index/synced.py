@@ -25,14 +25,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import ExactIndex
-from .hnsw import STORAGES, HNSWIndex, Storage
+from ..progress import OnProgress
+from . import MODES, STORAGES, ExactIndex, Mode, Storage
+from .hnsw import HNSWIndex
 
 try:
     import fcntl
@@ -53,9 +52,6 @@ CHECKPOINT_CHANGES = 1000
 COMPACT_SHARE = 0.25
 #: Candidates fetched per wanted result when the graph holds quantised vectors, before exact re-ranking.
 RERANK_FACTOR = 2
-
-Mode = Literal["auto", "exact", "hnsw"]
-MODES: tuple[Mode, ...] = ("auto", "exact", "hnsw")
 
 
 class VectorStore(Protocol):
@@ -91,6 +87,7 @@ class SyncedIndex:
 
     ``mode``: ``"auto"`` (HNSW from ``threshold`` templates), ``"exact"`` or ``"hnsw"``.
     ``storage``: how the HNSW graph stores vectors (``"f32"``, ``"f16"`` or ``"i8"``).
+    ``on_progress``: told how building the graph advances (see ``faceprint.progress``).
     """
 
     def __init__(
@@ -101,7 +98,7 @@ class SyncedIndex:
         mode: Mode = "auto",
         storage: Storage = "f32",
         threshold: int = ANN_THRESHOLD,
-        progress: bool = True,
+        on_progress: OnProgress | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"index mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -112,7 +109,7 @@ class SyncedIndex:
         self.mode = mode
         self.storage = storage
         self.threshold = threshold
-        self.progress = progress
+        self.on_progress = on_progress
         # One file per storage type, so trying f16 does not throw away a built f32 index.
         suffix = ".hnsw" if storage == "f32" else f".{storage}.hnsw"
         self.path = store.path.with_name(store.path.name + suffix)
@@ -126,6 +123,9 @@ class SyncedIndex:
         self._unsaved = 0
 
     # --- searching ------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.refresh())
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(similarities, template_ids)`` of the ``k`` nearest templates per query, best first, exact
@@ -215,7 +215,7 @@ class SyncedIndex:
             self.save()
 
     def close(self) -> None:
-        """Save the index if enough changes are not in the saved file yet."""
+        """Save the index if enough changes are not in the saved file yet (the store stays open)."""
         with self._lock:
             if isinstance(self._index, HNSWIndex):
                 self._checkpoint_if_due()
@@ -238,15 +238,14 @@ class SyncedIndex:
             if problem is None:
                 assert info is not None
                 index = HNSWIndex.load(self.path, view=True)
-                if len(index) != info.count or index.dimension != info.dimension:
-                    problem = f"{self.path} is corrupt: {len(index)} vectors where {info.count} were saved"
+                if len(index) == info.count and index.dimension == info.dimension:
+                    self._view, self._change, self._unsaved = True, info.change, 0
+                    return index
+                problem = f"{self.path} is corrupt: {len(index)} vectors where {info.count} were saved"
         except (OSError, ValueError, RuntimeError) as exc:
             problem = f"{self.path} is unreadable ({exc})"
-        if problem is not None:
-            self.rebuild_reason = problem
-            return None
-        self._view, self._change, self._unsaved = True, info.change, 0
-        return index
+        self.rebuild_reason = problem
+        return None
 
     def _mismatch(self, info: IndexInfo | None, change: int) -> str | None:
         """Why a saved index with ``info`` cannot serve the gallery at ``change`` (None if it can)."""
@@ -269,26 +268,40 @@ class SyncedIndex:
 
     def _build(self, change: int) -> HNSWIndex:
         """A new graph from every template of the store (inside the caller's snapshot), saved."""
-        count = self.store.template_count(self.model_id)
-        dimension = self._dimension()
-        with self._progress(count, f"building the search index of {self.store.path.name}") as advance:
-            index = HNSWIndex.build(self.store.iter_vectors(self.model_id), dimension, self.storage, advance)
+        added = self._reporter(f"building the search index of {self.store.path.name}")
+        index = HNSWIndex.build(self.store.iter_vectors(self.model_id), self._dimension(), self.storage, added)
         self._view, self._change, self._unsaved = False, change, len(index)
         self._index = index
         self.save()
         return index
+
+    def _reporter(self, description: str) -> Callable[[int], None] | None:
+        """``on_added(n)`` for a build: passes the running count of added templates to ``on_progress``."""
+        on_progress = self.on_progress
+        if on_progress is None:
+            return None
+        total, done = self.store.template_count(self.model_id), 0
+        on_progress(description, 0, total)
+
+        def added(count: int) -> None:
+            nonlocal done
+            done += count
+            on_progress(description, done, total)
+
+        return added
 
     def _dimension(self) -> int:
         for _, vectors in self.store.iter_vectors(self.model_id, chunk=1):
             return vectors.shape[1]
         return 128
 
-    def rebuild(self) -> HNSWIndex:
-        """Build the HNSW graph from the store anew and save it, whatever the mode and size."""
+    def rebuild(self) -> dict[str, object]:
+        """Build the HNSW graph from the store anew and save it, whatever the mode and size; what was built."""
         with self._lock, self.store.snapshot():
             self.rebuild_reason = "asked for"
             self._index = None
-            return self._build(self.store.last_change())
+            built = self._build(self.store.last_change())
+            return {"templates": len(built), "storage": built.storage, "file": str(self.path)}
 
     def save(self) -> None:
         """Write the graph and then its info, each atomically (one process at a time)."""
@@ -324,17 +337,6 @@ class SyncedIndex:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
-    @contextlib.contextmanager
-    def _progress(self, total: int, description: str) -> Iterator[Callable[[int], None]]:
-        console = Console(stderr=True)
-        if not self.progress or not console.is_terminal or total < 10_000:
-            yield lambda n: None
-            return
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True) as bar:
-            task = bar.add_task(description, total=total)
-            yield lambda n: bar.advance(task, n)
-
     # --- inspection -----------------------------------------------------------------------
 
     def stats(self) -> dict[str, object]:
@@ -345,14 +347,18 @@ class SyncedIndex:
             seconds = time.perf_counter() - started
             hnsw = isinstance(index, HNSWIndex)
             info = self.read_info() if hnsw else None
+            if isinstance(index, HNSWIndex):
+                storage, memory = index.storage, index.memory_bytes()
+            else:
+                storage, memory = "f32", int(index.vectors.nbytes + index.ids.nbytes)
             return {
                 "kind": "hnsw" if hnsw else "exact",
                 "mode": self.mode,
                 "threshold": self.threshold,
                 "templates": len(index),
-                "storage": index.storage if hnsw else "f32",
+                "storage": storage,
                 # A memory-mapped graph's vectors and links are in the file (paged in as searched), not counted here.
-                "memory_bytes": index.memory_bytes() if hnsw else int(index.vectors.nbytes + index.ids.nbytes),
+                "memory_bytes": memory,
                 "memory_mapped": hnsw and self._view,
                 "file": str(self.path) if hnsw else None,
                 "file_bytes": self.path.stat().st_size if hnsw and self.path.is_file() else None,
