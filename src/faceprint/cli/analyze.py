@@ -12,7 +12,7 @@ from rich.table import Table
 from .. import draw
 from ..attributes import ATTRIBUTES, AttributeName, check_names
 from ..detect import DETECTORS
-from ..image import load_image
+from ..image import image_files, load_image
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, process_files
 from ..types import Face
 from .common import (
@@ -20,7 +20,6 @@ from .common import (
     JsonOption,
     WorkersOption,
     console,
-    expand_images,
     handles_errors,
     print_json,
     progress_bar,
@@ -56,7 +55,7 @@ def analyze(
     if detector not in DETECTORS:
         raise typer.BadParameter(f"must be one of {', '.join(DETECTORS)}", param_hint="--detector")
     options = dataclasses.replace(DEFAULT_OPTIONS, detector=detector, attributes=parse_attributes(attributes))
-    paths = expand_images(inputs)
+    paths = image_files(inputs)
     if out is not None and len(paths) != 1:
         raise typer.BadParameter("--out needs exactly one input image")
     with progress_bar(len(paths), "analyzing", enabled=not json_output) as advance:

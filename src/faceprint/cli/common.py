@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -33,7 +33,6 @@ from ..errors import (
     UnsupportedFMRError,
 )
 from ..gallery import Gallery, default_gallery_path
-from ..image import IMAGE_SUFFIXES, iter_image_files
 from ..match import Calibration
 
 EXIT_NEGATIVE = 1
@@ -124,20 +123,6 @@ def stored_calibration(db: str | None) -> Calibration | None:
         return None
     with Gallery(location) as gallery:
         return gallery.calibration()
-
-
-def expand_images(inputs: Sequence[Path]) -> list[Path]:
-    """Image files named directly, plus the image files under any folder named."""
-    files: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            found = iter_image_files(item)
-            if not found:
-                raise InvalidImageError(f"{item}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
-            files.extend(found)
-        else:
-            files.append(item)
-    return files
 
 
 @contextmanager
