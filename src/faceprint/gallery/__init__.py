@@ -213,7 +213,8 @@ class Gallery:
         if external_id is not None and len(people) != 1:
             raise ValueError("external_id names one person; it cannot be given for several")
         photos = [photo for person_photos in people.values() for photo in person_photos]
-        results = iter(process_files(photos, self.options, workers=workers, on_done=on_done))
+        # All at once: the last on_done comes only once the batch is read to its end.
+        results = iter(list(process_files(photos, self.options, workers=workers, on_done=on_done)))
         enrolled: list[Enrollment] = []
         failed: list[tuple[str, FaceprintError]] = []
         for name, person_photos in people.items():

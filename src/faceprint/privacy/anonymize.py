@@ -218,17 +218,17 @@ def anonymize_photos(
     outputs in which ``remaining_faces`` still finds a face."""
     photos = image_files([path])
     if path.is_dir():
-        target_dir = out or path.with_name(path.name + "-anonymized")
-        targets = [target_dir / photo.relative_to(path) for photo in photos]
+        written = out or path.with_name(path.name + "-anonymized")
+        targets = [written / photo.relative_to(path) for photo in photos]
     else:
-        targets = [out or path.with_name(f"{path.stem}.anonymized{path.suffix}")]
+        written = out or path.with_name(f"{path.stem}.anonymized{path.suffix}")
+        targets = [written]
     hidden = left = 0
     for photo, target in zip(photos, targets):
         result = anonymize_image(photo, method=method, selection=selection, gallery=gallery)
         save(result.pixels, target)
         hidden += sum(result.hidden)
         left += bool(check and remaining_faces(result.pixels))
-    written = targets[0] if len(targets) == 1 else targets[0].parent
     return AnonymizedFiles(written, len(photos), hidden, frames_with_faces_left=left if check else None)
 
 

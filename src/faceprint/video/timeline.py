@@ -6,6 +6,7 @@ followed live). ``.json``: one document, ``timeline_summary``, written by ``fini
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import IO, Any
@@ -49,13 +50,20 @@ class Timeline:
             self._write(json.dumps(summary, indent=2))
 
     def close(self) -> None:
-        self._handle.close()
+        try:
+            self._handle.close()
+        except OSError as exc:
+            raise self._error(exc) from None
 
     def __enter__(self) -> Timeline:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # the error on its way out says what went wrong; closing must not replace it
+            with contextlib.suppress(OSError):
+                self._handle.close()
 
     def _write(self, text: str) -> None:
         try:
