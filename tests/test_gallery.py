@@ -15,6 +15,7 @@ import pytest
 from faceprint import (
     Gallery,
     GalleryError,
+    InvalidImageError,
     LowQualityError,
     ManyFacesError,
     ModelError,
@@ -114,6 +115,37 @@ def test_enrollment_refuses_bad_photos_with_the_reason(gallery: Gallery, tmp_pat
     partial = gallery.enroll("Rose Leslie", [ROSE[1], blank, load_image(MULTI).pixels])
     assert len(partial.added) == 1 and len(partial.rejected) == 2
     assert gallery.person("Rose Leslie").template_count == 2
+
+
+def test_enroll_people_from_one_folder_per_person(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from faceprint.image import person_folders
+
+    root = tmp_path / "people"
+    for name, photos in (("Kit", KIT[:2]), ("Rose", [*ROSE[:1], MULTI])):
+        (root / name).mkdir(parents=True)
+        for photo in photos:
+            (root / name / photo.name).write_bytes(photo.read_bytes())
+    (root / "Nobody").mkdir()
+    Image.new("RGB", (120, 120), "grey").save(root / "Nobody" / "blank.png")
+    (root / "empty").mkdir()  # no photos: not a person
+    people = person_folders(root)
+    assert list(people) == ["Kit", "Nobody", "Rose"]
+    done: list[int] = []
+    with Gallery(tmp_path / "g.db") as g:
+        outcome = g.enroll_people(people, workers=1, on_done=done.append)
+        assert [e.person.name for e in outcome.enrolled] == ["Kit", "Rose"] and sum(done) == 5
+        assert [len(e.added) for e in outcome.enrolled] == [2, 1] and outcome.refused_any
+        assert isinstance(outcome.enrolled[1].rejected[0][1], ManyFacesError)
+        ((person, error),) = outcome.failed
+        assert person == "Nobody" and isinstance(error, NoFaceError)
+        assert outcome.to_dict()["failed"] == [{"person": "Nobody", "error": "NoFaceError", "message": str(error)}]
+        assert [p.name for p in g.people()] == ["Kit", "Rose"]
+        with pytest.raises(ValueError, match="external_id"):
+            g.enroll_people(people, external_id="x")
+    with pytest.raises(InvalidImageError, match="no sub-folder with images"):
+        person_folders(root / "empty")
 
 
 def test_largest_face_can_be_enrolled_from_a_group_photo(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from faceprint import Gallery, load_image
 from faceprint.cli import app
-from faceprint.privacy import Selection, anonymize_image, anonymize_video, hide, remaining_faces
+from faceprint.errors import PersonNotFoundError
+from faceprint.privacy import Selection, anonymize_image, anonymize_photos, anonymize_video, hide, remaining_faces
 from faceprint.types import Box
 from faceprint.video import open_source
 
@@ -84,6 +85,17 @@ def test_photo_anonymization_all_or_all_but_named(gallery: Gallery) -> None:
     (left,) = remaining_faces(keep_kit.pixels)
     kit_box = keep_kit.faces[keep_kit.labels.index("Kit Harington")]
     assert left.iou(kit_box) > 0.5
+
+
+def test_anonymize_photos_of_a_folder_keeps_its_tree(tmp_path: Path, gallery: Gallery) -> None:
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "group.jpg").write_bytes(MULTI.read_bytes())
+    report = anonymize_photos(folder, check=True)
+    assert report.out == tmp_path / "photos-anonymized" and (report.out / "sub" / "group.jpg").is_file()
+    assert report.to_dict() == {"out": str(report.out), "frames": 1, "hidden": 2, "frames_with_faces_left": 0}
+    with pytest.raises(PersonNotFoundError, match="Nobody"):
+        anonymize_image(MULTI, selection=Selection(keep=frozenset({"Nobody"})), gallery=gallery)
 
 
 def test_hide_methods_and_bad_arguments() -> None:

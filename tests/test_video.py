@@ -20,9 +20,19 @@ from typer.testing import CliRunner
 from faceprint import Gallery, InvalidImageError
 from faceprint.cli import app
 from faceprint.detect import detect_boxes
+from faceprint.errors import OutputError
 from faceprint.image import load_image
 from faceprint.pipeline import locate_face
-from faceprint.video import FrameResult, IdentityOptions, VideoOptions, VideoProcessor, open_source
+from faceprint.video import (
+    FrameResult,
+    IdentityOptions,
+    Timeline,
+    TrackEvent,
+    VideoOptions,
+    VideoProcessor,
+    open_source,
+    timeline_summary,
+)
 from faceprint.video.identity import IdentityResolver, Shot
 from faceprint.video.source import StreamSource
 
@@ -232,6 +242,48 @@ def test_cli_video_writes_timeline_crops_and_annotated_video(crossing: Clip, gal
     assert "Kit Harington" in result.output
     missing = CliRunner().invoke(app, ["video", str(tmp_path / "nope.mp4"), "--no-identify"])
     assert missing.exit_code == 3 and "nope.mp4" in missing.output
+
+
+def test_jsonl_timeline_gets_a_line_as_each_track_ends(crossing: Clip, tmp_path: Path) -> None:
+    path = tmp_path / "new" / "events.jsonl"
+    lines_when_ended: list[int] = []
+    with Timeline(path) as timeline:
+
+        def on_event(event: TrackEvent) -> None:
+            timeline.line(event)
+            lines_when_ended.append(len(path.read_text().splitlines()))
+
+        processor = VideoProcessor(None, VideoOptions(detect_upsample=0), fps=crossing.fps, on_event=on_event)
+        for frame in frames_of(crossing):
+            processor.process(frame)
+        events = processor.finish()
+    assert len(events) >= 2 and lines_when_ended == list(range(1, len(events) + 1))
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [e.to_dict() for e in events]
+
+
+def test_json_timeline_is_one_document_written_at_the_end(crossing: Clip, tmp_path: Path) -> None:
+    path = tmp_path / "events.json"
+    with open_source(crossing.write(tmp_path / "clip.mp4")) as frames, Timeline(path) as timeline:
+        processor = VideoProcessor(None, VideoOptions(detect_upsample=0), fps=frames.fps, on_event=timeline.line)
+        for _ in processor.run(frames):
+            pass
+        events = processor.finish()
+        assert path.read_text() == ""
+        timeline.finish(timeline_summary(events, frames, processor))
+    document = json.loads(path.read_text())
+    assert document["source"] == frames.name and document["detections_run"] == processor.detections_run
+    assert document["events"] == [e.to_dict() for e in events] and len(events) >= 2
+
+
+def test_unwritable_timeline_raises_output_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match=r"file/sub/events\.jsonl"):
+        Timeline(blocker / "sub" / "events.jsonl")
+    if Path("/dev/full").exists():  # opens, but every write fails (disk full)
+        event = TrackEvent(1, "unknown-1", None, None, 0, 0.0, 9, 0.36, None, None, None, 2, 0, 0, None)
+        with pytest.raises(OutputError, match="/dev/full"), Timeline(Path("/dev/full")) as full:
+            full.line(event)
 
 
 @pytest.mark.shared

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,3 +141,42 @@ def _normalise_array(array: np.ndarray, name: str) -> np.ndarray:
 def iter_image_files(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursively), sorted, by suffix."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def image_files(inputs: Sequence[Path]) -> list[Path]:
+    """Image files named directly, plus the image files under any folder named (an empty folder is an error)."""
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            files.extend(_images_in(item))
+        else:
+            files.append(item)
+    return files
+
+
+def person_folders(folder: Path) -> dict[str, list[Path]]:
+    """One sub-folder of photos per person: ``{sub-folder name: its image files}`` (sub-folders without images
+    left out; no such sub-folder at all is an error)."""
+    if not folder.is_dir():
+        raise InvalidImageError(f"{folder}: not a folder")
+    people = {d.name: iter_image_files(d) for d in sorted(folder.iterdir()) if d.is_dir()}
+    people = {person: photos for person, photos in people.items() if photos}
+    if not people:
+        raise InvalidImageError(f"{folder}: no sub-folder with images (expected one folder per person)")
+    return people
+
+
+def read_image_list(path: Path) -> list[Path]:
+    """The image paths of a text file, one a line (blank lines and lines starting with ``#`` skipped)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise InvalidImageError(f"{path}: cannot read list ({exc.strerror or exc})") from None
+    return [Path(line.strip()) for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _images_in(folder: Path) -> list[Path]:
+    found = iter_image_files(folder)
+    if not found:
+        raise InvalidImageError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+    return found

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .. import draw
 from ..attributes import ATTRIBUTES, AttributeName, check_names
-from ..image import load_image
+from ..image import image_files, load_image
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, process_files
 from ..types import Face
 from .common import (
@@ -20,7 +20,6 @@ from .common import (
     JsonOption,
     WorkersOption,
     console,
-    expand_images,
     handles_errors,
     print_json,
     progress_bar,
@@ -54,7 +53,7 @@ def analyze(
 ) -> None:
     """Estimate apparent age, gender, expression and head pose of every face (appearance-based guesses)."""
     options = dataclasses.replace(DEFAULT_OPTIONS, detector=detector, attributes=parse_attributes(attributes))
-    paths = expand_images(inputs)
+    paths = image_files(inputs)
     if out is not None and len(paths) != 1:
         raise typer.BadParameter("--out needs exactly one input image")
     with progress_bar(len(paths), "analyzing", enabled=not json_output) as advance:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -42,7 +42,6 @@ from ..errors import (
     UnsupportedFMRError,
 )
 from ..gallery import Gallery
-from ..image import IMAGE_SUFFIXES, iter_image_files
 
 EXIT_NEGATIVE = 1
 EXIT_USAGE = 2
@@ -134,20 +133,6 @@ def emit(data: Any, message: str, json_output: bool) -> None:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def expand_images(inputs: Sequence[Path]) -> list[Path]:
-    """Image files named directly, plus the image files under any folder named."""
-    files: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            found = iter_image_files(item)
-            if not found:
-                raise InvalidImageError(f"{item}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
-            files.extend(found)
-        else:
-            files.append(item)
-    return files
 
 
 @contextmanager

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from .. import draw
 from ..api import verify as verify_images
-from ..errors import FaceprintError, InvalidImageError
-from ..gallery import Enrollment, Gallery, PhotoIdentification, calibration_stored_at
-from ..image import iter_image_files
+from ..export import ExportSummary, write_templates
+from ..gallery import PeopleEnrollment, PhotoIdentification, calibration_stored_at
+from ..image import image_files, person_folders, read_image_list
 from ..pipeline import (
     DEFAULT_OPTIONS,
     ImageResult,
     PipelineOptions,
     faces_in,
     process_files,
-    single_face,
-    template_of,
 )
 from ..types import Face
 from .analyze import attribute_cells, parse_attributes
@@ -37,7 +33,6 @@ from .common import (
     console,
     err_console,
     exit_code_for,
-    expand_images,
     handles_errors,
     open_gallery,
     print_json,
@@ -46,6 +41,9 @@ from .common import (
 
 LargestOption = Annotated[
     bool, typer.Option("--largest", help="Use the main face (largest, favouring the centre) when there are several.")
+]
+FromDirOption = Annotated[
+    Path | None, typer.Option("--from-dir", help="A folder with one sub-folder of photos per person.")
 ]
 
 
@@ -65,9 +63,7 @@ def register(app: typer.Typer) -> None:
 def enroll(
     name: Annotated[str | None, typer.Argument(help="The person's name (omit with --from-dir).")] = None,
     images: Annotated[list[Path] | None, typer.Argument(help="Photos of the person, one face each.")] = None,
-    from_dir: Annotated[
-        Path | None, typer.Option("--from-dir", help="A folder with one sub-folder of photos per person.")
-    ] = None,
+    from_dir: FromDirOption = None,
     external_id: Annotated[str | None, typer.Option("--external-id", help="Your own id for the person.")] = None,
     largest: LargestOption = False,
     no_quality_check: Annotated[bool, typer.Option("--no-quality-check", help="Enroll low-quality faces too.")] = False,
@@ -76,34 +72,25 @@ def enroll(
     json_output: JsonOption = False,
 ) -> None:
     """Enroll a person from photos, or everyone in a folder-per-person directory."""
-    batches = _enrollment_batches(name, images or [], from_dir, external_id)
-    all_paths = [path for paths in batches.values() for path in paths]
-    results = iter(_run_batch(all_paths, DEFAULT_OPTIONS, workers, "enrolling", not json_output))
-    outcomes: list[Enrollment] = []
-    failures: list[tuple[str, FaceprintError]] = []
-    with Gallery(db) as gallery:
-        for person, paths in batches.items():
-            person_results = [next(results) for _ in paths]
-            try:
-                outcomes.append(
-                    gallery.enroll_results(
-                        person,
-                        person_results,
-                        external_id=external_id,
-                        largest=largest,
-                        check_quality=not no_quality_check,
-                    )
-                )
-            except FaceprintError as error:
-                failures.append((person, error))
-    _report_enrollment(outcomes, failures, json_output)
-    if failures and not outcomes:
-        raise typer.Exit(exit_code_for(failures[0][1]))
-    if failures or any(o.rejected for o in outcomes):
+    people = _people(name, images or [], from_dir, external_id)
+    total = sum(len(photos) for photos in people.values())
+    with open_gallery(db) as gallery, progress_bar(total, "enrolling", enabled=not json_output) as advance:
+        outcome = gallery.enroll_people(
+            people,
+            external_id=external_id,
+            largest=largest,
+            check_quality=not no_quality_check,
+            workers=workers,
+            on_done=advance,
+        )
+    _report_enrollment(outcome, json_output)
+    if outcome.failed and not outcome.enrolled:
+        raise typer.Exit(exit_code_for(outcome.failed[0][1]))
+    if outcome.refused_any:
         raise typer.Exit(EXIT_FACE)
 
 
-def _enrollment_batches(
+def _people(
     name: str | None, images: list[Path], from_dir: Path | None, external_id: str | None
 ) -> dict[str, list[Path]]:
     if from_dir is not None:
@@ -111,30 +98,17 @@ def _enrollment_batches(
             raise typer.BadParameter("give either NAME IMAGES... or --from-dir, not both")
         if external_id:
             raise typer.BadParameter("--external-id names one person; it cannot be used with --from-dir")
-        if not from_dir.is_dir():
-            raise InvalidImageError(f"{from_dir}: not a folder")
-        batches = {d.name: iter_image_files(d) for d in sorted(from_dir.iterdir()) if d.is_dir()}
-        batches = {person: paths for person, paths in batches.items() if paths}
-        if not batches:
-            raise InvalidImageError(f"{from_dir}: no sub-folder with images (expected one folder per person)")
-        return batches
+        return person_folders(from_dir)
     if not name or not images:
         raise typer.BadParameter("give a NAME and at least one image, or --from-dir DIR")
-    return {name: expand_images(images)}
+    return {name: image_files(images)}
 
 
-def _report_enrollment(
-    outcomes: list[Enrollment], failures: list[tuple[str, FaceprintError]], json_output: bool
-) -> None:
+def _report_enrollment(outcome: PeopleEnrollment, json_output: bool) -> None:
     if json_output:
-        print_json(
-            {
-                "enrolled": [o.to_dict() for o in outcomes],
-                "failed": [{"person": p, "error": type(e).__name__, "message": str(e)} for p, e in failures],
-            }
-        )
+        print_json(outcome.to_dict())
         return
-    for o in outcomes:
+    for o in outcome.enrolled:
         extra = f", {o.duplicates} already enrolled" if o.duplicates else ""
         console.print(
             f"[green]enrolled[/] [bold]{o.person.name}[/]: {len(o.added)} new templates{extra}, "
@@ -142,7 +116,7 @@ def _report_enrollment(
         )
         for _, error in o.rejected:
             err_console.print(f"  [yellow]skipped[/] {error}", highlight=False, soft_wrap=True)
-    for person, error in failures:
+    for person, error in outcome.failed:
         err_console.print(f"[bold red]not enrolled[/] {person}: {error}", highlight=False, soft_wrap=True)
 
 
@@ -161,7 +135,7 @@ def identify(
     json_output: JsonOption = False,
 ) -> None:
     """Name every face in images, against the gallery; `unknown` below the threshold."""
-    paths = expand_images(inputs)
+    paths = image_files(inputs)
     if out is not None and len(paths) != 1:
         raise typer.BadParameter("--out needs exactly one input image")
     wanted = parse_attributes(attributes) if attributes is not None else ()
@@ -295,62 +269,24 @@ def embed(
     json_output: JsonOption = False,
 ) -> None:
     """Export templates of every face for your own pipeline (.npz: paths, face_index, boxes,
-    embeddings, quality, model, plus the images with no face or an error)."""
-    paths = expand_images(inputs or []) + (_read_list(file_list) if file_list else [])
+    embeddings, quality, model, plus the images with no face or an error; see faceprint.export)."""
+    paths = image_files(inputs or []) + (read_image_list(file_list) if file_list else [])
     if not paths:
         raise typer.BadParameter("give images, folders or --list FILE")
     results = _run_batch(paths, DEFAULT_OPTIONS, workers, "embedding", not json_output)
-    summary = _write_npz(results, out, largest)
+    summary = write_templates(results, out, largest=largest)
     if json_output:
-        print_json(summary)
+        print_json(summary.to_dict())
     else:
-        console.print(
-            f"wrote {summary['faces']} templates from {summary['images_with_faces']} images to {out}; "
-            f"{len(summary['no_face'])} without a face, {len(summary['errors'])} unreadable"
-        )
-        for item in summary["no_face"]:
-            err_console.print(f"  [yellow]no face[/] {item}", highlight=False, soft_wrap=True)
-        for item in summary["errors"]:
-            err_console.print(f"  [red]error[/] {item['message']}", highlight=False, soft_wrap=True)
+        _report_export(summary)
 
 
-def _read_list(path: Path) -> list[Path]:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise InvalidImageError(f"{path}: cannot read list ({exc.strerror or exc})") from None
-    return [Path(line.strip()) for line in lines if line.strip() and not line.startswith("#")]
-
-
-def _write_npz(results: list[ImageResult], out: Path, largest: bool) -> dict:
-    rows: dict[str, list] = defaultdict(list)
-    for result in results:
-        faces = [single_face(result.faces, result.source, largest=True)] if largest and result.faces else result.faces
-        for index, face in enumerate(faces):
-            rows["paths"].append(result.source)
-            rows["face_index"].append(index)
-            rows["boxes"].append(face.box.as_tuple())
-            rows["embeddings"].append(template_of(face).vector)
-            rows["quality"].append(face.quality.score)
-    no_face = [r.source for r in results if not r.error and not r.faces]
-    errors = [{"image": r.source, "message": str(r.error)} for r in results if r.error]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        out,
-        paths=np.array(rows["paths"], dtype=str),
-        face_index=np.array(rows["face_index"], dtype=np.int32),
-        boxes=np.array(rows["boxes"], dtype=np.float32).reshape(-1, 4),
-        embeddings=np.array(rows["embeddings"], dtype=np.float32).reshape(-1, DEFAULT_OPTIONS.model.dimension),
-        quality=np.array(rows["quality"], dtype=np.float32),
-        model=np.array(DEFAULT_OPTIONS.model.model_id),
-        no_face=np.array(no_face, dtype=str),
-        errors=np.array([e["image"] for e in errors], dtype=str),
+def _report_export(summary: ExportSummary) -> None:
+    console.print(
+        f"wrote {summary.faces} templates from {summary.images_with_faces} images to {summary.out}; "
+        f"{len(summary.no_face)} without a face, {len(summary.errors)} unreadable"
     )
-    return {
-        "out": str(out),
-        "faces": len(rows["paths"]),
-        "images_with_faces": len({p for p in rows["paths"]}),
-        "no_face": no_face,
-        "errors": errors,
-        "model": DEFAULT_OPTIONS.model.model_id,
-    }
+    for image in summary.no_face:
+        err_console.print(f"  [yellow]no face[/] {image}", highlight=False, soft_wrap=True)
+    for _, message in summary.errors:
+        err_console.print(f"  [red]error[/] {message}", highlight=False, soft_wrap=True)

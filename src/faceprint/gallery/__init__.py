@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +33,7 @@ __all__ = [
     "Enrollment",
     "Gallery",
     "GalleryStore",
+    "PeopleEnrollment",
     "Person",
     "PhotoIdentification",
     "TemplateRecord",
@@ -94,6 +95,25 @@ class PhotoIdentification:
             "image": self.result.source,
             "error": str(error) if error else None,
             "faces": [face.to_dict() for face in self.faces],
+        }
+
+
+@dataclass(frozen=True)
+class PeopleEnrollment:
+    """``Gallery.enroll_people``: each person enrolled, and each person not enrolled (with the error)."""
+
+    enrolled: list[Enrollment]
+    failed: list[tuple[str, FaceprintError]]
+
+    @property
+    def refused_any(self) -> bool:
+        """Was a person, or a photo of an enrolled person, refused?"""
+        return bool(self.failed) or any(e.rejected for e in self.enrolled)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "enrolled": [e.to_dict() for e in self.enrolled],
+            "failed": [{"person": p, "error": type(e).__name__, "message": str(e)} for p, e in self.failed],
         }
 
 
@@ -215,6 +235,42 @@ class Gallery:
         self._check_gallery_model()
         person_id, added = self.store.enroll(name, external_id, metadata, accepted)
         return Enrollment(self.store.person(person_id), added, len(accepted) - len(added), rejected)
+
+    def enroll_people(
+        self,
+        people: Mapping[str, Sequence[ImageSource]],
+        *,
+        external_id: str | None = None,
+        largest: bool = False,
+        check_quality: bool = True,
+        workers: int | None = None,
+        on_done: Callable[[int], None] | None = None,
+    ) -> PeopleEnrollment:
+        """``enroll`` each person of ``{name: photos}`` (e.g. ``faceprint.image.person_folders(folder)``,
+        one sub-folder of photos per person) in one batch across ``workers`` processes.
+
+        A person whose every photo is refused is listed in ``failed`` and the others are enrolled
+        still. ``external_id`` is for a single person. ``on_done(n)`` reports progress as in
+        ``faceprint.pipeline.process_files``.
+        """
+        if external_id is not None and len(people) != 1:
+            raise ValueError("external_id names one person; it cannot be given for several")
+        photos = [photo for person_photos in people.values() for photo in person_photos]
+        # All at once: the last on_done comes only once the batch is read to its end.
+        results = iter(list(process_files(photos, self.options, workers=workers, on_done=on_done)))
+        enrolled: list[Enrollment] = []
+        failed: list[tuple[str, FaceprintError]] = []
+        for name, person_photos in people.items():
+            person_results = [next(results) for _ in person_photos]
+            try:
+                enrolled.append(
+                    self.enroll_results(
+                        name, person_results, external_id=external_id, largest=largest, check_quality=check_quality
+                    )
+                )
+            except FaceprintError as error:
+                failed.append((name, error))
+        return PeopleEnrollment(enrolled, failed)
 
     def _new_template(self, result: ImageResult, largest: bool, check_quality: bool) -> NewTemplate:
         if result.error is not None:

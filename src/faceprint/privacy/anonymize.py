@@ -5,6 +5,9 @@ is hidden on every frame, including tracks coasting through a missed detection, 
 grown by a quarter of the face plus twice the tracker's position uncertainty. Faces whose
 identity is not decided yet are hidden (when in doubt, hide). ``remaining_faces`` re-detects
 faces on an output frame, more thoroughly than the tracker does, to measure leaks.
+
+``anonymize_photos`` and ``anonymize_frames`` do it from files to files (what ``faceprint
+anonymize`` runs), with an optional leak check of every output.
 """
 
 from __future__ import annotations
@@ -12,22 +15,25 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
 
 from ..detect import detect_boxes
+from ..draw import save
 from ..gallery import Gallery
-from ..image import ImageSource, load_image
+from ..image import IMAGE_SUFFIXES, ImageSource, image_files, load_image
 from ..pipeline import DEFAULT_OPTIONS, find_faces
 from ..types import UNKNOWN, Box
+from ..video.output import VideoWriter
 from ..video.process import FrameResult, TrackedFace, VideoOptions, VideoProcessor
 from ..video.source import FrameSource
 from ..video.tracker import TrackerOptions
 
 Method = Literal["blur", "pixelate", "mask"]
-METHODS: tuple[str, ...] = ("blur", "pixelate", "mask")
+METHODS: tuple[str, ...] = get_args(Method)
 
 #: Share of the face width added on every side of the box before hiding it (hair, ears, chin).
 _GROW = 0.25
@@ -83,6 +89,26 @@ class AnonymizedVideo:
     frames: int
     tracks: int
     hidden_boxes: int
+
+
+@dataclass(frozen=True)
+class AnonymizedFiles:
+    """What ``anonymize_photos`` / ``anonymize_frames`` wrote: the output (file or folder), frames or
+    photos, hidden face boxes, tracks (videos only) and, when checked, outputs with a face left."""
+
+    out: Path
+    frames: int
+    hidden: int
+    tracks: int | None = None
+    frames_with_faces_left: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        counts = {"out": str(self.out), "frames": self.frames, "tracks": self.tracks, "hidden": self.hidden}
+        return {
+            key: value
+            for key, value in (counts | {"frames_with_faces_left": self.frames_with_faces_left}).items()
+            if value is not None
+        }
 
 
 def hide(pixels: np.ndarray, boxes: Sequence[Box], method: Method = "blur") -> np.ndarray:
@@ -173,13 +199,81 @@ def anonymize_video(
     return AnonymizedVideo(frames, processor.tracker.created, hidden_boxes)
 
 
+def is_photos(path: Path) -> bool:
+    """Is ``path`` a photo or a folder of photos (else a video, camera or stream for ``open_source``)?"""
+    return path.suffix.lower() in IMAGE_SUFFIXES or path.is_dir()
+
+
+def anonymize_photos(
+    path: Path,
+    out: Path | None = None,
+    *,
+    method: Method = "blur",
+    selection: Selection = Selection(),
+    gallery: Gallery | None = None,
+    check: bool = False,
+) -> AnonymizedFiles:
+    """Anonymize a photo into ``out`` (default ``NAME.anonymized.EXT``), or every photo of a folder
+    into the same places under ``out`` (default ``FOLDER-anonymized``); with ``check``, count the
+    outputs in which ``remaining_faces`` still finds a face."""
+    photos = image_files([path])
+    if path.is_dir():
+        written = out or path.with_name(path.name + "-anonymized")
+        targets = [written / photo.relative_to(path) for photo in photos]
+    else:
+        written = out or path.with_name(f"{path.stem}.anonymized{path.suffix}")
+        targets = [written]
+    hidden = left = 0
+    for photo, target in zip(photos, targets):
+        result = anonymize_image(photo, method=method, selection=selection, gallery=gallery)
+        save(result.pixels, target)
+        hidden += sum(result.hidden)
+        left += bool(check and remaining_faces(result.pixels))
+    return AnonymizedFiles(written, len(photos), hidden, frames_with_faces_left=left if check else None)
+
+
+def anonymize_frames(
+    source: FrameSource,
+    out: Path | None = None,
+    *,
+    method: Method = "blur",
+    selection: Selection = Selection(),
+    gallery: Gallery | None = None,
+    options: VideoOptions = THOROUGH,
+    check: bool = False,
+    on_frame: Callable[[FrameResult], None] | None = None,
+) -> AnonymizedFiles:
+    """``anonymize_video`` into the video file ``out`` (default ``NAME.anonymized.mp4``, or
+    ``stream.anonymized.mp4`` for a live source); with ``check``, count the output frames in which
+    ``remaining_faces`` still finds a face."""
+    target = out or Path(f"{Path(source.name).stem if not source.live else 'stream'}.anonymized.mp4")
+    left = 0
+    with VideoWriter(target, source.fps) as writer:
+
+        def write(pixels: np.ndarray) -> None:
+            nonlocal left
+            writer.write(pixels)
+            left += bool(check and remaining_faces(pixels))
+
+        summary = anonymize_video(
+            source, write, method=method, selection=selection, gallery=gallery, options=options, on_frame=on_frame
+        )
+    return AnonymizedFiles(
+        target, summary.frames, summary.hidden_boxes, summary.tracks, frames_with_faces_left=left if check else None
+    )
+
+
 def _hides(face: TrackedFace, selection: Selection) -> bool:
     return selection.hides(None if face.label == "?" else face.label, face.person_id is not None)
 
 
 def _check(selection: Selection, gallery: Gallery | None) -> None:
-    if selection.needs_identity and gallery is None:
+    if not selection.needs_identity:
+        return
+    if gallery is None:
         raise ValueError("hiding only unknown faces, or keeping named people, needs a gallery")
+    for name in sorted(selection.keep):
+        gallery.person(name)  # an unknown name is an error (PersonNotFoundError), not a silently hidden person
 
 
 def remaining_faces(pixels: np.ndarray) -> list[Box]:

@@ -4,12 +4,14 @@
 
 ``VideoProcessor`` detects every ``detect_every`` frames (sooner when a face is lost or
 something moves), tracks faces in between, decides each track's identity once from its
-best shots, and turns each ended track into a ``TrackEvent``.
+best shots, and turns each ended track into a ``TrackEvent``; a ``Timeline`` writes those
+events to a file.
 """
 
 from .identity import IdentityOptions
 from .process import FrameResult, TrackedFace, TrackEvent, VideoOptions, VideoProcessor
 from .source import Frame, FrameSource, open_source
+from .timeline import Timeline, timeline_summary
 from .tracker import TrackerOptions
 
 __all__ = [
@@ -17,10 +19,12 @@ __all__ = [
     "FrameResult",
     "FrameSource",
     "IdentityOptions",
+    "Timeline",
     "TrackEvent",
     "TrackedFace",
     "TrackerOptions",
     "VideoOptions",
     "VideoProcessor",
     "open_source",
+    "timeline_summary",
 ]

@@ -27,7 +27,7 @@ class VideoWriter:
     def write(self, pixels: np.ndarray) -> None:
         if self._writer is None:
             height, width = pixels.shape[:2]
-            fourcc = cv2.VideoWriter_fourcc(*_FOURCC[self.path.suffix.lower()])
+            fourcc = cv2.VideoWriter.fourcc(*_FOURCC[self.path.suffix.lower()])
             self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (width, height))
             if not self._writer.isOpened():
                 raise OutputError(f"{self.path}: OpenCV cannot open this file for writing")
