@@ -11,15 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..evaluation import (
-    EvaluationSettings,
-    calibration,
-    identify_split,
-    read_pairs,
-    split_folder,
-    split_from_csv,
-    verify_pairs,
-)
+from ..evaluation import EvaluationSettings, calibration, read_protocol
+from ..evaluation import evaluate as run_evaluation
 from ..evaluation.cache import EmbeddingCache
 from ..evaluation.fairness import read_labels
 from ..evaluation.metrics import MIN_ERRORS
@@ -50,53 +43,55 @@ def register(app: typer.Typer) -> None:
     app.command()(calibrate)
 
 
+EvalSourceArgument = Annotated[
+    Path,
+    typer.Argument(
+        help="Pairs file (CSV path_a,path_b,same or LFW pairs.txt), folder-per-person dataset, "
+        "or gallery CSV (path,identity) with --probes.",
+        show_default=False,
+    ),
+]
+ReportOption = Annotated[Path, typer.Option("--out", help="Report folder (HTML, PNG plots, JSON).")]
+GroupsOption = Annotated[
+    Path | None, typer.Option("--groups", help="Labels CSV (identity or path column + label columns).")
+]
+ProbesOption = Annotated[Path | None, typer.Option("--probes", help="Probe CSV (path,identity): 1:N mode.")]
+WithholdOption = Annotated[
+    float, typer.Option("--withhold", min=0.0, max=0.9, help="1:N: share of identities kept out of the gallery.")
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="1:N: seed of the split.")]
+ResamplesOption = Annotated[int, typer.Option("--resamples", min=0, help="Bootstrap resamples for CIs.")]
+
+
 @handles_errors
 def evaluate(
-    source: Annotated[
-        Path,
-        typer.Argument(
-            help="Pairs file (CSV path_a,path_b,same or LFW pairs.txt), folder-per-person dataset, "
-            "or gallery CSV (path,identity) with --probes.",
-            show_default=False,
-        ),
-    ],
-    out: Annotated[Path, typer.Option("--out", help="Report folder (HTML, PNG plots, JSON).")] = Path("eval-report"),
-    groups: Annotated[
-        Path | None, typer.Option("--groups", help="Labels CSV (identity or path column + label columns).")
-    ] = None,
-    probes: Annotated[Path | None, typer.Option("--probes", help="Probe CSV (path,identity): 1:N mode.")] = None,
-    withhold: Annotated[
-        float, typer.Option("--withhold", min=0.0, max=0.9, help="1:N: share of identities kept out of the gallery.")
-    ] = 0.3,
-    seed: Annotated[int, typer.Option("--seed", help="1:N: seed of the split.")] = 0,
+    source: EvalSourceArgument,
+    out: ReportOption = Path("eval-report"),
+    groups: GroupsOption = None,
+    probes: ProbesOption = None,
+    withhold: WithholdOption = 0.3,
+    seed: SeedOption = 0,
     fmr: FmrOption = None,
     images: ImagesOption = None,
-    resamples: Annotated[int, typer.Option("--resamples", min=0, help="Bootstrap resamples for CIs.")] = 1000,
+    resamples: ResamplesOption = 1000,
     workers: EvalWorkersOption = 2,
     no_cache: NoCacheOption = False,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Measure accuracy: verification (pairs file) or identification (folder, or gallery CSV + --probes)."""
+    protocol = read_protocol(source, probes=probes, images=images, withhold=withhold, seed=seed)
     labels = read_labels(groups) if groups else None
-    with _cache(no_cache) as cache:
+    with _cache(no_cache) as cache, progress_bar(len(protocol.images()), "embedding", enabled=not json_output) as done:
         settings = EvaluationSettings(
             calibration=calibration_stored_at(db), fmr=fmr, workers=workers, cache=cache, resamples=resamples
         )
-        if probes is not None or source.is_dir():
-            if labels is not None:
-                raise typer.BadParameter("--groups applies to verification pairs only")
-            split = (
-                split_from_csv(source, probes, withhold=withhold, seed=seed)
-                if probes
-                else split_folder(source, withhold=withhold, seed=seed)
-            )
-            run = _with_progress(len(split.images()), json_output, settings, lambda s: identify_split(split, s))
-        else:
-            pairs = read_pairs(source, images)
-            run = _with_progress(len(pairs.images()), json_output, settings, lambda s: verify_pairs(pairs, s, labels))
+        run = run_evaluation(protocol, dataclasses.replace(settings, on_done=done), labels)
     files = write_report(run, out)
-    summary = {**run.summary, "report": {name: str(path) for name, path in files.items()}}
+    _print_evaluation({**run.summary, "report": {name: str(path) for name, path in files.items()}}, json_output)
+
+
+def _print_evaluation(summary: dict[str, Any], json_output: bool) -> None:
     if json_output:
         print_json(summary)
     elif summary["kind"] == "verification":
@@ -116,11 +111,6 @@ def _cache(disabled: bool) -> Iterator[EmbeddingCache | None]:
         yield cache
     finally:
         cache.close()
-
-
-def _with_progress(total: int, json_output: bool, settings: EvaluationSettings, run: Any) -> Any:
-    with progress_bar(total, "embedding", enabled=not json_output) as advance:
-        return run(dataclasses.replace(settings, on_done=advance))
 
 
 def _print_verification(s: dict[str, Any]) -> None:

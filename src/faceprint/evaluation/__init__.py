@@ -5,7 +5,15 @@ usable on their own: ``metrics`` (numpy arrays in, numbers out), ``protocols`` (
 splits), ``cache`` (embeddings on disk), ``fairness``, ``calibration`` and ``report``.
 """
 
-from .evaluate import EvaluationSettings, IdentificationRun, VerificationRun, identify_split, verify_pairs
+from .evaluate import (
+    EvaluationSettings,
+    IdentificationRun,
+    VerificationRun,
+    evaluate,
+    identify_split,
+    read_protocol,
+    verify_pairs,
+)
 from .protocols import Pairs, Split, read_pairs, split_folder, split_from_csv
 
 __all__ = [
@@ -14,8 +22,10 @@ __all__ = [
     "Pairs",
     "Split",
     "VerificationRun",
+    "evaluate",
     "identify_split",
     "read_pairs",
+    "read_protocol",
     "split_folder",
     "split_from_csv",
     "verify_pairs",

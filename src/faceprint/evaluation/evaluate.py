@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from ..pipeline import DEFAULT_OPTIONS, PipelineOptions
 from . import metrics
 from .cache import EmbeddedImages, EmbeddingCache, embed_images
 from .fairness import Labels, group_rates, pair_groups, quality_groups
-from .protocols import Pairs, Split
+from .protocols import Pairs, Split, read_pairs, split_folder, split_from_csv
 
 VERIFICATION_FMRS = (1e-1, 1e-2, 1e-3, 1e-4)
 OPEN_SET_FPIRS = (1e-1, 1e-2, 1e-3)
@@ -63,6 +64,30 @@ class IdentificationRun:
     ranks: np.ndarray
     cmc: np.ndarray
     summary: dict[str, Any]
+
+
+def read_protocol(
+    source: Path, *, probes: Path | None = None, images: Path | None = None, withhold: float = 0.3, seed: int = 0
+) -> Pairs | Split:
+    """What ``source`` asks to measure: a 1:N split of a folder-per-person dataset (or of a gallery CSV with a
+    ``probes`` CSV; ``withhold`` of the identities stay out of the gallery), else verification pairs (a pairs file,
+    its image paths relative to ``images`` or to its own folder)."""
+    if probes is not None:
+        return split_from_csv(source, probes, withhold=withhold, seed=seed)
+    if source.is_dir():
+        return split_folder(source, withhold=withhold, seed=seed)
+    return read_pairs(source, images)
+
+
+def evaluate(
+    protocol: Pairs | Split, settings: EvaluationSettings, labels: Labels | None = None
+) -> VerificationRun | IdentificationRun:
+    """``verify_pairs`` or ``identify_split``, as ``protocol`` is; subgroup ``labels`` apply to pairs only."""
+    if isinstance(protocol, Pairs):
+        return verify_pairs(protocol, settings, labels)
+    if labels is not None:
+        raise DatasetError(f"{protocol.description}: subgroup labels apply to verification pairs only")
+    return identify_split(protocol, settings)
 
 
 def score_pairs(images: EmbeddedImages, pairs: Pairs) -> np.ndarray:
