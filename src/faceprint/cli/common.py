@@ -99,13 +99,14 @@ def handles_errors(command: F) -> F:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        json_output = bool(kwargs.get("json_output"))
         try:
             return command(*args, **kwargs)
         except FaceprintError as error:
-            _print_error(type(error).__name__, str(error), kwargs.get("json_output", False))
+            _print_error(type(error).__name__, str(error), json_output)
             raise typer.Exit(exit_code_for(error)) from None
         except OSError as error:  # a write the library did not wrap (the library reports unreadable inputs itself)
-            _print_error("OutputError", f"{error.filename or ''}: {error.strerror or error}", kwargs.get("json_output"))
+            _print_error("OutputError", f"{error.filename or ''}: {error.strerror or error}", json_output)
             raise typer.Exit(EXIT_OUTPUT) from None
 
     return wrapper  # type: ignore[return-value]

@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .. import draw
+from ..gallery import Gallery
 from ..liveness import CHALLENGES, check_liveness
 from ..privacy import (
     FAST,
@@ -214,16 +215,37 @@ def anonymize(
     if only_unknown and keep:
         raise typer.BadParameter("use either --only-unknown or --except, not both")
     selection = Selection(only_unknown=only_unknown, keep=frozenset(keep or ()))
-    with contextlib.ExitStack() as stack:
-        gallery = stack.enter_context(open_gallery(db)) if selection.needs_identity else None
-        hiding: dict[str, Any] = {"method": method, "selection": selection, "gallery": gallery, "check": check}
+    with open_gallery(db) if selection.needs_identity else contextlib.nullcontext() as gallery:
         if is_photos(Path(source)):
-            report = anonymize_photos(Path(source), out, **hiding)
+            photos = Path(source)
+            report = anonymize_photos(photos, out, method=method, selection=selection, gallery=gallery, check=check)
         else:
-            frames = stack.enter_context(open_source(source))
-            tick = stack.enter_context(_progress(frames, not json_output))
-            report = anonymize_frames(frames, out, options=FAST if fast else THOROUGH, on_frame=tick, **hiding)
+            report = _anonymize_video(source, out, method, selection, gallery, fast, check, not json_output)
     _report_anonymized(report, json_output)
+
+
+def _anonymize_video(
+    source: str,
+    out: Path | None,
+    method: Method,
+    selection: Selection,
+    gallery: Gallery | None,
+    fast: bool,
+    check: bool,
+    show: bool,
+) -> AnonymizedFiles:
+    with open_source(source) as frames, _progress(frames, show) as tick:
+        options = FAST if fast else THOROUGH
+        return anonymize_frames(
+            frames,
+            out,
+            method=method,
+            selection=selection,
+            gallery=gallery,
+            options=options,
+            check=check,
+            on_frame=tick,
+        )
 
 
 def _report_anonymized(report: AnonymizedFiles, json_output: bool) -> None:
