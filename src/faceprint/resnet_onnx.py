@@ -647,6 +647,12 @@ class OnnxResnet:
         return self._session.run(_stack(chips, self.chip_size), self.batch_size)
 
 
+@functools.cache
+def shared_resnet(threads: int | None = None) -> OnnxResnet:
+    """The process's one :class:`OnnxResnet` per thread count (its session is built on first use)."""
+    return OnnxResnet(threads=threads)
+
+
 class OnnxEmbedder:
     """A user-supplied ONNX embedding model (e.g. ArcFace): one float image input, one (N, D) output.
 
