@@ -112,7 +112,7 @@ def age_gender_chip(pixels: np.ndarray, face: Face, size: int, padding: float) -
 
 def expression_inputs(images: Sequence[np.ndarray], faces: Sequence[Sequence[Face]]) -> np.ndarray:
     """fer's model input for every face: ``[N, 1, 64, 64]`` float32 in [-1, 1]."""
-    crops = []
+    crops: list[np.ndarray] = []
     for pixels, image_faces in zip(images, faces):
         if image_faces:
             padded = _fer_padded_grey(pixels)
@@ -126,7 +126,9 @@ def expression_inputs(images: Sequence[np.ndarray], faces: Sequence[Sequence[Fac
 def _fer_padded_grey(pixels: np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     fill = cv2.mean(grey[-2:])[0]
-    return cv2.copyMakeBorder(grey, *[_FER_PADDING] * 4, cv2.BORDER_CONSTANT, value=(fill, fill, fill))
+    return cv2.copyMakeBorder(
+        grey, _FER_PADDING, _FER_PADDING, _FER_PADDING, _FER_PADDING, cv2.BORDER_CONSTANT, value=(fill, fill, fill)
+    )
 
 
 def _fer_crop(padded: np.ndarray, box: Box) -> np.ndarray:

@@ -75,7 +75,8 @@ def jittered(chip: np.ndarray, count: int) -> list[np.ndarray]:
     copies = []
     for _ in range(count):
         angle = rng.uniform(-_JITTER_DEGREES, _JITTER_DEGREES)
-        matrix = cv2.getRotationMatrix2D(centre, angle, 1 + rng.uniform(-_JITTER_SCALE, _JITTER_SCALE))
+        scale = 1 + rng.uniform(-_JITTER_SCALE, _JITTER_SCALE)
+        matrix = np.asarray(cv2.getRotationMatrix2D(centre, angle, scale), dtype=np.float64)
         matrix[:, 2] += rng.uniform(-_JITTER_SHIFT, _JITTER_SHIFT, 2) * size
         copy = cv2.warpAffine(chip, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         copies.append(np.ascontiguousarray(copy[:, ::-1]) if rng.random() < 0.5 else copy)
