@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -133,3 +134,13 @@ def test_faceprint_has_no_import_cycles() -> None:
     assert "faceprint.api" in graph["faceprint"]  # the graph is really read
     cycles = find_cycles(graph)
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in cycles)
+
+
+def test_ci_runs_exactly_the_readmes_test_command() -> None:
+    root = SRC.parent
+    script = (root / ".ci" / "run").read_text().splitlines()
+    commands = script[script.index('cd "$(dirname "$0")/.."') + 1 :]
+    blocks = re.findall(r"```bash\n(.*?)```", (root / "README.md").read_text(), flags=re.S)
+    assert "\n".join(commands) + "\n" in blocks
+    checks = [command.removeprefix(".venv/bin/") for command in commands[1:]]
+    assert checks == ["ruff check", "ruff format --check", "mypy src", "python -m pytest"]
