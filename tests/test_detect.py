@@ -14,6 +14,7 @@ from faceprint.pipeline import ImageResult
 from .conftest import HIRES, MULTI, hires_rows
 
 
+@pytest.mark.slow
 def test_every_photo_has_its_labelled_face_count(hires_results: dict[str, ImageResult]) -> None:
     for row in hires_rows():
         result = hires_results[row["path"]]
@@ -32,6 +33,7 @@ def test_group_photo_boxes_are_where_the_faces_are() -> None:
 
 
 @pytest.mark.parametrize("detector", ["hog", "cnn"])
+@pytest.mark.slow
 def test_detectors_agree_on_box(detector: str) -> None:
     faces = faceprint.detect(HIRES / "resolution" / "Barack_Obama_480p.jpg", detector=detector)
     assert len(faces) == 1 and faces[0].detector == detector
@@ -63,6 +65,7 @@ def test_upsampling_finds_small_faces() -> None:
     assert len(detect_boxes(tiny, detector="hog", upsample=2)) == 1
 
 
+@pytest.mark.slow
 def test_no_face_in_a_blank_image() -> None:
     assert faceprint.detect(np.full((300, 300, 3), 128, np.uint8)) == []
 
@@ -85,6 +88,7 @@ def test_quality_yaw_flips_sign_on_a_mirrored_photo() -> None:
     assert abs(yaw + mirrored_yaw) < 10
 
 
+@pytest.mark.slow
 def test_quality_flags_blur_darkness_and_small_faces() -> None:
     pixels = load_image(HIRES / "Rose_Leslie" / "Rose_Leslie_0001.jpg").pixels
     sharp = faceprint.detect(pixels)[0].quality

@@ -51,6 +51,7 @@ def first_eval(cache_home: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     return summary, out
 
 
+@pytest.mark.slow
 def test_eval_on_real_pairs_writes_every_number_and_plot(first_eval: tuple[dict, Path]) -> None:
     summary, out = first_eval
     assert summary["pairs"] == {"total": 105, "genuine": 22, "impostor": 83, "without_face": 0}
@@ -72,12 +73,14 @@ def test_eval_on_real_pairs_writes_every_number_and_plot(first_eval: tuple[dict,
     assert page.count("data:image/png;base64,") == 3 and "tar_at_fmr" in page
 
 
+@pytest.mark.slow
 def test_rerun_reads_the_cache_and_prints_the_figures(first_eval: tuple[dict, Path], tmp_path: Path) -> None:
     output = run("eval", HIRES / "pairs.csv", "--out", tmp_path, "--resamples", 100)
     assert "accuracy (10-fold)  100.00% ± 0.00%" in output
     assert "15 of 15 images cached" in output and "EER" in output and "TAR @ FMR 0.1" in output
 
 
+@pytest.mark.slow
 def test_lfw_pairs_txt_and_groups(first_eval: tuple[dict, Path], tmp_path: Path) -> None:
     pairs = tmp_path / "pairs.txt"
     # LFW format: "sets pairs-per-set", then same pairs (name i j) and different pairs (name i name j).
@@ -132,6 +135,7 @@ def test_folder_split_is_seeded_and_withholds_identities(people_dir: Path) -> No
     assert len(split.gallery) == 3 and len({name for _, name in split.gallery}) == 3
 
 
+@pytest.mark.slow
 def test_identification_eval_on_a_folder(first_eval: tuple[dict, Path], people_dir: Path, tmp_path: Path) -> None:
     summary = json.loads(
         run("eval", people_dir, "--withhold", 0.4, "--seed", 3, "--out", tmp_path, "--json", "--workers", 1)
@@ -154,6 +158,7 @@ def template_scores(results: dict[str, ImageResult]) -> tuple[np.ndarray, np.nda
     return scores[~pairs.same], scores[pairs.same]
 
 
+@pytest.mark.slow
 def test_calibration_moves_decisions_and_estimated_fmr(tmp_path: Path, hires_results: dict[str, ImageResult]) -> None:
     rel = lambda p: str(p.relative_to(HIRES))  # noqa: E731
     with Gallery(tmp_path / "g.db") as gallery:

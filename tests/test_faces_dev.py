@@ -29,6 +29,7 @@ def read_csv(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_official_pairs_at_the_default_operating_point() -> None:
     rows = read_csv("pairs.csv")
     sample = rows[:40] + rows[300:340]  # 40 same-person and 40 different-person official pairs
@@ -44,6 +45,7 @@ def test_official_pairs_at_the_default_operating_point() -> None:
     assert (scores[~same] >= threshold).sum() <= 1
 
 
+@pytest.mark.slow
 def test_identification_rank1_on_a_slice_of_the_split(tmp_path) -> None:
     gallery_rows = read_csv("identify_gallery.csv")[:150]
     enrolled = {r["identity"] for r in gallery_rows}

@@ -73,6 +73,7 @@ def test_group_photo_names_both_faces(gallery: Gallery) -> None:
     assert sorted(names(gallery, MULTI)) == ["Kit Harington", "Rose Leslie"]
 
 
+@pytest.mark.slow
 def test_one_person_is_never_given_to_two_faces(tmp_path: Path, hires_results: dict[str, ImageResult]) -> None:
     with Gallery(tmp_path / "kit.db", fmr=0.1) as g:
         g.enroll_results("Kit Harington", [hires_results[rel(p)] for p in KIT])
@@ -89,6 +90,7 @@ def test_assignment_prefers_the_stronger_face() -> None:
     assert _assign([[Candidate(1, "Kit", 0.5, 0.1)]], threshold=0.92) == [None]
 
 
+@pytest.mark.slow
 def test_gallery_persists_across_processes(gallery: Gallery) -> None:
     code = "import sys, faceprint; print([i.name for i in faceprint.Gallery(sys.argv[1]).identify(sys.argv[2])])"
     done = run_python(code, str(gallery.path), str(KIT[2]))
@@ -96,6 +98,7 @@ def test_gallery_persists_across_processes(gallery: Gallery) -> None:
     assert done.stdout.strip() == "['Kit Harington']"
 
 
+@pytest.mark.slow
 def test_enrollment_refuses_bad_photos_with_the_reason(gallery: Gallery, tmp_path: Path) -> None:
     import cv2
 
@@ -268,6 +271,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
         assert len(people) == 120 and {p.template_count for p in people} == {3}
 
 
+@pytest.mark.slow
 def test_two_cli_enrollments_at_once_both_land(tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
     commands = [

@@ -309,6 +309,7 @@ def check_consistent(db: Path, committed: list[str]) -> None:
             assert ids[0] == template.id
 
 
+@pytest.mark.slow
 def test_killing_enrollment_while_the_index_is_saved_loses_nothing(tmp_path: Path) -> None:
     db = tmp_path / "killed.db"
     committed: list[str] = []
@@ -331,6 +332,7 @@ with Gallery(sys.argv[1], index="hnsw") as g:
 """
 
 
+@pytest.mark.slow
 def test_killing_a_rebuild_leaves_a_gallery_that_answers_correctly(tmp_path: Path) -> None:
     db = tmp_path / "big.db"
     vectors = clustered(500, 20, seed=3)

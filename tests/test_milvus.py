@@ -46,6 +46,7 @@ def test_the_store_is_milvus_and_searches_itself(gallery: Gallery) -> None:
     assert gallery.store.template_count(gallery.model_id) == 4
 
 
+@pytest.mark.slow
 def test_enroll_and_identify_like_sqlite(gallery: Gallery, hires_results: dict[str, ImageResult]) -> None:
     assert names(gallery, hires_results, KIT[2]) == ["Kit Harington"]
     assert names(gallery, hires_results, ROSE[1]) == ["Rose Leslie"]
@@ -55,6 +56,7 @@ def test_enroll_and_identify_like_sqlite(gallery: Gallery, hires_results: dict[s
     assert answer.candidates[0].name == "Barack Obama" and len(answer.candidates) == 3
 
 
+@pytest.mark.slow
 def test_people_metadata_and_duplicates(gallery: Gallery, hires_results: dict[str, ImageResult]) -> None:
     again = gallery.enroll_results("Kit Harington", [hires_results[rel(KIT[0])]])
     assert again.added == [] and again.duplicates == 1
@@ -77,6 +79,7 @@ def test_meta_for_calibration_and_generation(gallery: Gallery) -> None:
     assert gallery.store.generation() > before
 
 
+@pytest.mark.slow
 def test_rename_merge_and_deletes_propagate(uri: str, hires_results: dict[str, ImageResult]) -> None:
     with Gallery(uri) as g:
         g.enroll_results("Alex", [hires_results[rel(ALEX[0])]])
@@ -95,6 +98,7 @@ def test_rename_merge_and_deletes_propagate(uri: str, hires_results: dict[str, I
         assert second.id not in ids[0].tolist() and first.id not in ids[0].tolist()
 
 
+@pytest.mark.slow
 def test_reopened_gallery_keeps_everything(uri: str, gallery: Gallery, hires_results: dict[str, ImageResult]) -> None:
     with Gallery(f"milvus-lite://{uri}") as again:
         assert again.person("Rose Leslie").template_count == 1

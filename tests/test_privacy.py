@@ -54,6 +54,7 @@ def test_the_leak_check_sees_the_faces_it_must_hide(occlusion: Clip) -> None:
 @pytest.mark.parametrize(
     ("clip_name", "method"), [("occlusion", "blur"), ("crossing", "pixelate"), ("occlusion", "mask")]
 )
+@pytest.mark.slow
 def test_no_frame_leaks_a_face(occlusion: Clip, clip_name: str, method: str) -> None:
     # The crossing is slow: Kit stays hidden behind Rose for over a second, then re-emerges.
     clip = occlusion if clip_name == "occlusion" else crossing_clip(scale=0.5, frames=100)

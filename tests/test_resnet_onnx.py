@@ -75,6 +75,7 @@ def test_a_truncated_or_foreign_file_is_a_model_error(tmp_path: Path) -> None:
         resnet_onnx.read_dlib_net(models.model_path("shape_predictor_5_face_landmarks.dat"))
 
 
+@pytest.mark.slow
 def test_onnx_descriptors_equal_dlibs(chips: list[np.ndarray], cache_dir: Path) -> None:
     assert len(chips) >= 15
     expected = np.array(models.dlib_embedder().compute_face_descriptor(chips), dtype=np.float32)

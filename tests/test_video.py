@@ -287,6 +287,7 @@ def test_unwritable_timeline_raises_output_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.shared
+@pytest.mark.slow
 def test_real_video_names_lin_manuel_miranda(tmp_path: Path) -> None:
     video = SHARED_DATA / "video" / "short_hamilton_clip.mp4"
     if not video.exists():

@@ -18,19 +18,18 @@ looks, not facts about the person (see the README for training data and limits).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal, get_args
 
 import cv2
 import dlib
 import numpy as np
 
 from . import models
-from .pose import HeadPose, head_pose
-from .types import Box, Face
+from .pose import head_pose
+from .types import Age, Attributes, Box, Expression, Face, Gender, HeadPose
 
 AttributeName = Literal["age", "gender", "expression", "pose"]
-ATTRIBUTES: tuple[AttributeName, ...] = ("age", "gender", "expression", "pose")
+ATTRIBUTES: tuple[AttributeName, ...] = get_args(AttributeName)
 #: fer's class order.
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 #: fer's crop: margin added to each side of the square face box, and border around the image.
@@ -40,78 +39,6 @@ _FER_SIZE = 64
 #: Age confidence: the model's probability that the true age is within this many years.
 _AGE_TOLERANCE = 5.0
 _BATCH = 64
-
-
-@dataclass(frozen=True)
-class Age:
-    """Apparent age in years; ``low``-``high`` holds 80% of the model's belief (10th-90th percentile);
-    ``confidence`` is its probability of the age being within 5 years of ``years``."""
-
-    years: float
-    confidence: float
-    low: float
-    high: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "years": round(self.years, 1),
-            "confidence": round(self.confidence, 3),
-            "low": round(self.low, 1),
-            "high": round(self.high, 1),
-        }
-
-
-@dataclass(frozen=True)
-class Gender:
-    """Apparent gender (``female`` or ``male``, the model's only classes) and its probability."""
-
-    label: str
-    confidence: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "confidence": round(self.confidence, 3)}
-
-
-@dataclass(frozen=True)
-class Expression:
-    """The most likely of fer's 7 expressions, its probability, and every class's probability."""
-
-    label: str
-    confidence: float
-    scores: dict[str, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "confidence": round(self.confidence, 3),
-            "scores": {k: round(v, 3) for k, v in self.scores.items()},
-        }
-
-
-@dataclass(frozen=True)
-class Attributes:
-    """What was asked of one face; attributes not requested are None."""
-
-    age: Age | None = None
-    gender: Gender | None = None
-    expression: Expression | None = None
-    pose: HeadPose | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {name: value.to_dict() for name in ATTRIBUTES if (value := getattr(self, name)) is not None}
-
-    def summary(self) -> str:
-        """A short label such as ``male, 34 y, happy``."""
-        parts = []
-        if self.gender:
-            parts.append(self.gender.label)
-        if self.age:
-            parts.append(f"{self.age.years:.0f} y")
-        if self.expression:
-            parts.append(self.expression.label)
-        if self.pose:
-            parts.append(f"yaw {self.pose.yaw:+.0f}")
-        return ", ".join(parts)
 
 
 def check_names(names: Iterable[str]) -> tuple[AttributeName, ...]:
@@ -137,16 +64,16 @@ def compute(
     located = [(pixels, face) for pixels, image_faces in zip(images, faces) for face in image_faces]
     if not located:
         return [[] for _ in faces]
-    found: dict[str, list] = {}
-    if "age" in names:
-        found["age"] = _ages(_run("age", _chips(located, "age"), threads))
-    if "gender" in names:
-        found["gender"] = _genders(_run("gender", _chips(located, "gender"), threads))
-    if "expression" in names:
-        found["expression"] = _expressions(_run("expression", expression_inputs(images, faces), threads))
-    if "pose" in names:
-        found["pose"] = [_pose(pixels, face) for pixels, face in located]
-    rows = iter([Attributes(**{name: values[i] for name, values in found.items()}) for i in range(len(located))])
+    skipped: list[None] = [None] * len(located)
+    ages = _ages(_run("age", _chips(located, "age"), threads)) if "age" in names else skipped
+    genders = _genders(_run("gender", _chips(located, "gender"), threads)) if "gender" in names else skipped
+    expressions = (
+        _expressions(_run("expression", expression_inputs(images, faces), threads))
+        if "expression" in names
+        else skipped
+    )
+    poses = [_pose(pixels, face) for pixels, face in located] if "pose" in names else skipped
+    rows = iter(map(Attributes, ages, genders, expressions, poses))
     return [[next(rows) for _ in image_faces] for image_faces in faces]
 
 
@@ -185,7 +112,7 @@ def age_gender_chip(pixels: np.ndarray, face: Face, size: int, padding: float) -
 
 def expression_inputs(images: Sequence[np.ndarray], faces: Sequence[Sequence[Face]]) -> np.ndarray:
     """fer's model input for every face: ``[N, 1, 64, 64]`` float32 in [-1, 1]."""
-    crops = []
+    crops: list[np.ndarray] = []
     for pixels, image_faces in zip(images, faces):
         if image_faces:
             padded = _fer_padded_grey(pixels)
@@ -199,7 +126,9 @@ def expression_inputs(images: Sequence[np.ndarray], faces: Sequence[Sequence[Fac
 def _fer_padded_grey(pixels: np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     fill = cv2.mean(grey[-2:])[0]
-    return cv2.copyMakeBorder(grey, *[_FER_PADDING] * 4, cv2.BORDER_CONSTANT, value=(fill, fill, fill))
+    return cv2.copyMakeBorder(
+        grey, _FER_PADDING, _FER_PADDING, _FER_PADDING, _FER_PADDING, cv2.BORDER_CONSTANT, value=(fill, fill, fill)
+    )
 
 
 def _fer_crop(padded: np.ndarray, box: Box) -> np.ndarray:

@@ -9,7 +9,7 @@ falls back to the CNN only when HOG finds nothing, which recovers most missed fa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
@@ -18,7 +18,7 @@ from . import models
 from .types import Box
 
 DetectorName = Literal["hog", "cnn", "auto"]
-DETECTORS: tuple[str, ...] = ("hog", "cnn", "auto")
+DETECTORS: tuple[DetectorName, ...] = get_args(DetectorName)
 
 #: Longest side of the working copy detection runs on.
 DEFAULT_MAX_SIDE = 1280

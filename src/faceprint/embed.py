@@ -9,7 +9,7 @@ one model id whichever runtime made them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
@@ -18,7 +18,7 @@ from . import models
 from .models import DEFAULT_MODEL, EmbeddingModel
 
 Backend = Literal["onnx", "dlib"]
-BACKENDS: tuple[str, ...] = ("onnx", "dlib")
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
 # Jitter, as dlib's jitter_image: up to 3 degrees of rotation, 3% of scale and 2% of shift,
 # and a mirror image half of the time. Seeded per chip: the same face gives the same template.
@@ -58,7 +58,9 @@ def embed_chips(
 def descriptors(chips: Sequence[np.ndarray], *, backend: Backend = "onnx", threads: int | None = None) -> np.ndarray:
     """dlib's raw (not normalised) ResNet descriptors of 150x150 RGB chips."""
     if backend == "onnx":
-        return models.onnx_resnet(threads).embed(chips)
+        from .resnet_onnx import shared_resnet  # onnx and onnxruntime load only when a template is computed
+
+        return shared_resnet(threads).embed(chips)
     if backend == "dlib":
         batch = [np.ascontiguousarray(c) for c in chips]
         return np.array(models.dlib_embedder().compute_face_descriptor(batch), dtype=np.float32)
@@ -73,7 +75,8 @@ def jittered(chip: np.ndarray, count: int) -> list[np.ndarray]:
     copies = []
     for _ in range(count):
         angle = rng.uniform(-_JITTER_DEGREES, _JITTER_DEGREES)
-        matrix = cv2.getRotationMatrix2D(centre, angle, 1 + rng.uniform(-_JITTER_SCALE, _JITTER_SCALE))
+        scale = 1 + rng.uniform(-_JITTER_SCALE, _JITTER_SCALE)
+        matrix = np.asarray(cv2.getRotationMatrix2D(centre, angle, scale), dtype=np.float64)
         matrix[:, 2] += rng.uniform(-_JITTER_SHIFT, _JITTER_SHIFT, 2) * size
         copy = cv2.warpAffine(chip, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         copies.append(np.ascontiguousarray(copy[:, ::-1]) if rng.random() < 0.5 else copy)

@@ -22,7 +22,7 @@ import itertools
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from .pipeline import DEFAULT_OPTIONS, locate_face
 from .video.source import Frame, FrameSource, open_source
 
 Challenge = Literal["blink", "turn-left", "turn-right"]
-CHALLENGES: tuple[str, ...] = ("blink", "turn-left", "turn-right")
+CHALLENGES: tuple[Challenge, ...] = get_args(Challenge)
 
 #: 68-point indices of each eye's six points (corner, two upper lids, corner, two lower lids).
 _EYES = (slice(36, 42), slice(42, 48))
@@ -71,7 +71,7 @@ class Blink:
 class LivenessResult:
     """Pass or fail, why, and the per-frame evidence."""
 
-    challenge: str
+    challenge: Challenge
     passed: bool
     reason: str
     frames: int
@@ -107,9 +107,9 @@ class LivenessResult:
 
 def eye_aspect_ratio(eye: np.ndarray) -> float:
     """(|p2-p6| + |p3-p5|) / (2 |p1-p4|) of one eye's six landmarks: ~0.3 open, under ~0.15 shut."""
-    vertical = np.linalg.norm(eye[1] - eye[5]) + np.linalg.norm(eye[2] - eye[4])
-    horizontal = np.linalg.norm(eye[0] - eye[3])
-    return float(vertical / (2.0 * max(horizontal, 1e-6)))
+    vertical = float(np.linalg.norm(eye[1] - eye[5]) + np.linalg.norm(eye[2] - eye[4]))
+    horizontal = float(np.linalg.norm(eye[0] - eye[3]))
+    return vertical / (2.0 * max(horizontal, 1e-6))
 
 
 def eyes_openness(landmarks68: np.ndarray) -> float:
@@ -118,7 +118,11 @@ def eyes_openness(landmarks68: np.ndarray) -> float:
 
 
 def check_liveness(
-    clip: str | os.PathLike | FrameSource, challenge: Challenge, *, mirrored: bool = False, max_frames: int = 600
+    clip: str | int | os.PathLike[str] | FrameSource,
+    challenge: Challenge,
+    *,
+    mirrored: bool = False,
+    max_frames: int = 600,
 ) -> LivenessResult:
     """Run ``challenge`` on a clip (video file, image folder, camera index or a ``FrameSource``).
 
@@ -140,6 +144,7 @@ def measure_frames(frames: Iterable[Frame], *, max_frames: int = 600) -> list[Me
             measures.append(Measure(frame.index, frame.time, None, None))
             continue
         face = locate_face(frame.pixels, found[0], options).face
+        assert face.landmarks68 is not None  # asked for in the options
         measures.append(Measure(frame.index, frame.time, eyes_openness(face.landmarks68), face.quality.yaw))
     return measures
 
@@ -149,17 +154,16 @@ def judge(measures: Sequence[Measure], challenge: Challenge, *, mirrored: bool =
     if challenge not in CHALLENGES:
         raise ValueError(f"challenge must be one of {CHALLENGES}, not {challenge!r}")
     with_face = [m for m in measures if m.ear is not None]
-    base = {"challenge": challenge, "frames": len(measures), "frames_with_face": len(with_face)}
     if not measures or len(with_face) < _MIN_FACE_SHARE * len(measures):
         reason = f"a face was found in only {len(with_face)} of {len(measures)} frames"
-        return LivenessResult(passed=False, reason=reason, measures=tuple(measures), **base)
+        return LivenessResult(challenge, False, reason, len(measures), len(with_face), measures=tuple(measures))
     if challenge == "blink":
-        return _judge_blink(measures, base)
-    return _judge_turn(with_face, challenge, mirrored, measures, base)
+        return _judge_blink(measures, with_face)
+    return _judge_turn(challenge, mirrored, measures, with_face)
 
 
-def _judge_blink(measures: Sequence[Measure], base: dict[str, Any]) -> LivenessResult:
-    ears = np.array([m.ear for m in measures if m.ear is not None])
+def _judge_blink(measures: Sequence[Measure], with_face: Sequence[Measure]) -> LivenessResult:
+    ears = np.array([m.ear for m in with_face])
     open_level = float(np.percentile(ears, 90))
     blinks = tuple(find_blinks(measures, open_level))
     if blinks:
@@ -167,8 +171,9 @@ def _judge_blink(measures: Sequence[Measure], base: dict[str, Any]) -> LivenessR
     else:
         reason = f"no blink: eye aspect ratio stayed between {ears.min():.2f} and {ears.max():.2f}"
     return LivenessResult(
-        passed=bool(blinks), reason=reason, open_ear=open_level, blinks=blinks, measures=tuple(measures), **base
-    )
+        "blink", bool(blinks), reason, len(measures), len(with_face), open_ear=open_level, blinks=blinks,
+        measures=tuple(measures),
+    )  # fmt: skip
 
 
 def find_blinks(measures: Sequence[Measure], open_level: float) -> list[Blink]:
@@ -192,28 +197,23 @@ def find_blinks(measures: Sequence[Measure], open_level: float) -> list[Blink]:
 
 
 def _judge_turn(
-    with_face: Sequence[Measure], challenge: str, mirrored: bool, measures: Sequence[Measure], base: dict[str, Any]
+    challenge: Challenge, mirrored: bool, measures: Sequence[Measure], with_face: Sequence[Measure]
 ) -> LivenessResult:
     # The person's left is the image's right (positive yaw) unless the clip is mirrored.
     sign = (1.0 if challenge == "turn-left" else -1.0) * (-1.0 if mirrored else 1.0)
     yaws = np.array([m.yaw for m in with_face], dtype=float) * sign
     start = float(np.median(yaws[: max(1, min(5, len(yaws) // 4))]))
     peak = int(np.argmax(yaws))
-    evidence = {
-        "start_yaw": start * sign,
-        "peak_yaw": float(yaws[peak]) * sign,
-        "peak_frame": with_face[peak].frame,
-        "measures": tuple(measures),
-    }
+    turned = float(yaws[peak]) - start
     direction = challenge.removeprefix("turn-")
+    passed = abs(start) <= _FRONTAL and turned >= _MIN_TURN
     if abs(start) > _FRONTAL:
         reason = f"the clip must start facing the camera (yaw {start * sign:+.0f} deg, limit {_FRONTAL:.0f})"
-        return LivenessResult(passed=False, reason=reason, **evidence, **base)
-    turned = float(yaws[peak]) - start
-    passed = turned >= _MIN_TURN
-    reason = (
-        f"head turned {turned:.0f} deg to the {direction} (frame {with_face[peak].frame})"
-        if passed
-        else f"no turn to the {direction}: at most {max(turned, 0.0):.0f} deg, {_MIN_TURN:.0f} needed"
-    )
-    return LivenessResult(passed=passed, reason=reason, **evidence, **base)
+    elif passed:
+        reason = f"head turned {turned:.0f} deg to the {direction} (frame {with_face[peak].frame})"
+    else:
+        reason = f"no turn to the {direction}: at most {max(turned, 0.0):.0f} deg, {_MIN_TURN:.0f} needed"
+    return LivenessResult(
+        challenge, passed, reason, len(measures), len(with_face), start_yaw=start * sign,
+        peak_yaw=float(yaws[peak]) * sign, peak_frame=with_face[peak].frame, measures=tuple(measures),
+    )  # fmt: skip

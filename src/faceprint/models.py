@@ -79,14 +79,6 @@ def shape_predictor(points: int):
 
 
 @functools.cache
-def onnx_resnet(threads: int | None = None):
-    """dlib's ResNet on onnxruntime (the ONNX graph is built from the .dat file on first use)."""
-    from .resnet_onnx import OnnxResnet
-
-    return OnnxResnet(threads=threads)
-
-
-@functools.cache
 def dlib_embedder():
     import dlib
 

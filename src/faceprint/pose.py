@@ -17,11 +17,11 @@ in the image lower).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
+
+from .types import HeadPose
 
 #: Generic 3D face, x right / y up / z towards the camera, for 68-point indices _MODEL_POINTS.
 _MODEL_3D = np.array(
@@ -39,22 +39,6 @@ _MODEL_POINTS = [30, 8, 36, 45, 48, 54]
 _FRONTAL = np.diag([1.0, -1.0, -1.0])
 #: Nose-base offset (in inter-eye distances) per unit of tan(yaw), for 5-point landmarks.
 _NOSE_DEPTH_RATIO = 0.19
-
-
-@dataclass(frozen=True)
-class HeadPose:
-    """Head angles in degrees (see the module docstring for signs); ``pitch`` is None from 5 points."""
-
-    yaw: float
-    pitch: float | None
-    roll: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "yaw": round(self.yaw, 1),
-            "pitch": None if self.pitch is None else round(self.pitch, 1),
-            "roll": round(self.roll, 1),
-        }
 
 
 def head_pose(landmarks: np.ndarray, image_size: tuple[int, int] | None = None) -> HeadPose:

@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -142,6 +142,9 @@ class _Reader:
     def read_ints(self, count: int) -> tuple[int, ...]:
         return tuple(self.read_int() for _ in range(count))
 
+    def read_pair(self) -> tuple[int, int]:
+        return self.read_int(), self.read_int()
+
     def read_str(self) -> str:
         return self.take(self.read_int()).decode("latin-1")
 
@@ -190,7 +193,9 @@ def read_dlib_net(path: str | os.PathLike) -> DlibNet:
     wrappers: list[int] = []
     while not reader.next_is_string(b"input"):
         wrappers.append(reader.read_int())
-    input_wrapper = wrappers.pop() if wrappers else None
+    if not wrappers:
+        raise ModelError("dlib model file: no layer wrapper before the input layer")
+    input_wrapper = wrappers.pop()
     if input_wrapper not in _INPUT_ADD_LAYER_VERSIONS or not set(wrappers) <= _WRAPPER_VERSIONS:
         raise ModelError(f"dlib model file: unexpected layer wrapper versions {sorted({*wrappers, input_wrapper})}")
     net_input = _read_input(reader)
@@ -244,16 +249,16 @@ def _read_layer(reader: _Reader) -> Layer:
 def _read_conv(reader: _Reader) -> Conv:
     params = reader.read_tensor().ravel()
     filters, rows, cols = reader.read_ints(3)
-    stride, padding = reader.read_ints(2), reader.read_ints(2)
+    stride, padding = reader.read_pair(), reader.read_pair()
     weight_shape, bias_shape = reader.read_alias(), reader.read_alias()
     for _ in range(4):
         reader.read_float()  # learning-rate and weight-decay multipliers
     weight_count = int(np.prod(weight_shape))
-    weights = params[:weight_count].reshape(weight_shape)
+    weights: np.ndarray = params[:weight_count].reshape(weight_shape)
     if weights.shape[0] != filters or weights.shape[2:] != (rows, cols):
         raise ModelError(f"dlib model file: con_ filters {weights.shape} disagree with ({filters}, {rows}, {cols})")
     bias = params[weight_count : weight_count + int(np.prod(bias_shape))]
-    return Conv(weights, bias, stride, padding)  # type: ignore[arg-type]
+    return Conv(weights, bias, stride, padding)
 
 
 def _read_affine(reader: _Reader) -> Affine:
@@ -266,12 +271,12 @@ def _read_affine(reader: _Reader) -> Affine:
 
 
 def _read_pool(op: Literal["max", "avg"], reader: _Reader) -> Pool:
-    window, stride, padding = reader.read_ints(2), reader.read_ints(2), reader.read_ints(2)
-    return Pool(op, window, stride, padding)  # type: ignore[arg-type]
+    window, stride, padding = reader.read_pair(), reader.read_pair(), reader.read_pair()
+    return Pool(op, window, stride, padding)
 
 
 def _read_fc(reader: _Reader) -> Fc:
-    outputs, inputs = reader.read_ints(2)
+    outputs, inputs = reader.read_pair()
     params = reader.read_tensor().ravel()
     reader.read_alias(), reader.read_alias()  # weights (inputs, outputs), then the (empty) biases
     if reader.read_int() != _FC_NO_BIAS:
@@ -403,7 +408,7 @@ class _Graph:
         self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
-    def node(self, op: str, inputs: list[str], shape: tuple[int, ...] | None, **attrs: object) -> str:
+    def node(self, op: str, inputs: list[str], shape: tuple[int, ...] | None, **attrs: Any) -> str:
         output = self.name(op.lower())
         self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
         if shape is not None:
@@ -416,7 +421,9 @@ class _Graph:
         nchw = self.node("Transpose", [pixels], None, perm=[0, 3, 1, 2])
         mean = self.constant("mean", np.array(layer.mean_rgb, dtype=np.float32).reshape(1, 3, 1, 1))
         centred = self.node("Sub", [nchw, mean], None)
-        return self.node("Mul", [centred, self.constant("scale", np.float32(1 / 256))], (3, *layer.size))
+        return self.node(
+            "Mul", [centred, self.constant("scale", np.array(1 / 256, dtype=np.float32))], (3, *layer.size)
+        )
 
     def conv(self, x: str, layer: Conv) -> str:
         _, rows, cols = self.shapes[x]
@@ -645,6 +652,12 @@ class OnnxResnet:
         if not chips:
             return np.zeros((0, DLIB_RESNET.dimension), dtype=np.float32)
         return self._session.run(_stack(chips, self.chip_size), self.batch_size)
+
+
+@functools.cache
+def shared_resnet(threads: int | None = None) -> OnnxResnet:
+    """The process's one :class:`OnnxResnet` per thread count (its session is built on first use)."""
+    return OnnxResnet(threads=threads)
 
 
 class OnnxEmbedder:

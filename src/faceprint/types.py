@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from .attributes import Attributes
 
 #: A graded decision: ``match`` and ``no_match`` are clear of the operating threshold by a
 #: factor 10 in false-match rate either way; ``uncertain`` lies between (see ``faceprint.match``).
@@ -91,6 +88,100 @@ class Quality:
             "score": round(self.score, 3),
             "problems": list(self.problems),
         }
+
+
+# --- Face attributes (computed by faceprint.attributes and faceprint.pose) ---------------------
+
+
+@dataclass(frozen=True)
+class HeadPose:
+    """Head angles in degrees (signs: see ``faceprint.pose``); ``pitch`` is None from 5 points."""
+
+    yaw: float
+    pitch: float | None
+    roll: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "yaw": round(self.yaw, 1),
+            "pitch": None if self.pitch is None else round(self.pitch, 1),
+            "roll": round(self.roll, 1),
+        }
+
+
+@dataclass(frozen=True)
+class Age:
+    """Apparent age in years; ``low``-``high`` holds 80% of the model's belief (10th-90th percentile);
+    ``confidence`` is its probability of the age being within 5 years of ``years``."""
+
+    years: float
+    confidence: float
+    low: float
+    high: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "years": round(self.years, 1),
+            "confidence": round(self.confidence, 3),
+            "low": round(self.low, 1),
+            "high": round(self.high, 1),
+        }
+
+
+@dataclass(frozen=True)
+class Gender:
+    """Apparent gender (``female`` or ``male``, the model's only classes) and its probability."""
+
+    label: str
+    confidence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "confidence": round(self.confidence, 3)}
+
+
+@dataclass(frozen=True)
+class Expression:
+    """The most likely of fer's 7 expressions, its probability, and every class's probability."""
+
+    label: str
+    confidence: float
+    scores: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "confidence": round(self.confidence, 3),
+            "scores": {k: round(v, 3) for k, v in self.scores.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """What was asked of one face; attributes not requested are None.
+
+    The fields follow ``faceprint.attributes.ATTRIBUTES``, whose order ``to_dict`` keeps.
+    """
+
+    age: Age | None = None
+    gender: Gender | None = None
+    expression: Expression | None = None
+    pose: HeadPose | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: value.to_dict() for f in fields(self) if (value := getattr(self, f.name)) is not None}
+
+    def summary(self) -> str:
+        """A short label such as ``male, 34 y, happy``."""
+        parts = []
+        if self.gender:
+            parts.append(self.gender.label)
+        if self.age:
+            parts.append(f"{self.age.years:.0f} y")
+        if self.expression:
+            parts.append(self.expression.label)
+        if self.pose:
+            parts.append(f"yaw {self.pose.yaw:+.0f}")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True, eq=False)

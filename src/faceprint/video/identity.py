@@ -25,7 +25,7 @@ import numpy as np
 from ..embed import normalise
 from ..gallery import Gallery
 from ..match import operating_point
-from ..pipeline import DEFAULT_OPTIONS, LocatedFace, PipelineOptions, embed_located
+from ..pipeline import DEFAULT_OPTIONS, LocatedFace, PipelineOptions, embed_located, template_of
 from ..types import Candidate, Template
 
 
@@ -59,6 +59,12 @@ class Shot:
     @property
     def quality(self) -> float:
         return self.located.face.quality.score
+
+    @property
+    def vector(self) -> np.ndarray:
+        """The template of an embedded shot (only those are averaged)."""
+        assert self.template is not None, "the shot was not embedded"
+        return self.template
 
 
 @dataclass
@@ -111,7 +117,7 @@ class TrackIdentity:
         """Quality-weighted mean of the templates of ``shots`` (default: every embedded shot)."""
         shots = self.embedded if shots is None else shots
         weights = np.array([max(s.quality, 1e-3) for s in shots], np.float32)
-        return normalise(np.average(np.stack([s.template for s in shots]), axis=0, weights=weights))
+        return normalise(np.average(np.stack([s.vector for s in shots]), axis=0, weights=weights))
 
     def absorb(self, shots: Sequence[Shot], now: float, options: IdentityOptions) -> None:
         """Add newly embedded shots, and start the next selection afresh; beyond ``max_shots``,
@@ -171,7 +177,7 @@ class IdentityResolver:
         faces = embed_located([shot.located for shot in shots], self.pipeline)
         self.embeddings += len(faces)
         for shot, face in zip(shots, faces):
-            shot.template = face.template.vector
+            shot.template = template_of(face).vector
         for identity, batch in due:
             identity.absorb(batch, now, self.options)
         new = [identity for identity, _ in due if not identity.decided]

@@ -7,6 +7,7 @@ included); streams are timed by the wall clock and reconnect after a drop.
 from __future__ import annotations
 
 import glob
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,7 +55,9 @@ class FrameSource:
         self.close()
 
 
-def open_source(spec: str | int | Path, *, fps: float | None = None, reconnect_attempts: int = 5) -> FrameSource:
+def open_source(
+    spec: str | int | os.PathLike[str], *, fps: float | None = None, reconnect_attempts: int = 5
+) -> FrameSource:
     """The frame source for ``spec``: a camera index (``0`` or ``"0"``), a stream URL, a folder or
     glob of images, or a video file. ``fps`` overrides the rate of image sequences."""
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
@@ -125,6 +128,10 @@ class ImageSequenceSource(FrameSource):
             yield Frame(index, index / self.fps, load_image(path).pixels)
 
 
+def _open_capture(target: str | int) -> cv2.VideoCapture:
+    return cv2.VideoCapture(target)
+
+
 class StreamSource(FrameSource):
     """A camera (by index) or a network stream (RTSP/HTTP/...), reopened after a drop.
 
@@ -139,7 +146,7 @@ class StreamSource(FrameSource):
         target: str | int,
         *,
         reconnect_attempts: int = 5,
-        open_capture: Callable[[str | int], cv2.VideoCapture] = cv2.VideoCapture,
+        open_capture: Callable[[str | int], cv2.VideoCapture] = _open_capture,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.name = f"camera {target}" if isinstance(target, int) else str(target)

@@ -1,0 +1,146 @@
+"""The library's structure: no import cycles between faceprint's modules, read from the source."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = "faceprint"
+
+
+def module_files(src: Path = SRC, package: str = PACKAGE) -> dict[str, Path]:
+    """Every module of ``package`` by dotted name; a package is its ``__init__.py``."""
+    modules = {}
+    for path in sorted((src / package).rglob("*.py")):
+        parts = path.relative_to(src).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
+    return modules
+
+
+def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The faceprint modules ``name`` imports anywhere in its source (``TYPE_CHECKING`` blocks and functions too).
+
+    ``from P import x`` is an edge to the submodule ``P.x`` when there is one, else to ``P``
+    itself (for a package: its ``__init__``, e.g. ``from . import ExactIndex`` in a submodule).
+    The parent packages Python initialises on the way to a submodule are not counted: every
+    module would otherwise depend on ``faceprint/__init__``, the facade that re-exports them.
+    """
+    is_package = path.name == "__init__.py"
+    here = name if is_package else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(node, here)
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                found.add(submodule if submodule in modules else base)
+    return {module for module in found if module in modules and module != name}
+
+
+def _resolve(node: ast.ImportFrom, here: str) -> str:
+    if node.level == 0:
+        return node.module or ""
+    anchor = here.split(".")
+    anchor = anchor[: len(anchor) - (node.level - 1)]
+    return ".".join([*anchor, node.module] if node.module else anchor)
+
+
+def import_graph(src: Path = SRC, package: str = PACKAGE) -> dict[str, set[str]]:
+    modules = module_files(src, package)
+    return {name: imported_modules(name, path, modules) for name, path in modules.items()}
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle through each strongly connected component of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[set[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.add(member)
+                if member == node:
+                    break
+            components.append(component)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return [_cycle_in(component, graph) for component in components if len(component) > 1]
+
+
+def _cycle_in(component: set[str], graph: dict[str, set[str]]) -> list[str]:
+    """A shortest path from the component's first module back to itself, inside the component."""
+    start = min(component)
+    paths = {start: [start]}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for target in sorted(graph[node] & component):
+                if target == start:
+                    return [*paths[node], start]
+                if target not in paths:
+                    paths[target] = [*paths[node], target]
+                    following.append(target)
+        frontier = following
+    raise AssertionError(f"no cycle in the strongly connected component {sorted(component)}")
+
+
+def test_graph_reads_every_kind_of_import(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("from .a import A\n")
+    (package / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\nA = 1\n")
+    (package / "b.py").write_text("def f():\n    import pkg.sub.c\n")
+    (package / "sub" / "__init__.py").write_text("X = 1\n")
+    (package / "sub" / "c.py").write_text("from .. import a\nfrom . import X\nfrom . import d\n")
+    (package / "sub" / "d.py").write_text("")
+    graph = import_graph(tmp_path, "pkg")
+    assert graph == {
+        "pkg": {"pkg.a"},
+        "pkg.a": {"pkg.b"},
+        "pkg.b": {"pkg.sub.c"},
+        "pkg.sub": set(),
+        "pkg.sub.c": {"pkg.a", "pkg.sub", "pkg.sub.d"},
+        "pkg.sub.d": set(),
+    }
+    assert find_cycles(graph) == [["pkg.a", "pkg.b", "pkg.sub.c", "pkg.a"]]
+
+
+def test_faceprint_has_no_import_cycles() -> None:
+    graph = import_graph()
+    assert "faceprint.api" in graph["faceprint"]  # the graph is really read
+    cycles = find_cycles(graph)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in cycles)
+
+
+def test_ci_runs_exactly_the_readmes_test_command() -> None:
+    root = SRC.parent
+    script = (root / ".ci" / "run").read_text().splitlines()
+    commands = script[script.index('cd "$(dirname "$0")/.."') + 1 :]
+    blocks = re.findall(r"```bash\n(.*?)```", (root / "README.md").read_text(), flags=re.S)
+    assert "\n".join(commands) + "\n" in blocks
+    checks = [command.removeprefix(".venv/bin/") for command in commands[1:]]
+    assert checks == ["ruff check", "ruff format --check", "mypy src", "python -m pytest"]
