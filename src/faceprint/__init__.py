@@ -9,8 +9,11 @@ Data flows one way: image -> faces (``detect``) -> templates (``embed``) -> matc
 (``verify``, ``Gallery.identify``). Nothing slow happens at import: models load on first use.
 """
 
-from .api import analyze, detect, embed, verify
-from .attributes import ATTRIBUTES, Age, Attributes, Expression, Gender
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     FaceprintError,
     GalleryError,
@@ -20,16 +23,65 @@ from .errors import (
     ModelError,
     NoFaceError,
     PersonNotFoundError,
+    UnsupportedFMRError,
 )
-from .gallery import Enrollment, Gallery, Person, default_gallery_path
-from .image import load_image
-from .match import DEFAULT_FMR, load_calibration
-from .pipeline import PipelineOptions, process_files
-from .pose import HeadPose
-from .quality import QualityThresholds
-from .types import UNKNOWN, Box, Candidate, Face, Identification, Quality, Template, Verification
+from .match import DEFAULT_FMR, load_calibration, operating_point
+from .types import (
+    UNKNOWN,
+    Age,
+    Attributes,
+    Box,
+    Candidate,
+    Expression,
+    Face,
+    Gender,
+    HeadPose,
+    Identification,
+    Quality,
+    Template,
+    Verification,
+)
 
 __version__ = "0.1.0"
+
+#: Public names from modules that need OpenCV, dlib, onnxruntime or faiss: imported on first use, so that
+#: ``import faceprint`` costs little more than numpy (tests/test_structure.py and BENCHMARKS.md hold it to that).
+_LAZY = {
+    "analyze": "api",
+    "detect": "api",
+    "embed": "api",
+    "verify": "api",
+    "ATTRIBUTES": "attributes",
+    "Enrollment": "gallery",
+    "Gallery": "gallery",
+    "Person": "gallery",
+    "default_gallery_path": "gallery",
+    "load_image": "image",
+    "PipelineOptions": "pipeline",
+    "process_files": "pipeline",
+    "QualityThresholds": "quality",
+}
+
+if TYPE_CHECKING:
+    from .api import analyze, detect, embed, verify
+    from .attributes import ATTRIBUTES
+    from .gallery import Enrollment, Gallery, Person, default_gallery_path
+    from .image import load_image
+    from .pipeline import PipelineOptions, process_files
+    from .quality import QualityThresholds
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value  # found once; later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "ATTRIBUTES",
@@ -59,6 +111,7 @@ __all__ = [
     "Quality",
     "QualityThresholds",
     "Template",
+    "UnsupportedFMRError",
     "Verification",
     "analyze",
     "default_gallery_path",
@@ -66,6 +119,7 @@ __all__ = [
     "embed",
     "load_calibration",
     "load_image",
+    "operating_point",
     "process_files",
     "verify",
 ]

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from ..detect import Detection
 from ..types import Box
@@ -144,6 +143,8 @@ class Tracker:
     def _associate(self, detections: Sequence[Detection]) -> tuple[list[tuple[Track, Detection]], list[int]]:
         if not self.tracks or not detections:
             return [], list(range(len(detections)))
+        from scipy.optimize import linear_sum_assignment  # here: scipy.optimize costs ~0.3 s to import
+
         cost = np.array([[self._cost(t, d.box) for d in detections] for t in self.tracks])
         rows, cols = linear_sum_assignment(cost)
         pairs = [(self.tracks[r], detections[c]) for r, c in zip(rows, cols) if cost[r, c] < _NO_MATCH]
