@@ -24,7 +24,7 @@ import numpy as np
 import onnxruntime
 
 from faceprint import align, models
-from faceprint.detect import detect_boxes
+from faceprint.detection import detect_boxes
 from faceprint.image import load_image
 from faceprint.resnet_onnx import OnnxResnet
 

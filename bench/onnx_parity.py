@@ -16,8 +16,8 @@ import numpy as np
 
 from common import faces_dev, progress_bar, read_images
 from faceprint import align
-from faceprint.detect import detect_boxes
-from faceprint.embed import descriptors, normalise
+from faceprint.detection import detect_boxes
+from faceprint.embedding import descriptors, normalise
 from faceprint.image import load_image
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from common import faces_dev, read_images
 from faceprint import align, quality
-from faceprint.detect import detect_boxes
-from faceprint.embed import embed_chips
+from faceprint.detection import detect_boxes
+from faceprint.embedding import embed_chips
 from faceprint.image import iter_image_files, load_image
 from faceprint.pipeline import DEFAULT_OPTIONS, PipelineOptions, process_files
 

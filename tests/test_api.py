@@ -12,7 +12,7 @@ from PIL import Image
 
 import faceprint
 from faceprint import Face, Template
-from faceprint.detect import prominence
+from faceprint.detection import prominence
 from faceprint.errors import InvalidImageError, ManyFacesError, ModelError, NoFaceError
 
 from .conftest import KIT, MULTI, ROSE

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceprint.detect import detect_boxes
+from faceprint.detection import detect_boxes
 from faceprint.errors import InvalidImageError, ManyFacesError, NoFaceError
 from faceprint.image import load_image
 from faceprint.pipeline import (

@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from faceprint import align, models, resnet_onnx
-from faceprint.detect import detect_boxes
+from faceprint.detection import detect_boxes
 from faceprint.errors import ModelError
 from faceprint.image import load_image
 from faceprint.resnet_onnx import OnnxEmbedder, OnnxResnet

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from faceprint import Gallery, InvalidImageError
 from faceprint.cli import app
-from faceprint.detect import detect_boxes
+from faceprint.detection import detect_boxes
 from faceprint.errors import OutputError
 from faceprint.image import load_image
 from faceprint.pipeline import locate_face

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .choices import ATTRIBUTES
 from .errors import (
     FaceprintError,
     GalleryError,
@@ -51,7 +52,6 @@ _LAZY = {
     "detect": "api",
     "embed": "api",
     "verify": "api",
-    "ATTRIBUTES": "attributes",
     "Enrollment": "gallery",
     "Gallery": "gallery",
     "Person": "gallery",
@@ -64,7 +64,6 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .api import analyze, detect, embed, verify
-    from .attributes import ATTRIBUTES
     from .gallery import Enrollment, Gallery, Person, default_gallery_path
     from .image import load_image
     from .pipeline import PipelineOptions, process_files

@@ -18,18 +18,16 @@ looks, not facts about the person (see the README for training data and limits).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal, get_args
 
 import cv2
 import dlib
 import numpy as np
 
 from . import models
+from .choices import ATTRIBUTES, AttributeName
 from .pose import head_pose
 from .types import Age, Attributes, Box, Expression, Face, Gender, HeadPose
 
-AttributeName = Literal["age", "gender", "expression", "pose"]
-ATTRIBUTES: tuple[AttributeName, ...] = get_args(AttributeName)
 #: fer's class order.
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 #: fer's crop: margin added to each side of the square face box, and border around the image.

@@ -22,16 +22,14 @@ import itertools
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 
-from .detect import detect_boxes
+from .choices import CHALLENGES, Challenge
+from .detection import detect_boxes
 from .pipeline import DEFAULT_OPTIONS, locate_face
 from .video.source import Frame, FrameSource, open_source
-
-Challenge = Literal["blink", "turn-left", "turn-right"]
-CHALLENGES: tuple[Challenge, ...] = get_args(Challenge)
 
 #: 68-point indices of each eye's six points (corner, two upper lids, corner, two lower lids).
 _EYES = (slice(36, 42), slice(42, 48))

@@ -20,9 +20,9 @@ from typing import NamedTuple
 import numpy as np
 
 from . import align, attributes, quality
-from .attributes import AttributeName
-from .detect import DEFAULT_MAX_SIDE, Detection, DetectorName, detect_boxes
-from .embed import Backend, embed_chips
+from .choices import AttributeName, Backend, DetectorName
+from .detection import DEFAULT_MAX_SIDE, Detection, detect_boxes
+from .embedding import embed_chips
 from .errors import FaceprintError, ManyFacesError, NoFaceError
 from .image import MAX_PIXELS, ImageSource, LoadedImage, describe, load_image
 from .models import DEFAULT_MODEL, EmbeddingModel
@@ -130,7 +130,7 @@ def template_of(
         return item
     if isinstance(item, Face):
         if item.template is None:
-            raise ValueError("this face has no template: get it from faceprint.embed(), not detect()")
+            raise ValueError("this face has no template: get it from faceprint.embedding(), not detect()")
         return item.template
     loaded = load_image(item, max_pixels=options.max_pixels)
     return template_of(single_face(find_faces([loaded.pixels], options)[0], loaded.name, largest=largest))

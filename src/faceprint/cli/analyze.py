@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from .. import draw
-from ..attributes import ATTRIBUTES, AttributeName, check_names
+from ..attributes import check_names
+from ..choices import ATTRIBUTES, AttributeName
 from ..image import image_files, load_image
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, process_files
 from ..types import Face

@@ -28,7 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..detect import DetectorName
+from ..choices import DetectorName
 from ..errors import (
     DatasetError,
     FaceprintError,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ..index import Mode, Storage
+from ..choices import Mode, Storage
 from .common import DbOption, JsonOption, console, emit, handles_errors, open_gallery, print_json
 
 app = typer.Typer(help="Inspect, rebuild and check the gallery's search index.", no_args_is_help=True)

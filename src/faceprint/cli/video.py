@@ -21,8 +21,9 @@ from rich.progress import (
 from rich.table import Table
 
 from .. import draw
+from ..choices import Challenge
 from ..gallery import Gallery
-from ..liveness import Challenge, check_liveness
+from ..liveness import check_liveness
 from ..privacy import (
     FAST,
     THOROUGH,

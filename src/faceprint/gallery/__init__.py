@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 import numpy as np
 import platformdirs
 
-from ..attributes import AttributeName
+from ..choices import MODES, STORAGES, AttributeName, Mode, Storage
 from ..errors import FaceprintError, GalleryError, LowQualityError, ModelError
 from ..image import ImageSource
-from ..index import MODES, STORAGES, GalleryIndex, Mode, Storage
+from ..index import GalleryIndex
 from ..match import Calibration, OperatingPoint, check_same_model, operating_point, parse_calibration
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files, single_face, template_of
 from ..progress import OnProgress

@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from ..choices import Mode, Storage
 from ..errors import GalleryError, PersonNotFoundError
-from ..index import Mode, Storage
 from ..progress import OnProgress
 from .records import NewTemplate, Person, TemplateRecord
 

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..choices import Mode, Storage
 from ..errors import GalleryError, PersonNotFoundError
-from ..index import Mode, Storage
 from ..progress import OnProgress
 from .records import NewTemplate, Person, TemplateRecord
 

@@ -13,7 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..index import GalleryIndex, Mode, Storage
+from ..choices import Mode, Storage
+from ..index import GalleryIndex
 from ..progress import OnProgress
 from .records import NewTemplate, Person, TemplateRecord
 from .sqlite import SQLiteStore

@@ -7,16 +7,9 @@ and the only way ``Gallery`` searches. This module imports no ANN library: faiss
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
-
-#: How a gallery is searched: ``auto`` (exact below a size, HNSW from there on), ``exact`` or ``hnsw``.
-Mode = Literal["auto", "exact", "hnsw"]
-MODES: tuple[Mode, ...] = ("auto", "exact", "hnsw")
-#: How vectors are stored in an HNSW graph: float32 (exact scores), float16 (half the memory), int8 (a quarter).
-Storage = Literal["f32", "f16", "i8"]
-STORAGES: tuple[Storage, ...] = ("f32", "f16", "i8")
 
 
 class SearchIndex(Protocol):

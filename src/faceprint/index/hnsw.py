@@ -20,7 +20,7 @@ from typing import Any, cast
 import faiss
 import numpy as np
 
-from . import Storage
+from ..choices import Storage
 
 _QUANTISERS: dict[Storage, int] = {"f16": faiss.ScalarQuantizer.QT_fp16, "i8": faiss.ScalarQuantizer.QT_8bit_uniform}
 

@@ -29,8 +29,9 @@ from typing import Protocol
 
 import numpy as np
 
+from ..choices import MODES, STORAGES, Mode, Storage
 from ..progress import OnProgress
-from . import MODES, STORAGES, ExactIndex, Mode, Storage
+from . import ExactIndex
 from .hnsw import HNSWIndex
 
 try:

@@ -16,12 +16,13 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import cv2
 import numpy as np
 
-from ..detect import detect_boxes
+from ..choices import METHODS, Method
+from ..detection import detect_boxes
 from ..draw import save
 from ..gallery import Gallery
 from ..image import IMAGE_SUFFIXES, ImageSource, image_files, load_image
@@ -31,9 +32,6 @@ from ..video.output import VideoWriter
 from ..video.process import FrameResult, TrackedFace, VideoOptions, VideoProcessor
 from ..video.source import FrameSource
 from ..video.tracker import TrackerOptions
-
-Method = Literal["blur", "pixelate", "mask"]
-METHODS: tuple[str, ...] = get_args(Method)
 
 #: Share of the face width added on every side of the box before hiding it (hair, ears, chin).
 _GROW = 0.25

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..embed import normalise
+from ..embedding import normalise
 from ..gallery import Gallery
 from ..match import operating_point
 from ..pipeline import DEFAULT_OPTIONS, LocatedFace, PipelineOptions, embed_located, template_of

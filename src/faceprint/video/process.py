@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..detect import detect_boxes
+from ..detection import detect_boxes
 from ..gallery import Gallery
 from ..pipeline import DEFAULT_OPTIONS, PipelineOptions, locate_face
 from ..types import Box

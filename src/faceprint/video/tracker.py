@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..detect import Detection
+from ..detection import Detection
 from ..types import Box
 
 _NO_MATCH = 1e6

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import faceprint
-from faceprint.detect import detect_boxes
+from faceprint.detection import detect_boxes
 from faceprint.image import load_image
 from faceprint.pipeline import ImageResult
 
@@ -110,7 +110,7 @@ def test_unknown_detector_is_refused() -> None:
 
 
 def test_main_face_first_prefers_the_centre_between_similar_sizes() -> None:
-    from faceprint.detect import prominence
+    from faceprint.detection import prominence
     from faceprint.types import Box
 
     centre, corner = Box(80, 80, 170, 170), Box(160, 0, 252, 92)  # the corner face is slightly larger

@@ -9,16 +9,13 @@ one model id whichever runtime made them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, get_args
 
 import cv2
 import numpy as np
 
 from . import models
+from .choices import BACKENDS, Backend
 from .models import DEFAULT_MODEL, EmbeddingModel
-
-Backend = Literal["onnx", "dlib"]
-BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
 # Jitter, as dlib's jitter_image: up to 3 degrees of rotation, 3% of scale and 2% of shift,
 # and a mirror image half of the time. Seeded per chip: the same face gives the same template.

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 import faceprint
-from faceprint.embed import embed_chips
+from faceprint.embedding import embed_chips
 from faceprint.image import load_image
 from faceprint.pipeline import DEFAULT_OPTIONS, find_faces
 

@@ -9,16 +9,13 @@ falls back to the CNN only when HOG finds nothing, which recovers most missed fa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import cv2
 import numpy as np
 
 from . import models
+from .choices import DETECTORS, DetectorName
 from .types import Box
-
-DetectorName = Literal["hog", "cnn", "auto"]
-DETECTORS: tuple[DetectorName, ...] = get_args(DetectorName)
 
 #: Longest side of the working copy detection runs on.
 DEFAULT_MAX_SIDE = 1280

@@ -1,0 +1,37 @@
+"""Every closed choice of faceprint, as a ``Literal`` type and the tuple of its values.
+
+One source of truth: the library checks a choice against these, and Typer turns the same types
+into the CLI's help and validation. No dependencies, so a front end imports it for free.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+#: Face detector: dlib's HOG, its CNN, or ``auto`` (HOG, then the CNN where HOG finds none).
+DetectorName = Literal["hog", "cnn", "auto"]
+DETECTORS: tuple[DetectorName, ...] = get_args(DetectorName)
+
+#: What runs the ResNet embedding: faceprint's ONNX conversion, or dlib itself (the reference).
+Backend = Literal["onnx", "dlib"]
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
+
+#: Face attributes that ``faceprint.analyze`` can estimate.
+AttributeName = Literal["age", "gender", "expression", "pose"]
+ATTRIBUTES: tuple[AttributeName, ...] = get_args(AttributeName)
+
+#: How a gallery is searched: ``auto`` (exact below a size, HNSW from there on), ``exact`` or ``hnsw``.
+Mode = Literal["auto", "exact", "hnsw"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+
+#: How vectors are stored in an HNSW graph: float32 (exact scores), float16 (half the memory), int8 (a quarter).
+Storage = Literal["f32", "f16", "i8"]
+STORAGES: tuple[Storage, ...] = get_args(Storage)
+
+#: How anonymization hides a face.
+Method = Literal["blur", "pixelate", "mask"]
+METHODS: tuple[Method, ...] = get_args(Method)
+
+#: What a liveness clip asks the person to do.
+Challenge = Literal["blink", "turn-left", "turn-right"]
+CHALLENGES: tuple[Challenge, ...] = get_args(Challenge)
