@@ -6,6 +6,8 @@ import ast
 import re
 from pathlib import Path
 
+from .conftest import run_python
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "faceprint"
 
@@ -144,3 +146,78 @@ def test_ci_runs_exactly_the_readmes_test_command() -> None:
     assert "\n".join(commands) + "\n" in blocks
     checks = [command.removeprefix(".venv/bin/") for command in commands[1:]]
     assert checks == ["ruff check", "ruff format --check", "mypy src", "python -m pytest"]
+
+
+# --- the front ends stay thin, and cheap to start ----------------------------------------
+
+CLI = SRC / PACKAGE / "cli"
+#: What a front end must not do itself: numerical work, storage, image or file formats.
+LIBRARY_ONLY = {"numpy", "sqlite3", "cv2", "PIL", "dlib", "onnxruntime", "faiss", "csv", "pickle", "scipy"}
+#: What `import faceprint` (and the CLI's start-up) must not load: OpenCV, dlib, onnxruntime, faiss, Rich, plots.
+HEAVY = ("cv2", "dlib", "onnxruntime", "faiss", "rich", "matplotlib", "scipy")
+
+
+def cli_commands() -> list[ast.FunctionDef]:
+    """Every function the CLI registers as a command (decorated ``@handles_errors``)."""
+    commands = []
+    for path in sorted(CLI.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and any(
+                isinstance(d, ast.Name) and d.id == "handles_errors" for d in node.decorator_list
+            ):
+                commands.append(node)
+    return commands
+
+
+def test_cli_modules_import_no_numerical_storage_or_format_library() -> None:
+    for path in sorted(CLI.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            found = {name.split(".")[0] for name in names} & LIBRARY_ONLY
+            assert not found, f"{path.name}:{node.lineno} imports {found}: that work belongs in the library"
+
+
+def test_cli_commands_are_short() -> None:
+    """Each command parses, calls the library and prints: at most 30 lines from ``def`` to its end."""
+    commands = cli_commands()
+    assert len(commands) >= 20  # every command is found
+    long = {c.name: c.end_lineno - c.lineno + 1 for c in commands if c.end_lineno - c.lineno + 1 > 30}
+    assert not long, f"CLI commands over 30 lines: {long}"
+
+
+def test_import_faceprint_loads_no_heavy_library() -> None:
+    result = run_python(f"import sys, faceprint; print([m for m in {HEAVY!r} if m in sys.modules])")
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+    # The CLI draws with Rich; nothing else heavy loads before a command runs (`faceprint --help` stays fast).
+    without_rich = tuple(m for m in HEAVY if m != "rich")
+    result = run_python(f"import sys, faceprint.cli; print([m for m in {without_rich!r} if m in sys.modules])")
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_lazy_public_names_are_the_modules_objects_after_every_import() -> None:
+    """``faceprint.detect`` is the function even once every submodule (none named like it) is imported."""
+    import importlib
+
+    import faceprint
+
+    for module in module_files():
+        if not module.endswith("__main__"):  # running that one would start the CLI
+            importlib.import_module(module)
+    for name in faceprint.__all__:
+        value = getattr(faceprint, name)
+        assert not isinstance(value, type(faceprint)), f"faceprint.{name} is a module, not the public object"
+    assert faceprint.detect.__module__ == "faceprint.api" and faceprint.Gallery.__module__ == "faceprint.gallery"
+
+
+def test_every_library_error_has_its_exit_code() -> None:
+    import faceprint.errors as errors
+    from faceprint.cli.common import EXIT_CODES, exit_code_for
+
+    kinds = [k for k in vars(errors).values() if isinstance(k, type) and issubclass(k, errors.FaceprintError)]
+    for kind in kinds:
+        if kind is not errors.FaceprintError:
+            assert any(issubclass(kind, mapped) for mapped, _ in EXIT_CODES), f"{kind.__name__} has no exit code"
+    assert exit_code_for(errors.UnsupportedFMRError("x")) == 2 and exit_code_for(errors.OutputError("x")) == 7
+    assert exit_code_for(errors.PersonNotFoundError("x")) == 5

@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from .attributes import check_names
-from .choices import ATTRIBUTES, AttributeName, DetectorName
+from .choices import ATTRIBUTES, AttributeName, DetectorName, check_names
 from .image import ImageSource
 from .match import Calibration, compare
 from .pipeline import DEFAULT_OPTIONS, PipelineOptions, faces_in, template_of

@@ -17,14 +17,14 @@ looks, not facts about the person (see the README for training data and limits).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import cv2
 import dlib
 import numpy as np
 
 from . import models
-from .choices import ATTRIBUTES, AttributeName
+from .choices import AttributeName
 from .pose import head_pose
 from .types import Age, Attributes, Box, Expression, Face, Gender, HeadPose
 
@@ -37,15 +37,6 @@ _FER_SIZE = 64
 #: Age confidence: the model's probability that the true age is within this many years.
 _AGE_TOLERANCE = 5.0
 _BATCH = 64
-
-
-def check_names(names: Iterable[str]) -> tuple[AttributeName, ...]:
-    """The requested attribute names in canonical order; ValueError names any unknown one."""
-    wanted = [name.strip().lower() for name in names]
-    unknown = [name for name in wanted if name not in ATTRIBUTES]
-    if unknown:
-        raise ValueError(f"unknown attribute(s) {', '.join(unknown)}: choose from {', '.join(ATTRIBUTES)}")
-    return tuple(name for name in ATTRIBUTES if name in wanted)
 
 
 def compute(

@@ -6,6 +6,7 @@ into the CLI's help and validation. No dependencies, so a front end imports it f
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal, get_args
 
 #: Face detector: dlib's HOG, its CNN, or ``auto`` (HOG, then the CNN where HOG finds none).
@@ -19,6 +20,16 @@ BACKENDS: tuple[Backend, ...] = get_args(Backend)
 #: Face attributes that ``faceprint.analyze`` can estimate.
 AttributeName = Literal["age", "gender", "expression", "pose"]
 ATTRIBUTES: tuple[AttributeName, ...] = get_args(AttributeName)
+
+
+def check_names(names: Iterable[str]) -> tuple[AttributeName, ...]:
+    """The requested attribute names in canonical order; ValueError names any unknown one."""
+    wanted = [name.strip().lower() for name in names]
+    unknown = [name for name in wanted if name not in ATTRIBUTES]
+    if unknown:
+        raise ValueError(f"unknown attribute(s) {', '.join(unknown)}: choose from {', '.join(ATTRIBUTES)}")
+    return tuple(name for name in ATTRIBUTES if name in wanted)
+
 
 #: How a gallery is searched: ``auto`` (exact below a size, HNSW from there on), ``exact`` or ``hnsw``.
 Mode = Literal["auto", "exact", "hnsw"]

@@ -1,9 +1,17 @@
-"""The `faceprint` command line: a thin Typer layer over the library."""
+"""The `faceprint` command line: a thin Typer layer over the library.
+
+Command modules import the library inside each command, not at their top: `faceprint --help` and
+`--version` then load neither OpenCV, dlib nor numpy (0.5 s at most; BENCHMARKS.md, "Start-up").
+A module's top imports only the standard library, Typer, Rich, ``faceprint.choices`` and ``.common``.
+"""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from .. import __version__
 from . import evaluate, index, people, recognize
 from . import video as video_commands
 from .analyze import analyze
@@ -15,6 +23,23 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"faceprint {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Face recognition on a plain CPU, offline: enroll, identify, verify, detect, embed, analyze."""
+
+
 app.command()(demo)
 recognize.register(app)
 evaluate.register(app)

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from .. import draw
-from ..attributes import check_names
-from ..choices import ATTRIBUTES, AttributeName
-from ..image import image_files, load_image
-from ..pipeline import DEFAULT_OPTIONS, ImageResult, process_files
-from ..types import Face
+from ..choices import ATTRIBUTES, AttributeName, check_names
 from .common import (
     EXIT_FACE,
+    AnnotatedOutOption,
     DetectorOption,
     JsonOption,
     WorkersOption,
@@ -25,6 +20,10 @@ from .common import (
     print_json,
     progress_bar,
 )
+
+if TYPE_CHECKING:
+    from ..pipeline import ImageResult
+    from ..types import Face
 
 ALL_ATTRIBUTES = ",".join(ATTRIBUTES)
 AttributesOption = Annotated[
@@ -47,13 +46,17 @@ def parse_attributes(text: str) -> tuple[AttributeName, ...]:
 def analyze(
     inputs: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
     attributes: AttributesOption = ALL_ATTRIBUTES,
-    out: Annotated[Path | None, typer.Option("--out", help="Annotated copy (single image only).")] = None,
+    out: AnnotatedOutOption = None,
     detector: DetectorOption = "auto",
     workers: WorkersOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Estimate apparent age, gender, expression and head pose of every face (appearance-based guesses)."""
-    options = dataclasses.replace(DEFAULT_OPTIONS, detector=detector, attributes=parse_attributes(attributes))
+    from .. import draw
+    from ..image import image_files
+    from ..pipeline import PipelineOptions, process_files
+
+    options = PipelineOptions(detector=detector, attributes=parse_attributes(attributes))
     paths = image_files(inputs)
     if out is not None and len(paths) != 1:
         raise typer.BadParameter("--out needs exactly one input image")
@@ -63,8 +66,7 @@ def analyze(
         raise results[0].error
     if out is not None:
         faces = results[0].faces
-        labels = [f.attributes.summary() if f.attributes else None for f in faces]
-        draw.save(draw.annotate(load_image(paths[0]).pixels, faces, labels), out)
+        draw.save_annotated(paths[0], faces, [f.attributes.summary() if f.attributes else None for f in faces], out)
     _report(results, json_output)
     if not any(r.faces for r in results):
         raise typer.Exit(EXIT_FACE)

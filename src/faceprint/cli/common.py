@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -41,7 +41,9 @@ from ..errors import (
     OutputError,
     UnsupportedFMRError,
 )
-from ..gallery import Gallery
+
+if TYPE_CHECKING:
+    from ..gallery import Gallery
 
 EXIT_NEGATIVE = 1
 EXIT_USAGE = 2
@@ -83,6 +85,11 @@ FmrOption = Annotated[
         "it must lie in the calibrated range, which an error states.",
         show_default=False,
     ),
+]
+AnnotatedOutOption = Annotated[Path | None, typer.Option("--out", help="Annotated copy (single image only).")]
+AttributesListOption = Annotated[
+    str | None,
+    typer.Option("--attributes", help="Also estimate these face attributes (e.g. age,gender,expression,pose)."),
 ]
 DetectorOption = Annotated[
     DetectorName, typer.Option("--detector", help="Face detector (auto: HOG, then CNN when HOG finds none).")
@@ -155,6 +162,11 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
         yield lambda n: progress.advance(task, n)
 
 
+def warn_if_empty(gallery: Gallery, consequence: str) -> None:
+    if not gallery.template_count():
+        err_console.print(f"[yellow]warning:[/] the gallery {gallery.path} is empty: {consequence}")
+
+
 def open_gallery(db: str | Path | None, **options: Any) -> Gallery:
     """``Gallery(db, **options)`` that shows building its search index as a progress bar on stderr (only in
     a terminal, and from 10,000 templates: smaller builds take a few seconds)."""
@@ -173,5 +185,7 @@ def open_gallery(db: str | Path | None, **options: Any) -> Gallery:
             bar.remove_task(tasks.pop(description))
             if not tasks:
                 bar.stop()
+
+    from ..gallery import Gallery  # here, not at the top: see faceprint.cli
 
     return Gallery(db, on_progress=on_progress, **options)

@@ -10,9 +10,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .. import draw
-from ..gallery import Gallery
-from ..image import load_image
 from .common import JsonOption, console, handles_errors, print_json
 
 #: Sample photos shipped in faceprint/samples (MIT, from the face_recognition project).
@@ -33,6 +30,9 @@ def demo(
     json_output: JsonOption = False,
 ) -> None:
     """Enroll four sample people in a throw-away gallery, then name the faces of a group photo."""
+    from .. import draw
+    from ..gallery import Gallery
+
     samples = resources.files("faceprint.samples")
     with tempfile.TemporaryDirectory() as folder, resources.as_file(samples) as sample_dir:
         with Gallery(Path(folder) / "demo.db") as gallery:
@@ -42,8 +42,7 @@ def demo(
                     console.print(f"enrolled [bold]{name}[/] from samples/{file}")
             photo = sample_dir / SAMPLE_GROUP_PHOTO
             answers = gallery.identify(photo)
-        pixels = load_image(photo).pixels
-    draw.save(draw.annotate(pixels, [a.face for a in answers], [a.name for a in answers]), out)
+        draw.save_annotated(photo, [a.face for a in answers], [a.name for a in answers], out)
     if json_output:
         print_json({"image": SAMPLE_GROUP_PHOTO, "annotated": str(out), "faces": [a.to_dict() for a in answers]})
         return

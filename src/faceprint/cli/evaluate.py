@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from ..evaluation import EvaluationSettings, calibration, read_protocol
-from ..evaluation import evaluate as run_evaluation
-from ..evaluation.cache import EmbeddingCache
-from ..evaluation.fairness import read_labels
-from ..evaluation.metrics import MIN_ERRORS
-from ..evaluation.report import write_report
-from ..gallery import calibration_stored_at
 from .common import (
     DbOption,
     FmrOption,
@@ -29,6 +21,10 @@ from .common import (
     print_json,
     progress_bar,
 )
+
+if TYPE_CHECKING:
+    from ..evaluation.cache import EmbeddingCache
+    from ..evaluation.calibration import CalibrationRun
 
 ImagesOption = Annotated[
     Path | None,
@@ -80,14 +76,17 @@ def evaluate(
     json_output: JsonOption = False,
 ) -> None:
     """Measure accuracy: verification (pairs file) or identification (folder, or gallery CSV + --probes)."""
-    protocol = read_protocol(source, probes=probes, images=images, withhold=withhold, seed=seed)
-    labels = read_labels(groups) if groups else None
+    from .. import evaluation
+    from ..gallery import calibration_stored_at
+
+    protocol = evaluation.read_protocol(source, probes=probes, images=images, withhold=withhold, seed=seed)
+    labels, stored = evaluation.read_labels(groups) if groups else None, calibration_stored_at(db)
     with _cache(no_cache) as cache, progress_bar(len(protocol.images()), "embedding", enabled=not json_output) as done:
-        settings = EvaluationSettings(
-            calibration=calibration_stored_at(db), fmr=fmr, workers=workers, cache=cache, resamples=resamples
+        settings = evaluation.EvaluationSettings(
+            calibration=stored, fmr=fmr, workers=workers, cache=cache, resamples=resamples, on_done=done
         )
-        run = run_evaluation(protocol, dataclasses.replace(settings, on_done=done), labels)
-    files = write_report(run, out)
+        run = evaluation.evaluate(protocol, settings, labels)
+    files = evaluation.write_report(run, out)
     _print_evaluation({**run.summary, "report": {name: str(path) for name, path in files.items()}}, json_output)
 
 
@@ -106,6 +105,8 @@ def _cache(disabled: bool) -> Iterator[EmbeddingCache | None]:
     if disabled:
         yield None
         return
+    from ..evaluation.cache import EmbeddingCache
+
     cache = EmbeddingCache()
     try:
         yield cache
@@ -204,7 +205,13 @@ CalibrationSourceArgument = Annotated[
 CalibrationOutOption = Annotated[Path | None, typer.Option("--out", help="Also write the calibration JSON here.")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Measure and print; store nothing.")]
 MinFalseMatchesOption = Annotated[
-    int, typer.Option("--min-false-matches", min=1, help="False matches an FMR point must rest on.")
+    int | None,
+    typer.Option(
+        "--min-false-matches",
+        min=1,
+        help="False matches an FMR point must rest on (default: 10, as for every rate faceprint reports).",
+        show_default=False,
+    ),
 ]
 
 
@@ -214,7 +221,7 @@ def calibrate(
     fmr: FmrOption = None,
     out: CalibrationOutOption = None,
     dry_run: DryRunOption = False,
-    min_false_matches: MinFalseMatchesOption = MIN_ERRORS,
+    min_false_matches: MinFalseMatchesOption = None,
     images: ImagesOption = None,
     workers: EvalWorkersOption = 2,
     no_cache: NoCacheOption = False,
@@ -223,6 +230,8 @@ def calibrate(
 ) -> None:
     """Measure the similarity threshold for each FMR on your data and store it in the gallery,
     so that verify/identify decisions and their estimated FMR follow it."""
+    from ..evaluation import calibration
+
     dataset = calibration.read_calibration_source(source, images)
     with _cache(no_cache) as cache, progress_bar(len(dataset.images), "embedding", enabled=not json_output) as advance:
         run = calibration.calibrate(
@@ -244,7 +253,7 @@ def _store(document: dict[str, Any], db: str | None) -> str:
         return str(gallery.path)
 
 
-def _print_calibration(run: calibration.CalibrationRun, stored: str | None) -> None:
+def _print_calibration(run: CalibrationRun, stored: str | None) -> None:
     table = Table("FMR", "threshold (90% CI)", "false matches", "FNMR (90% CI)")
     for p in run.document["points"]:
         table.add_row(

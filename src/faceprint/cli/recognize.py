@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from .. import draw
-from ..api import verify as verify_images
-from ..export import ExportSummary, write_templates
-from ..gallery import PeopleEnrollment, PhotoIdentification, calibration_stored_at
-from ..image import image_files, person_folders, read_image_list
-from ..pipeline import (
-    DEFAULT_OPTIONS,
-    ImageResult,
-    PipelineOptions,
-    faces_in,
-    process_files,
-)
-from ..types import Face
 from .analyze import attribute_cells, parse_attributes
 from .common import (
     EXIT_FACE,
     EXIT_NEGATIVE,
+    AnnotatedOutOption,
+    AttributesListOption,
     DbOption,
     DetectorOption,
     FmrOption,
@@ -37,7 +26,13 @@ from .common import (
     open_gallery,
     print_json,
     progress_bar,
+    warn_if_empty,
 )
+
+if TYPE_CHECKING:
+    from ..export import ExportSummary
+    from ..gallery import PeopleEnrollment, PhotoIdentification
+    from ..types import Face
 
 LargestOption = Annotated[
     bool, typer.Option("--largest", help="Use the main face (largest, favouring the centre) when there are several.")
@@ -45,13 +40,6 @@ LargestOption = Annotated[
 FromDirOption = Annotated[
     Path | None, typer.Option("--from-dir", help="A folder with one sub-folder of photos per person.")
 ]
-
-
-def _run_batch(
-    paths: list[Path], options: PipelineOptions, workers: int | None, description: str, show: bool
-) -> list[ImageResult]:
-    with progress_bar(len(paths), description, enabled=show) as advance:
-        return list(process_files(paths, options, workers=workers, on_done=advance))
 
 
 def register(app: typer.Typer) -> None:
@@ -98,9 +86,13 @@ def _people(
             raise typer.BadParameter("give either NAME IMAGES... or --from-dir, not both")
         if external_id:
             raise typer.BadParameter("--external-id names one person; it cannot be used with --from-dir")
+        from ..image import person_folders
+
         return person_folders(from_dir)
     if not name or not images:
         raise typer.BadParameter("give a NAME and at least one image, or --from-dir DIR")
+    from ..image import image_files
+
     return {name: image_files(images)}
 
 
@@ -125,23 +117,22 @@ def identify(
     inputs: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Candidates listed per face.")] = 3,
     fmr: FmrOption = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Annotated copy (single image only).")] = None,
-    attributes: Annotated[
-        str | None,
-        typer.Option("--attributes", help="Also estimate these face attributes (e.g. age,gender,expression,pose)."),
-    ] = None,
+    out: AnnotatedOutOption = None,
+    attributes: AttributesListOption = None,
     workers: WorkersOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Name every face in images, against the gallery; `unknown` below the threshold."""
+    from .. import draw
+    from ..image import image_files
+
     paths = image_files(inputs)
     if out is not None and len(paths) != 1:
         raise typer.BadParameter("--out needs exactly one input image")
     wanted = parse_attributes(attributes) if attributes is not None else ()
     with open_gallery(db) as gallery, progress_bar(len(paths), "identifying", enabled=not json_output) as advance:
-        if not gallery.template_count():
-            err_console.print(f"[yellow]warning:[/] the gallery {gallery.path} is empty: enroll people first")
+        warn_if_empty(gallery, "enroll people first")
         answers = gallery.identify_files(
             paths, top_k=top_k, fmr=fmr, attributes=wanted, workers=workers, on_done=advance
         )
@@ -197,6 +188,9 @@ def verify(
     """Are the faces in two photos the same person? Exit code 0 if so, 1 if not.
 
     Decides by the calibration stored in the gallery (--db) by `faceprint calibrate`, if any."""
+    from ..api import verify as verify_images
+    from ..gallery import calibration_stored_at
+
     result = verify_images(image_a, image_b, fmr=fmr, largest=largest, calibration=calibration_stored_at(db))
     if json_output:
         print_json(result.to_dict())
@@ -225,6 +219,9 @@ def detect(
     json_output: JsonOption = False,
 ) -> None:
     """Find faces: boxes, landmarks and quality; optionally names from the gallery."""
+    from .. import draw
+    from ..pipeline import PipelineOptions, faces_in
+
     options = PipelineOptions(detector=detector, upsample=upsample, landmarks68=landmarks68)
     faces = faces_in(image, options, embed=names)  # names need templates; plain detection skips them
     labels: list[str] | None = None
@@ -270,10 +267,15 @@ def embed(
 ) -> None:
     """Export templates of every face for your own pipeline (.npz: paths, face_index, boxes,
     embeddings, quality, model, plus the images with no face or an error; see faceprint.export)."""
+    from ..export import write_templates
+    from ..image import image_files, read_image_list
+    from ..pipeline import process_files
+
     paths = image_files(inputs or []) + (read_image_list(file_list) if file_list else [])
     if not paths:
         raise typer.BadParameter("give images, folders or --list FILE")
-    results = _run_batch(paths, DEFAULT_OPTIONS, workers, "embedding", not json_output)
+    with progress_bar(len(paths), "embedding", enabled=not json_output) as advance:
+        results = list(process_files(paths, workers=workers, on_done=advance))
     summary = write_templates(results, out, largest=largest)
     if json_output:
         print_json(summary.to_dict())

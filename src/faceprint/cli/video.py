@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import (
@@ -20,32 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .. import draw
-from ..choices import Challenge
-from ..gallery import Gallery
-from ..liveness import check_liveness
-from ..privacy import (
-    FAST,
-    THOROUGH,
-    AnonymizedFiles,
-    Method,
-    Selection,
-    anonymize_frames,
-    anonymize_photos,
-    is_photos,
-)
-from ..video import (
-    FrameResult,
-    FrameSource,
-    IdentityOptions,
-    Timeline,
-    TrackEvent,
-    VideoOptions,
-    VideoProcessor,
-    open_source,
-    timeline_summary,
-)
-from ..video.output import VideoWriter
+from ..choices import Challenge, Method
 from .common import (
     EXIT_NEGATIVE,
     DbOption,
@@ -57,7 +32,14 @@ from .common import (
     handles_errors,
     open_gallery,
     print_json,
+    warn_if_empty,
 )
+
+if TYPE_CHECKING:
+    from ..gallery import Gallery
+    from ..privacy import AnonymizedFiles, Selection
+    from ..video import FrameResult, FrameSource, TrackEvent, VideoProcessor
+    from ..video.output import VideoWriter
 
 InputArgument = Annotated[
     str, typer.Argument(help="Video file, folder or glob of frames, camera index (0) or stream URL (rtsp://...).")
@@ -106,30 +88,34 @@ def video(
     json_output: JsonOption = False,
 ) -> None:
     """Track and identify the faces of a video or stream; write a timeline of who appears when."""
+    from ..video import IdentityOptions, Timeline, VideoOptions, VideoProcessor, open_source, timeline_summary
+    from ..video.output import VideoWriter
+
     options = VideoOptions(detect_every=every, identify=not no_identify, identity=IdentityOptions(fmr=fmr))
     with contextlib.ExitStack() as stack:
         gallery = None if no_identify else stack.enter_context(open_gallery(db))
-        if gallery is not None and not gallery.people():
-            err_console.print(f"[yellow]warning:[/] the gallery {gallery.path} is empty: every face will be unknown")
+        if gallery is not None:
+            warn_if_empty(gallery, "every face will be unknown")
         frames = stack.enter_context(open_source(source))
         timeline = stack.enter_context(Timeline(events)) if events else None
         on_event = timeline.line if timeline else None
         processor = VideoProcessor(gallery, options, fps=frames.fps, on_event=on_event, crops_dir=crops)
         writer = stack.enter_context(VideoWriter(out, frames.fps)) if out else None
-        _process(processor, frames, writer, not json_output)
-        found = processor.finish()
+        found = _run(processor, frames, writer, not json_output)
         summary = timeline_summary(found, frames, processor)
         if timeline:
             timeline.finish(summary)
     _report(found, summary, json_output)
 
 
-def _process(processor: VideoProcessor, frames: FrameSource, writer: VideoWriter | None, show: bool) -> None:
+def _run(processor: VideoProcessor, frames: FrameSource, writer: VideoWriter | None, show: bool) -> list[TrackEvent]:
+    """Every frame through ``processor`` (and ``writer``), until the end or Ctrl-C; then every event."""
     with _progress(frames, show) as tick:
         for result in _until_interrupted(processor.run(frames)):
             if writer:
-                writer.write(_annotated(result))
+                writer.write(result.annotated())
             tick(result)
+    return processor.finish()
 
 
 def _until_interrupted(results: Iterator[FrameResult]) -> Iterator[FrameResult]:
@@ -138,14 +124,6 @@ def _until_interrupted(results: Iterator[FrameResult]) -> Iterator[FrameResult]:
         yield from results
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted:[/] finishing the timeline")
-
-
-def _annotated(result: FrameResult):
-    shown = [face for face in result.faces if not face.coasting]
-    labels = [f"#{face.track_id} {face.label}" for face in shown]
-    return draw.annotate_boxes(
-        result.frame.pixels, [f.box for f in shown], labels, [f.person_id is not None for f in shown]
-    )
 
 
 @contextlib.contextmanager
@@ -213,6 +191,8 @@ def anonymize(
     json_output: JsonOption = False,
 ) -> None:
     """Blur, pixelate or mask faces in photos and videos (all, only unknown, or all but named people)."""
+    from ..privacy import Selection, anonymize_photos, is_photos
+
     if only_unknown and keep:
         raise typer.BadParameter("use either --only-unknown or --except, not both")
     selection = Selection(only_unknown=only_unknown, keep=frozenset(keep or ()))
@@ -235,6 +215,9 @@ def _anonymize_video(
     check: bool,
     show: bool,
 ) -> AnonymizedFiles:
+    from ..privacy import FAST, THOROUGH, anonymize_frames
+    from ..video import open_source
+
     with open_source(source) as frames, _progress(frames, show) as tick:
         options = FAST if fast else THOROUGH
         return anonymize_frames(
@@ -266,6 +249,8 @@ def liveness(
     json_output: JsonOption = False,
 ) -> None:
     """Blink / head-turn challenge on a clip: stops a still photo, NOT a replayed video or a mask."""
+    from ..liveness import check_liveness
+
     result = check_liveness(clip, challenge, mirrored=mirrored)
     verdict = "[green]PASS[/]" if result.passed else "[red]FAIL[/]"
     emit(result.to_dict(), f"{verdict} {challenge}: {result.reason}", json_output)

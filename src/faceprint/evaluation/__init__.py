@@ -14,7 +14,9 @@ from .evaluate import (
     read_protocol,
     verify_pairs,
 )
+from .fairness import read_labels
 from .protocols import Pairs, Split, read_pairs, split_folder, split_from_csv
+from .report import write_report
 
 __all__ = [
     "EvaluationSettings",
@@ -24,9 +26,11 @@ __all__ = [
     "VerificationRun",
     "evaluate",
     "identify_split",
+    "read_labels",
     "read_pairs",
     "read_protocol",
     "split_folder",
     "split_from_csv",
     "verify_pairs",
+    "write_report",
 ]

@@ -230,19 +230,21 @@ def calibrate(
     source: CalibrationSource,
     *,
     fmr: float | None = None,
-    min_false_matches: int = MIN_ERRORS,
+    min_false_matches: int | None = None,
     options: PipelineOptions = DEFAULT_OPTIONS,
     workers: int = 2,
     cache: EmbeddingCache | None = None,
     on_done: Callable[[int], None] | None = None,
 ) -> CalibrationRun:
     """Embed the source's images (``on_done(n)`` as they finish), score its pairs with a face on both
-    sides and measure the calibration, with ``fmr`` (default ``DEFAULT_FMR``) as its operating point.
+    sides and measure the calibration, with ``fmr`` (default ``DEFAULT_FMR``) as its operating point;
+    each FMR kept rests on ``min_false_matches`` (default ``MIN_ERRORS``) impostor pairs at least.
 
     Raises DatasetError when the impostor pairs cannot measure ``fmr`` (the message says what would),
     UnsupportedFMRError (before any work) when ``fmr`` is not a rate between 0 and 1.
     """
     fmr = DEFAULT_FMR if fmr is None else fmr
+    min_false_matches = MIN_ERRORS if min_false_matches is None else min_false_matches
     if not 0 < fmr < 1:
         raise UnsupportedFMRError(f"FMR {fmr:g} is not a false-match rate: choose one between 0 and 1 (e.g. 1e-3)")
     embedded = embed_images(source.images, options, workers=workers, cache=cache, on_done=on_done)

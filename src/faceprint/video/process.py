@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..detection import detect_boxes
+from ..draw import annotate_boxes
 from ..gallery import Gallery
 from ..pipeline import DEFAULT_OPTIONS, PipelineOptions, locate_face
 from ..types import Box
@@ -81,6 +82,13 @@ class FrameResult:
     frame: Frame
     faces: list[TrackedFace]
     detector_ran: bool
+
+    def annotated(self) -> np.ndarray:
+        """The frame with each face seen at the last detection boxed and labelled ``#track name``."""
+        shown = [face for face in self.faces if not face.coasting]
+        labels = [f"#{face.track_id} {face.label}" for face in shown]
+        known = [face.person_id is not None for face in shown]
+        return annotate_boxes(self.frame.pixels, [face.box for face in shown], labels, known)
 
 
 @dataclass(frozen=True)
