@@ -30,7 +30,17 @@ from faceprint.pipeline import PipelineOptions, process_files
 
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 #: faceprint modules whose code shapes a template; editing any of them invalidates cached embeddings.
-_PIPELINE_MODULES = ("pipeline", "detect", "align", "embed", "resnet_onnx", "image", "models", "types")
+_PIPELINE_MODULES = (
+    "pipeline",
+    "detection",
+    "align",
+    "embedding",
+    "resnet_onnx",
+    "image",
+    "models",
+    "types",
+    "choices",
+)
 #: Which face of an image is kept; change it whenever ``_run_faceprint`` chooses differently (it keys the cache).
 FACE_CHOICE = "main face"
 #: Detection is single-threaded dlib code, so one process per core; the benchmark machine has 2.

@@ -26,48 +26,47 @@ from .errors import (
     PersonNotFoundError,
     UnsupportedFMRError,
 )
-from .match import DEFAULT_FMR, load_calibration, operating_point
-from .types import (
-    UNKNOWN,
-    Age,
-    Attributes,
-    Box,
-    Candidate,
-    Expression,
-    Face,
-    Gender,
-    HeadPose,
-    Identification,
-    Quality,
-    Template,
-    Verification,
-)
 
 __version__ = "0.1.0"
 
-#: Public names from modules that need OpenCV, dlib, onnxruntime or faiss: imported on first use, so that
-#: ``import faceprint`` costs little more than numpy (tests/test_structure.py and BENCHMARKS.md hold it to that).
-_LAZY = {
-    "analyze": "api",
-    "detect": "api",
-    "embed": "api",
-    "verify": "api",
-    "Enrollment": "gallery",
-    "Gallery": "gallery",
-    "Person": "gallery",
-    "default_gallery_path": "gallery",
-    "load_image": "image",
-    "PipelineOptions": "pipeline",
-    "process_files": "pipeline",
-    "QualityThresholds": "quality",
+#: Public names, by module, imported on first use: ``import faceprint`` loads neither numpy nor OpenCV, dlib,
+#: onnxruntime or faiss, so that it and the CLI start at once (tests/test_structure.py, BENCHMARKS.md).
+_PUBLIC = {
+    "api": ("analyze", "detect", "embed", "verify"),
+    "gallery": ("Enrollment", "Gallery", "Person", "default_gallery_path"),
+    "image": ("load_image",),
+    "match": ("DEFAULT_FMR", "load_calibration", "operating_point"),
+    "pipeline": ("PipelineOptions", "process_files"),
+    "quality": ("QualityThresholds",),
+    "types": (
+        *("UNKNOWN", "Age", "Attributes", "Box", "Candidate", "Expression", "Face", "Gender", "HeadPose"),
+        *("Identification", "Quality", "Template", "Verification"),
+    ),
 }
+_LAZY = {name: module for module, names in _PUBLIC.items() for name in names}
 
 if TYPE_CHECKING:
     from .api import analyze, detect, embed, verify
     from .gallery import Enrollment, Gallery, Person, default_gallery_path
     from .image import load_image
+    from .match import DEFAULT_FMR, load_calibration, operating_point
     from .pipeline import PipelineOptions, process_files
     from .quality import QualityThresholds
+    from .types import (
+        UNKNOWN,
+        Age,
+        Attributes,
+        Box,
+        Candidate,
+        Expression,
+        Face,
+        Gender,
+        HeadPose,
+        Identification,
+        Quality,
+        Template,
+        Verification,
+    )
 
 
 def __getattr__(name: str) -> Any:
