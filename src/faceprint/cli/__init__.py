@@ -19,7 +19,6 @@ from .demo import demo
 
 app = typer.Typer(
     name="faceprint",
-    help="Face recognition on a plain CPU, offline: enroll, identify, verify, detect, embed, analyze.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )

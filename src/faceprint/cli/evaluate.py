@@ -228,8 +228,9 @@ def calibrate(
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Measure the similarity threshold for each FMR on your data and store it in the gallery,
-    so that verify/identify decisions and their estimated FMR follow it."""
+    """Measure the similarity threshold for each FMR on your data and store it in the gallery.
+
+    From then on, verify/identify decisions and their estimated FMR follow it."""
     from ..evaluation import calibration
 
     dataset = calibration.read_calibration_source(source, images)

@@ -265,8 +265,10 @@ def embed(
     workers: WorkersOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Export templates of every face for your own pipeline (.npz: paths, face_index, boxes,
-    embeddings, quality, model, plus the images with no face or an error; see faceprint.export)."""
+    """Export templates of every face for your own pipeline (.npz; fields in faceprint.export).
+
+    The file holds paths, face_index, boxes, embeddings, quality and model, plus the images with no face or an
+    error."""
     from ..export import write_templates
     from ..image import image_files, read_image_list
     from ..pipeline import process_files
