@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal, get_args
 
-#: Face detector: dlib's HOG, its CNN, or ``auto`` (HOG, then the CNN where HOG finds none).
-DetectorName = Literal["hog", "cnn", "auto"]
+#: Face detector: dlib's HOG, its CNN, ``auto`` (HOG, then the CNN where HOG finds none), or the
+#: OpenCV Zoo's YuNet (with 5 landmarks of its own).
+DetectorName = Literal["hog", "cnn", "auto", "yunet"]
 DETECTORS: tuple[DetectorName, ...] = get_args(DetectorName)
 
 #: What runs the ResNet embedding: faceprint's ONNX conversion, or dlib itself (the reference).
