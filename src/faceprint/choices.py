@@ -18,6 +18,11 @@ DETECTORS: tuple[DetectorName, ...] = get_args(DetectorName)
 Backend = Literal["onnx", "dlib"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
+#: Which 5 points align a face for a model on the ArcFace template (SFace): the detector's own where it
+#: gives them (YuNet), else dlib's 68-point fit reduced to 5; or always the latter.
+AlignmentPoints = Literal["detector", "dlib68"]
+ALIGNMENT_POINTS: tuple[AlignmentPoints, ...] = get_args(AlignmentPoints)
+
 #: Face attributes that ``faceprint.analyze`` can estimate.
 AttributeName = Literal["age", "gender", "expression", "pose"]
 ATTRIBUTES: tuple[AttributeName, ...] = get_args(AttributeName)
