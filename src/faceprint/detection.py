@@ -24,6 +24,10 @@ DEFAULT_MAX_SIDE = 1280
 #: Working copies whose longest side is at most this are upsampled once when
 #: ``upsample`` is left to ``None``, so that faces down to ~40 px are found.
 AUTO_UPSAMPLE_BELOW = 640
+#: A YuNet box as dlib's HOG would draw it (see ``Detection.landmark_box``): side and downward shift,
+#: as fractions of YuNet's box height.
+YUNET_TO_DLIB_SIDE = 0.86
+YUNET_TO_DLIB_SHIFT = 0.037
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,18 @@ class Detection:
     detector: str
     #: The detector's own 5 points (YuNet's, in the ArcFace template's order), (5, 2) float32 (x, y); else None.
     landmarks: np.ndarray | None = field(default=None, compare=False)
+
+    @property
+    def landmark_box(self) -> Box:
+        """The box dlib's shape predictors fit landmarks in: dlib's detectors' own box; for YuNet's (taller,
+        from brow to chin), the square dlib's HOG would draw: 0.86 of its height, centred 3.7% of its height
+        lower (medians over 591 faces-dev faces both found)."""
+        if self.detector != "yunet":
+            return self.box
+        side = YUNET_TO_DLIB_SIDE * self.box.height
+        centre_x = (self.box.left + self.box.right) / 2
+        centre_y = (self.box.top + self.box.bottom) / 2 + YUNET_TO_DLIB_SHIFT * self.box.height
+        return Box(centre_x - side / 2, centre_y - side / 2, centre_x + side / 2, centre_y + side / 2)
 
 
 def detect_boxes(

@@ -82,8 +82,8 @@ def locate_face(pixels: np.ndarray, detection: Detection, options: PipelineOptio
     Front ends that detect on their own schedule (video tracking) call this, then
     ``embed_located`` for the few faces worth a template.
     """
-    fit = align.shape(pixels, detection.box, 5)
-    points = align.FacePoints(pixels, detection.box, fit, detection.landmarks)
+    fit = align.shape(pixels, detection.landmark_box, 5)
+    points = align.FacePoints(pixels, detection.landmark_box, fit, detection.landmarks)
     landmarks = align.points_array(fit)
     chip = embedder(options.model).chip(points, options.alignment)
     # The head pose attribute is solved from the 68 points; the quality report then shares it.
