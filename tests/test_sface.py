@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from faceprint import align, models
+from faceprint import Gallery, align, models
 from faceprint.embedding import embed_chips, embedder
+from faceprint.errors import ModelError
 from faceprint.image import load_image
 from faceprint.pipeline import PipelineOptions, faces_in
 from faceprint.sface import OnnxSFace
@@ -81,3 +83,19 @@ def test_each_model_aligns_its_own_chip() -> None:
     assert embedder(models.SFACE).chip(points, "detector").shape == (112, 112, 3)
     with pytest.raises(ValueError, match="onnxruntime only"):
         embed_chips([np.zeros((112, 112, 3), np.uint8)], model=models.SFACE, backend="dlib")
+
+
+def test_a_gallery_keeps_its_model(tmp_path: Path) -> None:
+    dlib_face = faces_in(KIT[0])[0]
+    sface_options = PipelineOptions(detector="yunet", model=models.SFACE, threads=1)
+    sface_face = faces_in(KIT[1], sface_options)[0]
+    Gallery(tmp_path / "g.db").add_templates("Kit", [dlib_face.template])
+    with pytest.raises(ModelError, match="mixing models is refused"):
+        Gallery(tmp_path / "g.db", options=sface_options).add_templates("Kit", [sface_face.template])
+    # A gallery of SFace templates identifies with SFace's own calibration.
+    sface_gallery = Gallery(tmp_path / "sface.db", options=sface_options)
+    sface_gallery.add_templates("Kit", [sface_face.template])
+    assert sface_gallery.operating_point().calibration.model_id == "sface-2021dec"
+    (answer,) = sface_gallery.identify(KIT[2])
+    assert answer.name == "Kit" and answer.face.template is not None
+    assert answer.face.template.model_id == "sface-2021dec"
