@@ -6,11 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
+import faceprint
 from faceprint import models, yunet
 from faceprint.detection import detect_boxes
 from faceprint.image import load_image
+from faceprint.pipeline import PipelineOptions
 
-from .conftest import HIRES, MULTI
+from .conftest import HIRES, KIT, MULTI, ROSE
 
 PHOTOS = sorted(p for p in HIRES.glob("*/*") if p.suffix in (".jpg", ".png"))
 
@@ -62,3 +64,21 @@ def test_any_size_is_padded_to_a_multiple_of_32() -> None:
     assert blob.shape == (1, 3, 64, 96)
     assert blob[0, :, 0, 0].tolist() == [3, 2, 1]  # BGR
     assert not blob[:, :, 33:].any() and not blob[:, :, :, 70:].any()
+
+
+def test_dlib_landmarks_fit_in_the_square_hog_would_draw() -> None:
+    pixels = load_image(MULTI).pixels
+    for yunet_face in detect_boxes(pixels, detector="yunet"):
+        square = yunet_face.landmark_box
+        assert square.width == pytest.approx(square.height)
+        assert square.height == pytest.approx(0.86 * yunet_face.box.height)
+        hog_face = max(detect_boxes(pixels, detector="hog"), key=lambda d: d.box.iou(square))
+        assert hog_face.landmark_box == hog_face.box
+        assert hog_face.box.iou(square) > yunet_face.box.iou(hog_face.box)
+
+
+def test_yunet_and_hog_faces_give_the_same_dlib_template() -> None:
+    for photo in (KIT[0], ROSE[0]):
+        by_yunet = faceprint.embed(photo, options=PipelineOptions(detector="yunet"))[0].template
+        by_hog = faceprint.embed(photo, options=PipelineOptions(detector="hog"))[0].template
+        assert float(by_yunet.vector @ by_hog.vector) > 0.99
