@@ -8,6 +8,11 @@ variant's run is shared with ``bench/calibrate.py`` through the embedding cache.
     python bench/accuracy.py                    # every variant (about 1 h on 2 cores, uncached)
     python bench/accuracy.py --only hog auto    # some of them
     python bench/accuracy.py --images raw150    # on the unaligned 150x150 originals
+    python bench/accuracy.py --only auto yunet sface-yunet sface-dlib68 sface-auto   # YuNet and SFace
+
+The ``sface-*`` variants run the SFace model (``--only`` picks them): aligned on YuNet's own 5 points
+(``sface-yunet``) or on 5 points from dlib's 68 (``sface-dlib68`` after YuNet, ``sface-auto`` after
+today's detector).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 
 import common
 from faceprint.evaluation import metrics
+from faceprint.models import SFACE
 from faceprint.pipeline import PipelineOptions
 
 #: The knobs compared, spelled out so that a change of the library defaults does not change the benchmark.
@@ -37,6 +43,10 @@ VARIANTS: dict[str, PipelineOptions] = {
     "no-flip": dataclasses.replace(BASE, flip=False),
     "jitter-5": dataclasses.replace(BASE, jitter=5),
     "dlib-backend": dataclasses.replace(BASE, backend="dlib"),
+    "yunet": dataclasses.replace(BASE, detector="yunet"),
+    "sface-yunet": dataclasses.replace(BASE, detector="yunet", model=SFACE, alignment="detector"),
+    "sface-dlib68": dataclasses.replace(BASE, detector="yunet", model=SFACE, alignment="dlib68"),
+    "sface-auto": dataclasses.replace(BASE, model=SFACE),  # auto gives no points of its own: dlib 68 -> 5
 }
 BASELINE = "face_recognition"
 FMRS = (1e-2, 1e-3)

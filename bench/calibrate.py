@@ -1,8 +1,9 @@
 """Calibration: the cosine-similarity threshold for each target false-match rate, measured on faces-dev.
 
-Embeds all 1,783 faces-dev images with the default pipeline (``PipelineOptions()``), scores every
-cross-identity pair (about 1.5M impostor pairs) and every same-identity pair, and writes
-``src/faceprint/data/calibration-dlib-resnet-v1.json``. Images without a face are left out.
+Embeds all 1,783 faces-dev images with the default pipeline (``PipelineOptions()``; ``--model`` and
+``--detector`` change those two), scores every cross-identity pair (about 1.5M impostor pairs) and
+every same-identity pair, and writes ``src/faceprint/data/calibration-<model id>.json``. Images
+without a face are left out.
 
 George_W_Bush has 530 of the 1,783 images, so pooled pairs are dominated by him:
 - thresholds come from all impostor pairs pooled (the most data for the tail); thresholds with
@@ -13,6 +14,7 @@ from resampling identities (bootstrap), not pairs.
 
     python bench/calibrate.py            # writes the JSON and prints a markdown table
     python bench/calibrate.py --dry-run  # prints only
+    python bench/calibrate.py --model sface-2021dec   # SFace's table
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 
 import common
+from faceprint.choices import DETECTORS
 from faceprint.evaluation.calibration import (
     THRESHOLD_RULE,
     ScoredPairs,
@@ -37,6 +40,7 @@ from faceprint.evaluation.calibration import (
     supported_fmrs,
     thresholds_at,
 )
+from faceprint.models import EMBEDDING_MODELS
 from faceprint.pipeline import PipelineOptions
 
 OUTPUT = Path(__file__).resolve().parents[1] / "src" / "faceprint" / "data"
@@ -46,10 +50,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true", help="print the table, do not write the JSON")
     parser.add_argument("--workers", type=int, default=common.DEFAULT_WORKERS)
+    parser.add_argument("--model", choices=EMBEDDING_MODELS, default=PipelineOptions().model.model_id)
+    parser.add_argument("--detector", choices=DETECTORS, default=PipelineOptions().detector)
     args = parser.parse_args()
     root = common.faces_dev()
     paths, identities = common.read_images(root)
-    options = PipelineOptions()
+    options = PipelineOptions(detector=args.detector, model=EMBEDDING_MODELS[args.model])
     embeddings = common.embed_faceprint(root, paths, options, label="calibration", workers=args.workers)
     found = embeddings.found
     _, codes = np.unique(np.array(identities)[found], return_inverse=True)

@@ -31,15 +31,8 @@ from faceprint.pipeline import PipelineOptions, process_files
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 #: faceprint modules whose code shapes a template; editing any of them invalidates cached embeddings.
 _PIPELINE_MODULES = (
-    "pipeline",
-    "detection",
-    "align",
-    "embedding",
-    "resnet_onnx",
-    "image",
-    "models",
-    "types",
-    "choices",
+    *("pipeline", "detection", "align", "embedding", "resnet_onnx", "image", "models", "types", "choices"),
+    *("yunet", "sface", "zoo_onnx"),
 )
 #: Which face of an image is kept; change it whenever ``_run_faceprint`` chooses differently (it keys the cache).
 FACE_CHOICE = "main face"
@@ -156,7 +149,13 @@ def describe_options(options: PipelineOptions) -> str:
     """The benchmarked knobs of ``options`` in words."""
     upsample = "auto" if options.upsample is None else options.upsample
     flip = "on" if options.flip else "off"
-    return f"detector {options.detector}, upsample {upsample}, flip {flip}, jitter {options.jitter}, {options.backend}"
+    described = (
+        f"detector {options.detector}, upsample {upsample}, flip {flip}, jitter {options.jitter}, {options.backend}"
+    )
+    if options.model != PipelineOptions().model:
+        points = "YuNet's" if options.alignment == "detector" and options.detector == "yunet" else "dlib 68 ->"
+        described += f", model {options.model.model_id} on {points} 5 points"
+    return described
 
 
 def _pipeline_code_digest() -> str:

@@ -9,13 +9,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal, get_args
 
-#: Face detector: dlib's HOG, its CNN, or ``auto`` (HOG, then the CNN where HOG finds none).
-DetectorName = Literal["hog", "cnn", "auto"]
+#: Face detector: dlib's HOG, its CNN, ``auto`` (HOG, then the CNN where HOG finds none), or the
+#: OpenCV Zoo's YuNet (with 5 landmarks of its own).
+DetectorName = Literal["hog", "cnn", "auto", "yunet"]
 DETECTORS: tuple[DetectorName, ...] = get_args(DetectorName)
 
 #: What runs the ResNet embedding: faceprint's ONNX conversion, or dlib itself (the reference).
 Backend = Literal["onnx", "dlib"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
+
+#: Which 5 points align a face for a model on the ArcFace template (SFace): the detector's own where it
+#: gives them (YuNet), else dlib's 68-point fit reduced to 5; or always the latter.
+AlignmentPoints = Literal["detector", "dlib68"]
+ALIGNMENT_POINTS: tuple[AlignmentPoints, ...] = get_args(AlignmentPoints)
 
 #: Face attributes that ``faceprint.analyze`` can estimate.
 AttributeName = Literal["age", "gender", "expression", "pose"]

@@ -1,20 +1,24 @@
-"""Face templates from aligned chips: dlib's ResNet, batched, with optional test-time augmentation.
+"""Face templates from aligned chips, batched, with optional test-time augmentation.
 
-Two runtimes compute the same network: ``"onnx"`` (default; dlib's weights converted by
+Each embedding model is an :class:`Embedder`: it owns its alignment (the chip it takes from a
+face's points) and its runtime. dlib's ResNet (``dlib-resnet-v1``) embeds dlib's 150 px chip;
+two runtimes compute it: ``"onnx"`` (default; dlib's weights converted by
 ``faceprint.resnet_onnx`` and run by onnxruntime, about 20x faster on a CPU) and ``"dlib"``
 (dlib-bin's own code, the reference). Their descriptors agree to ~1e-6, so templates carry
-one model id whichever runtime made them.
+one model id whichever runtime made them. SFace (``sface-2021dec``) embeds a 112 px ArcFace
+chip on onnxruntime (faceprint.sface).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
 
-from . import models
-from .choices import BACKENDS, Backend
+from . import align, models
+from .choices import BACKENDS, AlignmentPoints, Backend
 from .models import DEFAULT_MODEL, EmbeddingModel
 
 # Jitter, as dlib's jitter_image: up to 3 degrees of rotation, 3% of scale and 2% of shift,
@@ -40,16 +44,70 @@ def embed_chips(
     scaled and shifted copies; a template is the mean over all these views. ``threads`` caps
     the onnxruntime threads (default: every core).
     """
-    if model != models.DLIB_RESNET:
-        raise ValueError(f"no runtime for embedding model {model.model_id!r}")
+    runtime = embedder(model)
     if not chips:
         return np.zeros((0, model.dimension), dtype=np.float32)
     views = [list(chips)]
     if flip:
         views.append([np.ascontiguousarray(c[:, ::-1]) for c in chips])
     views += [list(batch) for batch in zip(*(jittered(c, jitter) for c in chips))] if jitter else []
-    raw = descriptors([chip for view in views for chip in view], backend=backend, threads=threads)
+    raw = runtime.descriptors([chip for view in views for chip in view], backend=backend, threads=threads)
     return normalise(raw.reshape(len(views), len(chips), -1).mean(axis=0))
+
+
+class Embedder(Protocol):
+    """An embedding model at work: how it aligns a face, and what computes its raw vectors."""
+
+    model: EmbeddingModel
+
+    def chip(self, points: align.FacePoints, source: AlignmentPoints) -> np.ndarray:
+        """The aligned RGB uint8 chip of a face; ``source`` says which 5 points align on a template."""
+        ...
+
+    def descriptors(self, chips: Sequence[np.ndarray], *, backend: Backend, threads: int | None) -> np.ndarray:
+        """Raw (not normalised) vectors of chips, in one batched call."""
+        ...
+
+
+class DlibResnet:
+    """dlib's ResNet: dlib's 150 px chip from dlib's 5-point fit."""
+
+    model = models.DLIB_RESNET
+
+    def chip(self, points: align.FacePoints, source: AlignmentPoints) -> np.ndarray:
+        return points.dlib_chip
+
+    def descriptors(self, chips: Sequence[np.ndarray], *, backend: Backend, threads: int | None) -> np.ndarray:
+        return descriptors(chips, backend=backend, threads=threads)
+
+
+class SFace:
+    """SFace: the 112 px ArcFace chip from the detector's 5 points (YuNet's) or from dlib's 68."""
+
+    model = models.SFACE
+
+    def chip(self, points: align.FacePoints, source: AlignmentPoints) -> np.ndarray:
+        if source == "detector" and points.detector is not None:
+            return align.arcface_chip(points.pixels, points.detector)
+        return align.arcface_chip(points.pixels, align.five_from_68(points.dlib68))
+
+    def descriptors(self, chips: Sequence[np.ndarray], *, backend: Backend, threads: int | None) -> np.ndarray:
+        if backend != "onnx":
+            raise ValueError(f"SFace runs on onnxruntime only (backend 'onnx'), not {backend!r}")
+        from .sface import shared_sface  # onnx and onnxruntime load only when a template is computed
+
+        return shared_sface(threads).embed(chips)
+
+
+EMBEDDERS: dict[str, Embedder] = {runtime.model.model_id: runtime for runtime in (DlibResnet(), SFace())}
+
+
+def embedder(model: EmbeddingModel) -> Embedder:
+    """The runtime of an embedding model; ValueError for a model faceprint cannot run."""
+    runtime = EMBEDDERS.get(model.model_id)
+    if runtime is None or runtime.model != model:
+        raise ValueError(f"no runtime for embedding model {model.model_id!r}")
+    return runtime
 
 
 def descriptors(chips: Sequence[np.ndarray], *, backend: Backend = "onnx", threads: int | None = None) -> np.ndarray:

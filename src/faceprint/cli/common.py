@@ -92,7 +92,8 @@ AttributesListOption = Annotated[
     typer.Option("--attributes", help="Also estimate these face attributes (e.g. age,gender,expression,pose)."),
 ]
 DetectorOption = Annotated[
-    DetectorName, typer.Option("--detector", help="Face detector (auto: HOG, then CNN when HOG finds none).")
+    DetectorName,
+    typer.Option("--detector", help="Face detector (auto: HOG, then CNN when HOG finds none; yunet: fast)."),
 ]
 WorkersOption = Annotated[
     int | None, typer.Option("--workers", min=1, help="Worker processes for batches (default: one per core).")
