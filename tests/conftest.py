@@ -24,6 +24,14 @@ ALEX = sorted((HIRES / "Alex_Lacamoire").glob("*"))
 LIN = sorted((HIRES / "Lin-Manuel_Miranda").glob("*"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_user_gallery(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The user's own default gallery (and a $FACEPRINT_DB) stay out of the tests: the default is a fresh folder."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("user-data")))
+    patch.delenv("FACEPRINT_DB", raising=False)
+
+
 def hires_rows() -> list[dict[str, str]]:
     with open(HIRES / "images.csv", newline="") as f:
         return list(csv.DictReader(f))
