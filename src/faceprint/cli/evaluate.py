@@ -196,7 +196,7 @@ def _print_footer(s: dict[str, Any]) -> None:
 
 
 CalibrationSourceArgument = Annotated[
-    Path,
+    Path | None,
     typer.Argument(
         help="Pairs file (CSV or LFW pairs.txt), or a folder-per-person dataset (every pair is used).",
         show_default=False,
@@ -215,9 +215,20 @@ MinFalseMatchesOption = Annotated[
 ]
 
 
+GalleryFlag = Annotated[
+    bool,
+    typer.Option(
+        "--gallery",
+        help="Measure the gallery itself for identification (leave-one-person-out searches of its own "
+        "templates) instead of a dataset: needed after it grew or shrank by more than 10%.",
+    ),
+]
+
+
 @handles_errors
 def calibrate(
-    source: CalibrationSourceArgument,
+    source: CalibrationSourceArgument = None,
+    gallery: GalleryFlag = False,
     fmr: FmrOption = None,
     out: CalibrationOutOption = None,
     dry_run: DryRunOption = False,
@@ -232,6 +243,8 @@ def calibrate(
     so that verify/identify decisions and their estimated FMR follow it."""
     from ..evaluation import calibration
 
+    if gallery or source is None:
+        return _measure_gallery(db, json_output) if gallery else _missing_source()
     dataset = calibration.read_calibration_source(source, images)
     with _cache(no_cache) as cache, progress_bar(len(dataset.images), "embedding", enabled=not json_output) as advance:
         run = calibration.calibrate(
@@ -244,6 +257,29 @@ def calibrate(
         print_json({**run.document, "stored_in": stored, "written_to": str(out) if out else None})
     else:
         _print_calibration(run, stored)
+
+
+def _missing_source() -> None:
+    raise typer.BadParameter("give a pairs file or dataset to calibrate on, or --gallery")
+
+
+def _measure_gallery(db: str | None, json_output: bool) -> None:
+    """``calibrate --gallery``: the gallery measures itself for identification; print what it decides with."""
+    with open_gallery(db) as opened:
+        stats = opened.identification_stats(measure=True)
+    measured, point = stats["measured"], stats["point"]
+    if json_output:
+        print_json(stats)
+        return
+    table = Table("FPIR", "threshold", title=f"{opened.path}: best-impostor scores")
+    for p in measured["points"]:
+        table.add_row(f"{p['fpir']:g}", f"{p['threshold']:.4f}")
+    console.print(table)
+    console.print(
+        f"{measured['searches']:,} searches of {measured['templates']:,} templates ({measured['people']:,} people) "
+        f"in {measured['seconds']:.1f} s; at FPIR {point['fpir']:g}: threshold "
+        f"{'unsupported' if point['threshold'] is None else format(point['threshold'], '.4f')} ({point['basis']})"
+    )
 
 
 def _store(document: dict[str, Any], db: str | None) -> str:

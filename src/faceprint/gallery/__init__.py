@@ -408,6 +408,17 @@ class Gallery:
             measured=measured,
         )
 
+    def identification_stats(self, fpir: float | None = None, *, measure: bool = False) -> dict[str, Any]:
+        """What identification decides with now: the gallery's own measurement (None if never made; made
+        anew first with ``measure``) and whether it is fresh, and the point at ``fpir`` it gives."""
+        measured = self.measure_identification() if measure else self.measured_tail()
+        point = self.identification_point(fpir, refresh=False)
+        return {
+            "measured": measured.to_dict() if measured else None,
+            "fresh": point.measured is not None,
+            "point": point.to_dict(),
+        }
+
     # --- identification -------------------------------------------------------------------
 
     def identify(self, image: ImageSource, *, top_k: int = 5, fpir: float | None = None) -> list[Identification]:
@@ -531,8 +542,9 @@ class Gallery:
     # --- the search index -------------------------------------------------------------------
 
     def index_stats(self) -> dict[str, object]:
-        """How the gallery is searched: exact or HNSW, size, memory, saved file (opened or rebuilt first)."""
-        return self.index.stats()
+        """How the gallery is searched: exact or HNSW, size, memory, saved file (opened or rebuilt first),
+        and what its identifications decide with (``identification_stats``)."""
+        return {**self.index.stats(), "identification": self.identification_stats()}
 
     def rebuild_index(self) -> dict[str, object]:
         """Build the search index from the gallery anew and save it (templates, storage, file)."""
