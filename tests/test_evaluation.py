@@ -230,9 +230,13 @@ def test_calibrate_cli_stores_the_table_and_refuses_unsupported_fmr(
     shipped = json.loads(run("verify", LIN[0], OBAMA[0], "--db", tmp_path / "none.db", "--json", code=1))
     assert shipped["decision"] == "no_match" and shipped["operating_fmr"] == 1e-3
     run("enroll", "Barack Obama", OBAMA[0], "--db", db, "--json")
-    (face,) = json.loads(run("identify", LIN[0], "--db", db, "--json"))[0]["faces"]
+    (face,) = json.loads(run("identify", LIN[0], "--db", db, "--fpir", 0.1, "--json"))[0]["faces"]
     assert face["name"] == "Barack Obama" and face["decision"] == "uncertain"
     assert face["candidates"][0]["decision"] == "uncertain"
+    # The stored table stops at FMR 0.03: the default FPIR 1e-2 cannot be promised, and no name is given.
+    (face,) = json.loads(run("identify", LIN[0], "--db", db, "--json", code=1))[0]["faces"]
+    assert face["name"] == "unknown" and face["decision"] == "uncertain" and face["threshold"] is None
+    assert "target FPIR 0.01 unsupported" in face["reason"]
 
 
 def test_csv_split_withholds_gallery_identities_as_non_mated_probes(tmp_path: Path) -> None:

@@ -181,6 +181,15 @@ def _print_identification(s: dict[str, Any]) -> None:
     console.print(
         f"at the calibrated threshold {op['threshold']:.4f} (FMR {op['fmr']:g}): FNIR {op['fnir']:.2%}, FPIR {fpir}"
     )
+    for rule in s["fpir_rule"]:
+        if rule["threshold"] is None:
+            console.print(f"decided at FPIR {rule['fpir']:g}: unsupported (every search 'uncertain')")
+        else:
+            measured = "-" if rule["measured_fpir"] is None else f"{rule['measured_fpir']:.2%}"
+            console.print(
+                f"decided at FPIR {rule['fpir']:g}: threshold {rule['threshold']:.4f}, FNIR {rule['fnir']:.2%}, "
+                f"measured FPIR {measured} ({rule['false_positives']} of {rule['non_mated']})"
+            )
     _print_footer(s)
 
 
