@@ -250,7 +250,7 @@ class GalleryTail:
             k = int(fpir * len(ordered))
             if k >= MIN_FALSE_POSITIVES and k < len(ordered):
                 # Midway between the k-th and (k+1)-th best: a share fpir of searches score above it.
-                points.append((fpir, float((ordered[k - 1] + ordered[k]) / 2)))
+                points.append((fpir, round(float((ordered[k - 1] + ordered[k]) / 2), 6)))
         fpirs, thresholds = tuple(p[0] for p in points), tuple(p[1] for p in points)
         return cls(
             calibration.model_id,
@@ -260,7 +260,7 @@ class GalleryTail:
             fpirs,
             thresholds,
             _fit_comparisons(fpirs, thresholds, calibration, templates),
-            seconds,
+            round(seconds, 3),
         )
 
     @classmethod
@@ -287,7 +287,7 @@ class GalleryTail:
             "searches": self.searches,
             "points": [{"fpir": f, "threshold": round(t, 6)} for f, t in zip(self.fpirs, self.thresholds)],
             "comparisons_per_template": self.comparisons_per_template,
-            "seconds": round(self.seconds, 3),
+            "seconds": self.seconds,
         }
 
     def fresh(self, templates: int) -> bool:
@@ -312,7 +312,7 @@ def _fit_comparisons(
     fits = [
         math.log1p(-fpir) / math.log1p(-calibration.estimated_fmr(t)) / max(templates, 1)
         for fpir, t in zip(fpirs, thresholds)
-        if low <= t <= high
+        if low < t < high  # at an end of the table the FMR is censored, not measured
     ]
     return float(math.exp(np.mean(np.log(fits)))) if fits else None
 
