@@ -155,7 +155,7 @@ def test_the_fpir_promise_holds_for_strangers(tmp_path: Path) -> None:
     enrolled = {name for _, name in split.gallery}
     strangers = [path for path, name in split.probes if name not in enrolled]
     strangers += sorted(p for p in HIRES.glob("*/*") if p.suffix in (".jpg", ".png"))
-    results = process_files([p for p, _ in split.gallery] + strangers, workers=2)
+    results = list(process_files([p for p, _ in split.gallery] + strangers, workers=2))
     with Gallery(tmp_path / "dev.db") as gallery:
         for (_, name), result in zip(split.gallery, results):
             if result.faces:
@@ -163,7 +163,7 @@ def test_the_fpir_promise_holds_for_strangers(tmp_path: Path) -> None:
         answers = gallery.identify_photos([r.faces[:1] for r in results[len(split.gallery) :]], fpir=0.1)
         point = gallery.identification_point(0.1)
     judged = [a[0] for a in answers if a and not (a[0].reason or "").startswith("low quality")]
-    assert len(judged) >= 0.8 * len(strangers) >= 300, "the promise must rest on strangers judged by score"
+    assert len(judged) >= 0.8 * len(strangers) >= 250, "the promise must rest on strangers judged by score"
     named = sum(a.match is not None for a in judged)
     low, high = wilson(named, len(judged))
     assert point.measured is not None, "the gallery measured itself"
