@@ -248,12 +248,11 @@ def calibrate(
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Measure the similarity threshold for each FMR on your data and store it in the gallery,
-    so that verify/identify decisions and their estimated FMR follow it."""
+    """Measure thresholds on your data (each FMR), or the gallery itself (--gallery), and store them in it."""
     from ..evaluation import calibration
 
     if gallery or source is None:
-        return _measure_gallery(db, json_output) if gallery else _missing_source()
+        return _measure_gallery(db, json_output, asked=gallery)
     dataset = calibration.read_calibration_source(source, images)
     with _cache(no_cache) as cache, progress_bar(len(dataset.images), "embedding", enabled=not json_output) as advance:
         run = calibration.calibrate(
@@ -268,12 +267,10 @@ def calibrate(
         _print_calibration(run, stored)
 
 
-def _missing_source() -> None:
-    raise typer.BadParameter("give a pairs file or dataset to calibrate on, or --gallery")
-
-
-def _measure_gallery(db: str | None, json_output: bool) -> None:
+def _measure_gallery(db: str | None, json_output: bool, *, asked: bool) -> None:
     """``calibrate --gallery``: the gallery measures itself for identification; print what it decides with."""
+    if not asked:
+        raise typer.BadParameter("give a pairs file or dataset to calibrate on, or --gallery")
     with open_gallery(db) as opened:
         stats = opened.identification_stats(measure=True)
     measured, point = stats["measured"], stats["point"]
