@@ -32,6 +32,10 @@ from ..match import identification_point
 from ..pipeline import DEFAULT_OPTIONS, LocatedFace, PipelineOptions, embed_located, template_of
 from ..types import Candidate, Decision, Identification, Template
 
+#: The label of a track that cannot be named yet (its evidence lies in the uncertain band, is of low quality,
+#: or the gallery cannot promise the FPIR): shown as such, and decided again as better shots come.
+UNCERTAIN = "uncertain"
+
 
 @dataclass(frozen=True)
 class IdentityOptions:
@@ -116,7 +120,8 @@ class TrackIdentity:
             ready = len(self.waiting) >= options.shots or now - self.first_time >= options.max_wait or final
             return self.waiting[: options.shots] if ready else []
         better = self.waiting[0].quality >= 0.8 * min(s.quality for s in self.embedded)
-        due = now - self.last_embed_time >= options.recheck
+        # An uncertain track is still deciding: it takes every good shot, not one per ``recheck``.
+        due = self.label == UNCERTAIN or now - self.last_embed_time >= options.recheck
         return self.waiting[:1] if better and (due or final) else []
 
     def template(self, shots: Sequence[Shot] | None = None) -> np.ndarray:
@@ -213,6 +218,13 @@ class IdentityResolver:
         for identity, verdict in zip(known, whole):
             if identity.is_known and verdict is not None:
                 identity.similarity = _similarity_to(identity.person_id, verdict.candidates)
+            elif (
+                identity.label == UNCERTAIN
+                and verdict is not None
+                and (verdict.match or verdict.decision == "no_match")
+            ):
+                # An uncertain track is still gathering evidence: all its shots together may settle it.
+                self._decide(identity, verdict, frame)
         # Revisions weigh only shots taken since the decision, and only once there are enough of them.
         recent = [(i, [s for s in i.embedded if s.later][-self.options.shots :]) for i in known]
         recent = [(identity, shots) for identity, shots in recent if len(shots) >= self.options.shots]
@@ -243,10 +255,11 @@ class IdentityResolver:
             identity.label, identity.person_id, identity.similarity = match.name, match.person_id, match.similarity
         else:
             uncertain = verdict is not None and verdict.decision == "uncertain"
-            identity.label = "uncertain" if uncertain else self._unknown_label(identity.template())
+            identity.label = UNCERTAIN if uncertain else self._unknown_label(identity.template())
             identity.person_id = None
             identity.similarity = verdict.candidates[0].similarity if verdict and verdict.candidates else None
         if previous is not None and previous != identity.label:
+            identity.revisions += 1
             self.revised.append(
                 Revision(
                     identity.track_id,
@@ -273,7 +286,6 @@ class IdentityResolver:
             identity.embedded = shots
             for shot in shots:
                 shot.later = False
-            identity.revisions += 1
             self._decide(identity, recent, frame)
 
     def _unknown_label(self, template: np.ndarray) -> str:
