@@ -161,10 +161,6 @@ class OperatingPoint:
     def estimated_fmr(self, similarity: float) -> float:
         return self.calibration.estimated_fmr(similarity)
 
-    def threshold_at(self, factor: float) -> float:
-        """The threshold at ``factor`` times this FMR (clamped to the calibrated range): stricter below 1."""
-        return self.calibration.clamped_threshold(self.fmr * factor)
-
 
 def operating_point(model_id: str, *, fmr: float | None = None, stored: Calibration | None = None) -> OperatingPoint:
     """The one decision rule: the calibration ``stored`` in a gallery (``faceprint calibrate``), else the one

@@ -237,7 +237,7 @@ class IdentityResolver:
             return [None] * len(identities)
         model_id = self.pipeline.model.model_id
         # Tracks deciding on the same frame are faces of one photo: nobody is given to two of them.
-        # The quality judged is that of the best shot averaged (the others are no worse than 0.8 of it).
+        # The quality judged is that of the best shot averaged: a track is judged by its best evidence.
         faces = [
             dataclasses.replace(
                 max(identity.embedded, key=lambda s: s.quality).located.face, template=Template(t, model_id)
