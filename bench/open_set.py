@@ -19,7 +19,8 @@ Reported for each FPIR target: the threshold, the measured FPIR with its 95% Wil
 of searches), FNIR (a mated search not named as its own person), the share of mated searches answered
 "uncertain", and the same rule without the gallery's measurement (the shipped tail scaled to the size: the
 bound used while a measurement is stale). The plain per-comparison threshold of the previous rule (FMR 1e-3)
-is measured alongside.
+is measured alongside, and so is the previous person score (best over their templates) at the threshold
+that gives the same measured FPIR (``old_scores_same_fpir_fnir``).
 """
 
 from __future__ import annotations
@@ -196,6 +197,8 @@ def measure_rule(size: int, photos: int, non_mated: int) -> dict:
     named = np.array([codes[people[0][0]] if people else -1 for people in found])
     mated = len(split.mated)
     hit_person = named[:mated] == split.mated_people
+    old_best, old_named = best_over_templates(split)
+    old_hit = old_named[:mated] == split.mated_people
     bound = {fpir: identification_point(MODEL, templates=templates, fpir=fpir) for fpir in FPIRS}
     plain = operating_point(MODEL, fmr=1e-3).threshold
     result = {
@@ -216,8 +219,30 @@ def measure_rule(size: int, photos: int, non_mated: int) -> dict:
         row = {"fpir": fpir, "basis": point.basis}
         row["measured"] = _outcome(best, hit_person, split, point.threshold, point)
         row["bound"] = _outcome(best, hit_person, split, bound[fpir].threshold, bound[fpir])
+        if row["measured"]["threshold"] is not None:
+            row["old_scores_same_fpir_fnir"] = _fnir_at(old_best, old_hit, mated, row["measured"]["fpir"])
         result["rule"].append(row)
     return result
+
+
+def best_over_templates(split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """Each search's best person by the previous person score (best over their templates): score, person."""
+    probes = np.concatenate([split.mated, split.non_mated])
+    order = np.argsort(split.enrolled_people, kind="stable")
+    people, first = np.unique(split.enrolled_people[order], return_index=True)
+    vectors = split.enrolled[order]
+    best, named = np.empty(len(probes)), np.empty(len(probes), np.int64)
+    for start in range(0, len(probes), 256):
+        per_person = np.maximum.reduceat(probes[start : start + 256] @ vectors.T, first, axis=1)
+        best[start : start + 256] = per_person.max(axis=1)
+        named[start : start + 256] = people[per_person.argmax(axis=1)]
+    return best, named
+
+
+def _fnir_at(best: np.ndarray, hit_person: np.ndarray, mated: int, fpir: float) -> float:
+    """FNIR at the threshold that gives the non-mated searches this measured FPIR."""
+    threshold = np.quantile(best[mated:], 1 - fpir) if fpir > 0 else np.inf
+    return float(1 - (hit_person & (best[:mated] > threshold)).mean())
 
 
 def _outcome(
