@@ -1,5 +1,7 @@
-"""One decision rule (``faceprint.match.operating_point``): a gallery's stored calibration and its operating
-FMR decide ``verify``, ``identify`` and ``video`` alike; an FMR outside the calibration is a usage error."""
+"""One decision rule per kind of search: a gallery's stored calibration decides ``verify`` at its operating FMR
+(``faceprint.match.operating_point``) and ``identify`` and ``video`` at an FPIR for the gallery's size
+(``faceprint.match.identification_point``); an FMR outside the calibration, or an FPIR that is not a rate,
+is a usage error."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typer.testing import CliRunner
 from faceprint import Gallery
 from faceprint.cli import app
 from faceprint.errors import UnsupportedFMRError
-from faceprint.match import Calibration, load_calibration, operating_point
+from faceprint.match import DEFAULT_FPIR, Calibration, load_calibration, operating_point
 from faceprint.video.identity import IdentityResolver
 
 from .conftest import KIT
@@ -77,9 +79,11 @@ def test_verify_decides_by_the_gallery_calibration(calibrated: Path, tmp_path: P
 def test_identify_decides_by_the_gallery_calibration(calibrated: Path) -> None:
     result = invoke("identify", KIT[1], "--db", calibrated, "--json")
     face = json.loads(result.stdout)[0]["faces"][0]
-    stored = Calibration.from_dict(strict_calibration())
-    assert result.exit_code == 1 and face["name"] == "unknown"
-    assert face["threshold"] == round(stored.threshold(STORED_FMR), 4)
+    with Gallery(calibrated) as gallery:
+        point = gallery.identification_point()
+    assert point.calibration.source == "test: nobody passes"
+    assert result.exit_code == 1 and face["name"] == "unknown" and face["decision"] == "no_match"
+    assert face["fpir"] == DEFAULT_FPIR and face["threshold"] == round(point.threshold, 4) >= 0.999
     assert face["candidates"][0]["name"] == "Kit Harington", "the search itself still ranks Kit first"
 
 
@@ -92,17 +96,26 @@ def test_video_decides_by_the_gallery_calibration(calibrated: Path, tmp_path: Pa
     assert len(labels) == 2 and all(label.startswith("unknown") for label in labels), labels
     with Gallery(calibrated) as gallery:
         point = IdentityResolver(gallery).point
-    assert (point.fmr, point.calibration.source) == (STORED_FMR, "test: nobody passes")
+    assert (point.fpir, point.calibration.source) == (DEFAULT_FPIR, "test: nobody passes")
 
 
-@pytest.mark.parametrize("command", ["verify", "identify", "video"])
-def test_an_fmr_outside_the_calibration_is_a_usage_error(command: str, calibrated: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("command", "option", "message"),
+    [
+        ("verify", "--fmr=1e-9", "from 1e-05 to 0.1"),
+        ("identify", "--fpir=1.5", "between 0 and 1"),
+        ("video", "--fpir=0", "between 0 and 1"),
+    ],
+)
+def test_a_rate_outside_the_rule_is_a_usage_error(
+    command: str, option: str, message: str, calibrated: Path, tmp_path: Path
+) -> None:
     inputs = {"verify": [KIT[0], KIT[1]], "identify": [KIT[0]], "video": [tmp_path / "clip.mp4"]}[command]
     if command == "video":
         crossing_clip().write(inputs[0])
-    result = invoke(command, *inputs, "--fmr", "1e-9", "--db", calibrated)
+    result = invoke(command, *inputs, option, "--db", calibrated)
     assert result.exit_code == 2, result.output
-    assert "from 1e-05 to 0.1" in result.output
+    assert message in result.output
 
 
 def test_the_gallery_reports_its_operating_point(calibrated: Path) -> None:
@@ -110,3 +123,5 @@ def test_the_gallery_reports_its_operating_point(calibrated: Path) -> None:
         assert gallery.operating_point().fmr == STORED_FMR
         assert gallery.operating_point(1e-4).fmr == 1e-4
         assert gallery.calibration().source == "test: nobody passes"
+        assert gallery.identification_point().fpir == DEFAULT_FPIR
+        assert gallery.identification_point(1e-3).fpir == 1e-3

@@ -19,6 +19,7 @@ from faceprint.errors import DatasetError
 from faceprint.evaluation import read_pairs, split_folder, split_from_csv
 from faceprint.evaluation.calibration import ScoredPairs, calibration_document
 from faceprint.evaluation.fairness import MIXED, UNLABELLED, pair_groups, read_labels
+from faceprint.match import fmr_for_fpir
 from faceprint.pipeline import ImageResult
 
 from .conftest import HIRES, KIT, LIN, OBAMA
@@ -166,8 +167,9 @@ def test_calibration_moves_decisions_and_estimated_fmr(tmp_path: Path, hires_res
         gallery.enroll_results("Kit Harington", [hires_results[rel(KIT[0])]])
         shipped = gallery.calibration()
         (before,) = gallery.identify_faces(hires_results[rel(LIN[0])].faces)
-        # Lin-Manuel Miranda resembles Obama (similarity ~0.89) but is far below the shipped 1e-3 threshold.
-        assert before.name == "unknown" and before.decision == "no_match" and before.threshold > 0.92
+        # Lin-Manuel Miranda resembles Obama (similarity ~0.89) but is far below the shipped tail's threshold
+        # at FPIR 1e-2 for two templates (FMR 5e-3).
+        assert before.name == "unknown" and before.decision == "no_match" and before.threshold > 0.91
         impostors, genuines = template_scores(hires_results)
         document = calibration_document(
             ScoredPairs(impostors),
@@ -185,12 +187,13 @@ def test_calibration_moves_decisions_and_estimated_fmr(tmp_path: Path, hires_res
     with Gallery(tmp_path / "g.db") as gallery:
         calibration = gallery.calibration()
         assert calibration.source == "faces-hires pairs" and calibration.operating_fmr == 0.1
-        (after,) = gallery.identify_faces(hires_results[rel(LIN[0])].faces)
+        (after,) = gallery.identify_faces(hires_results[rel(LIN[0])].faces, fpir=0.1)
         best = after.candidates[0]
         assert best.name == "Barack Obama"
-        assert after.threshold == pytest.approx(calibration.threshold(0.1))
-        # At FMR 0.1 on these pairs Lin is taken for Obama, but only inside the uncertain band,
-        # between the thresholds at 0.1 x 10 (clamped to 0.1) and 0.1 / 10 (clamped to 0.03).
+        # Two people, one template each: FPIR 0.1 needs a per-comparison FMR of about 0.05.
+        assert after.threshold == pytest.approx(calibration.threshold(fmr_for_fpir(0.1, 2)))
+        # At FPIR 0.1 on these pairs Lin is taken for Obama, but only inside the uncertain band,
+        # between the thresholds at FPIR 0.1 x 10 (clamped to FMR 0.1) and 0.1 / 10 (clamped to FMR 0.03).
         low, high = calibration.band(0.1)
         assert low <= best.similarity < high
         assert after.name == "Barack Obama" and after.decision == "uncertain"
@@ -200,10 +203,11 @@ def test_calibration_moves_decisions_and_estimated_fmr(tmp_path: Path, hires_res
         assert best.estimated_fmr == pytest.approx(calibration.estimated_fmr(best.similarity))
         assert share / 2 < best.estimated_fmr < share * 2
         assert best.estimated_fmr != pytest.approx(shipped.estimated_fmr(best.similarity), rel=0.2)
-        # A stricter operating point of the same table: unknown, still uncertain.
-        (strict,) = gallery.identify_faces(hires_results[rel(LIN[0])].faces, fmr=0.03)
+        # A stricter operating point than this table can promise: unknown, uncertain, and why.
+        (strict,) = gallery.identify_faces(hires_results[rel(LIN[0])].faces, fpir=0.03)
         assert strict.name == "unknown" and strict.decision == "uncertain"
-        (kit,) = gallery.identify_faces(hires_results[rel(KIT[1])].faces)
+        assert strict.reason is not None and "unsupported" in strict.reason
+        (kit,) = gallery.identify_faces(hires_results[rel(KIT[1])].faces, fpir=0.1)
         assert kit.name == "Kit Harington" and kit.decision == "match"
         verdict = faceprint.verify(LIN[0], OBAMA[0], calibration=calibration)
         assert verdict.match and verdict.decision == "uncertain" and verdict.fmr == 0.1
@@ -226,9 +230,13 @@ def test_calibrate_cli_stores_the_table_and_refuses_unsupported_fmr(
     shipped = json.loads(run("verify", LIN[0], OBAMA[0], "--db", tmp_path / "none.db", "--json", code=1))
     assert shipped["decision"] == "no_match" and shipped["operating_fmr"] == 1e-3
     run("enroll", "Barack Obama", OBAMA[0], "--db", db, "--json")
-    (face,) = json.loads(run("identify", LIN[0], "--db", db, "--json"))[0]["faces"]
+    (face,) = json.loads(run("identify", LIN[0], "--db", db, "--fpir", 0.1, "--json"))[0]["faces"]
     assert face["name"] == "Barack Obama" and face["decision"] == "uncertain"
     assert face["candidates"][0]["decision"] == "uncertain"
+    # The stored table stops at FMR 0.03: the default FPIR 1e-2 cannot be promised, and no name is given.
+    (face,) = json.loads(run("identify", LIN[0], "--db", db, "--json", code=1))[0]["faces"]
+    assert face["name"] == "unknown" and face["decision"] == "uncertain" and face["threshold"] is None
+    assert "target FPIR 0.01 unsupported" in face["reason"]
 
 
 def test_csv_split_withholds_gallery_identities_as_non_mated_probes(tmp_path: Path) -> None:

@@ -5,8 +5,11 @@ distance between them is ``sqrt(2 - 2 * similarity)``. A threshold is never a ba
 it is read from a calibration table that maps false-match rates (FMR), measured on real
 impostor pairs, to similarity thresholds (see ``bench/calibrate.py`` and BENCHMARKS.md).
 
-``operating_point`` is the one decision rule every front end uses (``verify``, ``Gallery.identify``,
-video, evaluation, later the HTTP service): which calibration decides, and at which FMR.
+``operating_point`` is the one decision rule for 1:1 comparisons (``verify``): which calibration
+decides, and at which FMR. ``identification_point`` is its 1:N counterpart (``Gallery.identify``, video,
+evaluation, later the HTTP service): the threshold that keeps the false-positive identification rate
+(FPIR, the chance that a person who is not enrolled is given an enrolled name) at its target for the
+gallery's size, from the same per-comparison tail and what the gallery measured of itself (``GalleryTail``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -25,8 +29,16 @@ from .types import Decision, Template, Verification
 
 #: Default operating point: one false match in a thousand impostor comparisons.
 DEFAULT_FMR = 1e-3
-#: Width of the ``uncertain`` band, as a factor on the FMR either side of the operating point.
+#: Width of the ``uncertain`` band, as a factor on the FMR (or FPIR) either side of the operating point.
 UNCERTAIN_FACTOR = 10.0
+#: Default 1:N operating point: one stranger in a hundred searches given an enrolled name.
+DEFAULT_FPIR = 1e-2
+#: A gallery's own measurement is stale once its template count moved by more than this fraction.
+STALE_AFTER = 0.10
+#: False positives a measured FPIR point must rest on (as for every rate faceprint reports).
+MIN_FALSE_POSITIVES = 10
+#: FPIRs at which a gallery's best-impostor distribution is tabulated (those with enough searches).
+MEASURED_FPIRS = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 3e-4, 1e-4, 3e-5, 1e-5)
 
 
 @dataclass(frozen=True)
@@ -149,10 +161,6 @@ class OperatingPoint:
     def estimated_fmr(self, similarity: float) -> float:
         return self.calibration.estimated_fmr(similarity)
 
-    def threshold_at(self, factor: float) -> float:
-        """The threshold at ``factor`` times this FMR (clamped to the calibrated range): stricter below 1."""
-        return self.calibration.clamped_threshold(self.fmr * factor)
-
 
 def operating_point(model_id: str, *, fmr: float | None = None, stored: Calibration | None = None) -> OperatingPoint:
     """The one decision rule: the calibration ``stored`` in a gallery (``faceprint calibrate``), else the one
@@ -185,3 +193,245 @@ def compare(
         estimated_fmr=point.estimated_fmr(score),
         decision=point.decide(score),
     )
+
+
+# --- 1:N: false-positive identification rate ------------------------------------------------
+
+
+def fmr_for_fpir(fpir: float, comparisons: float) -> float:
+    """Per-comparison FMR at which ``comparisons`` independent impostor comparisons give ``fpir``:
+    solves FPIR = 1 - (1 - FMR)^n."""
+    return -math.expm1(math.log1p(-fpir) / max(comparisons, 1.0))
+
+
+def fpir_for_fmr(fmr: float, comparisons: float) -> float:
+    """FPIR of a search making ``comparisons`` independent comparisons at per-comparison ``fmr``."""
+    return -math.expm1(max(comparisons, 1.0) * math.log1p(-min(fmr, 1.0 - 1e-12)))
+
+
+def _check_fpir(fpir: float) -> None:
+    if not 0.0 < fpir < 1.0:
+        raise UnsupportedFMRError(f"FPIR {fpir:g} is not a rate: choose one between 0 and 1 (e.g. 0.01)")
+
+
+@dataclass(frozen=True)
+class GalleryTail:
+    """Best-impostor person scores measured on a gallery itself, at the size it had then.
+
+    Each sampled person's templates are searched against everyone else (leave-one-person-out, through
+    the gallery's own index and person-level scores): the best score of each search is what a stranger's
+    search meets at this size and in this population. ``fpirs``/``thresholds`` tabulate that distribution
+    (points resting on at least ``MIN_FALSE_POSITIVES`` searches); ``comparisons_per_template`` is the fit of
+    the shipped per-comparison tail to it: a search of T templates behaves like ``T * comparisons_per_template``
+    independent comparisons (below 1 where a person's templates, or similar-looking people, overlap).
+    """
+
+    model_id: str
+    people: int
+    templates: int
+    searches: int
+    fpirs: tuple[float, ...]
+    thresholds: tuple[float, ...]
+    comparisons_per_template: float | None
+    seconds: float
+
+    @classmethod
+    def from_scores(
+        cls, best: np.ndarray, *, calibration: Calibration, people: int, templates: int, seconds: float
+    ) -> GalleryTail:
+        """From the best impostor score of each leave-one-person-out search."""
+        ordered = np.sort(np.asarray(best, np.float64))[::-1]
+        points = []
+        for fpir in MEASURED_FPIRS:
+            k = int(fpir * len(ordered))
+            if k >= MIN_FALSE_POSITIVES and k < len(ordered):
+                # Midway between the k-th and (k+1)-th best: a share fpir of searches score above it.
+                points.append((fpir, round(float((ordered[k - 1] + ordered[k]) / 2), 6)))
+        fpirs, thresholds = tuple(p[0] for p in points), tuple(p[1] for p in points)
+        return cls(
+            calibration.model_id,
+            people,
+            templates,
+            len(ordered),
+            fpirs,
+            thresholds,
+            _fit_comparisons(fpirs, thresholds, calibration, templates),
+            round(seconds, 3),
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GalleryTail:
+        try:
+            return cls(
+                data["model_id"],
+                int(data["people"]),
+                int(data["templates"]),
+                int(data["searches"]),
+                tuple(float(p["fpir"]) for p in data["points"]),
+                tuple(float(p["threshold"]) for p in data["points"]),
+                data["comparisons_per_template"],
+                float(data["seconds"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"malformed gallery calibration ({type(exc).__name__}: {exc})") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "people": self.people,
+            "templates": self.templates,
+            "searches": self.searches,
+            "points": [{"fpir": f, "threshold": round(t, 6)} for f, t in zip(self.fpirs, self.thresholds)],
+            "comparisons_per_template": self.comparisons_per_template,
+            "seconds": self.seconds,
+        }
+
+    def fresh(self, templates: int) -> bool:
+        """Was this measured at (about) ``templates``: within ``STALE_AFTER`` of it?"""
+        return abs(templates - self.templates) <= STALE_AFTER * self.templates
+
+    def threshold(self, fpir: float, templates: int) -> float | None:
+        """The measured threshold for ``fpir`` at ``templates`` (the table's FPIR moved to the measured size as
+        for independent comparisons: a small step, since it is fresh); None outside the measured range."""
+        at_measured = fpir_for_fmr(fmr_for_fpir(fpir, templates), self.templates)
+        if not self.fpirs or not self.fpirs[-1] <= at_measured <= self.fpirs[0]:
+            return None
+        return float(np.interp(-math.log10(at_measured), [-math.log10(f) for f in self.fpirs], self.thresholds))
+
+
+def _fit_comparisons(
+    fpirs: Sequence[float], thresholds: Sequence[float], calibration: Calibration, templates: int
+) -> float | None:
+    """Effective independent comparisons per template: for each measured point inside the shipped table's
+    range, the n that makes 1 - (1 - FMR(t))^n equal the measured FPIR; their geometric mean (None if none)."""
+    low, high = calibration.thresholds[0], calibration.thresholds[-1]
+    fits = [
+        math.log1p(-fpir) / math.log1p(-calibration.estimated_fmr(t)) / max(templates, 1)
+        for fpir, t in zip(fpirs, thresholds)
+        if low < t < high  # at an end of the table the FMR is censored, not measured
+    ]
+    return float(math.exp(np.mean(np.log(fits)))) if fits else None
+
+
+@dataclass(frozen=True)
+class IdentificationPoint:
+    """What a 1:N search decides with: a target FPIR at the gallery's size, and the thresholds it implies.
+
+    A search of a gallery of T templates (person score = best over their templates) names a stranger
+    when the best of T impostor scores passes the threshold. Assuming the comparisons independent,
+    FPIR(t) = 1 - (1 - FMR(t))^n with n = T, FMR(t) read from the per-comparison impostor tail (the
+    calibration). Comparisons are not independent (a person's templates, look-alikes), so where the gallery
+    measured itself (``GalleryTail``, fresh) its measured thresholds decide, and beyond their range the tail
+    with the fitted n; otherwise n = T x max(1, the last fitted factor): the independence bound, never looser
+    than what was measured. A target that would need an FMR below the calibrated range is unsupported
+    (``threshold`` None, ``unsupported`` says why): no name is given, rather than extrapolating.
+    """
+
+    calibration: Calibration
+    fpir: float
+    templates: int
+    #: Effective independent comparisons per search.
+    comparisons: float
+    #: The gallery's own measurement, when fresh (it decides where it reaches).
+    measured: GalleryTail | None
+    basis: str
+
+    def threshold_for(self, fpir: float) -> float | None:
+        """Similarity a best candidate must reach for ``fpir`` at this size; None where unsupported."""
+        if self.measured is not None:
+            measured = self.measured.threshold(fpir, self.templates)
+            if measured is not None:
+                return measured
+        fmr = fmr_for_fpir(fpir, self.comparisons)
+        if fmr < self.calibration.fmrs[-1]:
+            return None
+        return self.calibration.clamped_threshold(fmr)  # above the table: its loosest end is stricter, safe
+
+    @functools.cached_property
+    def threshold(self) -> float | None:
+        return self.threshold_for(self.fpir)
+
+    @functools.cached_property
+    def band(self) -> tuple[float, float] | None:
+        """Thresholds at FPIR x 10 and FPIR / 10 (the strict one at the strictest supported end if beyond)."""
+        if self.threshold is None:
+            return None
+        low = self.threshold_for(min(self.fpir * UNCERTAIN_FACTOR, 0.5)) or self.threshold
+        high = self.threshold_for(self.fpir / UNCERTAIN_FACTOR)
+        if high is None:
+            ends = [self.calibration.thresholds[-1], *(self.measured.thresholds[-1:] if self.measured else ())]
+            high = max(ends)
+        return min(low, self.threshold), max(high, self.threshold)
+
+    @property
+    def unsupported(self) -> str | None:
+        """Why ``fpir`` cannot be promised at this size (None if it can)."""
+        if self.threshold is not None:
+            return None
+        fmr = fmr_for_fpir(self.fpir, self.comparisons)
+        return (
+            f"target FPIR {self.fpir:g} unsupported at this gallery size ({self.templates:,} templates): it needs "
+            f"a per-comparison FMR of {fmr:.1e}, below the {self.calibration.fmrs[-1]:g} calibrated for "
+            f"{self.calibration.model_id}; choose a higher FPIR, or measure the gallery (faceprint calibrate --gallery)"
+        )
+
+    def decide(self, similarity: float) -> Decision:
+        """``match`` from the FPIR/10 threshold, ``no_match`` below the FPIR x 10 one, ``uncertain`` between
+        (and always when the target is unsupported: no decision can keep the promise)."""
+        if self.band is None:
+            return "uncertain"
+        low, high = self.band
+        if similarity >= high:
+            return "match"
+        return "no_match" if similarity < low else "uncertain"
+
+    def estimated_fpir(self, similarity: float) -> float:
+        """Share of strangers whose best candidate would score at least ``similarity`` at this size."""
+        return fpir_for_fmr(self.calibration.estimated_fmr(similarity), self.comparisons)
+
+    def estimated_fmr(self, similarity: float) -> float:
+        return self.calibration.estimated_fmr(similarity)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fpir": self.fpir,
+            "threshold": self.threshold,
+            "templates": self.templates,
+            "comparisons": round(self.comparisons, 1),
+            "basis": self.basis,
+            "unsupported": self.unsupported,
+        }
+
+
+def identification_point(
+    model_id: str,
+    *,
+    templates: int,
+    fpir: float | None = None,
+    stored: Calibration | None = None,
+    measured: GalleryTail | None = None,
+) -> IdentificationPoint:
+    """The 1:N decision rule for a gallery of ``templates`` templates, at ``fpir`` (default ``DEFAULT_FPIR``):
+    per-comparison tail from ``stored`` (a gallery's ``faceprint calibrate``) else the shipped one, corrected
+    by ``measured`` (the gallery's own leave-one-person-out tail; see ``IdentificationPoint``).
+
+    >>> point = identification_point("dlib-resnet-v1", templates=100)
+    >>> point.fpir, round(point.threshold, 4), point.basis
+    (0.01, 0.9371, 'shipped tail at 100 templates, independent comparisons (no measurement of this gallery)')
+    """
+    fpir = DEFAULT_FPIR if fpir is None else fpir
+    _check_fpir(fpir)
+    calibration = stored or load_calibration(model_id)
+    check_same_model(model_id, calibration.model_id)
+    templates = max(templates, 1)
+    factor = measured.comparisons_per_template if measured is not None else None
+    if measured is not None and measured.fresh(templates):
+        check_same_model(model_id, measured.model_id)
+        per_template = factor if factor is not None else 1.0
+        basis = f"measured on this gallery at {measured.templates:,} templates ({measured.searches:,} searches)"
+        return IdentificationPoint(calibration, fpir, templates, templates * per_template, measured, basis)
+    if measured is not None:
+        basis = f"shipped tail at {templates:,} templates, bound (measured at {measured.templates:,} templates: stale)"
+    else:
+        basis = f"shipped tail at {templates:,} templates, independent comparisons (no measurement of this gallery)"
+    return IdentificationPoint(calibration, fpir, templates, templates * max(factor or 1.0, 1.0), None, basis)

@@ -278,33 +278,38 @@ UNKNOWN = "unknown"
 
 @dataclass(frozen=True, eq=False)
 class Identification:
-    """The decision for one face of a probe image: a known person or ``unknown``."""
+    """The decision for one face of a probe image, made at a false-positive identification rate (FPIR:
+    the chance that a person who is not enrolled is given an enrolled name, at this gallery's size).
+
+    ``decision``: ``match`` (named, and the score passes even the threshold at ``fpir`` / 10), ``uncertain``
+    (the score lies between the thresholds at ``fpir`` x 10 and ``fpir`` / 10: named when it passes the one
+    at ``fpir``; or the face is not named for a ``reason`` although its best candidate passes, e.g. low
+    quality, or the target FPIR cannot be promised at this gallery's size), ``no_match`` (unknown: below the
+    threshold at ``fpir`` x 10, or refused). ``threshold`` is what ``fpir`` implied (None: unsupported).
+    """
 
     face: Face
     candidates: tuple[Candidate, ...]
     match: Candidate | None
-    threshold: float
+    threshold: float | None
+    decision: Decision
+    fpir: float
+    #: Why the face is not named, or named only with doubt (None for a plain match).
+    reason: str | None = None
 
     @property
     def name(self) -> str:
         return self.match.name if self.match else UNKNOWN
 
-    @property
-    def decision(self) -> Decision | None:
-        """The match's graded decision; for an ``unknown`` face, ``uncertain`` if the best candidate
-        was within the uncertain band, else ``no_match``."""
-        if self.match:
-            return self.match.decision
-        best = self.candidates[0].decision if self.candidates else None
-        return "uncertain" if best == "uncertain" else "no_match"
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "decision": self.decision,
+            "reason": self.reason,
             "person_id": self.match.person_id if self.match else None,
             "similarity": round(self.match.similarity, 4) if self.match else None,
-            "threshold": round(self.threshold, 4),
+            "fpir": self.fpir,
+            "threshold": None if self.threshold is None else round(self.threshold, 4),
             "face": self.face.to_dict(),
             "candidates": [c.to_dict() for c in self.candidates],
         }

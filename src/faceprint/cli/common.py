@@ -86,6 +86,16 @@ FmrOption = Annotated[
         show_default=False,
     ),
 ]
+FpirOption = Annotated[
+    float | None,
+    typer.Option(
+        "--fpir",
+        help="False-positive identification rate: the chance that someone not enrolled is given a name, "
+        "kept at this gallery's size (default: 1e-2). A rate the calibration cannot promise at this size "
+        "answers 'uncertain' and says why.",
+        show_default=False,
+    ),
+]
 AnnotatedOutOption = Annotated[Path | None, typer.Option("--out", help="Annotated copy (single image only).")]
 AttributesListOption = Annotated[
     str | None,

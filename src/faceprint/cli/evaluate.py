@@ -181,6 +181,15 @@ def _print_identification(s: dict[str, Any]) -> None:
     console.print(
         f"at the calibrated threshold {op['threshold']:.4f} (FMR {op['fmr']:g}): FNIR {op['fnir']:.2%}, FPIR {fpir}"
     )
+    for rule in s["fpir_rule"]:
+        if rule["threshold"] is None:
+            console.print(f"decided at FPIR {rule['fpir']:g}: unsupported (every search 'uncertain')")
+        else:
+            measured = "-" if rule["measured_fpir"] is None else f"{rule['measured_fpir']:.2%}"
+            console.print(
+                f"decided at FPIR {rule['fpir']:g}: threshold {rule['threshold']:.4f}, FNIR {rule['fnir']:.2%}, "
+                f"measured FPIR {measured} ({rule['false_positives']} of {rule['non_mated']})"
+            )
     _print_footer(s)
 
 
@@ -196,7 +205,7 @@ def _print_footer(s: dict[str, Any]) -> None:
 
 
 CalibrationSourceArgument = Annotated[
-    Path,
+    Path | None,
     typer.Argument(
         help="Pairs file (CSV or LFW pairs.txt), or a folder-per-person dataset (every pair is used).",
         show_default=False,
@@ -215,9 +224,20 @@ MinFalseMatchesOption = Annotated[
 ]
 
 
+GalleryFlag = Annotated[
+    bool,
+    typer.Option(
+        "--gallery",
+        help="Measure the gallery itself for identification (leave-one-person-out searches of its own "
+        "templates) instead of a dataset: needed after it grew or shrank by more than 10%.",
+    ),
+]
+
+
 @handles_errors
 def calibrate(
-    source: CalibrationSourceArgument,
+    source: CalibrationSourceArgument = None,
+    gallery: GalleryFlag = False,
     fmr: FmrOption = None,
     out: CalibrationOutOption = None,
     dry_run: DryRunOption = False,
@@ -228,11 +248,11 @@ def calibrate(
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Measure the similarity threshold for each FMR on your data and store it in the gallery.
-
-    From then on, verify/identify decisions and their estimated FMR follow it."""
+    """Measure thresholds on your data (each FMR), or the gallery itself (--gallery), and store them in it."""
     from ..evaluation import calibration
 
+    if gallery or source is None:
+        return _measure_gallery(db, json_output, asked=gallery)
     dataset = calibration.read_calibration_source(source, images)
     with _cache(no_cache) as cache, progress_bar(len(dataset.images), "embedding", enabled=not json_output) as advance:
         run = calibration.calibrate(
@@ -245,6 +265,27 @@ def calibrate(
         print_json({**run.document, "stored_in": stored, "written_to": str(out) if out else None})
     else:
         _print_calibration(run, stored)
+
+
+def _measure_gallery(db: str | None, json_output: bool, *, asked: bool) -> None:
+    """``calibrate --gallery``: the gallery measures itself for identification; print what it decides with."""
+    if not asked:
+        raise typer.BadParameter("give a pairs file or dataset to calibrate on, or --gallery")
+    with open_gallery(db) as opened:
+        stats = opened.identification_stats(measure=True)
+    measured, point = stats["measured"], stats["point"]
+    if json_output:
+        print_json(stats)
+        return
+    table = Table("FPIR", "threshold", title=f"{opened.path}: best-impostor scores")
+    for p in measured["points"]:
+        table.add_row(f"{p['fpir']:g}", f"{p['threshold']:.4f}")
+    console.print(table)
+    console.print(
+        f"{measured['searches']:,} searches of {measured['templates']:,} templates ({measured['people']:,} people) "
+        f"in {measured['seconds']:.1f} s; at FPIR {point['fpir']:g}: threshold "
+        f"{'unsupported' if point['threshold'] is None else format(point['threshold'], '.4f')} ({point['basis']})"
+    )
 
 
 def _store(document: dict[str, Any], db: str | None) -> str:

@@ -32,7 +32,8 @@ def stats(
         print_json(found)
         return
     for key, value in found.items():
-        console.print(f"{key:>15}: {value}")
+        for name, shown in value.items() if isinstance(value, dict) else [(key, value)]:
+            console.print(f"{name:>15}: {shown}")
 
 
 @app.command()

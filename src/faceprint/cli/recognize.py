@@ -17,6 +17,7 @@ from .common import (
     DbOption,
     DetectorOption,
     FmrOption,
+    FpirOption,
     JsonOption,
     WorkersOption,
     console,
@@ -116,14 +117,14 @@ def _report_enrollment(outcome: PeopleEnrollment, json_output: bool) -> None:
 def identify(
     inputs: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Candidates listed per face.")] = 3,
-    fmr: FmrOption = None,
+    fpir: FpirOption = None,
     out: AnnotatedOutOption = None,
     attributes: AttributesListOption = None,
     workers: WorkersOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Name every face in images, against the gallery; `unknown` below the threshold."""
+    """Name every face in images, against the gallery, at a false-positive identification rate; else `unknown`."""
     from .. import draw
     from ..image import image_files
 
@@ -134,7 +135,7 @@ def identify(
     with open_gallery(db) as gallery, progress_bar(len(paths), "identifying", enabled=not json_output) as advance:
         warn_if_empty(gallery, "enroll people first")
         answers = gallery.identify_files(
-            paths, top_k=top_k, fmr=fmr, attributes=wanted, workers=workers, on_done=advance
+            paths, top_k=top_k, fpir=fpir, attributes=wanted, workers=workers, on_done=advance
         )
     if out is not None and not answers[0].result.error:
         draw.save_annotated(paths[0], [i.face for i in answers[0].faces], [i.name for i in answers[0].faces], out)
@@ -170,7 +171,7 @@ def _report_identification(answers: list[PhotoIdentification], json_output: bool
                 f"{best.estimated_fmr:.1e}" if best else "",
                 f"{others[0].name} {others[0].similarity:.3f}" if others else "",
                 f"[green]{ident.name}[/]" if ident.match else "[red]unknown[/]",
-                ident.decision or "",
+                f"{ident.decision}: {ident.reason}" if ident.reason else ident.decision,
                 *(attribute_cells(ident.face) if with_attributes else ()),
             )
     console.print(table)

@@ -24,7 +24,7 @@ from ..choices import Challenge, Method
 from .common import (
     EXIT_NEGATIVE,
     DbOption,
-    FmrOption,
+    FpirOption,
     JsonOption,
     console,
     emit,
@@ -83,7 +83,7 @@ def video(
     crops: Annotated[Path | None, typer.Option("--crops", help="Folder for each track's best-shot crop.")] = None,
     every: EveryOption = 5,
     no_identify: Annotated[bool, typer.Option("--no-identify", help="Track faces without naming them.")] = False,
-    fmr: FmrOption = None,
+    fpir: FpirOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -91,7 +91,7 @@ def video(
     from ..video import IdentityOptions, Timeline, VideoOptions, VideoProcessor, open_source, timeline_summary
     from ..video.output import VideoWriter
 
-    options = VideoOptions(detect_every=every, identify=not no_identify, identity=IdentityOptions(fmr=fmr))
+    options = VideoOptions(detect_every=every, identify=not no_identify, identity=IdentityOptions(fpir=fpir))
     with contextlib.ExitStack() as stack:
         gallery = None if no_identify else stack.enter_context(open_gallery(db))
         if gallery is not None:
@@ -168,14 +168,18 @@ def _report(events: list[TrackEvent], summary: dict[str, Any], json_output: bool
         similarity = f"{e.similarity:.3f}" if e.similarity is not None else "-"
         table.add_row(
             str(e.track_id),
-            e.label,
+            e.label if e.event == "track" else f"{e.previous_label} -> {e.label} (revised)",
             f"{e.first_time:.2f}s (#{e.first_frame})",
             f"{e.last_time:.2f}s (#{e.last_frame})",
             str(e.best_frame if e.best_frame is not None else "-"),
             similarity,
         )
     console.print(table)
-    console.print(f"{len(events)} face track(s); detector ran on {summary['detections_run']} frame(s)")
+    tracks = sum(e.event == "track" for e in events)
+    console.print(
+        f"{tracks} face track(s), {len(events) - tracks} revision(s); "
+        f"detector ran on {summary['detections_run']} frame(s)"
+    )
 
 
 @handles_errors

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
-from ..match import Calibration, OperatingPoint, operating_point
+from ..match import Calibration, GalleryTail, OperatingPoint, identification_point, operating_point
 from ..pipeline import DEFAULT_OPTIONS, PipelineOptions
 from . import metrics
 from .cache import EmbeddedImages, EmbeddingCache, embed_images
@@ -235,7 +235,7 @@ def identify_split(split: Split, settings: EvaluationSettings) -> Identification
         split.images(), settings.options, workers=settings.workers, cache=settings.cache, on_done=settings.on_done
     )
     start = time.perf_counter()
-    scores, mate = _identity_scores(images, split)
+    scores, mate, templates, identity = _identity_scores(images, split)
     if not np.isfinite(scores).any():
         raise DatasetError(
             f"{split.description}: no face found in the gallery or in the probes; {_first_problems(images)}"
@@ -261,6 +261,7 @@ def identify_split(split: Split, settings: EvaluationSettings) -> Identification
         "cmc": curve.tolist(),
         "open_set": [_open_set_point(rank1_scores, top[~mated], fpir) for fpir in OPEN_SET_FPIRS],
         "operating_point": _open_set_at(rank1_scores, top[~mated], point.threshold, point.fmr),
+        "fpir_rule": _fpir_rule(templates, identity, rank1_scores, top[~mated], settings),
     }
     summary["timing"] = {
         "embed_s": images.seconds,
@@ -270,18 +271,71 @@ def identify_split(split: Split, settings: EvaluationSettings) -> Identification
     return IdentificationRun(split, images, ranks, curve, summary)
 
 
-def _identity_scores(images: EmbeddedImages, split: Split) -> tuple[np.ndarray, np.ndarray]:
-    """Probes x gallery identities (best over an identity's gallery photos), and each probe's mate column (-1: none)."""
+def _identity_scores(images: EmbeddedImages, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Probes x gallery identities (similarity to the identity's centroid, as ``Gallery.rank_people`` scores a
+    person), each probe's mate column (-1: none), and the gallery templates with a face with their identity."""
     names = sorted({name for _, name in split.gallery})
     column = {name: i for i, name in enumerate(names)}
     gallery_identity = np.array([column[name] for _, name in split.gallery], dtype=np.int64)
     probes = images.vectors[images.rows([p for p, _ in split.probes])].astype(np.float64)
     gallery = images.vectors[images.rows([p for p, _ in split.gallery])].astype(np.float64)
-    per_image = np.nan_to_num(probes @ gallery.T, nan=-np.inf)
-    scores = np.full((len(probes), len(names)), -np.inf)
-    np.maximum.at(scores.T, gallery_identity, per_image.T)
+    found = np.isfinite(gallery).all(axis=1)
+    scores = np.nan_to_num(probes @ _centroids(gallery[found], gallery_identity[found], len(names)).T, nan=-np.inf)
     mate = np.array([column.get(name, -1) for _, name in split.probes], dtype=np.int64)
-    return scores, mate
+    return scores, mate, gallery[found], gallery_identity[found]
+
+
+def _centroids(templates: np.ndarray, identity: np.ndarray, identities: int) -> np.ndarray:
+    """Normalised mean template of each identity (NaN for one without templates)."""
+    sums = np.zeros((identities, templates.shape[1]))
+    np.add.at(sums, identity, templates)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return np.divide(sums, norms, out=np.full_like(sums, np.nan), where=norms > 0)
+
+
+def _fpir_rule(
+    templates: np.ndarray,
+    identity: np.ndarray,
+    rank1_scores: np.ndarray,
+    non_mated_top: np.ndarray,
+    settings: EvaluationSettings,
+) -> list[dict[str, Any]]:
+    """FNIR and measured FPIR when each search is decided as ``Gallery.identify`` decides it: at each target FPIR
+    of ``OPEN_SET_FPIRS``, by ``faceprint.match.identification_point`` for a gallery of these templates, with
+    the gallery's own leave-one-person-out measurement (as ``Gallery.measure_identification`` makes it)."""
+    start = time.perf_counter()
+    people, column = np.unique(identity, return_inverse=True)
+    loo = np.nan_to_num(templates @ _centroids(templates, column, len(people)).T, nan=-np.inf)
+    loo[np.arange(len(identity)), column] = -np.inf
+    model_id = settings.options.model.model_id
+    calibration = settings.calibration or operating_point(model_id).calibration
+    tail = GalleryTail.from_scores(
+        loo.max(axis=1) if len(people) > 1 else np.zeros(0),
+        calibration=calibration,
+        people=len(people),
+        templates=len(identity),
+        seconds=time.perf_counter() - start,
+    )
+    rows = []
+    for fpir in OPEN_SET_FPIRS:
+        point = identification_point(
+            model_id, templates=len(identity), fpir=fpir, stored=settings.calibration, measured=tail
+        )
+        row: dict[str, Any] = {"fpir": fpir, "threshold": point.threshold, "basis": point.basis}
+        if point.threshold is None:
+            rows.append({**row, "unsupported": point.unsupported, "fnir": 1.0, "measured_fpir": 0.0})
+            continue
+        false_positives = int((non_mated_top >= point.threshold).sum())
+        rows.append(
+            {
+                **row,
+                "fnir": float(np.mean(rank1_scores < point.threshold)),
+                "measured_fpir": false_positives / len(non_mated_top) if len(non_mated_top) else None,
+                "false_positives": false_positives,
+                "non_mated": len(non_mated_top),
+            }
+        )
+    return rows
 
 
 def _open_set_point(rank1_scores: np.ndarray, non_mated_top: np.ndarray, fpir: float) -> dict[str, Any]:

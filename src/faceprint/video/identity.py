@@ -9,7 +9,11 @@ the latest ``shots`` shots name someone else at a false-match rate ``revise_fact
 stricter than the operating one *and* no longer match the current name at the operating
 threshold (a tracker that swapped faces, or a first decision made on poor shots); the
 evidence then restarts from those shots. A name is dropped for ``unknown`` only when the
-latest shots fail it even at a ``revise_factor`` times looser rate. Unknown
+latest shots fail it even at a ``revise_factor`` times looser rate. Rates are false-positive
+identification rates at the gallery's size (``Gallery.identification_point``). Every change of a
+shown label is recorded in ``revised`` (the video timeline writes it as an event of its own). A
+track whose evidence is not enough to name it (the uncertain band, low quality, a target FPIR
+the gallery cannot promise) is labelled ``uncertain``, never with a name. Unknown
 tracks get ``unknown-1``, ``unknown-2``... and a stranger who comes back (a new track whose
 average matches an earlier unknown's at the gallery threshold) gets their earlier label back.
 """
@@ -24,9 +28,13 @@ import numpy as np
 
 from ..embedding import normalise
 from ..gallery import Gallery
-from ..match import operating_point
+from ..match import identification_point
 from ..pipeline import DEFAULT_OPTIONS, LocatedFace, PipelineOptions, embed_located, template_of
-from ..types import Candidate, Template
+from ..types import Candidate, Decision, Identification, Template
+
+#: The label of a track that cannot be named yet (its evidence lies in the uncertain band, is of low quality,
+#: or the gallery cannot promise the FPIR): shown as such, and decided again as better shots come.
+UNCERTAIN = "uncertain"
 
 
 @dataclass(frozen=True)
@@ -39,8 +47,8 @@ class IdentityOptions:
     max_wait: float = 1.0
     recheck: float = 1.0
     revise_factor: float = 100.0
-    #: Operating false-match rate (None: the gallery's calibrated one, as in ``Gallery.identify``).
-    fmr: float | None = None
+    #: Operating false-positive identification rate (None: the gallery's, as in ``Gallery.identify``).
+    fpir: float | None = None
 
 
 @dataclass
@@ -76,6 +84,8 @@ class TrackIdentity:
     label: str | None = None
     person_id: int | None = None
     similarity: float | None = None
+    decision: Decision | None = None
+    reason: str | None = None
     revisions: int = 0
     decided_at: int | None = None
     embedded: list[Shot] = field(default_factory=list)
@@ -110,7 +120,8 @@ class TrackIdentity:
             ready = len(self.waiting) >= options.shots or now - self.first_time >= options.max_wait or final
             return self.waiting[: options.shots] if ready else []
         better = self.waiting[0].quality >= 0.8 * min(s.quality for s in self.embedded)
-        due = now - self.last_embed_time >= options.recheck
+        # An uncertain track is still deciding: it takes every good shot, not one per ``recheck``.
+        due = self.label == UNCERTAIN or now - self.last_embed_time >= options.recheck
         return self.waiting[:1] if better and (due or final) else []
 
     def template(self, shots: Sequence[Shot] | None = None) -> np.ndarray:
@@ -131,7 +142,18 @@ class TrackIdentity:
         self.last_embed_time = now
 
 
-Verdict = tuple[Candidate | None, tuple[Candidate, ...]]
+@dataclass(frozen=True)
+class Revision:
+    """A shown label replaced by another: the timeline records it as an event of its own."""
+
+    track_id: int
+    frame: int
+    previous: str
+    label: str
+    person_id: int | None
+    similarity: float | None
+    decision: Decision | None
+    reason: str | None
 
 
 class IdentityResolver:
@@ -146,17 +168,25 @@ class IdentityResolver:
         self.gallery = gallery
         self.options = options
         self.pipeline = gallery.options if gallery is not None else pipeline
-        # The one decision rule, as in identify: the gallery's calibration and operating point unless told otherwise.
+        # The one decision rule, as in identify: the gallery's FPIR point at its size unless told otherwise.
         self.point = (
-            gallery.operating_point(options.fmr)
+            gallery.identification_point(options.fpir)
             if gallery is not None
-            else operating_point(self.pipeline.model.model_id, fmr=options.fmr)
+            else identification_point(self.pipeline.model.model_id, templates=1, fpir=options.fpir)
         )
-        self.threshold = self.point.threshold
+        # Unsupported target: nothing is named, and strangers are told apart at the strictest threshold there is.
+        strictest = self.point.calibration.thresholds[-1]
+        self.threshold = self.point.threshold if self.point.threshold is not None else strictest
         # Revisions need strong evidence: a match at a stricter, or a mismatch at a looser, rate.
-        self.strict_threshold = self.point.threshold_at(1 / options.revise_factor)
-        self.loose_threshold = self.point.threshold_at(options.revise_factor)
+        self.strict_threshold = self.point.threshold_for(self.point.fpir / options.revise_factor) or max(
+            strictest, self.threshold
+        )
+        self.loose_threshold = self.point.threshold_for(min(self.point.fpir * options.revise_factor, 0.5)) or (
+            self.threshold
+        )
         self.identities: dict[int, TrackIdentity] = {}
+        #: Changes of a shown label, oldest first (``VideoProcessor`` takes them as they come).
+        self.revised: list[Revision] = []
         self._unknowns: list[tuple[str, np.ndarray]] = []
         self.embeddings = 0
 
@@ -186,8 +216,15 @@ class IdentityResolver:
         known = [identity for identity, _ in due if identity.decided]
         whole = self._search(known, [i.template() for i in known])
         for identity, verdict in zip(known, whole):
-            if identity.is_known:
-                identity.similarity = _similarity_to(identity.person_id, verdict[1])
+            if identity.is_known and verdict is not None:
+                identity.similarity = _similarity_to(identity.person_id, verdict.candidates)
+            elif (
+                identity.label == UNCERTAIN
+                and verdict is not None
+                and (verdict.match or verdict.decision == "no_match")
+            ):
+                # An uncertain track is still gathering evidence: all its shots together may settle it.
+                self._decide(identity, verdict, frame)
         # Revisions weigh only shots taken since the decision, and only once there are enough of them.
         recent = [(i, [s for s in i.embedded if s.later][-self.options.shots :]) for i in known]
         recent = [(identity, shots) for identity, shots in recent if len(shots) >= self.options.shots]
@@ -195,31 +232,51 @@ class IdentityResolver:
         for (identity, shots), verdict in zip(recent, verdicts):
             self._revise(identity, shots, verdict, frame)
 
-    def _search(self, identities: list[TrackIdentity], templates: list[np.ndarray]) -> list[Verdict]:
+    def _search(self, identities: list[TrackIdentity], templates: list[np.ndarray]) -> list[Identification | None]:
         if self.gallery is None or not identities:
-            return [(None, ())] * len(identities)
+            return [None] * len(identities)
         model_id = self.pipeline.model.model_id
         # Tracks deciding on the same frame are faces of one photo: nobody is given to two of them.
+        # The quality judged is that of the best shot averaged: a track is judged by its best evidence.
         faces = [
-            dataclasses.replace(identity.embedded[-1].located.face, template=Template(template, model_id))
-            for identity, template in zip(identities, templates)
+            dataclasses.replace(
+                max(identity.embedded, key=lambda s: s.quality).located.face, template=Template(t, model_id)
+            )
+            for identity, t in zip(identities, templates)
         ]
-        found = self.gallery.identify_faces(faces, fmr=self.point.fmr)
-        return [(result.match, result.candidates) for result in found]
+        return list(self.gallery.identify_faces(faces, fpir=self.point.fpir))
 
-    def _decide(self, identity: TrackIdentity, verdict: Verdict, frame: int) -> None:
-        match, candidates = verdict
+    def _decide(self, identity: TrackIdentity, verdict: Identification | None, frame: int) -> None:
+        previous = identity.label
+        match = verdict.match if verdict else None
         identity.decided_at = frame
+        identity.decision, identity.reason = (verdict.decision, verdict.reason) if verdict else (None, None)
         if match is not None:
             identity.label, identity.person_id, identity.similarity = match.name, match.person_id, match.similarity
         else:
-            identity.label, identity.person_id = self._unknown_label(identity.template()), None
-            identity.similarity = candidates[0].similarity if candidates else None
+            uncertain = verdict is not None and verdict.decision == "uncertain"
+            identity.label = UNCERTAIN if uncertain else self._unknown_label(identity.template())
+            identity.person_id = None
+            identity.similarity = verdict.candidates[0].similarity if verdict and verdict.candidates else None
+        if previous is not None and previous != identity.label:
+            identity.revisions += 1
+            self.revised.append(
+                Revision(
+                    identity.track_id,
+                    frame,
+                    previous,
+                    identity.label,
+                    identity.person_id,
+                    identity.similarity,
+                    identity.decision,
+                    identity.reason,
+                )
+            )
 
-    def _revise(self, identity: TrackIdentity, shots: list[Shot], recent: Verdict, frame: int) -> None:
+    def _revise(self, identity: TrackIdentity, shots: list[Shot], recent: Identification | None, frame: int) -> None:
         """Keep the decision unless the latest shots strongly say otherwise (a tracker that swapped
         faces, or a first decision made on poor shots); then start the evidence afresh from them."""
-        match, candidates = recent
+        match, candidates = (recent.match, recent.candidates) if recent else (None, ())
         current = _similarity_to(identity.person_id, candidates) or 0.0
         if match is not None and match.person_id != identity.person_id:
             change = match.similarity >= self.strict_threshold and current < self.threshold
@@ -229,7 +286,6 @@ class IdentityResolver:
             identity.embedded = shots
             for shot in shots:
                 shot.later = False
-            identity.revisions += 1
             self._decide(identity, recent, frame)
 
     def _unknown_label(self, template: np.ndarray) -> str:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -22,7 +22,7 @@ from ..detection import detect_boxes
 from ..draw import annotate_boxes
 from ..gallery import Gallery
 from ..pipeline import DEFAULT_OPTIONS, PipelineOptions, locate_face
-from ..types import Box
+from ..types import Box, Decision
 from .identity import IdentityOptions, IdentityResolver, Shot, TrackIdentity
 from .output import save_crop
 from .source import Frame, FrameSource
@@ -75,6 +75,8 @@ class TrackedFace:
     coasting: bool
     confirmed: bool
     uncertainty: float
+    #: Named within the uncertain band: shown with a question mark.
+    doubtful: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,14 +88,17 @@ class FrameResult:
     def annotated(self) -> np.ndarray:
         """The frame with each face seen at the last detection boxed and labelled ``#track name``."""
         shown = [face for face in self.faces if not face.coasting]
-        labels = [f"#{face.track_id} {face.label}" for face in shown]
+        labels = [f"#{face.track_id} {face.label}{'?' if face.doubtful else ''}" for face in shown]
         known = [face.person_id is not None for face in shown]
         return annotate_boxes(self.frame.pixels, [face.box for face in shown], labels, known)
 
 
 @dataclass(frozen=True)
 class TrackEvent:
-    """One appearance of one face: who, when (first/last detection), its best frame and score."""
+    """One appearance of one face: who, when (first/last detection), its best frame and score; ``decision``
+    and ``reason`` as in ``faceprint.types.Identification``. ``event`` is ``track`` for an ended track and
+    ``revision`` when a shown label was replaced (``previous_label``; ``last_frame`` is the frame it happened
+    at, and the track's ``track`` event follows when it ends)."""
 
     track_id: int
     label: str
@@ -111,13 +116,17 @@ class TrackEvent:
     revisions: int
     decided_frame: int | None
     crop: str | None = None
+    decision: Decision | None = None
+    reason: str | None = None
+    event: Literal["track", "revision"] = "track"
+    previous_label: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         for key in ("similarity", "first_time", "last_time", "best_time", "best_quality"):
             if data[key] is not None:
                 data[key] = round(data[key], 4 if key == "similarity" else 3)
-        return {"event": "track", **data}
+        return {"event": data.pop("event"), **data}
 
 
 class VideoProcessor:
@@ -200,6 +209,7 @@ class VideoProcessor:
         if self.resolver is not None:
             self._observe(seen, frame)
             self.resolver.resolve([t.id for t in seen], frame.index, frame.time)
+            self._report_revisions(frame)
         self._end(ended, frame)
 
     def _observe(self, tracks: list[Track], frame: Frame) -> None:
@@ -214,6 +224,7 @@ class VideoProcessor:
         real = [t for t in tracks if t.hits >= self.options.tracker.min_hits]
         if self.resolver is not None:
             self.resolver.finish([t.id for t in real if t.id in self.resolver.identities], frame.index, frame.time)
+            self._report_revisions(frame, ending=tracks)
         for track in real:
             event = self._event(track)
             self.events.append(event)
@@ -225,15 +236,36 @@ class VideoProcessor:
             if self.resolver is not None:
                 self.resolver.identities.pop(track.id, None)
 
-    def _event(self, track: Track) -> TrackEvent:
+    def _report_revisions(self, frame: Frame, ending: Sequence[Track] = ()) -> None:
+        """Each label change, as a ``revision`` event (the track's own event comes when it ends)."""
+        assert self.resolver is not None
+        tracks = {t.id: t for t in [*self.tracker.tracks, *ending]}
+        for revision in self.resolver.revised:
+            track = tracks.get(revision.track_id)
+            if track is None or revision.track_id not in self._times:
+                continue
+            event = dataclasses.replace(
+                self._event(track, crop=False),
+                event="revision",
+                label=revision.label,
+                previous_label=revision.previous,
+                last_frame=frame.index,
+                last_time=frame.time,
+            )
+            self.events.append(event)
+            if self.on_event:
+                self.on_event(event)
+        self.resolver.revised.clear()
+
+    def _event(self, track: Track, *, crop: bool = True) -> TrackEvent:
         identity = self.identity(track.id)
         first_time, last_time = self._times[track.id]
         best = identity.best if identity else None
         label = identity.label if identity and identity.label else "face"
-        crop = None
-        if self.crops_dir is not None and best is not None:
-            crop = self.crops_dir / f"track-{track.id:04d}-{_safe(label)}.jpg"
-            save_crop(best.crop, crop)
+        saved = None
+        if crop and self.crops_dir is not None and best is not None:
+            saved = self.crops_dir / f"track-{track.id:04d}-{_safe(label)}.jpg"
+            save_crop(best.crop, saved)
         return TrackEvent(
             track_id=track.id,
             label=label,
@@ -250,7 +282,9 @@ class VideoProcessor:
             embedded_shots=len(identity.embedded) if identity else 0,
             revisions=identity.revisions if identity else 0,
             decided_frame=identity.decided_at if identity else None,
-            crop=str(crop) if crop else None,
+            crop=str(saved) if saved else None,
+            decision=identity.decision if identity else None,
+            reason=identity.reason if identity else None,
         )
 
     def _tracked_face(self, track: Track, index: int) -> TrackedFace:
@@ -265,6 +299,7 @@ class VideoProcessor:
             coasting=track.missed > 0,
             confirmed=track.hits >= self.options.tracker.min_hits,
             uncertainty=track.uncertainty,
+            doubtful=bool(identity and identity.is_known and identity.decision == "uncertain"),
         )
 
 

@@ -1,0 +1,286 @@
+"""Open-set identification at a false-positive identification rate (FPIR): does the stated FPIR hold as the
+gallery grows, and what does it cost in misses (FNIR)?
+
+    python bench/open_set.py --aggregations              # person-level scores compared (faces-dev, 1 and 3 photos)
+    python bench/open_set.py --sizes 600 10000           # the FPIR rule at 600 and 10k templates
+    python bench/open_set.py --sizes 100000 --photos 3   # larger (gallery build and calibration are timed)
+
+Data: the 1,783 real faces-dev templates (bench/distractors.py) and synthetic distractor people fitted to
+them. 30% of the real identities are withheld (every photo of them is a non-mated search); of the others,
+each person's first 1 or 3 photos (in a seeded order) are enrolled and their photos beyond the third are
+the mated searches (the same searches for 1 and 3 photos per person). Distractor people (1 or 3 templates
+each) fill the gallery up to the size, and fresh distractor people (one template each, never enrolled)
+bring the non-mated searches to ``--non-mated`` in all. The gallery is a real faceprint SQLite gallery
+(bench/.cache/open-set-*.db); its own calibration (``Gallery.measure_identification``) is measured and
+timed, then every search goes through ``Gallery.rank_people`` and the decision of
+``Gallery.identification_point``.
+
+Reported for each FPIR target: the threshold, the measured FPIR with its 95% Wilson interval (and the count
+of searches), FNIR (a mated search not named as its own person), the share of mated searches answered
+"uncertain", and the same rule without the gallery's measurement (the shipped tail scaled to the size: the
+bound used while a measurement is stale). The plain per-comparison threshold of the previous rule (FMR 1e-3)
+is measured alongside, and so is the previous person score (best over their templates) at the threshold
+that gives the same measured FPIR (``old_scores_same_fpir_fnir``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import common
+import distractors
+from faceprint import Gallery, Template
+from faceprint.match import IdentificationPoint, identification_point, operating_point
+from faceprint.pipeline import DEFAULT_OPTIONS
+
+SEED = 0
+WITHHELD = 0.3
+#: Photos beyond this many of a person are mated searches (the same for 1 and 3 photos enrolled).
+ENROLL_AT_MOST = 3
+FPIRS = (1e-1, 1e-2, 1e-3)
+MODEL = DEFAULT_OPTIONS.model.model_id
+DATA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Split:
+    enrolled: np.ndarray
+    enrolled_people: np.ndarray
+    mated: np.ndarray
+    mated_people: np.ndarray
+    non_mated: np.ndarray
+    non_mated_real: int
+
+
+def make_split(size: int, photos: int, non_mated: int) -> Split:
+    """Real faces-dev people (some withheld) and distractor people; see the module docstring."""
+    real = distractors.real_templates()
+    generator = distractors.Generator.fit(real)
+    rng = np.random.default_rng(SEED)
+    identities = rng.permutation(np.unique(real.identities))
+    withheld = set(identities[: int(WITHHELD * len(identities))].tolist())
+    enrolled, enrolled_people, mated, mated_people, strangers = [], [], [], [], []
+    for identity in identities:
+        rows = rng.permutation(np.flatnonzero(real.identities == identity))
+        if identity in withheld:
+            strangers += rows.tolist()
+            continue
+        enrolled += rows[:photos].tolist()
+        enrolled_people += [int(identity)] * len(rows[:photos])
+        mated += rows[ENROLL_AT_MOST:].tolist()
+        mated_people += [int(identity)] * len(rows[ENROLL_AT_MOST:])
+    fill_people = max(size - len(enrolled), 0) // photos
+    fill, fill_codes = generator.sample(fill_people, photos, rng)
+    fresh, _ = generator.sample(max(non_mated - len(strangers), 0), 1, rng)
+    first_synthetic = int(real.identities.max()) + 1
+    return Split(
+        enrolled=np.concatenate([real.vectors[enrolled], fill]).astype(np.float32),
+        enrolled_people=np.concatenate([enrolled_people, first_synthetic + fill_codes]).astype(np.int64),
+        mated=real.vectors[mated],
+        mated_people=np.array(mated_people, np.int64),
+        non_mated=np.concatenate([real.vectors[strangers], fresh]).astype(np.float32),
+        non_mated_real=len(strangers),
+    )
+
+
+# --- person-level scores ----------------------------------------------------------------------
+
+
+def person_scores(queries: np.ndarray, vectors: np.ndarray, people: np.ndarray, method: str) -> np.ndarray:
+    """Searches x people (in ``np.unique(people)`` order): max, mean of the top 2 or 3 of a person's template
+    scores, or the score of their normalised mean template."""
+    codes, column = np.unique(people, return_inverse=True)
+    if method == "centroid":
+        centroids = np.zeros((len(codes), vectors.shape[1]))
+        np.add.at(centroids, column, vectors)
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+        return queries @ centroids.T
+    scores = queries @ vectors.T
+    top = int(method.removeprefix("top")) if method.startswith("top") else 1
+    ordered = np.sort(_group(scores, column, len(codes)), axis=2)[:, :, ::-1]  # searches x people x templates
+    valid = np.isfinite(ordered[:, :, :top])
+    return np.where(valid, ordered[:, :, :top], 0).sum(axis=2) / valid.sum(axis=2)
+
+
+def _group(scores: np.ndarray, column: np.ndarray, people: int) -> np.ndarray:
+    """Searches x people x (up to the most templates of anyone) scores, -inf padded."""
+    slot = np.zeros(len(column), np.int64)
+    seen: dict[int, int] = {}
+    for i, c in enumerate(column):
+        slot[i] = seen.get(int(c), 0)
+        seen[int(c)] = slot[i] + 1
+    grouped = np.full((scores.shape[0], people, slot.max() + 1), -np.inf)
+    grouped[:, column, slot] = scores
+    return grouped
+
+
+def compare_aggregations(non_mated: int) -> list[dict]:
+    """FNIR at FPIR 1e-2 (threshold read off the non-mated searches) for each way of scoring a person."""
+    rows = []
+    for photos in (1, 3):
+        split = make_split(0, photos, non_mated)
+        probes = np.concatenate([split.mated, split.non_mated]).astype(np.float64)
+        for method in ("max", "top2", "top3", "centroid"):
+            people = person_scores(probes, split.enrolled.astype(np.float64), split.enrolled_people, method)
+            codes = np.unique(split.enrolled_people)
+            best = people.max(axis=1)
+            named = codes[people.argmax(axis=1)]
+            mated = len(split.mated)
+            for fpir in FPIRS:
+                threshold = np.quantile(best[mated:], 1 - fpir)
+                hit = (named[:mated] == split.mated_people) & (best[:mated] > threshold)
+                rows.append(
+                    {
+                        "photos": photos,
+                        "method": method,
+                        "fpir": fpir,
+                        "fnir": float(1 - hit.mean()),
+                        "mated": mated,
+                        "non_mated": len(best) - mated,
+                    }
+                )
+    return rows
+
+
+# --- the FPIR rule on a real gallery ---------------------------------------------------------
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion k/n."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(centre - half, 0.0), min(centre + half, 1.0))
+
+
+def build_gallery(split: Split, size: int, photos: int) -> tuple[Path, float]:
+    path = common.CACHE_DIR / f"open-set-v{DATA_VERSION}-{size}-{photos}.db"
+    if path.exists():
+        return path, 0.0
+    common.CACHE_DIR.mkdir(exist_ok=True)
+    start = time.perf_counter()
+    partial = path.with_suffix(".partial.db")
+    partial.unlink(missing_ok=True)
+    with Gallery(partial, index="exact") as gallery:
+        order = np.argsort(split.enrolled_people, kind="stable")
+        people, first = np.unique(split.enrolled_people[order], return_index=True)
+        for person, rows in zip(people, np.split(order, first[1:])):
+            gallery.add_templates(f"p{person}", [Template(v, MODEL) for v in split.enrolled[rows]])
+    partial.rename(path)
+    return path, time.perf_counter() - start
+
+
+def measure_rule(size: int, photos: int, non_mated: int) -> dict:
+    split = make_split(size, photos, non_mated)
+    path, build_s = build_gallery(split, size, photos)
+    with Gallery(path) as gallery:
+        templates = gallery.template_count()
+        start = time.perf_counter()
+        gallery.index_stats()  # opens (or builds) the search index: not part of the measurement
+        index_s = time.perf_counter() - start
+        start = time.perf_counter()
+        tail = gallery.measure_identification()
+        calibrate_s = time.perf_counter() - start
+        codes = {p.id: int(p.name[1:]) for p in gallery.people()}
+        found = gallery.rank_people(np.concatenate([split.mated, split.non_mated]), 1)
+        points = {fpir: gallery.identification_point(fpir, refresh=False) for fpir in FPIRS}
+    best = np.array([people[0][1] if people else -1.0 for people in found])
+    named = np.array([codes[people[0][0]] if people else -1 for people in found])
+    mated = len(split.mated)
+    hit_person = named[:mated] == split.mated_people
+    old_best, old_named = best_over_templates(split)
+    old_hit = old_named[:mated] == split.mated_people
+    bound = {fpir: identification_point(MODEL, templates=templates, fpir=fpir) for fpir in FPIRS}
+    plain = operating_point(MODEL, fmr=1e-3).threshold
+    result = {
+        "size": size,
+        "templates": templates,
+        "photos": photos,
+        "people": len(codes),
+        "searches": {"mated": mated, "non_mated": len(best) - mated, "non_mated_real": split.non_mated_real},
+        "build_s": round(build_s, 1),
+        "index_s": round(index_s, 1),
+        "calibrate_s": round(calibrate_s, 2),
+        "calibration": tail.to_dict(),
+        "plain_fmr_1e-3": _outcome(best, hit_person, split, plain, None),
+        "rule": [],
+    }
+    for fpir in FPIRS:
+        point = points[fpir]
+        row = {"fpir": fpir, "basis": point.basis}
+        row["measured"] = _outcome(best, hit_person, split, point.threshold, point)
+        row["bound"] = _outcome(best, hit_person, split, bound[fpir].threshold, bound[fpir])
+        if row["measured"]["threshold"] is not None:
+            row["old_scores_same_fpir_fnir"] = _fnir_at(old_best, old_hit, mated, row["measured"]["fpir"])
+        result["rule"].append(row)
+    return result
+
+
+def best_over_templates(split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """Each search's best person by the previous person score (best over their templates): score, person."""
+    probes = np.concatenate([split.mated, split.non_mated])
+    order = np.argsort(split.enrolled_people, kind="stable")
+    people, first = np.unique(split.enrolled_people[order], return_index=True)
+    vectors = split.enrolled[order]
+    best, named = np.empty(len(probes)), np.empty(len(probes), np.int64)
+    for start in range(0, len(probes), 256):
+        per_person = np.maximum.reduceat(probes[start : start + 256] @ vectors.T, first, axis=1)
+        best[start : start + 256] = per_person.max(axis=1)
+        named[start : start + 256] = people[per_person.argmax(axis=1)]
+    return best, named
+
+
+def _fnir_at(best: np.ndarray, hit_person: np.ndarray, mated: int, fpir: float) -> float:
+    """FNIR at the threshold that gives the non-mated searches this measured FPIR."""
+    threshold = np.quantile(best[mated:], 1 - fpir) if fpir > 0 else np.inf
+    return float(1 - (hit_person & (best[:mated] > threshold)).mean())
+
+
+def _outcome(
+    best: np.ndarray, hit_person: np.ndarray, split: Split, threshold: float | None, point: IdentificationPoint | None
+) -> dict:
+    """FPIR (with CI), FNIR and the uncertain share at ``threshold`` (None: unsupported, nothing named)."""
+    mated = len(split.mated)
+    non_mated = best[mated:]
+    if threshold is None:
+        return {"threshold": None, "fpir": 0.0, "fnir": 1.0, "uncertain_mated": 1.0}
+    false_positives = int((non_mated >= threshold).sum())
+    named = hit_person & (best[:mated] >= threshold)
+    uncertain = np.mean([point.decide(s) == "uncertain" for s in best[:mated]]) if point else 0.0
+    return {
+        "threshold": round(float(threshold), 4),
+        "fpir": false_positives / len(non_mated),
+        "fpir_95ci": [round(x, 5) for x in wilson(false_positives, len(non_mated))],
+        "false_positives": false_positives,
+        "fpir_real_only": float((non_mated[: split.non_mated_real] >= threshold).mean()),
+        "fnir": float(1 - named.mean()),
+        "uncertain_mated": float(uncertain),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--aggregations", action="store_true", help="compare person-level scores")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[600, 10000])
+    parser.add_argument("--photos", type=int, nargs="*", default=[1, 3])
+    parser.add_argument("--non-mated", type=int, default=6000)
+    args = parser.parse_args()
+    if args.aggregations:
+        print(json.dumps(compare_aggregations(args.non_mated), indent=1))
+        return
+    for size in args.sizes:
+        for photos in args.photos:
+            print(json.dumps(measure_rule(size, photos, args.non_mated)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
