@@ -77,6 +77,8 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> LoadedIm
         raise InvalidImageError(f"{name}: not an image, or a format faceprint cannot read") from None
     except Image.DecompressionBombError as exc:
         raise InvalidImageError(f"{name}: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # Pillow reports a header cut short this way
+        raise InvalidImageError(f"{name}: corrupt or truncated image ({exc})") from None
     return LoadedImage(pixels, name, hashlib.sha256(data).hexdigest())
 
 

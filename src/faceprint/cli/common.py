@@ -1,9 +1,9 @@
 """What every command shares: the --db/--json options, output, progress bars and exit codes.
 
 Exit codes: 0 success; 1 a negative answer (verify: no match, identify: nobody known);
-2 usage error (also an --fmr outside the calibrated range); 3 unreadable input; 4 face problem
-(none, several, low quality; also a partial enrollment); 5 gallery problem; 6 model problem;
-7 an output (--out, --events, --crops...) that cannot be written.
+2 usage error (also an --fmr outside the calibrated range, or a person's name that cannot be stored);
+3 unreadable input; 4 face problem (none, several, low quality; also a partial enrollment);
+5 gallery problem; 6 model problem; 7 an output (--out, --events, --crops...) that cannot be written.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from ..errors import (
     FaceprintError,
     GalleryError,
     InvalidImageError,
+    InvalidNameError,
     LowQualityError,
     ManyFacesError,
     ModelError,
@@ -53,6 +54,7 @@ EXIT_OUTPUT = 7
 #: The one table from library errors to exit codes; the first class an error is an instance of wins.
 EXIT_CODES: tuple[tuple[type[FaceprintError], int], ...] = (
     (UnsupportedFMRError, EXIT_USAGE),
+    (InvalidNameError, EXIT_USAGE),
     (InvalidImageError, 3),
     (DatasetError, 3),
     (NoFaceError, EXIT_FACE),

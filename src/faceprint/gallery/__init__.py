@@ -26,6 +26,7 @@ from ..match import Calibration, OperatingPoint, check_same_model, operating_poi
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files, single_face, template_of
 from ..progress import OnProgress
 from ..types import Candidate, Face, Identification, Template
+from .names import normalize_name
 from .records import NewTemplate, Person, TemplateRecord
 from .store import GalleryStore, open_store
 
@@ -217,8 +218,7 @@ class Gallery:
         check_quality: bool = True,
     ) -> Enrollment:
         """``enroll`` for images already run through ``faceprint.pipeline.process_files``."""
-        if not name.strip():
-            raise ValueError("a person's name cannot be empty")
+        name = normalize_name(name)
         accepted: list[NewTemplate] = []
         rejected: list[tuple[str, FaceprintError]] = []
         for result in results:
@@ -291,6 +291,7 @@ class Gallery:
 
     def add_templates(self, name: str, templates: Sequence[Template], *, source: str | None = None) -> list[int]:
         """Store precomputed templates (e.g. from ``faceprint embed``) for ``name``."""
+        name = normalize_name(name)
         for template in templates:
             check_same_model(template.model_id, self.model_id)
         self._check_gallery_model()
@@ -444,7 +445,7 @@ class Gallery:
         return self.store.templates_of(self.store.person(key).id)
 
     def rename(self, key: str | int, new_name: str) -> Person:
-        return self.store.rename(key, new_name)
+        return self.store.rename(key, normalize_name(new_name))
 
     def merge(self, source: str | int, target: str | int) -> Person:
         """Move every template of ``source`` into ``target`` and remove ``source``."""
