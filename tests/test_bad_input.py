@@ -5,29 +5,40 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from PIL import Image
+from typer.testing import CliRunner, Result
 
 from faceprint import Gallery, InvalidImageError, Template, load_image
 from faceprint.cli import app
 from faceprint.errors import GalleryError, InvalidNameError
 
-from .conftest import KIT
+from .conftest import ALEX, KIT, OBAMA, ROSE
 
 runner = CliRunner()
 
 
-def run(*args: object, code: int = 0) -> str:
+def invoke(*args: object, code: int = 0) -> Result:
     result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == code, f"exit {result.exit_code}: {result.output}"
-    return result.output
+    return result
+
+
+def run(*args: object, code: int = 0) -> str:
+    """What the command wrote, stdout and stderr together."""
+    return invoke(*args, code=code).output
 
 
 def run_json(*args: object, code: int = 0):
-    return json.loads(run(*args, "--json", code=code))
+    """The one JSON document on stdout (warnings on stderr are not part of it)."""
+    return json.loads(invoke(*args, "--json", code=code).stdout)
 
 
 def unit(seed: int) -> Template:
@@ -51,6 +62,93 @@ def test_a_jpeg_cut_in_its_header_is_an_invalid_image_naming_the_file(cut_jpeg: 
         load_image(cut_jpeg)
     error = run_json("verify", cut_jpeg, KIT[0], code=3)
     assert error["error"] == "InvalidImageError" and "cut.jpg" in error["message"]
+
+
+@pytest.fixture()
+def people_with_a_cut_photo(tmp_path: Path, cut_jpeg: Path) -> Path:
+    """Two people, one photo each, and a cut JPEG among Kit's photos."""
+    root = tmp_path / "people"
+    for person, photo in (("Kit", KIT[0]), ("Rose", ROSE[0])):
+        (root / person).mkdir(parents=True)
+        (root / person / photo.name).write_bytes(photo.read_bytes())
+    (root / "Kit" / "cut.jpg").write_bytes(cut_jpeg.read_bytes())
+    return root
+
+
+def test_a_batch_with_one_unreadable_file_completes_for_the_others(people_with_a_cut_photo: Path) -> None:
+    root, db = people_with_a_cut_photo, people_with_a_cut_photo.parent / "g.db"
+    enrolled = run_json("enroll", "--from-dir", root, "--db", db, code=4)  # 4: a photo was refused
+    assert [
+        (e["person"]["name"], e["rejected"][0]["image"] if e["rejected"] else None) for e in enrolled["enrolled"]
+    ] == [
+        ("Kit", str(root / "Kit" / "cut.jpg")),
+        ("Rose", None),
+    ]
+    answers = run_json("identify", root / "Kit", "--db", db)
+    assert [(Path(a["image"]).name, bool(a["error"])) for a in answers] == [
+        ("Kit_Harington_0001.jpg", False),
+        ("cut.jpg", True),
+    ]
+    assert "cut.jpg: corrupt or truncated" in answers[1]["error"]
+    out = root.parent / "t.npz"
+    summary = run_json("embed", root, "--out", out)
+    assert summary["faces"] == 2 and len(summary["errors"]) == 1 and out.exists()
+
+
+def test_eval_on_a_folder_with_an_unreadable_file_completes(people_with_a_cut_photo: Path, tmp_path: Path) -> None:
+    for person in ("Obama", "Alex"):
+        source = OBAMA if person == "Obama" else ALEX
+        (people_with_a_cut_photo / person).mkdir()
+        for photo in source[:2]:
+            (people_with_a_cut_photo / person / photo.name).write_bytes(photo.read_bytes())
+    args = ("eval", people_with_a_cut_photo, "--withhold", 0.3, "--no-cache", "--out", tmp_path / "r", "--workers", 1)
+    summary = run_json(*args)
+    assert summary["kind"] == "identification" and summary["rank1"] is not None
+
+
+def test_identify_of_one_missing_file_writes_one_json_document(tmp_path: Path) -> None:
+    answers = run_json("identify", tmp_path / "missing.jpg", "--db", tmp_path / "g.db", code=3)
+    assert answers[0]["error"].endswith("missing.jpg: no such file")
+
+
+def test_embed_with_nothing_readable_exits_3_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "t.npz"
+    assert run_json("embed", tmp_path / "nope" / "x.jpg", "--out", out, code=3)["error"] == "InvalidImageError"
+    assert not out.exists()
+
+
+# --- what reaches a pipe ------------------------------------------------------------------
+
+
+def test_tables_and_sentences_are_not_cut_when_piped(people_with_a_cut_photo: Path) -> None:
+    output = run("identify", people_with_a_cut_photo / "Kit", "--db", people_with_a_cut_photo.parent / "g.db", code=1)
+    assert any("cut.jpg: corrupt or truncated image (Truncated File Read)" in line for line in output.splitlines())
+    sentence = run("verify", KIT[0], KIT[1])
+    assert len(sentence.strip().splitlines()) == 1 and "estimated FMR" in sentence
+
+
+def test_pillow_warnings_do_not_leak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "grey.png"
+    Image.new("L", (100, 100)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6_000)  # 10,000 pixels: a warning for Pillow, not an error
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_image(path).pixels.shape == (100, 100, 3)
+
+
+def test_opencv_and_ffmpeg_logs_do_not_leak(tmp_path: Path) -> None:
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video")
+    for source in (str(fake), "7"):  # a file FFmpeg cannot parse; a camera that does not exist
+        done = subprocess.run(
+            [sys.executable, "-m", "faceprint", "video", source, "--db", str(tmp_path / "g.db")],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={k: v for k, v in os.environ.items() if k != "COLUMNS"},  # COLUMNS sets the width of a pipe too
+        )
+        lines = [line for line in done.stderr.splitlines() if "gallery" not in line]  # the empty-gallery warning
+        assert done.returncode == 3 and len(lines) == 1 and lines[0].startswith("error:"), done.stderr
 
 
 # --- person names -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -65,8 +66,27 @@ EXIT_CODES: tuple[tuple[type[FaceprintError], int], ...] = (
     (OutputError, EXIT_OUTPUT),
 )
 
-console = Console()
-err_console = Console(stderr=True)
+#: Line width written to a pipe or a file: wide enough that no table cell or sentence is cut or wrapped.
+PIPED_WIDTH = 10_000
+
+
+class _Console(Console):
+    """A Rich console that is as wide as the terminal, and PIPED_WIDTH when its stream is not one (Rich's
+    own default there is 80 columns, which cut tables written to a file). ``COLUMNS`` still overrides both."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        piped = not self.is_terminal and self._width is None and "COLUMNS" not in os.environ
+        return ConsoleDimensions(PIPED_WIDTH, size.height) if piped else size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 DbOption = Annotated[

@@ -139,8 +139,8 @@ def identify(
     if out is not None and not answers[0].result.error:
         draw.save_annotated(paths[0], [i.face for i in answers[0].faces], [i.name for i in answers[0].faces], out)
     _report_identification(answers, json_output, bool(wanted))
-    if len(answers) == 1 and answers[0].result.error:
-        raise answers[0].result.error
+    if len(answers) == 1 and answers[0].result.error:  # the only input; its error is in the report already
+        raise typer.Exit(exit_code_for(answers[0].result.error))
     if not any(i.match for answer in answers for i in answer.faces):
         raise typer.Exit(EXIT_NEGATIVE)
 
@@ -276,6 +276,8 @@ def embed(
         raise typer.BadParameter("give images, folders or --list FILE")
     with progress_bar(len(paths), "embedding", enabled=not json_output) as advance:
         results = list(process_files(paths, workers=workers, on_done=advance))
+    if all(r.error for r in results):  # nothing could be read: no empty export
+        raise results[0].error  # type: ignore[misc]
     summary = write_templates(results, out, largest=largest)
     if json_output:
         print_json(summary.to_dict())
