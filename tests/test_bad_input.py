@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import warnings
@@ -20,7 +21,7 @@ from faceprint import Gallery, InvalidImageError, Template, load_image
 from faceprint.cli import app
 from faceprint.errors import GalleryError, InvalidNameError
 
-from .conftest import ALEX, KIT, OBAMA, ROSE
+from .conftest import ALEX, KIT, OBAMA, ROSE, run_python
 
 runner = CliRunner()
 
@@ -107,6 +108,8 @@ def test_eval_on_a_folder_with_an_unreadable_file_completes(people_with_a_cut_ph
 
 
 def test_identify_of_one_missing_file_writes_one_json_document(tmp_path: Path) -> None:
+    with Gallery(tmp_path / "g.db") as gallery:
+        gallery.add_templates("Kit", [unit(0)])
     answers = run_json("identify", tmp_path / "missing.jpg", "--db", tmp_path / "g.db", code=3)
     assert answers[0]["error"].endswith("missing.jpg: no such file")
 
@@ -121,6 +124,8 @@ def test_embed_with_nothing_readable_exits_3_and_writes_nothing(tmp_path: Path) 
 
 
 def test_tables_and_sentences_are_not_cut_when_piped(people_with_a_cut_photo: Path) -> None:
+    with Gallery(people_with_a_cut_photo.parent / "g.db") as gallery:
+        gallery.add_templates("Rose", [unit(0)])
     output = run("identify", people_with_a_cut_photo / "Kit", "--db", people_with_a_cut_photo.parent / "g.db", code=1)
     assert any("cut.jpg: corrupt or truncated image (Truncated File Read)" in line for line in output.splitlines())
     sentence = run("verify", KIT[0], KIT[1])
@@ -189,3 +194,93 @@ def test_the_cli_refuses_bad_names_as_usage_errors(tmp_path: Path) -> None:
     run("enroll", "Kit", KIT[0], "--db", db)
     assert "unknown" in run("people", "rename", "Kit", "unknown", "--db", db, code=2)
     assert "empty" in run("people", "rename", "Kit", "", "--db", db, code=2)
+
+
+# --- the gallery file ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["identify", str(KIT[0])],
+        ["people", "list"],
+        ["people", "show", "Kit"],
+        ["index", "stats"],
+        ["verify", str(KIT[0]), str(KIT[1])],
+    ],
+)
+def test_read_commands_refuse_a_missing_gallery(command: list[str], tmp_path: Path) -> None:
+    missing = tmp_path / "mistyped.db"
+    output = run(*command, "--db", missing, code=5)
+    assert f"{missing}: no gallery there" in output and not missing.exists()
+
+
+def test_write_commands_still_create_the_gallery(tmp_path: Path) -> None:
+    db = tmp_path / "new.db"
+    run("enroll", "Kit", KIT[0], "--db", db)
+    assert db.is_file()
+
+
+def damage_the_middle(path: Path) -> None:
+    """Garbage over a page in the middle of the file, as a bad disk or a stray write leaves it."""
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2 // 4096 * 4096
+    data[middle + 100 : middle + 2100] = np.random.default_rng(1).bytes(2000)
+    path.write_bytes(bytes(data))
+
+
+def test_a_write_to_a_damaged_gallery_fails_and_changes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "damaged.db"
+    with Gallery(db) as gallery:
+        for n in range(300):
+            gallery.add_templates(f"person {n}", [unit(n)])
+    damage_the_middle(db)
+    before = db.read_bytes()
+    for command in (["enroll", "Kit", KIT[0]], ["people", "rename", "person 1", "P1"]):
+        error = run_json(*command, "--db", db, code=5)
+        message = error["message"] if "message" in error else error["failed"][0]["message"]
+        assert "damaged.db: the gallery file is damaged" in message and "nothing was changed" in message
+    assert db.read_bytes() == before
+
+
+def test_index_stats_after_a_rebuild_names_the_saved_graph(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    with Gallery(db) as gallery:
+        gallery.add_templates("Kit", [unit(0), unit(1)])
+    assert run_json("index", "rebuild", "--db", db)["file"] == f"{db}.hnsw"
+    stats = run_json("index", "stats", "--db", db)
+    assert stats["kind"] == "exact" and stats["file"] == f"{db}.hnsw" and stats["saved_change"] is not None
+
+
+# --- detectors ----------------------------------------------------------------------------
+
+
+def test_a_faceless_photo_costs_under_a_second_and_300_mb(tmp_path: Path) -> None:
+    """The CNN fallback of "auto" is bounded: a grey 640x480 photo took 14 s and 1.4 GB (BENCHMARKS.md)."""
+    grey = tmp_path / "grey.png"
+    Image.new("L", (640, 480), 128).save(grey)
+    code = (
+        "import resource, sys, time\n"
+        "from faceprint.pipeline import faces_in\n"
+        "faces_in(sys.argv[1], embed=False)\n"  # models loaded, as in any batch after its first photo
+        "started = time.perf_counter()\n"
+        "assert faces_in(sys.argv[1]) == []\n"
+        "print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    done = run_python(code, str(grey))
+    assert done.returncode == 0, done.stderr
+    seconds, peak_mb = map(float, done.stdout.split())
+    assert seconds < 1.0 and peak_mb < 300
+
+
+def test_recognition_commands_take_a_detector(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    run("enroll", "Kit", KIT[0], "--detector", "hog", "--db", db)
+    (answer,) = run_json("identify", KIT[1], "--detector", "cnn", "--db", db)
+    assert answer["faces"][0]["face"]["detector"] == "cnn" and answer["faces"][0]["name"] == "Kit"
+    assert run_json("verify", KIT[0], KIT[1], "--detector", "hog")["match"] is True
+    assert run_json("embed", KIT[0], "--detector", "hog", "--out", tmp_path / "t.npz")["faces"] == 1
+    for command in (("enroll", "Kit", KIT[0]), ("identify", KIT[0]), ("embed", KIT[0]), ("verify", KIT[0], KIT[1])):
+        assert "hog" in run(*command, "--detector", "yolo", code=2)  # the choices are listed

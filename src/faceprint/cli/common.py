@@ -46,6 +46,7 @@ from ..errors import (
 
 if TYPE_CHECKING:
     from ..gallery import Gallery
+    from ..pipeline import PipelineOptions
 
 EXIT_NEGATIVE = 1
 EXIT_USAGE = 2
@@ -184,14 +185,22 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
         yield lambda n: progress.advance(task, n)
 
 
+def pipeline_options(detector: DetectorName) -> PipelineOptions:
+    """The default pipeline with the face detector chosen by --detector."""
+    from ..pipeline import PipelineOptions  # here, not at the top: see faceprint.cli
+
+    return PipelineOptions(detector=detector)
+
+
 def warn_if_empty(gallery: Gallery, consequence: str) -> None:
     if not gallery.template_count():
         err_console.print(f"[yellow]warning:[/] the gallery {gallery.path} is empty: {consequence}")
 
 
-def open_gallery(db: str | Path | None, **options: Any) -> Gallery:
-    """``Gallery(db, **options)`` that shows building its search index as a progress bar on stderr (only in
-    a terminal, and from 10,000 templates: smaller builds take a few seconds)."""
+def open_gallery(db: str | Path | None, *, create: bool = True, **options: Any) -> Gallery:
+    """``Gallery(db, create=create, **options)`` that shows building its search index as a progress bar on stderr
+    (only in a terminal, and from 10,000 templates: smaller builds take a few seconds). Commands that only read
+    a gallery pass ``create=False``: a mistyped --db is an error, not a new empty gallery."""
     bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=err_console, transient=True)
     tasks: dict[str, TaskID] = {}
 
@@ -210,4 +219,4 @@ def open_gallery(db: str | Path | None, **options: Any) -> Gallery:
 
     from ..gallery import Gallery  # here, not at the top: see faceprint.cli
 
-    return Gallery(db, on_progress=on_progress, **options)
+    return Gallery(db, on_progress=on_progress, create=create, **options)

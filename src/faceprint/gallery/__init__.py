@@ -54,14 +54,14 @@ def default_gallery_path() -> str | Path:
     return env if env else platformdirs.user_data_path("faceprint") / "gallery.db"
 
 
-def calibration_stored_at(location: str | os.PathLike | None = None) -> Calibration | None:
+def calibration_stored_at(location: str | os.PathLike | None = None, *, required: bool = False) -> Calibration | None:
     """The calibration stored by ``faceprint calibrate`` in the gallery at ``location`` (default:
     ``default_gallery_path()``), for decisions without a gallery search (``faceprint.verify``); None when
-    that gallery does not exist (it is not created) or holds none."""
+    that gallery does not exist (it is not created; with ``required``, a ``GalleryError``) or holds none."""
     location = location or default_gallery_path()
-    if "://" not in os.fspath(location) and not Path(location).exists():
+    if not required and "://" not in os.fspath(location) and not Path(location).exists():
         return None
-    with Gallery(location) as gallery:
+    with Gallery(location, create=False) as gallery:
         return gallery.stored_calibration()
 
 
@@ -129,6 +129,8 @@ class Gallery:
     candidates are re-ranked with the stored float32 templates). Both apply to SQLite galleries;
     their defaults come from ``$FACEPRINT_INDEX`` and ``$FACEPRINT_INDEX_STORAGE`` when set.
     ``on_progress`` is told how building the search index advances (see ``faceprint.progress``).
+    ``create=False`` opens only a gallery that exists (``GalleryError`` naming the file otherwise), for
+    reading: an SQLite gallery is otherwise created on first use.
 
     >>> from faceprint import Gallery
     >>> with Gallery("/tmp/doctest-gallery.db") as gallery:
@@ -146,12 +148,13 @@ class Gallery:
         index: Mode | None = None,
         index_storage: Storage | None = None,
         on_progress: OnProgress | None = None,
+        create: bool = True,
     ) -> None:
         self.options = options
         self.fmr = fmr
         mode = index or _from_env("FACEPRINT_INDEX", MODES)
         storage = index_storage or _from_env("FACEPRINT_INDEX_STORAGE", STORAGES)
-        self.store: GalleryStore = open_store(path if path is not None else default_gallery_path())
+        self.store: GalleryStore = open_store(path if path is not None else default_gallery_path(), create=create)
         self.path = self.store.path
         try:
             #: The only way this gallery searches (the store's own: exact or HNSW for SQLite, Milvus's for Milvus).

@@ -125,9 +125,12 @@ def _now() -> str:
 class SQLiteStore:
     """Persons and templates in one SQLite file; every public method is one transaction."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0, create: bool = True) -> None:
         self.path = path
         self._lock = threading.RLock()
+        self._checked = False  # by _check_before_first_write
+        if not create and not path.is_file():
+            raise GalleryError(f"{path}: no gallery there (check --db / $FACEPRINT_DB, or enroll someone first)")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
@@ -181,6 +184,7 @@ class SQLiteStore:
             except sqlite3.OperationalError as exc:
                 raise GalleryError(f"{self.path}: gallery is busy or read-only ({exc})") from None
             try:
+                self._check_before_first_write()
                 yield self._db
                 self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
                 self._db.execute("COMMIT")
@@ -190,6 +194,21 @@ class SQLiteStore:
             except BaseException:
                 self._rollback()
                 raise
+
+    def _check_before_first_write(self) -> None:
+        """Refuse to write into a damaged file. Garbage in the middle of a gallery passes the checks made at
+        opening, and a write there can succeed while every search then fails: ``PRAGMA quick_check`` (every page
+        read once; BENCHMARKS.md, "Writing to a damaged gallery") runs once per opened store, under the write lock."""
+        if self._checked:
+            return
+        rows = self._db.execute("PRAGMA quick_check(3)").fetchall()
+        problems = [line for row in rows for line in str(row[0]).splitlines() if not line.startswith("***")]
+        if problems != ["ok"]:
+            raise GalleryError(
+                f"{self.path}: the gallery file is damaged ({'; '.join(problems)}); nothing was changed "
+                "(restore a backup, or recover it with sqlite3's .recover)"
+            )
+        self._checked = True
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
