@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -20,8 +21,10 @@ from typer.testing import CliRunner, Result
 from faceprint import Gallery, InvalidImageError, Template, load_image
 from faceprint.cli import app
 from faceprint.errors import GalleryError, InvalidNameError
+from faceprint.gallery.records import NewTemplate
+from faceprint.gallery.sqlite import SQLiteStore
 
-from .conftest import ALEX, KIT, OBAMA, ROSE, run_python
+from .conftest import ALEX, KIT, OBAMA, ROOT, ROSE, run_python
 
 runner = CliRunner()
 
@@ -284,3 +287,37 @@ def test_recognition_commands_take_a_detector(tmp_path: Path) -> None:
     assert run_json("embed", KIT[0], "--detector", "hog", "--out", tmp_path / "t.npz")["faces"] == 1
     for command in (("enroll", "Kit", KIT[0]), ("identify", KIT[0]), ("embed", KIT[0]), ("verify", KIT[0], KIT[1])):
         assert "hog" in run(*command, "--detector", "yolo", code=2)  # the choices are listed
+
+
+# --- exit codes ---------------------------------------------------------------------------
+
+
+def readme_exit_codes() -> dict[int, str]:
+    """The exit-code table of the README: ``{code: meaning}``."""
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `(\d)` \| (.+) \|$", readme, flags=re.MULTILINE)
+    return {int(code): meaning for code, meaning in rows}
+
+
+def test_every_exit_code_of_the_readme_comes_from_a_real_command(tmp_path: Path) -> None:
+    db, other_model, grey = tmp_path / "g.db", tmp_path / "other.db", tmp_path / "grey.png"
+    Image.new("L", (200, 200), 128).save(grey)
+    with Gallery(db) as gallery:
+        gallery.add_templates("Kit", [unit(0)])
+    store = SQLiteStore(other_model)  # a gallery filled by another embedding model
+    store.enroll("Rose", None, None, [NewTemplate(unit(1).vector, "arcface-r100")])
+    store.close()
+    commands = {
+        0: ["verify", KIT[0], KIT[1]],
+        1: ["verify", KIT[0], ROSE[0]],
+        2: ["identify", KIT[0], "--fmr", "1e-9", "--db", db],
+        3: ["verify", tmp_path / "missing.jpg", KIT[0]],
+        4: ["verify", grey, KIT[0]],
+        5: ["people", "show", "Nobody", "--db", db],
+        6: ["enroll", "Kit", KIT[0], "--db", other_model],
+        7: ["detect", KIT[0], "--out", tmp_path / "out.txt"],
+    }
+    table = readme_exit_codes()
+    assert sorted(table) == sorted(commands) == list(range(8))
+    for code, command in commands.items():
+        run(*command, code=code)
