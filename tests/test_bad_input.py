@@ -25,6 +25,7 @@ from faceprint.gallery.records import NewTemplate
 from faceprint.gallery.sqlite import SQLiteStore
 
 from .conftest import ALEX, KIT, OBAMA, ROOT, ROSE, run_python
+from .video_clips import crossing_clip, make_gallery
 
 runner = CliRunner()
 
@@ -321,3 +322,17 @@ def test_every_exit_code_of_the_readme_comes_from_a_real_command(tmp_path: Path)
     assert sorted(table) == sorted(commands) == list(range(8))
     for code, command in commands.items():
         run(*command, code=code)
+
+
+# --- anonymize --check --------------------------------------------------------------------
+
+
+def test_the_leak_check_does_not_count_faces_kept_visible_on_purpose(tmp_path: Path) -> None:
+    clip = crossing_clip(scale=0.5, frames=20).write(tmp_path / "clip.mp4")
+    make_gallery(tmp_path / "g.db").close()
+    db = tmp_path / "g.db"
+    for selection in (["--only-unknown"], ["--except", "Kit Harington"]):
+        out = tmp_path / "out.mp4"
+        report = run_json("anonymize", clip, "--out", out, *selection, "--check", "--db", db)
+        # Checked on the written file: its frames, numbered from 0, with a face meant to be hidden.
+        assert report["frames"] == 20 and report["leaks"] == [] and report["frames_with_faces_left"] == 0
