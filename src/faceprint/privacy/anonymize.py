@@ -224,7 +224,8 @@ def anonymize_photos(
     else:
         written = out or path.with_name(f"{path.stem}.anonymized{path.suffix}")
         targets = [written]
-    hidden, leaks = 0, []
+    hidden = 0
+    leaks: list[int | str] = []
     for photo, target in zip(photos, targets):
         result = anonymize_image(photo, method=method, selection=selection, gallery=gallery)
         save(result.pixels, target)
