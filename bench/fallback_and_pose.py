@@ -34,9 +34,7 @@ def main() -> None:
             over5 += 1
             over68 += abs(head_pose(align.points_array(align.shape(pixels, box, 68)), size).yaw) > LIMIT
     print(f"{len(paths)} photos; HOG finds a face in {len(paths) - len(misses)}")
-    print(
-        f"main face over the yaw limit ({LIMIT:.0f} deg): {over5} by the 5-point estimate, {over68} by the 68 points"
-    )
+    print(f"main face over the yaw limit ({LIMIT:.0f} deg): {over5} by the 5-point estimate, {over68} by the 68 points")
     for name, fallback in (
         ("unbounded (upsample 1)", lambda p: _run_cnn(p, 1)),
         ("bounded", lambda p: _fallback_cnn(p, 1)),
