@@ -25,7 +25,7 @@ from faceprint.gallery.records import NewTemplate
 from faceprint.gallery.sqlite import SQLiteStore
 from faceprint.pipeline import faces_in
 
-from .conftest import ALEX, KIT, OBAMA, ROOT, ROSE, SHARED_DATA, run_python
+from .conftest import ALEX, HIRES, KIT, OBAMA, ROOT, ROSE, SHARED_DATA, run_python
 from .video_clips import crossing_clip, make_gallery
 
 runner = CliRunner()
@@ -123,6 +123,22 @@ def test_embed_with_nothing_readable_exits_3_and_writes_nothing(tmp_path: Path) 
     out = tmp_path / "t.npz"
     assert run_json("embed", tmp_path / "nope" / "x.jpg", "--out", out, code=3)["error"] == "InvalidImageError"
     assert not out.exists()
+
+
+def test_outputs_that_cannot_be_written_and_fmrs_out_of_range_are_clear(tmp_path: Path) -> None:
+    folder, db = tmp_path / "adir", tmp_path / "g.db"
+    folder.mkdir()
+    with Gallery(db) as gallery:
+        gallery.add_templates("Kit", [unit(0)])
+    for out in (folder, tmp_path / "out.txt"):
+        assert str(out) in run("identify", KIT[0], "--out", out, "--db", db, code=7)
+    clip = crossing_clip(scale=0.25, frames=3).write(tmp_path / "clip.mp4")
+    assert "adir" in run_json("video", clip, "--events", folder, "--db", db, code=7)["message"]
+    summary = run_json("embed", KIT[0], "--out", folder)  # numpy names the file it writes adir.npz
+    assert summary["out"] == f"{folder}.npz" and Path(summary["out"]).is_file()
+    for command in (("identify", KIT[0], "--fmr", "1e-6", "--db", db), ("eval", HIRES / "pairs.csv", "--fmr", "0")):
+        error = run_json(*command, code=2)
+        assert error["error"] == "UnsupportedFMRError" and len(error["message"]) < 120
 
 
 # --- what reaches a pipe ------------------------------------------------------------------
