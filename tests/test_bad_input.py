@@ -22,7 +22,7 @@ from faceprint import Gallery, InvalidImageError, Template, load_image
 from faceprint.cli import app
 from faceprint.errors import GalleryError, InvalidNameError
 from faceprint.gallery.records import NewTemplate
-from faceprint.gallery.sqlite import SQLiteStore
+from faceprint.gallery.sqlite import APPLICATION_ID, MIGRATIONS, SQLiteStore
 from faceprint.pipeline import faces_in
 
 from .conftest import ALEX, HIRES, KIT, OBAMA, ROOT, ROSE, SHARED_DATA, run_python
@@ -207,6 +207,24 @@ def test_names_are_stripped_nfc_and_one_person_in_any_case(empty_gallery: Galler
     with pytest.raises(InvalidNameError):
         empty_gallery.rename("Kit", "")
     assert empty_gallery.rename("Kit", "kit  ").name == "kit"  # a change of case only is a rename
+
+
+def test_an_older_gallery_with_names_differing_in_case_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    with sqlite3.connect(path) as old:
+        for version in (1, 2, 3):
+            old.executescript(MIGRATIONS[version])
+        old.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        old.execute("PRAGMA user_version=3")
+        old.executemany(
+            "INSERT INTO person (name, created_at, updated_at) VALUES (?, '', '')", [("Kit",), ("kit",), ("Rose",)]
+        )
+    with Gallery(path) as gallery:
+        assert [gallery.person(name).name for name in ("Kit", "kit", "ROSE")] == ["Kit", "kit", "Rose"]
+        gallery.add_templates("kit", [unit(0)])
+        assert gallery.person("kit").template_count == 1 and gallery.person("Kit").template_count == 0
+        with pytest.raises(GalleryError, match="already exists"):
+            gallery.rename("Rose", "KIT")
 
 
 def test_the_cli_refuses_bad_names_as_usage_errors(tmp_path: Path) -> None:
