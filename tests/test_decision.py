@@ -66,9 +66,11 @@ def test_operating_point_takes_the_stored_calibration_and_its_fmr() -> None:
 
 
 def test_verify_decides_by_the_gallery_calibration(calibrated: Path, tmp_path: Path) -> None:
-    shipped = invoke("verify", KIT[0], KIT[1], "--db", tmp_path / "none.db", "--json")
+    Gallery(tmp_path / "uncalibrated.db").close()
+    shipped = invoke("verify", KIT[0], KIT[1], "--db", tmp_path / "uncalibrated.db", "--json")
     assert shipped.exit_code == 0 and json.loads(shipped.stdout)["match"]
-    assert not (tmp_path / "none.db").exists(), "reading a calibration must not create a gallery"
+    missing = invoke("verify", KIT[0], KIT[1], "--db", tmp_path / "none.db", "--json")  # a mistyped --db (issue 15)
+    assert missing.exit_code == 5 and not (tmp_path / "none.db").exists(), "reading must not create a gallery"
     result = invoke("verify", KIT[0], KIT[1], "--db", calibrated, "--json")
     verdict = json.loads(result.stdout)
     stored = Calibration.from_dict(strict_calibration())

@@ -227,7 +227,8 @@ def test_calibrate_cli_stores_the_table_and_refuses_unsupported_fmr(
     assert document["stored_in"] == str(db) and json.loads(out.read_text())["points"] == document["points"]
     verdict = json.loads(run("verify", LIN[0], OBAMA[0], "--db", db, "--json"))
     assert verdict["decision"] == "uncertain" and verdict["operating_fmr"] == 0.1
-    shipped = json.loads(run("verify", LIN[0], OBAMA[0], "--db", tmp_path / "none.db", "--json", code=1))
+    Gallery(tmp_path / "uncalibrated.db").close()
+    shipped = json.loads(run("verify", LIN[0], OBAMA[0], "--db", tmp_path / "uncalibrated.db", "--json", code=1))
     assert shipped["decision"] == "no_match" and shipped["operating_fmr"] == 1e-3
     run("enroll", "Barack Obama", OBAMA[0], "--db", db, "--json")
     (face,) = json.loads(run("identify", LIN[0], "--db", db, "--fpir", 0.1, "--json"))[0]["faces"]

@@ -28,6 +28,12 @@ AUTO_UPSAMPLE_BELOW = 640
 #: as fractions of YuNet's box height.
 YUNET_TO_DLIB_SIDE = 0.86
 YUNET_TO_DLIB_SHIFT = 0.037
+#: Most pixels the CNN fallback of ``"auto"`` (run when HOG finds nothing) works on, upsampling included: its
+#: cost grows with them (14 s and 1.4 GB for a faceless 640x480 photo upsampled once), and a photo without a
+#: face always pays it. Larger copies are shrunk to this (faces from ~80 px of the copy are still found, e.g.
+#: every LFW face, as LFW's 250x250 photos stay as they are); ``detector="cnn"`` keeps the full copy.
+#: BENCHMARKS.md, "A photo without a face".
+FALLBACK_MAX_PIXELS = 250 * 250
 
 
 @dataclass(frozen=True)
@@ -71,8 +77,10 @@ def detect_boxes(
         found = _run_yunet(working)
     if detector in ("hog", "auto"):
         found = _run_hog(working, upsample)
-    if detector == "cnn" or (detector == "auto" and not found):
+    if detector == "cnn":
         found = _run_cnn(working, upsample)
+    elif detector == "auto" and not found:
+        found = _fallback_cnn(working, upsample)
     height, width = pixels.shape[:2]
     mapped = [_to_source(d, scale, width, height) for d in found]
     return sorted(mapped, key=lambda d: prominence(d.box, width, height), reverse=True)
@@ -124,6 +132,17 @@ def _run_hog(image: np.ndarray, upsample: int) -> list[Detection]:
 
 def _run_cnn(image: np.ndarray, upsample: int) -> list[Detection]:
     return [Detection(_to_box(d.rect), float(d.confidence), "cnn") for d in models.cnn_detector()(image, upsample)]
+
+
+def _fallback_cnn(image: np.ndarray, upsample: int) -> list[Detection]:
+    """The CNN on at most FALLBACK_MAX_PIXELS: upsampled only if that fits, else on a shrunk copy."""
+    pixels = image.shape[0] * image.shape[1]
+    while upsample and pixels * 4**upsample > FALLBACK_MAX_PIXELS:
+        upsample -= 1
+    if pixels <= FALLBACK_MAX_PIXELS:
+        return _run_cnn(image, upsample)
+    shrunk, scale = _working_copy(image, int(max(image.shape[:2]) * (FALLBACK_MAX_PIXELS / pixels) ** 0.5))
+    return [Detection(d.box.scaled(1.0 / scale), d.confidence, d.detector) for d in _run_cnn(shrunk, 0)]
 
 
 def _to_box(rect) -> Box:

@@ -44,6 +44,10 @@ class PersonNotFoundError(GalleryError):
     """The named person (or template) is not in the gallery."""
 
 
+class InvalidNameError(FaceprintError, ValueError):
+    """A person's name that cannot be stored: empty, with control characters, or the reserved ``unknown``."""
+
+
 class UnsupportedFMRError(FaceprintError, ValueError):
     """A false-match rate outside the range a calibration measured (the message gives the range)."""
 

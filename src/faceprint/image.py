@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,13 +71,18 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> LoadedIm
     if not data:
         raise InvalidImageError(f"{name}: the file is empty (0 bytes)")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            _check_size(*img.size, max_pixels, name)
-            pixels = _decode_pil(img, name)
+        with warnings.catch_warnings():
+            # _check_size enforces faceprint's own limit; Pillow's warning below it would only leak to stderr.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                _check_size(*img.size, max_pixels, name)
+                pixels = _decode_pil(img, name)
     except UnidentifiedImageError:
         raise InvalidImageError(f"{name}: not an image, or a format faceprint cannot read") from None
     except Image.DecompressionBombError as exc:
         raise InvalidImageError(f"{name}: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # Pillow reports a header cut short this way
+        raise InvalidImageError(f"{name}: corrupt or truncated image ({exc})") from None
     return LoadedImage(pixels, name, hashlib.sha256(data).hexdigest())
 
 

@@ -1,15 +1,16 @@
 """What every command shares: the --db/--json options, output, progress bars and exit codes.
 
 Exit codes: 0 success; 1 a negative answer (verify: no match, identify: nobody known);
-2 usage error (also an --fmr outside the calibrated range); 3 unreadable input; 4 face problem
-(none, several, low quality; also a partial enrollment); 5 gallery problem; 6 model problem;
-7 an output (--out, --events, --crops...) that cannot be written.
+2 usage error (also an --fmr outside the calibrated range, or a person's name that cannot be stored);
+3 unreadable input; 4 face problem (none, several, low quality; also a partial enrollment);
+5 gallery problem; 6 model problem; 7 an output (--out, --events, --crops...) that cannot be written.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -34,6 +35,7 @@ from ..errors import (
     FaceprintError,
     GalleryError,
     InvalidImageError,
+    InvalidNameError,
     LowQualityError,
     ManyFacesError,
     ModelError,
@@ -44,6 +46,7 @@ from ..errors import (
 
 if TYPE_CHECKING:
     from ..gallery import Gallery
+    from ..pipeline import PipelineOptions
 
 EXIT_NEGATIVE = 1
 EXIT_USAGE = 2
@@ -53,6 +56,7 @@ EXIT_OUTPUT = 7
 #: The one table from library errors to exit codes; the first class an error is an instance of wins.
 EXIT_CODES: tuple[tuple[type[FaceprintError], int], ...] = (
     (UnsupportedFMRError, EXIT_USAGE),
+    (InvalidNameError, EXIT_USAGE),
     (InvalidImageError, 3),
     (DatasetError, 3),
     (NoFaceError, EXIT_FACE),
@@ -63,8 +67,27 @@ EXIT_CODES: tuple[tuple[type[FaceprintError], int], ...] = (
     (OutputError, EXIT_OUTPUT),
 )
 
-console = Console()
-err_console = Console(stderr=True)
+#: Line width written to a pipe or a file: wide enough that no table cell or sentence is cut or wrapped.
+PIPED_WIDTH = 10_000
+
+
+class _Console(Console):
+    """A Rich console that is as wide as the terminal, and PIPED_WIDTH when its stream is not one (Rich's
+    own default there is 80 columns, which cut tables written to a file). ``COLUMNS`` still overrides both."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        piped = not self.is_terminal and self._width is None and "COLUMNS" not in os.environ
+        return ConsoleDimensions(PIPED_WIDTH, size.height) if piped else size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 DbOption = Annotated[
@@ -173,14 +196,22 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
         yield lambda n: progress.advance(task, n)
 
 
+def pipeline_options(detector: DetectorName) -> PipelineOptions:
+    """The default pipeline with the face detector chosen by --detector."""
+    from ..pipeline import PipelineOptions  # here, not at the top: see faceprint.cli
+
+    return PipelineOptions(detector=detector)
+
+
 def warn_if_empty(gallery: Gallery, consequence: str) -> None:
     if not gallery.template_count():
         err_console.print(f"[yellow]warning:[/] the gallery {gallery.path} is empty: {consequence}")
 
 
-def open_gallery(db: str | Path | None, **options: Any) -> Gallery:
-    """``Gallery(db, **options)`` that shows building its search index as a progress bar on stderr (only in
-    a terminal, and from 10,000 templates: smaller builds take a few seconds)."""
+def open_gallery(db: str | Path | None, *, create: bool = True, **options: Any) -> Gallery:
+    """``Gallery(db, create=create, **options)`` that shows building its search index as a progress bar on stderr
+    (only in a terminal, and from 10,000 templates: smaller builds take a few seconds). Commands that only read
+    a gallery pass ``create=False``: a mistyped --db is an error, not a new empty gallery."""
     bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=err_console, transient=True)
     tasks: dict[str, TaskID] = {}
 
@@ -199,4 +230,4 @@ def open_gallery(db: str | Path | None, **options: Any) -> Gallery:
 
     from ..gallery import Gallery  # here, not at the top: see faceprint.cli
 
-    return Gallery(db, on_progress=on_progress, **options)
+    return Gallery(db, on_progress=on_progress, create=create, **options)

@@ -26,7 +26,7 @@ def stats(
     db: DbOption = None, mode: ModeOption = "auto", storage: StorageOption = "f32", json_output: JsonOption = False
 ) -> None:
     """How the gallery is searched: exact or HNSW, size, memory, saved file (opens or rebuilds it first)."""
-    with open_gallery(db, index=mode, index_storage=storage) as gallery:
+    with open_gallery(db, create=False, index=mode, index_storage=storage) as gallery:
         found = gallery.index_stats()
     if json_output:
         print_json(found)
@@ -40,7 +40,7 @@ def stats(
 @handles_errors
 def rebuild(db: DbOption = None, storage: StorageOption = "f32", json_output: JsonOption = False) -> None:
     """Build the HNSW index from the gallery anew and save it next to the gallery file."""
-    with open_gallery(db, index="hnsw", index_storage=storage) as gallery:
+    with open_gallery(db, create=False, index="hnsw", index_storage=storage) as gallery:
         built = gallery.rebuild_index()
     emit(built, f"rebuilt {built['file']}: {built['templates']} templates, {built['storage']}", json_output)
 
@@ -51,7 +51,7 @@ def verify(
     db: DbOption = None, mode: ModeOption = "auto", storage: StorageOption = "f32", json_output: JsonOption = False
 ) -> None:
     """Compare the index with the gallery template by template; exit code 1 on any difference."""
-    with open_gallery(db, index=mode, index_storage=storage) as gallery:
+    with open_gallery(db, create=False, index=mode, index_storage=storage) as gallery:
         problems = gallery.verify_index()
     emit(
         {"consistent": not problems, "problems": problems},

@@ -18,7 +18,7 @@ PersonArg = Annotated[str, typer.Argument(help="Name, numeric id or external id.
 @handles_errors
 def list_people(db: DbOption = None, json_output: JsonOption = False) -> None:
     """Every enrolled person with their number of templates."""
-    with open_gallery(db) as gallery:
+    with open_gallery(db, create=False) as gallery:
         people = gallery.people()
     if json_output:
         print_json([p.to_dict() for p in people])
@@ -33,7 +33,7 @@ def list_people(db: DbOption = None, json_output: JsonOption = False) -> None:
 @handles_errors
 def show(person: PersonArg, db: DbOption = None, json_output: JsonOption = False) -> None:
     """One person with each template's source, quality and date."""
-    with open_gallery(db) as gallery:
+    with open_gallery(db, create=False) as gallery:
         found = gallery.person(person)
         templates = gallery.templates(found.id)
     if json_output:
@@ -51,7 +51,7 @@ def show(person: PersonArg, db: DbOption = None, json_output: JsonOption = False
 @handles_errors
 def rename(person: PersonArg, new_name: str, db: DbOption = None, json_output: JsonOption = False) -> None:
     """Give a person a new name."""
-    with open_gallery(db) as gallery:
+    with open_gallery(db, create=False) as gallery:
         renamed = gallery.rename(person, new_name)
     emit(renamed.to_dict(), f"renamed to [bold]{renamed.name}[/]", json_output)
 
@@ -65,7 +65,7 @@ def merge(
     json_output: JsonOption = False,
 ) -> None:
     """Move all templates of SOURCE to TARGET and remove SOURCE."""
-    with open_gallery(db) as gallery:
+    with open_gallery(db, create=False) as gallery:
         merged = gallery.merge(source, target)
     emit(merged.to_dict(), f"merged into [bold]{merged.name}[/] ({merged.template_count} templates)", json_output)
 
@@ -74,7 +74,7 @@ def merge(
 @handles_errors
 def remove(person: PersonArg, db: DbOption = None, json_output: JsonOption = False) -> None:
     """Remove a person and all their templates."""
-    with open_gallery(db) as gallery:
+    with open_gallery(db, create=False) as gallery:
         removed = gallery.remove_person(person)
     emit(removed.to_dict(), f"removed [bold]{removed.name}[/] and {removed.template_count} templates", json_output)
 
@@ -83,6 +83,6 @@ def remove(person: PersonArg, db: DbOption = None, json_output: JsonOption = Fal
 @handles_errors
 def remove_template(template_id: int, db: DbOption = None, json_output: JsonOption = False) -> None:
     """Remove one template (see `people show` for ids)."""
-    with open_gallery(db) as gallery:
+    with open_gallery(db, create=False) as gallery:
         removed = gallery.remove_template(template_id)
     emit(removed.to_dict(), f"removed template {removed.id}", json_output)

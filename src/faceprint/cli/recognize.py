@@ -25,6 +25,7 @@ from .common import (
     exit_code_for,
     handles_errors,
     open_gallery,
+    pipeline_options,
     print_json,
     progress_bar,
     warn_if_empty,
@@ -56,6 +57,7 @@ def enroll(
     external_id: Annotated[str | None, typer.Option("--external-id", help="Your own id for the person.")] = None,
     largest: LargestOption = False,
     no_quality_check: Annotated[bool, typer.Option("--no-quality-check", help="Enroll low-quality faces too.")] = False,
+    detector: DetectorOption = "auto",
     workers: WorkersOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
@@ -63,7 +65,10 @@ def enroll(
     """Enroll a person from photos, or everyone in a folder-per-person directory."""
     people = _people(name, images or [], from_dir, external_id)
     total = sum(len(photos) for photos in people.values())
-    with open_gallery(db) as gallery, progress_bar(total, "enrolling", enabled=not json_output) as advance:
+    with (
+        open_gallery(db, options=pipeline_options(detector)) as gallery,
+        progress_bar(total, "enrolling", enabled=not json_output) as advance,
+    ):
         outcome = gallery.enroll_people(
             people,
             external_id=external_id,
@@ -73,10 +78,7 @@ def enroll(
             on_done=advance,
         )
     _report_enrollment(outcome, json_output)
-    if outcome.failed and not outcome.enrolled:
-        raise typer.Exit(exit_code_for(outcome.failed[0][1]))
-    if outcome.refused_any:
-        raise typer.Exit(EXIT_FACE)
+    _exit_for_enrollment(outcome)
 
 
 def _people(
@@ -95,6 +97,13 @@ def _people(
     from ..image import image_files
 
     return {name: image_files(images)}
+
+
+def _exit_for_enrollment(outcome: PeopleEnrollment) -> None:
+    if outcome.failed and not outcome.enrolled:
+        raise typer.Exit(exit_code_for(outcome.failed[0][1]))
+    if outcome.refused_any:
+        raise typer.Exit(EXIT_FACE)
 
 
 def _report_enrollment(outcome: PeopleEnrollment, json_output: bool) -> None:
@@ -120,19 +129,22 @@ def identify(
     fpir: FpirOption = None,
     out: AnnotatedOutOption = None,
     attributes: AttributesListOption = None,
+    detector: DetectorOption = "auto",
     workers: WorkersOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Name every face in images, against the gallery, at a false-positive identification rate; else `unknown`."""
-    from .. import draw
-    from ..image import image_files
+    from .. import draw, image
 
-    paths = image_files(inputs)
+    paths = image.image_files(inputs)
     if out is not None and len(paths) != 1:
         raise typer.BadParameter("--out needs exactly one input image")
     wanted = parse_attributes(attributes) if attributes is not None else ()
-    with open_gallery(db) as gallery, progress_bar(len(paths), "identifying", enabled=not json_output) as advance:
+    with (
+        open_gallery(db, create=False, options=pipeline_options(detector)) as gallery,
+        progress_bar(len(paths), "identifying", enabled=not json_output) as advance,
+    ):
         warn_if_empty(gallery, "enroll people first")
         answers = gallery.identify_files(
             paths, top_k=top_k, fpir=fpir, attributes=wanted, workers=workers, on_done=advance
@@ -140,8 +152,12 @@ def identify(
     if out is not None and not answers[0].result.error:
         draw.save_annotated(paths[0], [i.face for i in answers[0].faces], [i.name for i in answers[0].faces], out)
     _report_identification(answers, json_output, bool(wanted))
-    if len(answers) == 1 and answers[0].result.error:
-        raise answers[0].result.error
+    _exit_for_identification(answers)
+
+
+def _exit_for_identification(answers: list[PhotoIdentification]) -> None:
+    if len(answers) == 1 and answers[0].result.error:  # the only input; its error is in the report already
+        raise typer.Exit(exit_code_for(answers[0].result.error))
     if not any(i.match for answer in answers for i in answer.faces):
         raise typer.Exit(EXIT_NEGATIVE)
 
@@ -183,6 +199,7 @@ def verify(
     image_b: Annotated[Path, typer.Argument(help="Second photo.")],
     fmr: FmrOption = None,
     largest: LargestOption = False,
+    detector: DetectorOption = "auto",
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -192,7 +209,9 @@ def verify(
     from ..api import verify as verify_images
     from ..gallery import calibration_stored_at
 
-    result = verify_images(image_a, image_b, fmr=fmr, largest=largest, calibration=calibration_stored_at(db))
+    calibration = calibration_stored_at(db, required=db is not None)  # a --db given must exist
+    options = pipeline_options(detector)
+    result = verify_images(image_a, image_b, fmr=fmr, largest=largest, options=options, calibration=calibration)
     if json_output:
         print_json(result.to_dict())
     else:
@@ -227,7 +246,7 @@ def detect(
     faces = faces_in(image, options, embed=names)  # names need templates; plain detection skips them
     labels: list[str] | None = None
     if names and faces:
-        with open_gallery(db) as gallery:
+        with open_gallery(db, create=False) as gallery:
             labels = [i.name for i in gallery.identify_faces(faces)]
     if out is not None:
         draw.save_annotated(image, faces, labels, out)
@@ -263,6 +282,7 @@ def embed(
     largest: Annotated[
         bool, typer.Option("--largest", help="Keep only the main face of each image (largest, favouring the centre).")
     ] = False,
+    detector: DetectorOption = "auto",
     workers: WorkersOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -278,7 +298,9 @@ def embed(
     if not paths:
         raise typer.BadParameter("give images, folders or --list FILE")
     with progress_bar(len(paths), "embedding", enabled=not json_output) as advance:
-        results = list(process_files(paths, workers=workers, on_done=advance))
+        results = list(process_files(paths, pipeline_options(detector), workers=workers, on_done=advance))
+    if all(r.error for r in results):  # nothing could be read: no empty export
+        raise results[0].error  # type: ignore[misc]
     summary = write_templates(results, out, largest=largest)
     if json_output:
         print_json(summary.to_dict())

@@ -238,8 +238,11 @@ def _anonymize_video(
 
 def _report_anonymized(report: AnonymizedFiles, json_output: bool) -> None:
     message = f"anonymized {report.frames} frame(s)/photo(s) -> {report.out}"
-    if report.frames_with_faces_left is not None:
-        message += f"; faces still detectable in {report.frames_with_faces_left} of them"
+    if report.leaks is not None:
+        shown = ", ".join(map(str, report.leaks[:10])) + (", ..." if len(report.leaks) > 10 else "")
+        message += f"; a face meant to be hidden is still detectable in {len(report.leaks)} of them" + (
+            f" ({'frames' if report.tracks is not None else 'photos'} {shown})" if report.leaks else ""
+        )
     emit(report.to_dict(), message, json_output)
     if report.frames_with_faces_left:
         raise typer.Exit(EXIT_NEGATIVE)

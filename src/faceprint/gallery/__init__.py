@@ -36,6 +36,7 @@ from ..match import (
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files, single_face, template_of
 from ..progress import OnProgress
 from ..types import Candidate, Decision, Face, Identification, Template
+from .names import normalize_name
 from .records import NewTemplate, Person, TemplateRecord
 from .store import GalleryStore, open_store
 
@@ -70,14 +71,14 @@ def default_gallery_path() -> str | Path:
     return env if env else platformdirs.user_data_path("faceprint") / "gallery.db"
 
 
-def calibration_stored_at(location: str | os.PathLike | None = None) -> Calibration | None:
+def calibration_stored_at(location: str | os.PathLike | None = None, *, required: bool = False) -> Calibration | None:
     """The calibration stored by ``faceprint calibrate`` in the gallery at ``location`` (default:
     ``default_gallery_path()``), for decisions without a gallery search (``faceprint.verify``); None when
-    that gallery does not exist (it is not created) or holds none."""
+    that gallery does not exist (it is not created; with ``required``, a ``GalleryError``) or holds none."""
     location = location or default_gallery_path()
-    if "://" not in os.fspath(location) and not Path(location).exists():
+    if not required and "://" not in os.fspath(location) and not Path(location).exists():
         return None
-    with Gallery(location) as gallery:
+    with Gallery(location, create=False) as gallery:
         return gallery.stored_calibration()
 
 
@@ -146,7 +147,9 @@ class Gallery:
     their defaults come from ``$FACEPRINT_INDEX`` and ``$FACEPRINT_INDEX_STORAGE`` when set.
     ``on_progress`` is told how building the search index advances (see ``faceprint.progress``).
     ``fpir`` is the identification operating point (default ``faceprint.match.DEFAULT_FPIR``); ``fmr`` the
-    comparison one (``operating_point``, for 1:1 decisions).
+    comparison one (``operating_point``, for 1:1 decisions). ``create=False`` opens only a gallery that
+    exists (``GalleryError`` naming the file otherwise), for reading: an SQLite gallery is otherwise created
+    on first use.
 
     >>> from faceprint import Gallery
     >>> with Gallery("/tmp/doctest-gallery.db") as gallery:
@@ -165,6 +168,7 @@ class Gallery:
         index: Mode | None = None,
         index_storage: Storage | None = None,
         on_progress: OnProgress | None = None,
+        create: bool = True,
     ) -> None:
         self.options = options
         self.fmr = fmr
@@ -173,7 +177,7 @@ class Gallery:
         self._centroid_generation = -1
         mode = index or _from_env("FACEPRINT_INDEX", MODES)
         storage = index_storage or _from_env("FACEPRINT_INDEX_STORAGE", STORAGES)
-        self.store: GalleryStore = open_store(path if path is not None else default_gallery_path())
+        self.store: GalleryStore = open_store(path if path is not None else default_gallery_path(), create=create)
         self.path = self.store.path
         try:
             #: The only way this gallery searches (the store's own: exact or HNSW for SQLite, Milvus's for Milvus).
@@ -240,8 +244,7 @@ class Gallery:
         check_quality: bool = True,
     ) -> Enrollment:
         """``enroll`` for images already run through ``faceprint.pipeline.process_files``."""
-        if not name.strip():
-            raise ValueError("a person's name cannot be empty")
+        name = normalize_name(name)
         accepted: list[NewTemplate] = []
         rejected: list[tuple[str, FaceprintError]] = []
         for result in results:
@@ -314,6 +317,7 @@ class Gallery:
 
     def add_templates(self, name: str, templates: Sequence[Template], *, source: str | None = None) -> list[int]:
         """Store precomputed templates (e.g. from ``faceprint embed``) for ``name``."""
+        name = normalize_name(name)
         for template in templates:
             check_same_model(template.model_id, self.model_id)
         self._check_gallery_model()
@@ -567,7 +571,7 @@ class Gallery:
         return self.store.templates_of(self.store.person(key).id)
 
     def rename(self, key: str | int, new_name: str) -> Person:
-        return self.store.rename(key, new_name)
+        return self.store.rename(key, normalize_name(new_name))
 
     def merge(self, source: str | int, target: str | int) -> Person:
         """Move every template of ``source`` into ``target`` and remove ``source``."""

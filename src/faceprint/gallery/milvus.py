@@ -27,6 +27,7 @@ import numpy as np
 from ..choices import Mode, Storage
 from ..errors import GalleryError, PersonNotFoundError
 from ..progress import OnProgress
+from .names import name_key
 from .records import NewTemplate, Person, TemplateRecord
 
 try:
@@ -199,7 +200,10 @@ class MilvusStore:
     def person(self, key: str | int) -> Person:
         """A person by name, or by numeric id, or by external id."""
         text = str(key)
-        lookups: list[tuple[str, str | int]] = [("name == {key}", text)]
+        found = None if isinstance(key, int) else self._find_person(text)  # ids come as ints from faceprint itself
+        if found is not None:
+            return found
+        lookups: list[tuple[str, str | int]] = []
         if text.lstrip("-").isdigit():
             lookups.append(("id == {key}", int(text)))
         lookups.append(("external_id == {key}", text))
@@ -216,11 +220,15 @@ class MilvusStore:
         return {int(r["id"]): r["name"] for r in rows}
 
     def _find_person(self, name: str) -> Person | None:
-        try:
-            found = self.person(name)
-        except PersonNotFoundError:
-            return None
-        return found if found.name == name else None
+        """The person called ``name``, else one whose name differs only in case (see faceprint.gallery.names).
+
+        Milvus filters compare exactly, so the second lookup reads every name: people are far fewer than
+        templates, and it runs only for a new name or a rename."""
+        rows = self._rows(self._people, "name == {key}", _PERSON_FIELDS, key=name)
+        if not rows:
+            key = name_key(name)
+            rows = [r for r in self._rows(self._people, "id >= 0", _PERSON_FIELDS) if name_key(r["name"]) == key]
+        return _person(rows[0]) if rows else None
 
     def _write_person(self, person: Person) -> None:
         row = {k: v for k, v in person.to_dict().items()}
@@ -249,7 +257,7 @@ class MilvusStore:
         self._write_person(
             Person(
                 person.id,
-                name,
+                person.name,  # an existing person keeps their spelling; ``kit`` adds to ``Kit``
                 person.external_id or external_id,
                 {**person.metadata, **(metadata or {})},
                 person.template_count + len(ids),
@@ -289,7 +297,7 @@ class MilvusStore:
         person = self.person(key)
         other = self._find_person(new_name)
         if other is not None and other.id != person.id:
-            raise GalleryError(f"cannot rename {person.name!r}: {new_name!r} already exists (merge instead)")
+            raise GalleryError(f"cannot rename {person.name!r}: {other.name!r} already exists (merge instead)")
         renamed = Person(**{**person.to_dict(), "name": new_name, "updated_at": _now()})
         self._write_person(renamed)
         self._bump_generation()

@@ -23,6 +23,7 @@ import numpy as np
 from ..choices import Mode, Storage
 from ..errors import GalleryError, PersonNotFoundError
 from ..progress import OnProgress
+from .names import name_key
 from .records import NewTemplate, Person, TemplateRecord
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 #: Marks the file as a faceprint gallery ("FPRT"), so a foreign SQLite file is never migrated.
 APPLICATION_ID = 0x46505254
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # MIGRATIONS[v] upgrades a gallery at schema version v - 1 to version v.
 MIGRATIONS: dict[int, str] = {
@@ -76,6 +77,14 @@ MIGRATIONS: dict[int, str] = {
     # Finding a gallery's models and counting a model's templates without reading every row
     # (each enrollment checks the models: 57 ms at 1M templates with a full scan).
     3: "CREATE INDEX template_model ON template(model_id);",
+    # Names differing only in case are one person (faceprint.gallery.names): looked up by their key.
+    # Not a unique index: a gallery made before may hold both ``Kit`` and ``kit``, which stay
+    # reachable by their exact names until merged; writers check the key under the write lock.
+    4: """
+    ALTER TABLE person ADD COLUMN name_key TEXT;
+    UPDATE person SET name_key = faceprint_name_key(name);
+    CREATE INDEX person_name_key ON person(name_key);
+    """,
 }
 
 
@@ -116,9 +125,12 @@ def _now() -> str:
 class SQLiteStore:
     """Persons and templates in one SQLite file; every public method is one transaction."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0, create: bool = True) -> None:
         self.path = path
         self._lock = threading.RLock()
+        self._checked = False  # by _check_before_first_write
+        if not create and not path.is_file():
+            raise GalleryError(f"{path}: no gallery there (check --db / $FACEPRINT_DB, or enroll someone first)")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
@@ -146,6 +158,7 @@ class SQLiteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.create_function("faceprint_name_key", 1, name_key, deterministic=True)
         if version < SCHEMA_VERSION:
             self._migrate()
 
@@ -171,6 +184,7 @@ class SQLiteStore:
             except sqlite3.OperationalError as exc:
                 raise GalleryError(f"{self.path}: gallery is busy or read-only ({exc})") from None
             try:
+                self._check_before_first_write()
                 yield self._db
                 self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
                 self._db.execute("COMMIT")
@@ -180,6 +194,21 @@ class SQLiteStore:
             except BaseException:
                 self._rollback()
                 raise
+
+    def _check_before_first_write(self) -> None:
+        """Refuse to write into a damaged file. Garbage in the middle of a gallery passes the checks made at
+        opening, and a write there can succeed while every search then fails: ``PRAGMA quick_check`` (every page
+        read once; BENCHMARKS.md, "Writing to a damaged gallery") runs once per opened store, under the write lock."""
+        if self._checked:
+            return
+        rows = self._db.execute("PRAGMA quick_check(3)").fetchall()
+        problems = [line for row in rows for line in str(row[0]).splitlines() if not line.startswith("***")]
+        if problems != ["ok"]:
+            raise GalleryError(
+                f"{self.path}: the gallery file is damaged ({'; '.join(problems)}); nothing was changed "
+                "(restore a backup, or recover it with sqlite3's .recover)"
+            )
+        self._checked = True
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
@@ -217,9 +246,10 @@ class SQLiteStore:
         return [self._person(row) for row in rows]
 
     def person(self, key: str | int) -> Person:
-        """A person by name, or by numeric id, or by external id."""
-        for column in ("p.name", "p.id", "p.external_id"):
-            rows = self._query(self._PERSON_SQL + f" WHERE {column} = ? GROUP BY p.id", (key,))
+        """A person by name (exact, else in any case), or by numeric id, or by external id."""
+        lookups = (("p.name", key), ("p.name_key", name_key(str(key))), ("p.id", key), ("p.external_id", key))
+        for column, value in lookups:
+            rows = self._query(self._PERSON_SQL + f" WHERE {column} = ? GROUP BY p.id", (value,))
             if rows:
                 return self._person(rows[0])
         raise PersonNotFoundError(f"{self.path}: no person {key!r} in the gallery")
@@ -232,13 +262,15 @@ class SQLiteStore:
         self, db: sqlite3.Connection, name: str, external_id: str | None, metadata: dict[str, Any] | None
     ) -> int:
         """Id of the person called ``name``, created if new (within the caller's transaction)."""
-        row = db.execute("SELECT id, external_id FROM person WHERE name = ?", (name,)).fetchone()
+        same = "SELECT id, external_id FROM person WHERE name_key = ? ORDER BY name = ? DESC LIMIT 1"
+        row = db.execute(same, (name_key(name), name)).fetchone()
         now = _now()
         if row is None:
             try:
                 cursor = db.execute(
-                    "INSERT INTO person (name, external_id, metadata, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-                    (name, external_id, json.dumps(metadata or {}), now, now),
+                    "INSERT INTO person (name, name_key, external_id, metadata, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, name_key(name), external_id, json.dumps(metadata or {}), now, now),
                 )
             except sqlite3.IntegrityError:
                 raise GalleryError(f"external id {external_id!r} already belongs to another person") from None
@@ -290,12 +322,14 @@ class SQLiteStore:
     def rename(self, key: str | int, new_name: str) -> Person:
         person = self.person(key)
         with self.transaction() as db:
-            try:
-                db.execute("UPDATE person SET name = ?, updated_at = ? WHERE id = ?", (new_name, _now(), person.id))
-            except sqlite3.IntegrityError:
-                raise GalleryError(
-                    f"cannot rename {person.name!r}: {new_name!r} already exists (merge instead)"
-                ) from None
+            other = "SELECT name FROM person WHERE (name = ? OR name_key = ?) AND id != ?"
+            taken = db.execute(other, (new_name, name_key(new_name), person.id)).fetchone()
+            if taken:
+                raise GalleryError(f"cannot rename {person.name!r}: {taken[0]!r} already exists (merge instead)")
+            db.execute(
+                "UPDATE person SET name = ?, name_key = ?, updated_at = ? WHERE id = ?",
+                (new_name, name_key(new_name), _now(), person.id),
+            )
         return self.person(person.id)
 
     def merge(self, source: str | int, target: str | int) -> Person:

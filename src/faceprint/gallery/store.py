@@ -62,12 +62,13 @@ class GalleryStore(Protocol):
         ...
 
 
-def open_store(location: str | os.PathLike) -> GalleryStore:
+def open_store(location: str | os.PathLike, *, create: bool = True) -> GalleryStore:
     """The store named by ``location``: an SQLite file path, ``milvus://host:port/collection``,
-    ``milvus-lite:///path/file.db`` or a path ending in ``.milvus.db``."""
+    ``milvus-lite:///path/file.db`` or a path ending in ``.milvus.db``. Without ``create``, an SQLite
+    file that does not exist is a ``GalleryError`` (a mistyped path is not a new, empty gallery)."""
     text = os.fspath(location)
     if text.startswith(("milvus://", "milvus-lite://")) or text.endswith(MILVUS_LITE_SUFFIX):
         from .milvus import MilvusStore  # pymilvus is an optional dependency
 
         return MilvusStore.from_uri(text)
-    return SQLiteStore(Path(text))
+    return SQLiteStore(Path(text), create=create)

@@ -347,7 +347,9 @@ class SyncedIndex:
             index = self.refresh()
             seconds = time.perf_counter() - started
             hnsw = isinstance(index, HNSWIndex)
-            info = self.read_info() if hnsw else None
+            # A saved graph is reported also when this gallery is searched exactly ("auto" below the threshold).
+            saved = self.path.is_file()
+            info = self.read_info() if saved else None
             if isinstance(index, HNSWIndex):
                 storage, memory = index.storage, index.memory_bytes()
             else:
@@ -361,8 +363,8 @@ class SyncedIndex:
                 # A memory-mapped graph's vectors and links are in the file (paged in as searched), not counted here.
                 "memory_bytes": memory,
                 "memory_mapped": hnsw and self._view,
-                "file": str(self.path) if hnsw else None,
-                "file_bytes": self.path.stat().st_size if hnsw and self.path.is_file() else None,
+                "file": str(self.path) if saved else None,
+                "file_bytes": self.path.stat().st_size if saved else None,
                 "saved_change": info.change if info else None,
                 "gallery_change": self._change,
                 "rebuilt": self.rebuild_reason,

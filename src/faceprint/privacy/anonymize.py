@@ -30,7 +30,7 @@ from ..pipeline import DEFAULT_OPTIONS, find_faces
 from ..types import UNKNOWN, Box
 from ..video.output import VideoWriter
 from ..video.process import FrameResult, TrackedFace, VideoOptions, VideoProcessor
-from ..video.source import FrameSource
+from ..video.source import FrameSource, open_source
 from ..video.tracker import TrackerOptions
 
 #: Share of the face width added on every side of the box before hiding it (hair, ears, chin).
@@ -98,15 +98,18 @@ class AnonymizedFiles:
     frames: int
     hidden: int
     tracks: int | None = None
-    frames_with_faces_left: int | None = None
+    #: When checked: the outputs with a face left that should have been hidden, as frame numbers of the
+    #: written video (from 0) or paths of the written photos.
+    leaks: list[int | str] | None = None
+
+    @property
+    def frames_with_faces_left(self) -> int | None:
+        return len(self.leaks) if self.leaks is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         counts = {"out": str(self.out), "frames": self.frames, "tracks": self.tracks, "hidden": self.hidden}
-        return {
-            key: value
-            for key, value in (counts | {"frames_with_faces_left": self.frames_with_faces_left}).items()
-            if value is not None
-        }
+        checked = {"frames_with_faces_left": self.frames_with_faces_left, "leaks": self.leaks}
+        return {key: value for key, value in (counts | checked).items() if value is not None}
 
 
 def hide(pixels: np.ndarray, boxes: Sequence[Box], method: Method = "blur") -> np.ndarray:
@@ -221,13 +224,16 @@ def anonymize_photos(
     else:
         written = out or path.with_name(f"{path.stem}.anonymized{path.suffix}")
         targets = [written]
-    hidden = left = 0
+    hidden = 0
+    leaks: list[int | str] = []
     for photo, target in zip(photos, targets):
         result = anonymize_image(photo, method=method, selection=selection, gallery=gallery)
         save(result.pixels, target)
         hidden += sum(result.hidden)
-        left += bool(check and remaining_faces(result.pixels))
-    return AnonymizedFiles(written, len(photos), hidden, frames_with_faces_left=left if check else None)
+        kept = [grown(box) for box, was_hidden in zip(result.faces, result.hidden) if not was_hidden]
+        if check and leaked(load_image(target).pixels, kept):  # the file as written (JPEG and all)
+            leaks.append(str(target))
+    return AnonymizedFiles(written, len(photos), hidden, leaks=leaks if check else None)
 
 
 def anonymize_frames(
@@ -245,20 +251,36 @@ def anonymize_frames(
     ``stream.anonymized.mp4`` for a live source); with ``check``, count the output frames in which
     ``remaining_faces`` still finds a face."""
     target = out or Path(f"{Path(source.name).stem if not source.live else 'stream'}.anonymized.mp4")
-    left = 0
+    kept: list[list[Box]] = []  # per written frame, the faces left visible on purpose
+
+    def note(result: FrameResult) -> None:
+        kept.append([grown(face.box, face.uncertainty) for face in result.faces if not _hides(face, selection)])
+        if on_frame:
+            on_frame(result)
+
     with VideoWriter(target, source.fps) as writer:
-
-        def write(pixels: np.ndarray) -> None:
-            nonlocal left
-            writer.write(pixels)
-            left += bool(check and remaining_faces(pixels))
-
         summary = anonymize_video(
-            source, write, method=method, selection=selection, gallery=gallery, options=options, on_frame=on_frame
+            source, writer.write, method=method, selection=selection, gallery=gallery, options=options, on_frame=note
         )
-    return AnonymizedFiles(
-        target, summary.frames, summary.hidden_boxes, summary.tracks, frames_with_faces_left=left if check else None
-    )
+    leaks = _leaks_in_video(target, kept) if check else None
+    return AnonymizedFiles(target, summary.frames, summary.hidden_boxes, summary.tracks, leaks=leaks)
+
+
+def _leaks_in_video(path: Path, kept: Sequence[Sequence[Box]]) -> list[int | str]:
+    """The frames of the written video (decoded, as a viewer sees them) with a face that should be hidden."""
+    with open_source(path) as decoded:
+        return [n for n, frame in enumerate(decoded) if leaked(frame.pixels, kept[n] if n < len(kept) else [])]
+
+
+def leaked(pixels: np.ndarray, kept: Sequence[Box]) -> bool:
+    """Does ``pixels`` show a face (``remaining_faces``) other than those left visible on purpose (``kept``:
+    a re-detected face whose centre lies in one of these boxes is one of them)?"""
+    return any(not any(_centre_in(face, box) for box in kept) for face in remaining_faces(pixels))
+
+
+def _centre_in(face: Box, box: Box) -> bool:
+    x, y = (face.left + face.right) / 2, (face.top + face.bottom) / 2
+    return box.left <= x <= box.right and box.top <= y <= box.bottom
 
 
 def _hides(face: TrackedFace, selection: Selection) -> bool:

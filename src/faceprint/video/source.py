@@ -24,6 +24,12 @@ STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp:
 #: Frame rate assumed for image sequences, and for containers that do not state one.
 DEFAULT_FPS = 25.0
 
+# faceprint reports a source it cannot open as one error naming it; OpenCV's ``[ WARN ]`` lines and
+# FFmpeg's own log (``moov atom not found``) would repeat it on stderr. Set before the first capture;
+# a user's own OPENCV_FFMPEG_LOGLEVEL is kept.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 
 @dataclass(frozen=True, eq=False)
 class Frame:
