@@ -136,7 +136,10 @@ def test_outputs_that_cannot_be_written_and_fmrs_out_of_range_are_clear(tmp_path
     assert "adir" in run_json("video", clip, "--events", folder, "--db", db, code=7)["message"]
     summary = run_json("embed", KIT[0], "--out", folder)  # numpy names the file it writes adir.npz
     assert summary["out"] == f"{folder}.npz" and Path(summary["out"]).is_file()
-    for command in (("identify", KIT[0], "--fmr", "1e-6", "--db", db), ("eval", HIRES / "pairs.csv", "--fmr", "0")):
+    for command in (
+        ("verify", KIT[0], KIT[1], "--fmr", "1e-6", "--db", db),
+        ("eval", HIRES / "pairs.csv", "--fmr", "0"),
+    ):
         error = run_json(*command, code=2)
         assert error["error"] == "UnsupportedFMRError" and len(error["message"]) < 120
 

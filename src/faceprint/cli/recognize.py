@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 LargestOption = Annotated[
     bool, typer.Option("--largest", help="Use the main face (largest, favouring the centre) when there are several.")
 ]
+MainFaceOnlyOption = Annotated[
+    bool, typer.Option("--largest", help="Keep only the main face of each image (largest, favouring the centre).")
+]
 FromDirOption = Annotated[
     Path | None, typer.Option("--from-dir", help="A folder with one sub-folder of photos per person.")
 ]
@@ -279,17 +282,14 @@ def embed(
     inputs: Annotated[list[Path] | None, typer.Argument(help="Images or folders of images.")] = None,
     out: Annotated[Path, typer.Option("--out", help="Output .npz file.")] = Path("templates.npz"),
     file_list: Annotated[Path | None, typer.Option("--list", help="Text file with one image path per line.")] = None,
-    largest: Annotated[
-        bool, typer.Option("--largest", help="Keep only the main face of each image (largest, favouring the centre).")
-    ] = False,
+    largest: MainFaceOnlyOption = False,
     detector: DetectorOption = "auto",
     workers: WorkersOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Export templates of every face for your own pipeline (.npz; fields in faceprint.export).
 
-    The file holds paths, face_index, boxes, embeddings, quality and model, plus the images with no face or an
-    error."""
+    Paths, face_index, boxes, embeddings, quality, model, and the images with no face or an error."""
     from ..export import write_templates
     from ..image import image_files, read_image_list
     from ..pipeline import process_files
@@ -299,8 +299,9 @@ def embed(
         raise typer.BadParameter("give images, folders or --list FILE")
     with progress_bar(len(paths), "embedding", enabled=not json_output) as advance:
         results = list(process_files(paths, pipeline_options(detector), workers=workers, on_done=advance))
-    if all(r.error for r in results):  # nothing could be read: no empty export
-        raise results[0].error  # type: ignore[misc]
+    errors = [r.error for r in results if r.error]
+    if len(errors) == len(results):  # nothing could be read: no empty export
+        raise errors[0]
     summary = write_templates(results, out, largest=largest)
     if json_output:
         print_json(summary.to_dict())
