@@ -28,7 +28,7 @@ import numpy as np
 
 import common
 from faceprint.evaluation import metrics
-from faceprint.models import SFACE
+from faceprint.models import FUSED, SFACE
 from faceprint.pipeline import PipelineOptions
 
 #: The knobs compared, spelled out so that a change of the library defaults does not change the benchmark.
@@ -47,6 +47,8 @@ VARIANTS: dict[str, PipelineOptions] = {
     "sface-yunet": dataclasses.replace(BASE, detector="yunet", model=SFACE, alignment="detector"),
     "sface-dlib68": dataclasses.replace(BASE, detector="yunet", model=SFACE, alignment="dlib68"),
     "sface-auto": dataclasses.replace(BASE, model=SFACE),  # auto gives no points of its own: dlib 68 -> 5
+    "fused-auto": dataclasses.replace(BASE, model=FUSED),
+    "fused-yunet": dataclasses.replace(BASE, detector="yunet", model=FUSED, alignment="detector"),
 }
 BASELINE = "face_recognition"
 FMRS = (1e-2, 1e-3)
