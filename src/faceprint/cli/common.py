@@ -28,7 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..choices import DetectorName
+from ..choices import DetectorName, ProfileName
 from ..errors import (
     DatasetError,
     FaceprintError,
@@ -94,6 +94,15 @@ AttributesListOption = Annotated[
 DetectorOption = Annotated[
     DetectorName,
     typer.Option("--detector", help="Face detector (auto: HOG, then CNN when HOG finds none; yunet: fast)."),
+]
+ProfileOption = Annotated[
+    ProfileName | None,
+    typer.Option(
+        "--profile",
+        help="Speed profile: fast (YuNet + dlib's ResNet) or accurate (dlib's ResNet and SFace fused); "
+        "default: the gallery's model, else the default pipeline.",
+        show_default=False,
+    ),
 ]
 WorkersOption = Annotated[
     int | None, typer.Option("--workers", min=1, help="Worker processes for batches (default: one per core).")
@@ -168,9 +177,10 @@ def warn_if_empty(gallery: Gallery, consequence: str) -> None:
         err_console.print(f"[yellow]warning:[/] the gallery {gallery.path} is empty: {consequence}")
 
 
-def open_gallery(db: str | Path | None, **options: Any) -> Gallery:
-    """``Gallery(db, **options)`` that shows building its search index as a progress bar on stderr (only in
-    a terminal, and from 10,000 templates: smaller builds take a few seconds)."""
+def open_gallery(db: str | Path | None, profile: ProfileName | None = None, **options: Any) -> Gallery:
+    """``Gallery(db, **options)`` with the pipeline of ``profile`` (default: the gallery's model's), that shows
+    building its search index as a progress bar on stderr (only in a terminal, and from 10,000 templates:
+    smaller builds take a few seconds)."""
     bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=err_console, transient=True)
     tasks: dict[str, TaskID] = {}
 
@@ -188,5 +198,7 @@ def open_gallery(db: str | Path | None, **options: Any) -> Gallery:
                 bar.stop()
 
     from ..gallery import Gallery  # here, not at the top: see faceprint.cli
+    from ..profiles import profile_options
 
-    return Gallery(db, on_progress=on_progress, **options)
+    pipeline = profile_options(profile) if profile is not None else None
+    return Gallery(db, options=pipeline, on_progress=on_progress, **options)

@@ -18,6 +18,7 @@ from .common import (
     DetectorOption,
     FmrOption,
     JsonOption,
+    ProfileOption,
     WorkersOption,
     console,
     err_console,
@@ -55,6 +56,7 @@ def enroll(
     external_id: Annotated[str | None, typer.Option("--external-id", help="Your own id for the person.")] = None,
     largest: LargestOption = False,
     no_quality_check: Annotated[bool, typer.Option("--no-quality-check", help="Enroll low-quality faces too.")] = False,
+    profile: ProfileOption = None,
     workers: WorkersOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
@@ -62,7 +64,7 @@ def enroll(
     """Enroll a person from photos, or everyone in a folder-per-person directory."""
     people = _people(name, images or [], from_dir, external_id)
     total = sum(len(photos) for photos in people.values())
-    with open_gallery(db) as gallery, progress_bar(total, "enrolling", enabled=not json_output) as advance:
+    with open_gallery(db, profile) as gallery, progress_bar(total, "enrolling", enabled=not json_output) as advance:
         outcome = gallery.enroll_people(
             people,
             external_id=external_id,
@@ -119,19 +121,20 @@ def identify(
     fmr: FmrOption = None,
     out: AnnotatedOutOption = None,
     attributes: AttributesListOption = None,
+    profile: ProfileOption = None,
     workers: WorkersOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Name every face in images, against the gallery; `unknown` below the threshold."""
     from .. import draw
-    from ..image import image_files
 
-    paths = image_files(inputs)
-    if out is not None and len(paths) != 1:
-        raise typer.BadParameter("--out needs exactly one input image")
+    paths = _single_image_for_out(inputs, out)
     wanted = parse_attributes(attributes) if attributes is not None else ()
-    with open_gallery(db) as gallery, progress_bar(len(paths), "identifying", enabled=not json_output) as advance:
+    with (
+        open_gallery(db, profile) as gallery,
+        progress_bar(len(paths), "identifying", enabled=not json_output) as advance,
+    ):
         warn_if_empty(gallery, "enroll people first")
         answers = gallery.identify_files(
             paths, top_k=top_k, fmr=fmr, attributes=wanted, workers=workers, on_done=advance
@@ -143,6 +146,15 @@ def identify(
         raise answers[0].result.error
     if not any(i.match for answer in answers for i in answer.faces):
         raise typer.Exit(EXIT_NEGATIVE)
+
+
+def _single_image_for_out(inputs: list[Path], out: Path | None) -> list[Path]:
+    from ..image import image_files
+
+    paths = image_files(inputs)
+    if out is not None and len(paths) != 1:
+        raise typer.BadParameter("--out needs exactly one input image")
+    return paths
 
 
 def _report_identification(answers: list[PhotoIdentification], json_output: bool, with_attributes: bool) -> None:
@@ -182,6 +194,7 @@ def verify(
     image_b: Annotated[Path, typer.Argument(help="Second photo.")],
     fmr: FmrOption = None,
     largest: LargestOption = False,
+    profile: ProfileOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -190,8 +203,10 @@ def verify(
     Decides by the calibration stored in the gallery (--db) by `faceprint calibrate`, if any."""
     from ..api import verify as verify_images
     from ..gallery import calibration_stored_at
+    from ..profiles import profile_options
 
-    result = verify_images(image_a, image_b, fmr=fmr, largest=largest, calibration=calibration_stored_at(db))
+    options, calibration = profile_options(profile), calibration_stored_at(db)
+    result = verify_images(image_a, image_b, fmr=fmr, largest=largest, calibration=calibration, options=options)
     if json_output:
         print_json(result.to_dict())
     else:
@@ -262,6 +277,7 @@ def embed(
     largest: Annotated[
         bool, typer.Option("--largest", help="Keep only the main face of each image (largest, favouring the centre).")
     ] = False,
+    profile: ProfileOption = None,
     workers: WorkersOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -272,12 +288,13 @@ def embed(
     from ..export import write_templates
     from ..image import image_files, read_image_list
     from ..pipeline import process_files
+    from ..profiles import profile_options
 
     paths = image_files(inputs or []) + (read_image_list(file_list) if file_list else [])
     if not paths:
         raise typer.BadParameter("give images, folders or --list FILE")
     with progress_bar(len(paths), "embedding", enabled=not json_output) as advance:
-        results = list(process_files(paths, workers=workers, on_done=advance))
+        results = list(process_files(paths, profile_options(profile), workers=workers, on_done=advance))
     summary = write_templates(results, out, largest=largest)
     if json_output:
         print_json(summary.to_dict())
