@@ -131,10 +131,8 @@ def identify(
 
     paths = _single_image_for_out(inputs, out)
     wanted = parse_attributes(attributes) if attributes is not None else ()
-    with (
-        open_gallery(db, profile) as gallery,
-        progress_bar(len(paths), "identifying", enabled=not json_output) as advance,
-    ):
+    progress = progress_bar(len(paths), "identifying", enabled=not json_output)
+    with open_gallery(db, profile) as gallery, progress as advance:
         warn_if_empty(gallery, "enroll people first")
         answers = gallery.identify_files(
             paths, top_k=top_k, fmr=fmr, attributes=wanted, workers=workers, on_done=advance
