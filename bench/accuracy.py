@@ -54,6 +54,7 @@ VARIANTS: dict[str, PipelineOptions] = {
     "sface-auto": dataclasses.replace(BASE, model=SFACE),  # auto gives no points of its own: dlib 68 -> 5
     "fused-auto": dataclasses.replace(BASE, model=FUSED),
     "fused-yunet": dataclasses.replace(BASE, detector="yunet", model=FUSED, alignment="detector"),
+    "fused-yunet-no-flip": dataclasses.replace(BASE, detector="yunet", model=FUSED, alignment="detector", flip=False),
 }
 BASELINE = "face_recognition"
 FMRS = (1e-2, 1e-3)

@@ -1,8 +1,8 @@
 """Speed profiles: pipeline options measured to trade accuracy for speed (BENCHMARKS.md, "Speed profiles").
 
 ``FAST``: YuNet detection with dlib's ResNet, the default's model (its templates mix with a default
-gallery's). ``ACCURATE``: dlib's ResNet and SFace fused. Neither is the default: ``PipelineOptions()``
-is. A gallery's templates say which pipeline it needs: :func:`options_for_model`.
+gallery's). ``ACCURATE``: YuNet detection with dlib's ResNet and SFace fused (SFace aligned on YuNet's
+5 points). Neither is the default: ``PipelineOptions()`` is. A gallery's templates say which pipeline it needs: :func:`options_for_model`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from .models import FUSED, EmbeddingModel
 from .pipeline import DEFAULT_OPTIONS, PipelineOptions
 
 FAST = PipelineOptions(detector="yunet")
-ACCURATE = PipelineOptions(model=FUSED)
+ACCURATE = PipelineOptions(detector="yunet", model=FUSED)
 
 PROFILES: dict[ProfileName, PipelineOptions] = {"fast": FAST, "accurate": ACCURATE}
 
