@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from faceprint.types import Box
 from .conftest import KIT, OBAMA, ROSE
 
 PHOTOS = [KIT[0], KIT[1], ROSE[0], OBAMA[0]]
+CALIBRATIONS = resources.files("faceprint.data")
 
 
 def templates(model: models.EmbeddingModel) -> np.ndarray:
@@ -71,10 +73,14 @@ def test_reembed_computes_templates_anew_from_their_sources_and_removes_those_go
     with Gallery(tmp_path / "g.db") as gallery:
         gallery.enroll("Kit", [kept, gone])
         gallery.enroll("Rose", [changed])
+        gallery.set_calibration(json.loads(CALIBRATIONS.joinpath("calibration-dlib-resnet-v1.json").read_text()))
         gone.unlink()
         shutil.copy(ROSE[1], changed)
         done = gallery.reembed(profiles.ACCURATE, workers=1)
         assert done.model_id == models.FUSED.model_id and done.reembedded == 1
+        # The stored calibration measured dlib's scores: the gallery now decides with the fused model's own.
+        assert done.calibration_dropped and gallery.stored_calibration() is None
+        assert gallery.calibration().model_id == models.FUSED.model_id
         assert sorted((Path(str(r.source)).name, reason) for r, reason in done.removed) == [
             ("changed.jpg", "source image changed since enrollment"),
             ("gone.jpg", "source image gone"),
@@ -97,6 +103,7 @@ def test_reembed_of_a_gallery_whose_sources_all_exist_keeps_every_template(tmp_p
         before = {r.person_id: r.box for r in gallery.store.all_templates()}
         done = gallery.reembed(workers=1)
         assert (done.reembedded, done.removed, done.model_id) == (2, [], "dlib-resnet-v1")
+        assert not done.calibration_dropped
         after = {r.person_id: r.box for r in gallery.store.all_templates()}
         # The same faces, found again by the default detector: boxes of each person's face overlap.
         assert before.keys() == after.keys()

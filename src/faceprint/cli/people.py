@@ -115,6 +115,7 @@ def reembed(
         with progress_bar(total, "re-embedding", enabled=not json_output) as advance:
             done = gallery.reembed(profile_options(profile), workers=workers, on_done=advance)
     message = f"re-embedded {done.reembedded} templates with model {done.model_id}; removed {len(done.removed)}"
+    message += "; the calibration stored for the previous model was dropped" if done.calibration_dropped else ""
     emit(done.to_dict(), message, json_output)
     for record, reason in done.removed if not json_output else []:
         err_console.print(f"  [yellow]removed[/] template {record.id} ({record.source or 'no source'}): {reason}")

@@ -129,12 +129,15 @@ class Reembedding:
     model_id: str
     reembedded: int
     removed: list[tuple[TemplateRecord, str]]
+    #: A calibration stored by ``faceprint calibrate`` for the previous model, dropped: it no longer applies.
+    calibration_dropped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model_id": self.model_id,
             "reembedded": self.reembedded,
             "removed": [{**record.to_dict(), "reason": reason} for record, reason in self.removed],
+            "calibration_dropped": self.calibration_dropped,
         }
 
 
@@ -342,8 +345,9 @@ class Gallery:
         """Compute every template anew with ``options`` (e.g. another model) from the image it was enrolled
         from, where that file still exists with the same content (sha256): the face whose centre lies in
         the stored box, nearest its centre. One transaction replaces them all; the templates that cannot
-        be computed anew are removed with them (a gallery holds one model) and listed with the reason.
-        Relative source paths are read from the current folder. SQLite galleries only.
+        be computed anew are removed with them (a gallery holds one model) and listed with the reason, and
+        so is a calibration stored for another model. Relative source paths are read from the current
+        folder. SQLite galleries only.
         """
         if not isinstance(self.store, SQLiteStore):
             raise GalleryError(
@@ -361,11 +365,13 @@ class Gallery:
                 removed.append((record, outcome))
             else:
                 added.append((record.person_id, outcome))
-        self.store.replace_templates([r.id for r in records], added)
+        stored = self.stored_calibration()
+        stale = stored is not None and stored.model_id != options.model.model_id
+        self.store.replace_templates([r.id for r in records], added, [CALIBRATION_KEY] if stale else [])
         self.options = options
         self.index.close()
         self.index = self._open_index()
-        return Reembedding(options.model.model_id, len(added), removed)
+        return Reembedding(options.model.model_id, len(added), removed, stale)
 
     # --- calibration ------------------------------------------------------------------------
 

@@ -287,9 +287,13 @@ class SQLiteStore:
             db.execute("UPDATE person SET updated_at = ? WHERE id = ?", (_now(), person_id))
         return added
 
-    def replace_templates(self, removed: Sequence[int], added: Sequence[tuple[int, NewTemplate]]) -> list[int]:
-        """Remove templates and add others (``(person id, template)``) in one transaction: the ids added."""
+    def replace_templates(
+        self, removed: Sequence[int], added: Sequence[tuple[int, NewTemplate]], meta_removed: Sequence[str] = ()
+    ) -> list[int]:
+        """Remove templates (and meta keys) and add templates (``(person id, template)``) in one transaction:
+        the ids added."""
         with self.transaction() as db:
+            db.executemany("DELETE FROM meta WHERE key = ?", [(key,) for key in meta_removed])
             db.executemany("DELETE FROM template WHERE id = ?", [(int(i),) for i in removed])
             added_ids: list[int] = []
             for person_id in dict.fromkeys(person for person, _ in added):
