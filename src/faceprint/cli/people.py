@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..choices import ProfileName
 from .common import (
     DbOption,
     JsonOption,
-    ProfileOption,
     WorkersOption,
     console,
     emit,
@@ -24,6 +24,10 @@ from .common import (
 app = typer.Typer(help="List and manage enrolled people.", no_args_is_help=True)
 
 PersonArg = Annotated[str, typer.Argument(help="Name, numeric id or external id.")]
+TargetProfileOption = Annotated[
+    ProfileName | None,
+    typer.Option("--profile", help="The pipeline to re-embed with (default: the default one).", show_default=False),
+]
 
 
 @app.command("list")
@@ -103,7 +107,10 @@ def remove_template(template_id: int, db: DbOption = None, json_output: JsonOpti
 @app.command()
 @handles_errors
 def reembed(
-    profile: ProfileOption = None, workers: WorkersOption = None, db: DbOption = None, json_output: JsonOption = False
+    profile: TargetProfileOption = None,
+    workers: WorkersOption = None,
+    db: DbOption = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Compute every template anew (default pipeline, or --profile) from the photo it was enrolled from.
 
