@@ -10,6 +10,10 @@ variant's run is shared with ``bench/calibrate.py`` through the embedding cache.
     python bench/accuracy.py --images raw150    # on the unaligned 150x150 originals
     python bench/accuracy.py --only auto yunet sface-yunet sface-dlib68 sface-auto   # YuNet and SFace
 
+The ``fused-*`` variants run dlib's ResNet and SFace fused (``auto`` or YuNet detection): their
+weight is fitted, like the threshold, on the nine training folds of each fold (``bench/fusion.py``),
+and their TAR and AUC columns score each pair with the weight fitted without its fold.
+
 The ``sface-*`` variants run the SFace model (``--only`` picks them): aligned on YuNet's own 5 points
 (``sface-yunet``) or on 5 points from dlib's 68 (``sface-dlib68`` after YuNet, ``sface-auto`` after
 today's detector).
@@ -27,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 import common
+import fusion
 from faceprint.evaluation import metrics
-from faceprint.models import SFACE
+from faceprint.models import FUSED, SFACE
 from faceprint.pipeline import PipelineOptions
 
 #: The knobs compared, spelled out so that a change of the library defaults does not change the benchmark.
@@ -47,6 +52,9 @@ VARIANTS: dict[str, PipelineOptions] = {
     "sface-yunet": dataclasses.replace(BASE, detector="yunet", model=SFACE, alignment="detector"),
     "sface-dlib68": dataclasses.replace(BASE, detector="yunet", model=SFACE, alignment="dlib68"),
     "sface-auto": dataclasses.replace(BASE, model=SFACE),  # auto gives no points of its own: dlib 68 -> 5
+    "fused-auto": dataclasses.replace(BASE, model=FUSED),
+    "fused-yunet": dataclasses.replace(BASE, detector="yunet", model=FUSED, alignment="detector"),
+    "fused-yunet-no-flip": dataclasses.replace(BASE, detector="yunet", model=FUSED, alignment="detector", flip=False),
 }
 BASELINE = "face_recognition"
 FMRS = (1e-2, 1e-3)
@@ -59,6 +67,7 @@ class Row:
     description: str
     embeddings: common.Embeddings
     scores: np.ndarray
+    correct: np.ndarray
 
 
 def main() -> None:
@@ -75,9 +84,17 @@ def main() -> None:
     rows = []
     for name in args.only or [*VARIANTS, BASELINE]:
         embeddings = _embed(name, root, paths, args.workers)
-        metric = "euclidean" if name == BASELINE else "cosine"
-        rows.append(Row(name, _describe(name), embeddings, common.pair_scores(embeddings, path_a, path_b, metric)))
+        rows.append(_row(name, embeddings, path_a, path_b, same))
     print(_table(rows, same))
+
+
+def _row(name: str, embeddings: common.Embeddings, path_a: list[str], path_b: list[str], same: np.ndarray) -> Row:
+    if name in VARIANTS and VARIANTS[name].model.parts:
+        first, second = fusion.part_scores(embeddings.vectors, embeddings.paths, path_a, path_b)
+        held_out = fusion.held_out(first, second, same)
+        return Row(name, _describe(name), embeddings, held_out.scores, held_out.correct)
+    scores = common.pair_scores(embeddings, path_a, path_b, "euclidean" if name == BASELINE else "cosine")
+    return Row(name, _describe(name), embeddings, scores, metrics.ten_fold_correct(scores, same))
 
 
 def _version(path: str, images: str) -> str:
@@ -139,7 +156,7 @@ def _face_recognition_chunk(files: list[str]) -> list[np.ndarray | None]:
 
 def _table(rows: list[Row], same: np.ndarray) -> str:
     images = len(rows[0].embeddings.paths)
-    correct = {row.name: metrics.ten_fold_correct(row.scores, same) for row in rows}
+    correct = {row.name: row.correct for row in rows}
     default = next((row.name for row in rows if row.name in VARIANTS and VARIANTS[row.name] == PipelineOptions()), None)
     lines = [
         "| variant | options | accuracy (mean ± std) | vs default: pairs fixed / broken (McNemar p) "

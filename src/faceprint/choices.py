@@ -23,6 +23,11 @@ BACKENDS: tuple[Backend, ...] = get_args(Backend)
 AlignmentPoints = Literal["detector", "dlib68"]
 ALIGNMENT_POINTS: tuple[AlignmentPoints, ...] = get_args(AlignmentPoints)
 
+#: A speed profile (``faceprint.profiles``): ``fast`` (YuNet + dlib's ResNet) or ``accurate`` (dlib's ResNet and
+#: SFace fused).
+ProfileName = Literal["fast", "accurate"]
+PROFILES: tuple[ProfileName, ...] = get_args(ProfileName)
+
 #: Face attributes that ``faceprint.analyze`` can estimate.
 AttributeName = Literal["age", "gender", "expression", "pose"]
 ATTRIBUTES: tuple[AttributeName, ...] = get_args(AttributeName)

@@ -6,11 +6,15 @@ two runtimes compute it: ``"onnx"`` (default; dlib's weights converted by
 ``faceprint.resnet_onnx`` and run by onnxruntime, about 20x faster on a CPU) and ``"dlib"``
 (dlib-bin's own code, the reference). Their descriptors agree to ~1e-6, so templates carry
 one model id whichever runtime made them. SFace (``sface-2021dec``) embeds a 112 px ArcFace
-chip on onnxruntime (faceprint.sface).
+chip on onnxruntime (faceprint.sface). The fused model (``dlib-resnet-v1+sface-2021dec``) takes
+both chips of a face and joins the two unit templates, each scaled by the square root of its
+weight: the inner product of two fused templates is the weighted sum of the two cosines, so
+search and calibration treat it as any other model.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -28,9 +32,12 @@ _JITTER_SCALE = 0.03
 _JITTER_SHIFT = 0.02
 _JITTER_SEED = 20240611
 
+#: What a model embeds a face from: an aligned RGB uint8 chip, or a fused model's chips of its parts.
+Chip = np.ndarray | tuple[np.ndarray, ...]
+
 
 def embed_chips(
-    chips: Sequence[np.ndarray],
+    chips: Sequence[Chip],
     *,
     flip: bool = False,
     jitter: int = 0,
@@ -44,32 +51,47 @@ def embed_chips(
     scaled and shifted copies; a template is the mean over all these views. ``threads`` caps
     the onnxruntime threads (default: every core).
     """
-    runtime = embedder(model)
     if not chips:
         return np.zeros((0, model.dimension), dtype=np.float32)
-    views = [list(chips)]
-    if flip:
-        views.append([np.ascontiguousarray(c[:, ::-1]) for c in chips])
-    views += [list(batch) for batch in zip(*(jittered(c, jitter) for c in chips))] if jitter else []
-    raw = runtime.descriptors([chip for view in views for chip in view], backend=backend, threads=threads)
-    return normalise(raw.reshape(len(views), len(chips), -1).mean(axis=0))
+    return embedder(model).templates(chips, flip=flip, jitter=jitter, backend=backend, threads=threads)
 
 
 class Embedder(Protocol):
-    """An embedding model at work: how it aligns a face, and what computes its raw vectors."""
+    """An embedding model at work: how it aligns a face, and how it computes unit templates of chips."""
 
     model: EmbeddingModel
 
-    def chip(self, points: align.FacePoints, source: AlignmentPoints) -> np.ndarray:
-        """The aligned RGB uint8 chip of a face; ``source`` says which 5 points align on a template."""
+    def chip(self, points: align.FacePoints, source: AlignmentPoints) -> Chip:
+        """What a face is embedded from; ``source`` says which 5 points align on the ArcFace template."""
         ...
 
+    def templates(
+        self, chips: Sequence[Chip], *, flip: bool, jitter: int, backend: Backend, threads: int | None
+    ) -> np.ndarray:
+        """L2-normalised templates of (non-empty) chips, in one batched call per network."""
+        ...
+
+
+class _Network(ABC):
+    """A single network: its template is the mean of its raw vectors over the chip's views, normalised."""
+
+    @abstractmethod
     def descriptors(self, chips: Sequence[np.ndarray], *, backend: Backend, threads: int | None) -> np.ndarray:
         """Raw (not normalised) vectors of chips, in one batched call."""
-        ...
+
+    def templates(
+        self, chips: Sequence[Chip], *, flip: bool, jitter: int, backend: Backend, threads: int | None
+    ) -> np.ndarray:
+        arrays = [np.asarray(chip) for chip in chips]
+        views = [arrays]
+        if flip:
+            views.append([np.ascontiguousarray(c[:, ::-1]) for c in arrays])
+        views += [list(batch) for batch in zip(*(jittered(c, jitter) for c in arrays))] if jitter else []
+        raw = self.descriptors([chip for view in views for chip in view], backend=backend, threads=threads)
+        return normalise(raw.reshape(len(views), len(arrays), -1).mean(axis=0))
 
 
-class DlibResnet:
+class DlibResnet(_Network):
     """dlib's ResNet: dlib's 150 px chip from dlib's 5-point fit."""
 
     model = models.DLIB_RESNET
@@ -81,7 +103,7 @@ class DlibResnet:
         return descriptors(chips, backend=backend, threads=threads)
 
 
-class SFace:
+class SFace(_Network):
     """SFace: the 112 px ArcFace chip from the detector's 5 points (YuNet's) or from dlib's 68."""
 
     model = models.SFACE
@@ -99,7 +121,40 @@ class SFace:
         return shared_sface(threads).embed(chips)
 
 
-EMBEDDERS: dict[str, Embedder] = {runtime.model.model_id: runtime for runtime in (DlibResnet(), SFace())}
+class Fused:
+    """Several models' templates of a face joined into one, each part scaled by the square root of its weight."""
+
+    def __init__(self, model: EmbeddingModel, parts: Sequence[Embedder]) -> None:
+        self.model = model
+        self.parts = list(parts)
+        self.weights = [weight for _, weight in model.parts]
+
+    def chip(self, points: align.FacePoints, source: AlignmentPoints) -> tuple[np.ndarray, ...]:
+        return tuple(np.asarray(part.chip(points, source)) for part in self.parts)
+
+    def templates(
+        self, chips: Sequence[Chip], *, flip: bool, jitter: int, backend: Backend, threads: int | None
+    ) -> np.ndarray:
+        blocks = [
+            np.sqrt(weight)
+            * part.templates([chip[i] for chip in chips], flip=flip, jitter=jitter, backend=backend, threads=threads)
+            for i, (part, weight) in enumerate(zip(self.parts, self.weights))
+        ]
+        # Unit parts with weights summing to 1 already give unit length; renormalising removes rounding.
+        return normalise(np.hstack(blocks))
+
+
+_DLIB_RESNET, _SFACE = DlibResnet(), SFace()
+EMBEDDERS: dict[str, Embedder] = {
+    runtime.model.model_id: runtime for runtime in (_DLIB_RESNET, _SFACE, Fused(models.FUSED, [_DLIB_RESNET, _SFACE]))
+}
+
+
+def part_templates(vectors: np.ndarray, model: EmbeddingModel) -> list[np.ndarray]:
+    """The unit templates of each part of a fused model's templates (``(N, dimension)``), in its parts' order."""
+    ends = np.cumsum([part.dimension for part, _ in model.parts])[:-1]
+    blocks = np.split(np.asarray(vectors, dtype=np.float32), ends, axis=-1)
+    return [normalise(block) for block in blocks]
 
 
 def embedder(model: EmbeddingModel) -> Embedder:

@@ -22,7 +22,7 @@ import numpy as np
 from . import align, attributes, quality
 from .choices import AlignmentPoints, AttributeName, Backend, DetectorName
 from .detection import DEFAULT_MAX_SIDE, Detection, detect_boxes
-from .embedding import embed_chips, embedder
+from .embedding import Chip, embed_chips, embedder
 from .errors import FaceprintError, ManyFacesError, NoFaceError
 from .image import MAX_PIXELS, ImageSource, LoadedImage, describe, load_image
 from .models import DEFAULT_MODEL, EmbeddingModel
@@ -150,7 +150,7 @@ class LocatedFace(NamedTuple):
     """A face before embedding, with the aligned chip its template will be computed from."""
 
     face: Face
-    chip: np.ndarray
+    chip: Chip
 
 
 def _with_attributes(

@@ -8,6 +8,7 @@ Exit codes: 0 success; 1 a negative answer (verify: no match, identify: nobody k
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -29,7 +30,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..choices import DetectorName
+from ..choices import DetectorName, ProfileName
 from ..errors import (
     DatasetError,
     FaceprintError,
@@ -128,6 +129,23 @@ DetectorOption = Annotated[
     DetectorName,
     typer.Option("--detector", help="Face detector (auto: HOG, then CNN when HOG finds none; yunet: fast)."),
 ]
+PipelineDetectorOption = Annotated[
+    DetectorName | None,
+    typer.Option(
+        "--detector",
+        help="Face detector (auto: HOG, then CNN when HOG finds none; yunet: fast); default: the profile's.",
+        show_default=False,
+    ),
+]
+ProfileOption = Annotated[
+    ProfileName | None,
+    typer.Option(
+        "--profile",
+        help="Speed profile: fast (YuNet + dlib's ResNet) or accurate (dlib's ResNet and SFace fused); "
+        "default: the gallery's model, else the default pipeline.",
+        show_default=False,
+    ),
+]
 WorkersOption = Annotated[
     int | None, typer.Option("--workers", min=1, help="Worker processes for batches (default: one per core).")
 ]
@@ -196,11 +214,12 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
         yield lambda n: progress.advance(task, n)
 
 
-def pipeline_options(detector: DetectorName) -> PipelineOptions:
-    """The default pipeline with the face detector chosen by --detector."""
-    from ..pipeline import PipelineOptions  # here, not at the top: see faceprint.cli
+def pipeline_options(profile: ProfileName | None, detector: DetectorName | None) -> PipelineOptions:
+    """The pipeline of ``profile`` (default: ``PipelineOptions()``), detecting with ``detector`` when given."""
+    from ..profiles import profile_options  # here, not at the top: see faceprint.cli
 
-    return PipelineOptions(detector=detector)
+    options = profile_options(profile)
+    return options if detector is None else dataclasses.replace(options, detector=detector)
 
 
 def warn_if_empty(gallery: Gallery, consequence: str) -> None:
@@ -208,10 +227,18 @@ def warn_if_empty(gallery: Gallery, consequence: str) -> None:
         err_console.print(f"[yellow]warning:[/] the gallery {gallery.path} is empty: {consequence}")
 
 
-def open_gallery(db: str | Path | None, *, create: bool = True, **options: Any) -> Gallery:
-    """``Gallery(db, create=create, **options)`` that shows building its search index as a progress bar on stderr
-    (only in a terminal, and from 10,000 templates: smaller builds take a few seconds). Commands that only read
-    a gallery pass ``create=False``: a mistyped --db is an error, not a new empty gallery."""
+def open_gallery(
+    db: str | Path | None,
+    *,
+    create: bool = True,
+    profile: ProfileName | None = None,
+    detector: DetectorName | None = None,
+    **options: Any,
+) -> Gallery:
+    """``Gallery(db, create=create, **options)`` with the pipeline of ``profile`` (default: the one of the
+    gallery's model) and ``detector`` (default: that pipeline's), that shows building its search index as a
+    progress bar on stderr (only in a terminal, and from 10,000 templates: smaller builds take a few seconds).
+    Commands that only read a gallery pass ``create=False``: a mistyped --db is an error, not a new gallery."""
     bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=err_console, transient=True)
     tasks: dict[str, TaskID] = {}
 
@@ -230,4 +257,8 @@ def open_gallery(db: str | Path | None, *, create: bool = True, **options: Any) 
 
     from ..gallery import Gallery  # here, not at the top: see faceprint.cli
 
-    return Gallery(db, on_progress=on_progress, create=create, **options)
+    pipeline = pipeline_options(profile, detector) if profile is not None else None
+    gallery = Gallery(db, options=pipeline, on_progress=on_progress, create=create, **options)
+    if profile is None and detector is not None:  # the gallery's own pipeline, detecting with --detector
+        gallery.options = dataclasses.replace(gallery.options, detector=detector)
+    return gallery

@@ -1,4 +1,4 @@
-"""`faceprint people ...`: list, show, rename, merge and remove enrolled people."""
+"""`faceprint people ...`: list, show, rename, merge and remove enrolled people, and re-embed them all."""
 
 from __future__ import annotations
 
@@ -7,11 +7,27 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .common import DbOption, JsonOption, console, emit, handles_errors, open_gallery, print_json
+from ..choices import ProfileName
+from .common import (
+    DbOption,
+    JsonOption,
+    WorkersOption,
+    console,
+    emit,
+    err_console,
+    handles_errors,
+    open_gallery,
+    print_json,
+    progress_bar,
+)
 
 app = typer.Typer(help="List and manage enrolled people.", no_args_is_help=True)
 
 PersonArg = Annotated[str, typer.Argument(help="Name, numeric id or external id.")]
+TargetProfileOption = Annotated[
+    ProfileName | None,
+    typer.Option("--profile", help="The pipeline to re-embed with (default: the default one).", show_default=False),
+]
 
 
 @app.command("list")
@@ -86,3 +102,27 @@ def remove_template(template_id: int, db: DbOption = None, json_output: JsonOpti
     with open_gallery(db, create=False) as gallery:
         removed = gallery.remove_template(template_id)
     emit(removed.to_dict(), f"removed template {removed.id}", json_output)
+
+
+@app.command()
+@handles_errors
+def reembed(
+    profile: TargetProfileOption = None,
+    workers: WorkersOption = None,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Compute every template anew (default pipeline, or --profile) from the photo it was enrolled from.
+
+    Templates whose photo is gone or has changed are removed and listed (a gallery holds one model)."""
+    from ..profiles import profile_options
+
+    with open_gallery(db) as gallery:
+        total = gallery.template_count()
+        with progress_bar(total, "re-embedding", enabled=not json_output) as advance:
+            done = gallery.reembed(profile_options(profile), workers=workers, on_done=advance)
+    message = f"re-embedded {done.reembedded} templates with model {done.model_id}; removed {len(done.removed)}"
+    message += "; the calibration stored for the previous model was dropped" if done.calibration_dropped else ""
+    emit(done.to_dict(), message, json_output)
+    for record, reason in done.removed if not json_output else []:
+        err_console.print(f"  [yellow]removed[/] template {record.id} ({record.source or 'no source'}): {reason}")

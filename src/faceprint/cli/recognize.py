@@ -19,6 +19,8 @@ from .common import (
     FmrOption,
     FpirOption,
     JsonOption,
+    PipelineDetectorOption,
+    ProfileOption,
     WorkersOption,
     console,
     err_console,
@@ -60,7 +62,8 @@ def enroll(
     external_id: Annotated[str | None, typer.Option("--external-id", help="Your own id for the person.")] = None,
     largest: LargestOption = False,
     no_quality_check: Annotated[bool, typer.Option("--no-quality-check", help="Enroll low-quality faces too.")] = False,
-    detector: DetectorOption = "auto",
+    profile: ProfileOption = None,
+    detector: PipelineDetectorOption = None,
     workers: WorkersOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
@@ -68,10 +71,8 @@ def enroll(
     """Enroll a person from photos, or everyone in a folder-per-person directory."""
     people = _people(name, images or [], from_dir, external_id)
     total = sum(len(photos) for photos in people.values())
-    with (
-        open_gallery(db, options=pipeline_options(detector)) as gallery,
-        progress_bar(total, "enrolling", enabled=not json_output) as advance,
-    ):
+    progress = progress_bar(total, "enrolling", enabled=not json_output)
+    with open_gallery(db, profile=profile, detector=detector) as gallery, progress as advance:
         outcome = gallery.enroll_people(
             people,
             external_id=external_id,
@@ -132,22 +133,19 @@ def identify(
     fpir: FpirOption = None,
     out: AnnotatedOutOption = None,
     attributes: AttributesListOption = None,
-    detector: DetectorOption = "auto",
+    profile: ProfileOption = None,
+    detector: PipelineDetectorOption = None,
     workers: WorkersOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Name every face in images, against the gallery, at a false-positive identification rate; else `unknown`."""
-    from .. import draw, image
+    from .. import draw
 
-    paths = image.image_files(inputs)
-    if out is not None and len(paths) != 1:
-        raise typer.BadParameter("--out needs exactly one input image")
+    paths = _single_image_for_out(inputs, out)
     wanted = parse_attributes(attributes) if attributes is not None else ()
-    with (
-        open_gallery(db, create=False, options=pipeline_options(detector)) as gallery,
-        progress_bar(len(paths), "identifying", enabled=not json_output) as advance,
-    ):
+    progress = progress_bar(len(paths), "identifying", enabled=not json_output)
+    with open_gallery(db, create=False, profile=profile, detector=detector) as gallery, progress as advance:
         warn_if_empty(gallery, "enroll people first")
         answers = gallery.identify_files(
             paths, top_k=top_k, fpir=fpir, attributes=wanted, workers=workers, on_done=advance
@@ -163,6 +161,15 @@ def _exit_for_identification(answers: list[PhotoIdentification]) -> None:
         raise typer.Exit(exit_code_for(answers[0].result.error))
     if not any(i.match for answer in answers for i in answer.faces):
         raise typer.Exit(EXIT_NEGATIVE)
+
+
+def _single_image_for_out(inputs: list[Path], out: Path | None) -> list[Path]:
+    from ..image import image_files
+
+    paths = image_files(inputs)
+    if out is not None and len(paths) != 1:
+        raise typer.BadParameter("--out needs exactly one input image")
+    return paths
 
 
 def _report_identification(answers: list[PhotoIdentification], json_output: bool, with_attributes: bool) -> None:
@@ -202,7 +209,8 @@ def verify(
     image_b: Annotated[Path, typer.Argument(help="Second photo.")],
     fmr: FmrOption = None,
     largest: LargestOption = False,
-    detector: DetectorOption = "auto",
+    profile: ProfileOption = None,
+    detector: PipelineDetectorOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -213,7 +221,7 @@ def verify(
     from ..gallery import calibration_stored_at
 
     calibration = calibration_stored_at(db, required=db is not None)  # a --db given must exist
-    options = pipeline_options(detector)
+    options = pipeline_options(profile, detector)
     result = verify_images(image_a, image_b, fmr=fmr, largest=largest, options=options, calibration=calibration)
     if json_output:
         print_json(result.to_dict())
@@ -283,7 +291,8 @@ def embed(
     out: Annotated[Path, typer.Option("--out", help="Output .npz file.")] = Path("templates.npz"),
     file_list: Annotated[Path | None, typer.Option("--list", help="Text file with one image path per line.")] = None,
     largest: MainFaceOnlyOption = False,
-    detector: DetectorOption = "auto",
+    profile: ProfileOption = None,
+    detector: PipelineDetectorOption = None,
     workers: WorkersOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -298,7 +307,7 @@ def embed(
     if not paths:
         raise typer.BadParameter("give images, folders or --list FILE")
     with progress_bar(len(paths), "embedding", enabled=not json_output) as advance:
-        results = list(process_files(paths, pipeline_options(detector), workers=workers, on_done=advance))
+        results = list(process_files(paths, pipeline_options(profile, detector), workers=workers, on_done=advance))
     errors = [r.error for r in results if r.error]
     if len(errors) == len(results):  # nothing could be read: no empty export
         raise errors[0]

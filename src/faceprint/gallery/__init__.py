@@ -33,11 +33,14 @@ from ..match import (
     operating_point,
     parse_calibration,
 )
+from ..models import EMBEDDING_MODELS
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files, single_face, template_of
+from ..profiles import options_for_model
 from ..progress import OnProgress
 from ..types import Candidate, Decision, Face, Identification, Template
 from .names import normalize_name
 from .records import NewTemplate, Person, TemplateRecord
+from .sqlite import SQLiteStore
 from .store import GalleryStore, open_store
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "PeopleEnrollment",
     "Person",
     "PhotoIdentification",
+    "Reembedding",
     "TemplateRecord",
     "calibration_stored_at",
     "default_gallery_path",
@@ -135,6 +139,26 @@ class PeopleEnrollment:
         }
 
 
+@dataclass(frozen=True)
+class Reembedding:
+    """``Gallery.reembed``: how many templates were computed anew, and the templates removed because their
+    source image is gone, has changed, or no longer shows the face (each with the reason)."""
+
+    model_id: str
+    reembedded: int
+    removed: list[tuple[TemplateRecord, str]]
+    #: A calibration stored by ``faceprint calibrate`` for the previous model, dropped: it no longer applies.
+    calibration_dropped: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "reembedded": self.reembedded,
+            "removed": [{**record.to_dict(), "reason": reason} for record, reason in self.removed],
+            "calibration_dropped": self.calibration_dropped,
+        }
+
+
 class Gallery:
     """Enrolled people and their templates in one SQLite file, or in Milvus.
 
@@ -150,6 +174,8 @@ class Gallery:
     comparison one (``operating_point``, for 1:1 decisions). ``create=False`` opens only a gallery that
     exists (``GalleryError`` naming the file otherwise), for reading: an SQLite gallery is otherwise created
     on first use.
+    ``options``: the pipeline; by default, the one of the model the gallery's templates hold
+    (``faceprint.profiles.options_for_model``), and ``PipelineOptions()`` for a new gallery.
 
     >>> from faceprint import Gallery
     >>> with Gallery("/tmp/doctest-gallery.db") as gallery:
@@ -162,7 +188,7 @@ class Gallery:
         self,
         path: str | os.PathLike | None = None,
         *,
-        options: PipelineOptions = DEFAULT_OPTIONS,
+        options: PipelineOptions | None = None,
         fmr: float | None = None,
         fpir: float | None = None,
         index: Mode | None = None,
@@ -170,23 +196,27 @@ class Gallery:
         on_progress: OnProgress | None = None,
         create: bool = True,
     ) -> None:
-        self.options = options
         self.fmr = fmr
         self.fpir = fpir
         self._centroid_cache: dict[int, np.ndarray] = {}
         self._centroid_generation = -1
-        mode = index or _from_env("FACEPRINT_INDEX", MODES)
-        storage = index_storage or _from_env("FACEPRINT_INDEX_STORAGE", STORAGES)
+        self._mode = index or _from_env("FACEPRINT_INDEX", MODES)
+        self._storage = index_storage or _from_env("FACEPRINT_INDEX_STORAGE", STORAGES)
+        self._on_progress = on_progress
         self.store: GalleryStore = open_store(path if path is not None else default_gallery_path(), create=create)
         self.path = self.store.path
+        self.options = options if options is not None else _options_of_templates(self.store)
         try:
             #: The only way this gallery searches (the store's own: exact or HNSW for SQLite, Milvus's for Milvus).
-            self.index: GalleryIndex = self.store.open_index(
-                self.model_id, mode=mode, storage=storage, on_progress=on_progress
-            )
+            self.index: GalleryIndex = self._open_index()
         except ValueError:
             self.store.close()
             raise
+
+    def _open_index(self) -> GalleryIndex:
+        return self.store.open_index(
+            self.model_id, mode=self._mode, storage=self._storage, on_progress=self._on_progress
+        )
 
     def __enter__(self) -> Gallery:
         return self
@@ -331,6 +361,44 @@ class Gallery:
                 f"{self.path}: holds templates of model {others[0]!r}, not {self.model_id!r}; "
                 "mixing models is refused (re-embed the gallery)"
             )
+
+    def reembed(
+        self,
+        options: PipelineOptions = DEFAULT_OPTIONS,
+        *,
+        workers: int | None = None,
+        on_done: Callable[[int], None] | None = None,
+    ) -> Reembedding:
+        """Compute every template anew with ``options`` (e.g. another model) from the image it was enrolled
+        from, where that file still exists with the same content (sha256): the face whose centre lies in
+        the stored box, nearest its centre. One transaction replaces them all; the templates that cannot
+        be computed anew are removed with them (a gallery holds one model) and listed with the reason, and
+        so is a calibration stored for another model. Relative source paths are read from the current
+        folder. SQLite galleries only.
+        """
+        if not isinstance(self.store, SQLiteStore):
+            raise GalleryError(
+                f"{self.path}: re-embedding needs an SQLite gallery (a Milvus collection's dimension is fixed)"
+            )
+        records = self.store.all_templates()
+        readable = [r for r in records if r.source and r.image_sha256 and Path(r.source).is_file()]
+        sources: list[ImageSource] = [str(r.source) for r in readable]
+        results = dict(zip([r.id for r in readable], process_files(sources, options, workers=workers, on_done=on_done)))
+        added: list[tuple[int, NewTemplate]] = []
+        removed: list[tuple[TemplateRecord, str]] = []
+        for record in records:
+            outcome = _reembedded(record, results.get(record.id))
+            if isinstance(outcome, str):
+                removed.append((record, outcome))
+            else:
+                added.append((record.person_id, outcome))
+        stored = self.stored_calibration()
+        stale = stored is not None and stored.model_id != options.model.model_id
+        self.store.replace_templates([r.id for r in records], added, [CALIBRATION_KEY] if stale else [])
+        self.options = options
+        self.index.close()
+        self.index = self._open_index()
+        return Reembedding(options.model.model_id, len(added), removed, stale)
 
     # --- calibration ------------------------------------------------------------------------
 
@@ -587,6 +655,17 @@ class Gallery:
 Choice = TypeVar("Choice", bound=str)
 
 
+def _options_of_templates(store: GalleryStore) -> PipelineOptions:
+    """The pipeline of the one model a gallery's templates hold; the defaults for a new gallery (or one
+    holding several models or a model this faceprint does not know, whose enrollments are refused)."""
+    held = store.model_ids()
+    return (
+        options_for_model(EMBEDDING_MODELS[held[0]])
+        if len(held) == 1 and held[0] in EMBEDDING_MODELS
+        else DEFAULT_OPTIONS
+    )
+
+
 def _from_env(variable: str, choices: Sequence[Choice]) -> Choice:
     """``$variable`` if set (checked against ``choices``), else the first choice."""
     value = os.environ.get(variable) or choices[0]
@@ -617,6 +696,48 @@ def _identification(
     else:
         decision, reason = "no_match", "below threshold" if best is not None else "no one enrolled"
     return Identification(face, candidates, match, point.threshold, decision, point.fpir, reason)
+
+
+def _reembedded(record: TemplateRecord, result: ImageResult | None) -> NewTemplate | str:
+    """The template computed anew for a stored one, or why it cannot be."""
+    if result is None:
+        return "no source image stored" if not (record.source and record.image_sha256) else "source image gone"
+    if result.error is not None:
+        return f"source image unreadable: {result.error}"
+    if result.sha256 != record.image_sha256:
+        return "source image changed since enrollment"
+    face = _face_in_box(result.faces, record.box)
+    if face is None:
+        return "face no longer found in the source image"
+    template = template_of(face)
+    return NewTemplate(
+        vector=template.vector,
+        model_id=template.model_id,
+        image_sha256=record.image_sha256,
+        source=record.source,
+        box=face.box.as_tuple(),
+        quality=face.quality.score,
+        quality_report=face.quality.to_dict(),
+    )
+
+
+def _face_in_box(faces: Sequence[Face], box: Sequence[float] | None) -> Face | None:
+    """The face whose centre lies in ``box`` (left, top, right, bottom), nearest its centre; the main face
+    when no box was stored. Detectors draw different boxes around one face, so overlap would be too strict."""
+    if box is None:
+        return faces[0] if faces else None
+    left, top, right, bottom = box
+    centre = np.array([(left + right) / 2, (top + bottom) / 2])
+    inside = [face for face in faces if _inside(_centre(face), left, top, right, bottom)]
+    return min(inside, key=lambda face: float(np.linalg.norm(_centre(face) - centre)), default=None)
+
+
+def _centre(face: Face) -> np.ndarray:
+    return np.array([(face.box.left + face.box.right) / 2, (face.box.top + face.box.bottom) / 2])
+
+
+def _inside(point: np.ndarray, left: float, top: float, right: float, bottom: float) -> bool:
+    return bool(left <= point[0] <= right and top <= point[1] <= bottom)
 
 
 def _assign(candidates: Sequence[Sequence[Candidate]], threshold: float) -> list[Candidate | None]:

@@ -319,6 +319,23 @@ class SQLiteStore:
             db.execute("UPDATE person SET updated_at = ? WHERE id = ?", (_now(), person_id))
         return added
 
+    def replace_templates(
+        self, removed: Sequence[int], added: Sequence[tuple[int, NewTemplate]], meta_removed: Sequence[str] = ()
+    ) -> list[int]:
+        """Remove templates (and meta keys) and add templates (``(person id, template)``) in one transaction:
+        the ids added."""
+        with self.transaction() as db:
+            db.executemany("DELETE FROM meta WHERE key = ?", [(key,) for key in meta_removed])
+            db.executemany("DELETE FROM template WHERE id = ?", [(int(i),) for i in removed])
+            added_ids: list[int] = []
+            for person_id in dict.fromkeys(person for person, _ in added):
+                added_ids += self.add_templates(db, person_id, [t for person, t in added if person == person_id])
+            return added_ids
+
+    def all_templates(self) -> list[TemplateRecord]:
+        """Every template's provenance, in id order."""
+        return [self._template(row) for row in self._query(self._TEMPLATE_SQL + " ORDER BY id")]
+
     def rename(self, key: str | int, new_name: str) -> Person:
         person = self.person(key)
         with self.transaction() as db:
