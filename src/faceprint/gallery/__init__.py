@@ -334,16 +334,7 @@ class Gallery:
         face = single_face(result.faces, result.source, largest=largest)
         if check_quality and not face.quality.acceptable:
             raise LowQualityError(f"{result.source}: face quality too low: {'; '.join(face.quality.problems)}")
-        template = template_of(face)
-        return NewTemplate(
-            vector=template.vector,
-            model_id=template.model_id,
-            image_sha256=result.sha256,
-            source=result.source,
-            box=face.box.as_tuple(),
-            quality=face.quality.score,
-            quality_report=face.quality.to_dict(),
-        )
+        return _stored_template(face, result.source, result.sha256)
 
     def add_templates(self, name: str, templates: Sequence[Template], *, source: str | None = None) -> list[int]:
         """Store precomputed templates (e.g. from ``faceprint embed``) for ``name``."""
@@ -709,12 +700,17 @@ def _reembedded(record: TemplateRecord, result: ImageResult | None) -> NewTempla
     face = _face_in_box(result.faces, record.box)
     if face is None:
         return "face no longer found in the source image"
+    return _stored_template(face, record.source, record.image_sha256)
+
+
+def _stored_template(face: Face, source: str | None, sha256: str | None) -> NewTemplate:
+    """What the gallery stores of an embedded face: its template with the face's box and quality report."""
     template = template_of(face)
     return NewTemplate(
         vector=template.vector,
         model_id=template.model_id,
-        image_sha256=record.image_sha256,
-        source=record.source,
+        image_sha256=sha256,
+        source=source,
         box=face.box.as_tuple(),
         quality=face.quality.score,
         quality_report=face.quality.to_dict(),
