@@ -115,6 +115,7 @@ def test_cli_profile_and_people_reembed(tmp_path: Path) -> None:
     photo, db = tmp_path / "kit.jpg", tmp_path / "g.db"
     shutil.copy(KIT[0], photo)
     run("enroll", "Kit", photo, "--profile", "fast", "--db", db)
+    run("identify", KIT[1], "--db", db)  # the gallery measures itself for identification (dlib's scores)
     done = json.loads(run("people", "reembed", "--profile", "accurate", "--db", db, "--json"))
     assert (done["model_id"], done["reembedded"], done["removed"]) == (models.FUSED.model_id, 1, [])
     # The gallery now identifies with the fused model, without being told.

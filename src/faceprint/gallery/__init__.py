@@ -385,7 +385,9 @@ class Gallery:
                 added.append((record.person_id, outcome))
         stored = self.stored_calibration()
         stale = stored is not None and stored.model_id != options.model.model_id
-        self.store.replace_templates([r.id for r in records], added, [CALIBRATION_KEY] if stale else [])
+        # The gallery's measurement of itself was of the old templates: identification measures anew.
+        dropped = [TAIL_KEY, *([CALIBRATION_KEY] if stale else [])]
+        self.store.replace_templates([r.id for r in records], added, dropped)
         self.options = options
         self.index.close()
         self.index = self._open_index()
