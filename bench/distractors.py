@@ -13,7 +13,11 @@ The generator is a two-level Gaussian fitted on faces-dev (1,783 templates, ~600
 * each template of a synthetic person = centre + N(0, Σ_within), Σ_within fitted on the
   residuals of the real templates from their person's mean (people with ≥ 2 photos,
   rescaled by n/(n−1) since the mean was estimated from the same photos);
-* then renormalised to unit length, like real templates.
+* then renormalised to unit length, like real templates; for a fused model, each part is first
+  renormalised and scaled by the square root of its weight, as ``faceprint.embedding.Fused`` builds one.
+
+The fit is per model (``real_templates(model)``: faces-dev embedded by the pipeline that makes that
+model's templates, ``faceprint.profiles.options_for_model``): each model has its own cone and spread.
 
 ``check`` compares the similarity of distractors to real templates with the real impostor
 scores, and synthetic genuine pairs with real ones (printed by ``bench/index_scale.py``).
@@ -26,7 +30,10 @@ from dataclasses import dataclass
 import numpy as np
 
 import common
+from faceprint.embedding import normalise, part_templates
+from faceprint.models import EmbeddingModel
 from faceprint.pipeline import DEFAULT_OPTIONS
+from faceprint.profiles import options_for_model
 
 
 @dataclass(frozen=True)
@@ -36,11 +43,11 @@ class RealTemplates:
     paths: list[str]
 
 
-def real_templates() -> RealTemplates:
-    """faceprint templates of every faces-dev image (cached by bench/common.py)."""
+def real_templates(model: EmbeddingModel = DEFAULT_OPTIONS.model) -> RealTemplates:
+    """``model``'s templates of every faces-dev image, by its pipeline (cached by bench/common.py)."""
     root = common.faces_dev()
     paths, identities = common.read_images(root)
-    embeddings = common.embed_faceprint(root, paths, DEFAULT_OPTIONS, label="faces-dev")
+    embeddings = common.embed_faceprint(root, paths, options_for_model(model), label=f"faces-dev {model.model_id}")
     found = embeddings.found
     _, codes = np.unique(np.array(identities)[found], return_inverse=True)
     kept = [p for p, ok in zip(paths, found) if ok]
@@ -52,9 +59,11 @@ class Generator:
     mean: np.ndarray
     between: np.ndarray  # Cholesky-like factor: centre = mean + between @ z
     within: np.ndarray
+    #: the model whose templates these imitate (a fused model's parts are unit vectors scaled by their weights)
+    model: EmbeddingModel = DEFAULT_OPTIONS.model
 
     @classmethod
-    def fit(cls, real: RealTemplates) -> Generator:
+    def fit(cls, real: RealTemplates, model: EmbeddingModel = DEFAULT_OPTIONS.model) -> Generator:
         counts = np.bincount(real.identities)
         means = np.stack([real.vectors[real.identities == c].mean(axis=0) for c in range(len(counts))])
         multi = counts[real.identities] >= 2
@@ -62,7 +71,7 @@ class Generator:
         n = counts[real.identities][multi][:, None]
         within_cov = np.cov((residuals * np.sqrt(n / (n - 1))).T)
         between_cov = np.cov(means.T) - within_cov * np.mean(1.0 / counts)
-        return cls(means.mean(axis=0), _factor(between_cov), _factor(within_cov))
+        return cls(means.mean(axis=0), _factor(between_cov), _factor(within_cov), model)
 
     def sample(self, people: int, per_person: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``(vectors, person index)`` for ``people`` synthetic people with ``per_person`` templates each."""
@@ -74,9 +83,15 @@ class Generator:
             centres = self.mean + rng.standard_normal((count, dim)) @ self.between.T
             rows = np.repeat(centres, per_person, axis=0)
             rows += rng.standard_normal(rows.shape) @ self.within.T
-            rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-            out[start * per_person : (start + count) * per_person] = rows
+            out[start * per_person : (start + count) * per_person] = self._as_templates(rows)
         return out, np.repeat(np.arange(people), per_person)
+
+    def _as_templates(self, rows: np.ndarray) -> np.ndarray:
+        """Unit rows; a fused model's parts each unit length and scaled by the square root of their weight."""
+        if not self.model.parts:
+            return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+        weights = [weight for _, weight in self.model.parts]
+        return normalise(np.hstack([np.sqrt(w) * part for w, part in zip(weights, part_templates(rows, self.model))]))
 
 
 def _factor(cov: np.ndarray) -> np.ndarray:

@@ -4,10 +4,12 @@ gallery grows, and what does it cost in misses (FNIR)?
     python bench/open_set.py --aggregations              # person-level scores compared (faces-dev, 1 and 3 photos)
     python bench/open_set.py --sizes 600 10000           # the FPIR rule at 600 and 10k templates
     python bench/open_set.py --sizes 100000 --photos 3   # larger (gallery build and calibration are timed)
+    python bench/open_set.py --models sface-2021dec dlib-resnet-v1+sface-2021dec   # other models (default: dlib's)
 
-Data: the 1,783 real faces-dev templates (bench/distractors.py) and synthetic distractor people fitted to
-them. 30% of the real identities are withheld (every photo of them is a non-mated search); of the others,
-each person's first 1 or 3 photos (in a seeded order) are enrolled and their photos beyond the third are
+Data: the 1,783 real faces-dev templates of the model (bench/distractors.py: embedded by the pipeline that
+makes its templates) and synthetic distractor people fitted to them, per model. 30% of the real identities
+are withheld (every photo of them is a non-mated search); of the others, each person's first 1 or 3 photos
+(in a seeded order) are enrolled and their photos beyond the third are
 the mated searches (the same searches for 1 and 3 photos per person). Distractor people (1 or 3 templates
 each) fill the gallery up to the size, and fresh distractor people (one template each, never enrolled)
 bring the non-mated searches to ``--non-mated`` in all. The gallery is a real faceprint SQLite gallery
@@ -38,14 +40,15 @@ import common
 import distractors
 from faceprint import Gallery, Template
 from faceprint.match import IdentificationPoint, identification_point, operating_point
+from faceprint.models import EMBEDDING_MODELS, EmbeddingModel
 from faceprint.pipeline import DEFAULT_OPTIONS
+from faceprint.profiles import options_for_model
 
 SEED = 0
 WITHHELD = 0.3
 #: Photos beyond this many of a person are mated searches (the same for 1 and 3 photos enrolled).
 ENROLL_AT_MOST = 3
 FPIRS = (1e-1, 1e-2, 1e-3)
-MODEL = DEFAULT_OPTIONS.model.model_id
 DATA_VERSION = 1
 
 
@@ -59,10 +62,11 @@ class Split:
     non_mated_real: int
 
 
-def make_split(size: int, photos: int, non_mated: int) -> Split:
-    """Real faces-dev people (some withheld) and distractor people; see the module docstring."""
-    real = distractors.real_templates()
-    generator = distractors.Generator.fit(real)
+def make_split(model: EmbeddingModel, size: int, photos: int, non_mated: int) -> Split:
+    """Real faces-dev people (some withheld) and distractor people, in ``model``'s templates; see the module
+    docstring."""
+    real = distractors.real_templates(model)
+    generator = distractors.Generator.fit(real, model)
     rng = np.random.default_rng(SEED)
     identities = rng.permutation(np.unique(real.identities))
     withheld = set(identities[: int(WITHHELD * len(identities))].tolist())
@@ -121,11 +125,11 @@ def _group(scores: np.ndarray, column: np.ndarray, people: int) -> np.ndarray:
     return grouped
 
 
-def compare_aggregations(non_mated: int) -> list[dict]:
+def compare_aggregations(model: EmbeddingModel, non_mated: int) -> list[dict]:
     """FNIR at FPIR 1e-2 (threshold read off the non-mated searches) for each way of scoring a person."""
     rows = []
     for photos in (1, 3):
-        split = make_split(0, photos, non_mated)
+        split = make_split(model, 0, photos, non_mated)
         probes = np.concatenate([split.mated, split.non_mated]).astype(np.float64)
         for method in ("max", "top2", "top3", "centroid"):
             people = person_scores(probes, split.enrolled.astype(np.float64), split.enrolled_people, method)
@@ -138,6 +142,7 @@ def compare_aggregations(non_mated: int) -> list[dict]:
                 hit = (named[:mated] == split.mated_people) & (best[:mated] > threshold)
                 rows.append(
                     {
+                        "model": model.model_id,
                         "photos": photos,
                         "method": method,
                         "fpir": fpir,
@@ -162,26 +167,26 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(centre - half, 0.0), min(centre + half, 1.0))
 
 
-def build_gallery(split: Split, size: int, photos: int) -> tuple[Path, float]:
-    path = common.CACHE_DIR / f"open-set-v{DATA_VERSION}-{size}-{photos}.db"
+def build_gallery(model: EmbeddingModel, split: Split, size: int, photos: int) -> tuple[Path, float]:
+    path = common.CACHE_DIR / f"open-set-v{DATA_VERSION}-{model.model_id}-{size}-{photos}.db"
     if path.exists():
         return path, 0.0
     common.CACHE_DIR.mkdir(exist_ok=True)
     start = time.perf_counter()
     partial = path.with_suffix(".partial.db")
     partial.unlink(missing_ok=True)
-    with Gallery(partial, index="exact") as gallery:
+    with Gallery(partial, index="exact", options=options_for_model(model)) as gallery:
         order = np.argsort(split.enrolled_people, kind="stable")
         people, first = np.unique(split.enrolled_people[order], return_index=True)
         for person, rows in zip(people, np.split(order, first[1:])):
-            gallery.add_templates(f"p{person}", [Template(v, MODEL) for v in split.enrolled[rows]])
+            gallery.add_templates(f"p{person}", [Template(v, model.model_id) for v in split.enrolled[rows]])
     partial.rename(path)
     return path, time.perf_counter() - start
 
 
-def measure_rule(size: int, photos: int, non_mated: int) -> dict:
-    split = make_split(size, photos, non_mated)
-    path, build_s = build_gallery(split, size, photos)
+def measure_rule(model: EmbeddingModel, size: int, photos: int, non_mated: int) -> dict:
+    split = make_split(model, size, photos, non_mated)
+    path, build_s = build_gallery(model, split, size, photos)
     with Gallery(path) as gallery:
         templates = gallery.template_count()
         start = time.perf_counter()
@@ -199,9 +204,10 @@ def measure_rule(size: int, photos: int, non_mated: int) -> dict:
     hit_person = named[:mated] == split.mated_people
     old_best, old_named = best_over_templates(split)
     old_hit = old_named[:mated] == split.mated_people
-    bound = {fpir: identification_point(MODEL, templates=templates, fpir=fpir) for fpir in FPIRS}
-    plain = operating_point(MODEL, fmr=1e-3).threshold
+    bound = {fpir: identification_point(model.model_id, templates=templates, fpir=fpir) for fpir in FPIRS}
+    plain = operating_point(model.model_id, fmr=1e-3).threshold
     result = {
+        "model": model.model_id,
         "size": size,
         "templates": templates,
         "photos": photos,
@@ -273,13 +279,16 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[600, 10000])
     parser.add_argument("--photos", type=int, nargs="*", default=[1, 3])
     parser.add_argument("--non-mated", type=int, default=6000)
+    parser.add_argument("--models", nargs="*", choices=list(EMBEDDING_MODELS), default=[DEFAULT_OPTIONS.model.model_id])
     args = parser.parse_args()
+    models = [EMBEDDING_MODELS[model_id] for model_id in args.models]
     if args.aggregations:
-        print(json.dumps(compare_aggregations(args.non_mated), indent=1))
+        print(json.dumps([row for model in models for row in compare_aggregations(model, args.non_mated)], indent=1))
         return
-    for size in args.sizes:
-        for photos in args.photos:
-            print(json.dumps(measure_rule(size, photos, args.non_mated)), flush=True)
+    for model in models:
+        for size in args.sizes:
+            for photos in args.photos:
+                print(json.dumps(measure_rule(model, size, photos, args.non_mated)), flush=True)
 
 
 if __name__ == "__main__":
