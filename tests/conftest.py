@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,19 @@ def no_user_gallery(tmp_path_factory: pytest.TempPathFactory) -> None:
     patch = pytest.MonkeyPatch()
     patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("user-data")))
     patch.delenv("FACEPRINT_DB", raising=False)
+
+
+#: The faces-hires people with a folder of single-face photos.
+PERSONS = ("Alex_Lacamoire", "Barack_Obama", "Kit_Harington", "Lin-Manuel_Miranda", "Rose_Leslie")
+
+
+@pytest.fixture(scope="module")
+def people_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 15 single-face photos of faces-hires, a folder per person."""
+    root = tmp_path_factory.mktemp("people")
+    for person in PERSONS:
+        shutil.copytree(HIRES / person, root / person)
+    return root
 
 
 def hires_rows() -> list[dict[str, str]]:

@@ -23,17 +23,6 @@ from faceprint.match import Calibration
 
 from .conftest import HIRES
 
-PERSONS = ("Alex_Lacamoire", "Barack_Obama", "Kit_Harington", "Lin-Manuel_Miranda", "Rose_Leslie")
-
-
-@pytest.fixture(scope="module")
-def people_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The 15 single-face photos of faces-hires, a folder per person."""
-    root = tmp_path_factory.mktemp("people")
-    for person in PERSONS:
-        shutil.copytree(HIRES / person, root / person)
-    return root
-
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddingCache]:

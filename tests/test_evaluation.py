@@ -4,7 +4,6 @@ calibration changing real decisions."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from faceprint.pipeline import ImageResult
 from .conftest import HIRES, KIT, LIN, OBAMA
 
 runner = CliRunner()
-PERSONS = ("Alex_Lacamoire", "Barack_Obama", "Kit_Harington", "Lin-Manuel_Miranda", "Rose_Leslie")
 
 
 def run(*args: object, code: int = 0) -> str:
@@ -117,15 +115,6 @@ def test_bad_pairs_files_are_clear_errors(tmp_path: Path) -> None:
     ghosts.write_text("path_a,path_b,same\na.jpg,b.jpg,1\na.jpg,c.jpg,0\n")
     message = run("eval", ghosts, "--no-cache", code=3)
     assert "no pair has a face on both sides" in message and "a.jpg: cannot read file" in message
-
-
-@pytest.fixture(scope="module")
-def people_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The 15 single-face photos in a folder per person."""
-    root = tmp_path_factory.mktemp("people")
-    for person in PERSONS:
-        shutil.copytree(HIRES / person, root / person)
-    return root
 
 
 def test_folder_split_is_seeded_and_withholds_identities(people_dir: Path) -> None:
