@@ -385,10 +385,6 @@ class IdentificationPoint:
             return "match"
         return "no_match" if similarity < low else "uncertain"
 
-    def estimated_fpir(self, similarity: float) -> float:
-        """Share of strangers whose best candidate would score at least ``similarity`` at this size."""
-        return fpir_for_fmr(self.calibration.estimated_fmr(similarity), self.comparisons)
-
     def estimated_fmr(self, similarity: float) -> float:
         return self.calibration.estimated_fmr(similarity)
 
