@@ -299,24 +299,22 @@ def test_index_stats_after_a_rebuild_names_the_saved_graph(tmp_path: Path) -> No
 # --- detectors ----------------------------------------------------------------------------
 
 
-def test_a_faceless_photo_costs_under_a_second_and_300_mb(tmp_path: Path) -> None:
-    """The CNN fallback of "auto" is bounded: a grey 640x480 photo took 14 s and 1.4 GB (BENCHMARKS.md)."""
+def test_a_faceless_photo_costs_under_300_mb(tmp_path: Path) -> None:
+    """The CNN fallback of "auto" is bounded: a grey 640x480 photo took 1.4 GB (and 14 s: BENCHMARKS.md times it)."""
     grey = tmp_path / "grey.png"
     Image.new("L", (640, 480), 128).save(grey)
     code = (
-        "import re, sys, time\n"
+        "import re, sys\n"
         "from faceprint.pipeline import faces_in\n"
         "faces_in(sys.argv[1], embed=False)\n"  # models loaded, as in any batch after its first photo
-        "started = time.perf_counter()\n"
         "assert faces_in(sys.argv[1]) == []\n"
         # VmHWM, not ru_maxrss: Linux carries the latter over from the forking parent (pytest, models loaded).
         "peak_kb = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
-        "print(time.perf_counter() - started, int(peak_kb) / 1024)\n"
+        "print(int(peak_kb) / 1024)\n"
     )
     done = run_python(code, str(grey))
     assert done.returncode == 0, done.stderr
-    seconds, peak_mb = map(float, done.stdout.split())
-    assert seconds < 1.0 and peak_mb < 300
+    assert float(done.stdout) < 300
 
 
 def test_recognition_commands_take_a_detector(tmp_path: Path) -> None:
