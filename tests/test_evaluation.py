@@ -138,6 +138,11 @@ def test_identification_eval_on_a_folder(first_eval: tuple[dict, Path], people_d
     assert "needs at least 10" in summary["open_set"][0]["note"]
     assert summary["operating_point"]["fnir"] == 0.0 and summary["operating_point"]["fpir"] == 0.0
     assert (tmp_path / "cmc.png").stat().st_size > 1000
+    # The identification DET curve: a point at each non-mated top score, FPIR rising as FNIR falls.
+    det = summary["det"]
+    assert len(det["fpir"]) == len(det["fnir"]) == len(det["threshold"]) >= 1
+    assert det["fpir"] == sorted(det["fpir"]) and det["fnir"] == sorted(det["fnir"], reverse=True)
+    assert det["fpir"][-1] == 1.0 and (tmp_path / "det.png").stat().st_size > 1000
 
 
 def template_scores(results: dict[str, ImageResult]) -> tuple[np.ndarray, np.ndarray]:
