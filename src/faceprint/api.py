@@ -37,7 +37,7 @@ def embed(image: ImageSource, *, options: PipelineOptions = DEFAULT_OPTIONS) -> 
 
     >>> faces = embed("tests/data/faces-hires/Rose_Leslie/Rose_Leslie_0001.jpg")
     >>> faces[0].template.vector.shape, faces[0].template.model_id
-    ((128,), 'dlib-resnet-v1')
+    ((256,), 'dlib-resnet-v1+sface-2021dec')
     """
     return faces_in(image, options)
 
