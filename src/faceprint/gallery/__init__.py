@@ -69,7 +69,8 @@ MEASURE_SEARCHES = 20_000
 #: HTTP service) keeps those used most recently; 64 MiB is 65,536 people of 256-d templates.
 CENTROID_CACHE_BYTES = 64 * 2**20
 #: Galleries up to this size measure themselves on a search when their measurement is missing or stale
-#: (about a second); larger ones decide with the size-scaled bound until ``faceprint calibrate --gallery``.
+#: (seconds); larger ones decide with the size-scaled bound (the shipped tail, extrapolated below its floor:
+#: strict, never "uncertain" for want of a measurement) until ``faceprint calibrate --gallery``.
 AUTO_MEASURE_TEMPLATES = 20_000
 
 
