@@ -63,7 +63,7 @@ def test_the_threshold_rises_with_the_gallery_and_unsupported_targets_are_said()
     beyond = identification_point(MODEL, templates=1_000_000, fpir=1e-4)
     assert beyond.threshold is None and beyond.decide(0.999) == "uncertain"
     assert beyond.unsupported is not None and "FPIR 0.0001 unsupported" in beyond.unsupported
-    assert "1e-05 calibrated" in beyond.unsupported and "extrapolated to 1e-09" in beyond.unsupported
+    assert "1e-05 calibrated" in beyond.unsupported and "1e-09 its tail is extrapolated to" in beyond.unsupported
 
 
 def test_a_measurement_decides_while_fresh_and_a_bound_no_looser_once_stale() -> None:
