@@ -4,13 +4,14 @@ gallery grows, and what does it cost in misses (FNIR)?
     python bench/open_set.py --aggregations              # person-level scores compared (faces-dev, 1 and 3 photos)
     python bench/open_set.py --sizes 600 10000           # the FPIR rule at 600 and 10k templates
     python bench/open_set.py --sizes 100000 --photos 3   # larger (gallery build and calibration are timed)
-    python bench/open_set.py --models sface-2021dec dlib-resnet-v1+sface-2021dec   # other models (default: dlib's)
+    python bench/open_set.py --photos 1 3 5 --enroll-at-most 5   # 5 photos: mated searches from the 6th photo on
+    python bench/open_set.py --models dlib-resnet-v1 sface-2021dec   # other models (default: the default model)
 
 Data: the 1,783 real faces-dev templates of the model (bench/distractors.py: embedded by the pipeline that
 makes its templates) and synthetic distractor people fitted to them, per model. 30% of the real identities
 are withheld (every photo of them is a non-mated search); of the others, each person's first 1 or 3 photos
-(in a seeded order) are enrolled and their photos beyond the third are
-the mated searches (the same searches for 1 and 3 photos per person). Distractor people (1 or 3 templates
+(in a seeded order) are enrolled and their photos beyond the third (``--enroll-at-most``) are
+the mated searches (the same searches for every number of photos per person). Distractor people (1 or 3 templates
 each) fill the gallery up to the size, and fresh distractor people (one template each, never enrolled)
 bring the non-mated searches to ``--non-mated`` in all. The gallery is a real faceprint SQLite gallery
 (bench/.cache/open-set-*.db); its own calibration (``Gallery.measure_identification``) is measured and
@@ -19,10 +20,11 @@ timed, then every search goes through ``Gallery.rank_people`` and the decision o
 
 Reported for each FPIR target: the threshold, the measured FPIR with its 95% Wilson interval (and the count
 of searches), FNIR (a mated search not named as its own person), the share of mated searches answered
-"uncertain", and the same rule without the gallery's measurement (the shipped tail scaled to the size: the
-bound used while a measurement is stale). The plain per-comparison threshold of the previous rule (FMR 1e-3)
-is measured alongside, and so is the previous person score (best over their templates) at the threshold
-that gives the same measured FPIR (``old_scores_same_fpir_fnir``).
+"uncertain", and the same rule without the gallery's measurement (the shipped tail scaled to the size, and
+extrapolated below its lowest FMR where the size needs it: the bound used while a measurement is stale). The
+plain per-comparison threshold of the previous rule (FMR 1e-3) is measured alongside, and so is the previous
+person score (best over their templates) at the threshold that gives the same measured FPIR
+(``old_scores_same_fpir_fnir``).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from faceprint.profiles import options_for_model
 
 SEED = 0
 WITHHELD = 0.3
-#: Photos beyond this many of a person are mated searches (the same for 1 and 3 photos enrolled).
+#: Photos beyond this many of a person are mated searches (the same for 1 and 3 photos enrolled; --enroll-at-most).
 ENROLL_AT_MOST = 3
 FPIRS = (1e-1, 1e-2, 1e-3)
 DATA_VERSION = 1
@@ -62,7 +64,9 @@ class Split:
     non_mated_real: int
 
 
-def make_split(model: EmbeddingModel, size: int, photos: int, non_mated: int) -> Split:
+def make_split(
+    model: EmbeddingModel, size: int, photos: int, non_mated: int, enroll_at_most: int = ENROLL_AT_MOST
+) -> Split:
     """Real faces-dev people (some withheld) and distractor people, in ``model``'s templates; see the module
     docstring."""
     real = distractors.real_templates(model)
@@ -78,8 +82,8 @@ def make_split(model: EmbeddingModel, size: int, photos: int, non_mated: int) ->
             continue
         enrolled += rows[:photos].tolist()
         enrolled_people += [int(identity)] * len(rows[:photos])
-        mated += rows[ENROLL_AT_MOST:].tolist()
-        mated_people += [int(identity)] * len(rows[ENROLL_AT_MOST:])
+        mated += rows[enroll_at_most:].tolist()
+        mated_people += [int(identity)] * len(rows[enroll_at_most:])
     fill_people = max(size - len(enrolled), 0) // photos
     fill, fill_codes = generator.sample(fill_people, photos, rng)
     fresh, _ = generator.sample(max(non_mated - len(strangers), 0), 1, rng)
@@ -168,6 +172,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def build_gallery(model: EmbeddingModel, split: Split, size: int, photos: int) -> tuple[Path, float]:
+    """The gallery of a split (cached: the enrolled people do not depend on which photos are mated searches)."""
     path = common.CACHE_DIR / f"open-set-v{DATA_VERSION}-{model.model_id}-{size}-{photos}.db"
     if path.exists():
         return path, 0.0
@@ -184,8 +189,8 @@ def build_gallery(model: EmbeddingModel, split: Split, size: int, photos: int) -
     return path, time.perf_counter() - start
 
 
-def measure_rule(model: EmbeddingModel, size: int, photos: int, non_mated: int) -> dict:
-    split = make_split(model, size, photos, non_mated)
+def measure_rule(model: EmbeddingModel, size: int, photos: int, non_mated: int, enroll_at_most: int) -> dict:
+    split = make_split(model, size, photos, non_mated, enroll_at_most)
     path, build_s = build_gallery(model, split, size, photos)
     with Gallery(path) as gallery:
         templates = gallery.template_count()
@@ -211,6 +216,7 @@ def measure_rule(model: EmbeddingModel, size: int, photos: int, non_mated: int) 
         "size": size,
         "templates": templates,
         "photos": photos,
+        "enroll_at_most": enroll_at_most,
         "people": len(codes),
         "searches": {"mated": mated, "non_mated": len(best) - mated, "non_mated_real": split.non_mated_real},
         "build_s": round(build_s, 1),
@@ -225,6 +231,7 @@ def measure_rule(model: EmbeddingModel, size: int, photos: int, non_mated: int) 
         row = {"fpir": fpir, "basis": point.basis}
         row["measured"] = _outcome(best, hit_person, split, point.threshold, point)
         row["bound"] = _outcome(best, hit_person, split, bound[fpir].threshold, bound[fpir])
+        row["bound"]["extrapolated"] = bound[fpir].extrapolated
         if row["measured"]["threshold"] is not None:
             row["old_scores_same_fpir_fnir"] = _fnir_at(old_best, old_hit, mated, row["measured"]["fpir"])
         result["rule"].append(row)
@@ -279,8 +286,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[600, 10000])
     parser.add_argument("--photos", type=int, nargs="*", default=[1, 3])
     parser.add_argument("--non-mated", type=int, default=6000)
+    parser.add_argument("--enroll-at-most", type=int, default=ENROLL_AT_MOST, help="mated searches: photos after this")
     parser.add_argument("--models", nargs="*", choices=list(EMBEDDING_MODELS), default=[DEFAULT_OPTIONS.model.model_id])
     args = parser.parse_args()
+    if max(args.photos) > args.enroll_at_most:
+        parser.error("--photos beyond --enroll-at-most would search with enrolled photos")
     models = [EMBEDDING_MODELS[model_id] for model_id in args.models]
     if args.aggregations:
         print(json.dumps([row for model in models for row in compare_aggregations(model, args.non_mated)], indent=1))
@@ -288,7 +298,8 @@ def main() -> None:
     for model in models:
         for size in args.sizes:
             for photos in args.photos:
-                print(json.dumps(measure_rule(model, size, photos, args.non_mated)), flush=True)
+                result = measure_rule(model, size, photos, args.non_mated, args.enroll_at_most)
+                print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import faceprint
 from faceprint import Face, Template
 from faceprint.detection import prominence
 from faceprint.errors import InvalidImageError, ManyFacesError, ModelError, NoFaceError
+from faceprint.pipeline import DEFAULT_OPTIONS
 
 from .conftest import KIT, MULTI, ROSE
 
@@ -54,8 +55,9 @@ def test_load_image_gives_rgb_pixels_name_and_file_hash() -> None:
 def test_embed_gives_unit_templates_of_the_model_main_face_first(multi_faces: list[Face]) -> None:
     assert len(multi_faces) == 2
     for face in multi_faces:
-        assert face.template is not None and face.template.model_id == "dlib-resnet-v1"
-        assert face.template.vector.shape == (128,) and face.template.vector.dtype == np.float32
+        assert face.template is not None and face.template.model_id == DEFAULT_OPTIONS.model.model_id
+        assert face.template.vector.shape == (DEFAULT_OPTIONS.model.dimension,)
+        assert face.template.vector.dtype == np.float32
         assert np.linalg.norm(face.template.vector) == pytest.approx(1.0, abs=1e-5)
         assert face.landmarks.shape == (5, 2)
     height, width = faceprint.load_image(MULTI).pixels.shape[:2]

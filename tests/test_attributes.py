@@ -22,7 +22,8 @@ from faceprint.pipeline import DEFAULT_OPTIONS, ImageResult, process_files
 
 from .conftest import HIRES, MULTI, OBAMA, ROOT, hires_rows, run_python
 
-ALL = dataclasses.replace(DEFAULT_OPTIONS, attributes=faceprint.ATTRIBUTES)
+#: Every attribute, on the boxes the reference outputs were recorded with (HOG/CNN: `faceprint analyze`'s detector).
+ALL = dataclasses.replace(DEFAULT_OPTIONS, detector="auto", attributes=faceprint.ATTRIBUTES)
 #: Public knowledge about the five faces-hires people, used only to check plausibility.
 FEMALE = {"Rose_Leslie"}
 runner = CliRunner()

@@ -23,7 +23,7 @@ from faceprint.cli import app
 from faceprint.errors import GalleryError, InvalidNameError
 from faceprint.gallery.records import NewTemplate
 from faceprint.gallery.sqlite import APPLICATION_ID, MIGRATIONS, SQLiteStore
-from faceprint.pipeline import faces_in
+from faceprint.pipeline import DEFAULT_OPTIONS, faces_in
 
 from .conftest import ALEX, HIRES, KIT, OBAMA, ROOT, ROSE, SHARED_DATA, run_python
 from .video_clips import crossing_clip, make_gallery
@@ -48,8 +48,10 @@ def run_json(*args: object, code: int = 0):
 
 
 def unit(seed: int) -> Template:
-    vector = np.random.default_rng(seed).normal(size=128).astype(np.float32)
-    return Template(vector / np.linalg.norm(vector), "dlib-resnet-v1")
+    """A random unit template of the default model (the one a new gallery holds)."""
+    model = DEFAULT_OPTIONS.model
+    vector = np.random.default_rng(seed).normal(size=model.dimension).astype(np.float32)
+    return Template(vector / np.linalg.norm(vector), model.model_id)
 
 
 @pytest.fixture()

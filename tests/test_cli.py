@@ -11,6 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from faceprint.cli import app
+from faceprint.pipeline import DEFAULT_OPTIONS
 
 from .conftest import ALEX, HIRES, KIT, MULTI, OBAMA, ROSE
 
@@ -116,8 +117,9 @@ def test_embed_exports_templates_and_lists_faceless_images(tmp_path: Path) -> No
     summary = run_json("embed", KIT[0], "--list", listing, "--out", out)
     assert summary["faces"] == 3 and summary["no_face"] == [str(blank)] and len(summary["errors"]) == 1
     data = np.load(out)
-    assert data["embeddings"].shape == (3, 128) and data["boxes"].shape == (3, 4)
-    assert list(data["face_index"]) == [0, 0, 1] and str(data["model"]) == "dlib-resnet-v1"
+    model = DEFAULT_OPTIONS.model
+    assert data["embeddings"].shape == (3, model.dimension) and data["boxes"].shape == (3, 4)
+    assert list(data["face_index"]) == [0, 0, 1] and str(data["model"]) == model.model_id
     assert list(data["no_face"]) == [str(blank)]
     largest = run_json("embed", MULTI, "--largest", "--out", tmp_path / "l.npz")
     assert largest["faces"] == 1

@@ -17,12 +17,13 @@ from faceprint import Gallery
 from faceprint.cli import app
 from faceprint.errors import UnsupportedFMRError
 from faceprint.match import DEFAULT_FPIR, Calibration, load_calibration, operating_point
+from faceprint.pipeline import DEFAULT_OPTIONS
 from faceprint.video.identity import IdentityResolver
 
 from .conftest import KIT
 from .video_clips import crossing_clip, make_gallery
 
-MODEL = "dlib-resnet-v1"
+MODEL = DEFAULT_OPTIONS.model.model_id  # the model of a new gallery, whose table the test raises
 #: Operating FMR of the test calibration: neither the shipped default (1e-3) nor a grid end.
 STORED_FMR = 1e-2
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from faceprint.errors import DatasetError, OutputError
 from faceprint.export import read_templates, write_templates
-from faceprint.pipeline import ImageResult, process_files
+from faceprint.pipeline import DEFAULT_OPTIONS, ImageResult, process_files
 
 from .conftest import KIT, MULTI
 
@@ -49,7 +49,8 @@ def test_largest_keeps_each_images_main_face_and_npz_is_added(results: list[Imag
 def test_nothing_found_still_writes_a_readable_file(results: list[ImageResult], tmp_path: Path) -> None:
     summary = write_templates(results[2:], tmp_path / "empty.npz")
     back = read_templates(summary.out)
-    assert back.embeddings.shape == (0, 128) and back.paths == [] and summary.model == back.model
+    assert back.embeddings.shape == (0, DEFAULT_OPTIONS.model.dimension) and back.paths == []
+    assert summary.model == back.model
 
 
 def test_foreign_or_corrupt_files_are_refused_by_name(results: list[ImageResult], tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+import faceprint.gallery as gallery_module
 from faceprint import Gallery, Template
 from faceprint.evaluation import split_from_csv
 from faceprint.image import load_image
@@ -52,10 +53,17 @@ def test_the_threshold_rises_with_the_gallery_and_unsupported_targets_are_said()
     # FPIR = 1 - (1 - FMR)^N: at 500 templates, FPIR 1e-2 needs FMR ~2e-5.
     assert large.threshold == pytest.approx(shipped.threshold(fmr_for_fpir(DEFAULT_FPIR, 500)))
     assert fpir_for_fmr(fmr_for_fpir(0.01, 500), 500) == pytest.approx(0.01)
-    beyond = identification_point(MODEL, templates=5000)
+    assert not large.extrapolated
+    # Below the table's lowest FMR (1e-5) its tail is extrapolated, up to 4 decades (1M templates at FPIR 1e-2).
+    extrapolated = identification_point(MODEL, templates=5000)
+    assert extrapolated.extrapolated and extrapolated.threshold is not None
+    assert extrapolated.threshold > shipped.thresholds[-1] > large.threshold
+    million = identification_point(MODEL, templates=1_000_000)
+    assert million.threshold == pytest.approx(shipped.thresholds[-1] + 3 * shipped.tail_slope, abs=1e-4)
+    beyond = identification_point(MODEL, templates=1_000_000, fpir=1e-4)
     assert beyond.threshold is None and beyond.decide(0.999) == "uncertain"
-    assert beyond.unsupported is not None and "FPIR 0.01 unsupported" in beyond.unsupported
-    assert "1e-05 calibrated" in beyond.unsupported
+    assert beyond.unsupported is not None and "FPIR 0.0001 unsupported" in beyond.unsupported
+    assert "1e-05 calibrated" in beyond.unsupported and "1e-09 its tail is extrapolated to" in beyond.unsupported
 
 
 def test_a_measurement_decides_while_fresh_and_a_bound_no_looser_once_stale() -> None:
@@ -82,11 +90,11 @@ def test_an_unsupported_target_answers_uncertain_and_says_why(
         gallery.enroll_results("Kit Harington", [hires_results[rel(KIT[0])]])
         (kit,) = gallery.identify_faces(hires_results[rel(KIT[1])].faces)
         assert (kit.name, kit.decision, kit.fpir, kit.reason) == ("Kit Harington", "match", DEFAULT_FPIR, None)
-        (answer,) = gallery.identify_faces(hires_results[rel(KIT[1])].faces, fpir=1e-8)
+        (answer,) = gallery.identify_faces(hires_results[rel(KIT[1])].faces, fpir=1e-10)
     assert answer.match is None and answer.decision == "uncertain" and answer.threshold is None
     assert answer.candidates[0].name == "Kit Harington", "the search still ranks Kit first"
     shown = answer.to_dict()
-    assert shown["fpir"] == 1e-8 and shown["threshold"] is None and "unsupported" in shown["reason"]
+    assert shown["fpir"] == 1e-10 and shown["threshold"] is None and "unsupported" in shown["reason"]
 
 
 def test_a_low_quality_face_is_not_named(tmp_path: Path, hires_results: dict[str, ImageResult]) -> None:
@@ -105,17 +113,18 @@ def test_a_low_quality_face_is_not_named(tmp_path: Path, hires_results: dict[str
 def test_a_gallery_measures_itself_and_refreshes_when_it_grew(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     with Gallery(tmp_path / "g.db") as gallery:
+        dimension = gallery.options.model.dimension
         for person in range(40):
-            vectors = rng.normal(size=(2, 128))
-            gallery.add_templates(f"p{person}", [Template(v / np.linalg.norm(v), MODEL) for v in vectors])
+            vectors = rng.normal(size=(2, dimension))
+            gallery.add_templates(f"p{person}", [Template(v / np.linalg.norm(v), gallery.model_id) for v in vectors])
         assert gallery.measured_tail() is None
         point = gallery.identification_point()  # small: measured on the spot
         tail = gallery.measured_tail()
         assert tail is not None and (tail.people, tail.templates, tail.searches) == (40, 80, 80)
         assert point.measured == tail and gallery.identification_stats()["fresh"]
         for person in range(40, 50):
-            vector = rng.normal(size=128)
-            gallery.add_templates(f"p{person}", [Template(vector / np.linalg.norm(vector), MODEL)])
+            vector = rng.normal(size=dimension)
+            gallery.add_templates(f"p{person}", [Template(vector / np.linalg.norm(vector), gallery.model_id)])
         assert not gallery.identification_stats()["fresh"]  # 90 templates: grew by more than 10%
         gallery.identification_point()
         assert gallery.measured_tail().templates == 90
@@ -168,3 +177,39 @@ def test_the_fpir_promise_holds_for_strangers(tmp_path: Path) -> None:
     low, high = wilson(named, len(judged))
     assert point.measured is not None, "the gallery measured itself"
     assert low <= 0.1 <= high, f"{named} of {len(judged)} strangers named at FPIR 0.1 ({point.basis})"
+
+
+def test_the_centroid_cache_stays_within_its_bound_and_follows_every_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(3)
+    with Gallery(tmp_path / "g.db") as gallery:
+        dimension = gallery.options.model.dimension
+        monkeypatch.setattr(gallery_module, "CENTROID_CACHE_BYTES", 5 * 4 * dimension)  # room for 5 people
+
+        def unit(rows: int) -> np.ndarray:
+            vectors = rng.normal(size=(rows, dimension)).astype(np.float32)
+            return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+        def centroid(vectors: np.ndarray) -> np.ndarray:
+            return vectors.sum(axis=0) / np.linalg.norm(vectors.sum(axis=0))
+
+        people = {f"p{n}": unit(2) for n in range(20)}
+        for name, vectors in people.items():
+            gallery.add_templates(name, [Template(v, gallery.model_id) for v in vectors])
+        ids = {name: gallery.person(name).id for name in people}
+        queries = np.stack([vectors[0] for vectors in people.values()])
+        for _ in range(2):  # computed, then (partly) from the cache: the same answers
+            ranked = gallery.rank_people(queries, 1)
+            assert [row[0][0] for row in ranked] == list(ids.values())
+            for vectors, row in zip(people.values(), ranked):
+                assert row[0][1] == pytest.approx(float(vectors[0] @ centroid(vectors)), abs=1e-5)
+            assert len(gallery._centroid_cache) == 5
+        # An enrollment moves p0's centroid; a removal takes p1 out of every answer.
+        extra = unit(1)
+        gallery.add_templates("p0", [Template(extra[0], gallery.model_id)])
+        gallery.remove_person("p1")
+        (p0,), (p1,) = gallery.rank_people(queries[:2], 1)
+        expected = float(queries[0] @ centroid(np.concatenate([people["p0"], extra])))
+        assert p0 == (ids["p0"], pytest.approx(expected, abs=1e-5))
+        assert p1[0] != ids["p1"]

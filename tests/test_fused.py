@@ -52,32 +52,39 @@ def test_fused_model_is_named_by_its_parts_and_their_weights_sum_to_one() -> Non
 
 
 def test_a_gallery_opened_without_options_keeps_its_templates_model(tmp_path: Path) -> None:
-    assert Gallery(tmp_path / "new.db").options == DEFAULT_OPTIONS
+    assert Gallery(tmp_path / "new.db").options == DEFAULT_OPTIONS == profiles.ACCURATE
+    # A gallery made by the former default (dlib's ResNet) keeps that pipeline, and refuses the new model.
+    with Gallery(tmp_path / "dlib.db", options=profiles.CLASSIC) as gallery:
+        gallery.enroll("Kit", [KIT[0]])
+    with Gallery(tmp_path / "dlib.db") as reopened:
+        assert reopened.options == profiles.CLASSIC and reopened.model_id == models.DLIB_RESNET.model_id
+        (answer,) = reopened.identify(KIT[1])
+        assert answer.name == "Kit"
+        with pytest.raises(ModelError, match="mixing models is refused"):
+            Gallery(tmp_path / "dlib.db", options=DEFAULT_OPTIONS).enroll("Rose", [ROSE[0]])
     sface = PipelineOptions(model=models.SFACE, threads=1)
     with Gallery(tmp_path / "sface.db", options=sface) as gallery:
         gallery.enroll("Kit", [KIT[0]])
     with Gallery(tmp_path / "sface.db") as reopened:
-        assert reopened.options == dataclasses.replace(DEFAULT_OPTIONS, model=models.SFACE)
-        (answer,) = reopened.identify(KIT[1])
-        assert answer.name == "Kit"
+        assert reopened.options == dataclasses.replace(profiles.CLASSIC, model=models.SFACE)
         with pytest.raises(ModelError, match="mixing models is refused"):
             Gallery(tmp_path / "sface.db", options=profiles.FAST).enroll("Rose", [ROSE[0]])
     assert profiles.options_for_model(models.FUSED) == profiles.ACCURATE
-    assert profiles.options_for_model(models.DLIB_RESNET) == DEFAULT_OPTIONS
+    assert profiles.options_for_model(models.DLIB_RESNET) == profiles.CLASSIC
 
 
 def test_reembed_computes_templates_anew_from_their_sources_and_removes_those_gone(tmp_path: Path) -> None:
     kept, gone, changed = (tmp_path / f"{name}.jpg" for name in ("kept", "gone", "changed"))
     for copy, photo in zip((kept, gone, changed), (KIT[0], KIT[1], ROSE[0])):
         shutil.copy(photo, copy)
-    with Gallery(tmp_path / "g.db") as gallery:
+    with Gallery(tmp_path / "g.db", options=profiles.CLASSIC) as gallery:  # a gallery of the former default
         gallery.enroll("Kit", [kept, gone])
         gallery.enroll("Rose", [changed])
         gallery.set_calibration(json.loads(CALIBRATIONS.joinpath("calibration-dlib-resnet-v1.json").read_text()))
         gone.unlink()
         shutil.copy(ROSE[1], changed)
-        done = gallery.reembed(profiles.ACCURATE, workers=1)
-        assert done.model_id == models.FUSED.model_id and done.reembedded == 1
+        done = gallery.reembed(workers=1)  # to the default pipeline's model
+        assert done.model_id == DEFAULT_OPTIONS.model.model_id == models.FUSED.model_id and done.reembedded == 1
         # The stored calibration measured dlib's scores: the gallery now decides with the fused model's own.
         assert done.calibration_dropped and gallery.stored_calibration() is None
         assert gallery.calibration().model_id == models.FUSED.model_id
@@ -101,11 +108,11 @@ def test_reembed_of_a_gallery_whose_sources_all_exist_keeps_every_template(tmp_p
         gallery.enroll("Kit", [photos[0]])
         gallery.enroll("Rose", [photos[1]])
         before = {r.person_id: r.box for r in gallery.store.all_templates()}
-        done = gallery.reembed(workers=1)
-        assert (done.reembedded, done.removed, done.model_id) == (2, [], "dlib-resnet-v1")
+        done = gallery.reembed(profiles.CLASSIC, workers=1)
+        assert (done.reembedded, done.removed, done.model_id) == (2, [], models.DLIB_RESNET.model_id)
         assert not done.calibration_dropped
         after = {r.person_id: r.box for r in gallery.store.all_templates()}
-        # The same faces, found again by the default detector: boxes of each person's face overlap.
+        # The same faces, found again by the classic profile's detector: boxes of each person's face overlap.
         assert before.keys() == after.keys()
         assert all(Box(*before[p]).iou(Box(*after[p])) > 0.3 for p in before)
         assert [a.name for a in gallery.identify(ROSE[1])] == ["Rose"]

@@ -175,7 +175,7 @@ def test_people_management(gallery: Gallery) -> None:
     with pytest.raises(GalleryError, match="already exists"):
         gallery.rename("Jon Snow", "Rose Leslie")
     first = gallery.templates("Jon Snow")[0]
-    assert first.source and first.image_sha256 and first.quality_report and first.model_id == "dlib-resnet-v1"
+    assert first.source and first.image_sha256 and first.quality_report and first.model_id == gallery.model_id
     gallery.remove_template(first.id)
     assert gallery.person("Jon Snow").template_count == 2
     gallery.remove_person("Jon Snow")
@@ -248,9 +248,9 @@ with Gallery(db) as g:
     while not __import__("os").path.exists(start_file):
         time.sleep(0.01)
     for i in range(count):
-        vectors = rng.normal(size=(3, 128)).astype(np.float32)
+        vectors = rng.normal(size=(3, g.options.model.dimension)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        g.add_templates(f"{prefix}-{i}", [Template(v, "dlib-resnet-v1") for v in vectors])
+        g.add_templates(f"{prefix}-{i}", [Template(v, g.model_id) for v in vectors])
         print(f"{prefix}-{i}", flush=True)
 """
 

@@ -20,11 +20,12 @@ from faceprint.cli import app
 from faceprint.index import ExactIndex
 from faceprint.index.hnsw import HNSWIndex, search_depth
 from faceprint.index.synced import SyncedIndex
-from faceprint.pipeline import ImageResult
+from faceprint.pipeline import DEFAULT_OPTIONS, ImageResult
 
 from .conftest import ALEX, HIRES, KIT, MULTI, OBAMA, ROSE, run_python
 
-MODEL = "dlib-resnet-v1"
+#: Synthetic templates of the default model: a gallery refuses another.
+MODEL, DIM = DEFAULT_OPTIONS.model.model_id, DEFAULT_OPTIONS.model.dimension
 
 
 def rel(path: Path) -> str:
@@ -32,13 +33,13 @@ def rel(path: Path) -> str:
 
 
 def clustered(people: int, per_person: int, seed: int = 0) -> np.ndarray:
-    """Unit vectors like face templates, ``(people, per_person, 128)``: all in one narrow cone (strangers
+    """Unit vectors like face templates, ``(people, per_person, DIM)``: all in one narrow cone (strangers
     score ~0.83, as real faces do), each person a tight cluster in it (~0.97)."""
     rng = np.random.default_rng(seed)
-    common = rng.normal(size=128)
+    common = rng.normal(size=DIM)
     common /= np.linalg.norm(common)
-    centres = common + 0.4 * rng.normal(size=(people, 1, 128)) / np.sqrt(128)
-    vectors = centres + 0.2 * rng.normal(size=(people, per_person, 128)) / np.sqrt(128)
+    centres = common + 0.4 * rng.normal(size=(people, 1, DIM)) / np.sqrt(DIM)
+    vectors = centres + 0.2 * rng.normal(size=(people, per_person, DIM)) / np.sqrt(DIM)
     return (vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)).astype(np.float32)
 
 
@@ -96,8 +97,8 @@ def test_search_depth_grows_with_the_graph(vectors: np.ndarray) -> None:
     # Measured: ef 128 keeps recall@1 ≥ 99.5 % up to 100k templates; 1M needs ef 224 for 99.55 %.
     assert search_depth(1_000) == search_depth(100_000) == 128
     assert 128 < search_depth(300_000) < search_depth(1_000_000) == 224 < search_depth(10_000_000)
-    graph = HNSWIndex.empty(128)
-    graph.add(np.arange(30), vectors[:10].reshape(-1, 128))
+    graph = HNSWIndex.empty(DIM)
+    graph.add(np.arange(30), vectors[:10].reshape(-1, DIM))
     assert graph.expansion_search == 128
     graph.expansion_search = 40
     assert graph.copy().expansion_search == 40
@@ -139,8 +140,8 @@ def test_every_change_is_followed_incrementally(hnsw: Gallery, vectors: np.ndarr
 
 
 def test_removed_templates_are_tombstones_never_returned(tmp_path: Path, vectors: np.ndarray) -> None:
-    flat = vectors.reshape(-1, 128)
-    graph = HNSWIndex.empty(128)
+    flat = vectors.reshape(-1, DIM)
+    graph = HNSWIndex.empty(DIM)
     graph.add(np.arange(len(flat)), flat)
     graph.remove(np.arange(0, len(flat), 2))  # every other template; ids not in the graph are ignored
     graph.remove(np.array([0, 10**9]))
@@ -287,9 +288,9 @@ db, prefix = sys.argv[1], sys.argv[2]
 rng = np.random.default_rng(len(prefix))
 with Gallery(db, index="hnsw") as g:
     for i in range(100000):
-        v = rng.normal(size=(2, 128)).astype(np.float32)
+        v = rng.normal(size=(2, g.options.model.dimension)).astype(np.float32)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
-        g.add_templates(f"{prefix}{i}", [Template(x, "dlib-resnet-v1") for x in v])
+        g.add_templates(f"{prefix}{i}", [Template(x, g.model_id) for x in v])
         g.search_templates(v[0], 1)
         print(f"{prefix}{i}", flush=True)
 """
@@ -425,9 +426,9 @@ def test_a_gallery_searches_only_through_its_index(tmp_path: Path, backend: str)
         pytest.importorskip("milvus_lite")
     path = tmp_path / ("g.db" if backend == "sqlite" else "g.milvus.db")
     rng = np.random.default_rng(5)
-    vectors = rng.normal(size=(40, 3, 128)).astype(np.float32)
+    vectors = rng.normal(size=(40, 3, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=-1, keepdims=True)
-    queries = rng.normal(size=(12, 128)).astype(np.float32)
+    queries = rng.normal(size=(12, DIM)).astype(np.float32)
     with Gallery(path) as g:
         fill(g, vectors)
         assert not hasattr(g.store, "search")  # a store keeps templates; its index searches them

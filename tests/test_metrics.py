@@ -141,6 +141,18 @@ def test_identification_ranks_cmc_and_open_set() -> None:
     assert (fnir, threshold) == (0.75, 0.8)
 
 
+def test_identification_det_gives_fpir_and_fnir_at_each_non_mated_score() -> None:
+    rank1 = np.array([0.9, 0.75, 0.3, -np.inf])  # the last mated search's mate was not first: always missed
+    non_mated_top = np.array([0.8, 0.6, 0.6, -np.inf])  # the last: no face, never named
+    det = metrics.identification_det(rank1, non_mated_top)
+    assert det.thresholds.tolist() == [0.8, 0.6]
+    assert det.fpir.tolist() == [0.25, 0.75]
+    assert det.fnir.tolist() == [0.75, 0.5]  # at 0.8 only 0.9 is named; at 0.6 also 0.75
+    assert det.to_dict()["fnir"] == [0.75, 0.5]
+    empty = metrics.identification_det(rank1, np.zeros(0))
+    assert empty.fpir.size == 0 and empty.to_dict() == {"threshold": [], "fpir": [], "fnir": []}
+
+
 def test_group_rates_and_ratio() -> None:
     scores, same = labelled([0.9, 0.4, 0.9, 0.9], [0.7, 0.2, 0.2, 0.2])
     groups = np.array(["a", "a", "b", "b", "a", "a", "b", "b"], dtype=object)

@@ -63,7 +63,10 @@ def test_locate_then_embed_equals_find_faces(photos: list[np.ndarray], batch: li
     detections = detect_boxes(pixels, detector=options.detector, upsample=options.upsample, max_side=options.max_side)
     located = [locate_face(pixels, detection) for detection in detections]
     assert all(item.face.template is None for item in located)
-    assert all(item.chip.shape == (150, 150, 3) for item in located)
+    # Each model embeds from its own chip; a fused model from one chip per part.
+    parts = [part for part, _ in options.model.parts] or [options.model]
+    chips = [item.chip if isinstance(item.chip, tuple) else (item.chip,) for item in located]
+    assert all([c.shape for c in chip] == [(m.chip_size, m.chip_size, 3) for m in parts] for chip in chips)
     assert_same_faces(embed_located(located), batch[0])
 
 

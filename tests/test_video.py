@@ -104,7 +104,9 @@ def test_identity_per_track_without_flicker(occlusion: Clip, gallery: Gallery) -
         # '?' until decided, then one name for good.
         assert changes == [event.label], labels
         assert event.revisions == 0
-    assert by_label["Kit Harington"].similarity > 0.9
+    # Named well above the gallery's threshold (a score on the gallery's model's scale, not a fixed number).
+    assert by_label["Kit Harington"].decision == "match"
+    assert by_label["Kit Harington"].similarity > gallery.identification_point().band[1]
     # Decided within a few detections, from a few best shots, not from every frame.
     assert by_label["Kit Harington"].decided_frame <= 10
     assert processor.resolver.embeddings <= 12 < sum(e.detections for e in events)

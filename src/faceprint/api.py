@@ -15,17 +15,20 @@ from .types import Face, Template, Verification
 def detect(
     image: ImageSource,
     *,
-    detector: DetectorName = "auto",
+    detector: DetectorName | None = None,
     upsample: int | None = None,
     landmarks68: bool = False,
 ) -> list[Face]:
-    """Faces in ``image``, main face first, with landmarks and a quality report (no templates).
+    """Faces in ``image``, main face first, with landmarks and a quality report (no templates); ``detector``:
+    the default pipeline's (YuNet) unless given, so that ``embed`` finds the same faces.
 
     >>> faces = detect("tests/data/faces-hires/multi/kit_harington_and_rose_leslie.jpg")
     >>> len(faces)
     2
     """
-    options = dataclasses.replace(DEFAULT_OPTIONS, detector=detector, upsample=upsample, landmarks68=landmarks68)
+    options = dataclasses.replace(
+        DEFAULT_OPTIONS, detector=detector or DEFAULT_OPTIONS.detector, upsample=upsample, landmarks68=landmarks68
+    )
     return faces_in(image, options, embed=False)
 
 
@@ -34,7 +37,7 @@ def embed(image: ImageSource, *, options: PipelineOptions = DEFAULT_OPTIONS) -> 
 
     >>> faces = embed("tests/data/faces-hires/Rose_Leslie/Rose_Leslie_0001.jpg")
     >>> faces[0].template.vector.shape, faces[0].template.model_id
-    ((128,), 'dlib-resnet-v1')
+    ((256,), 'dlib-resnet-v1+sface-2021dec')
     """
     return faces_in(image, options)
 

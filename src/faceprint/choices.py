@@ -23,9 +23,9 @@ BACKENDS: tuple[Backend, ...] = get_args(Backend)
 AlignmentPoints = Literal["detector", "dlib68"]
 ALIGNMENT_POINTS: tuple[AlignmentPoints, ...] = get_args(AlignmentPoints)
 
-#: A speed profile (``faceprint.profiles``): ``fast`` (YuNet + dlib's ResNet) or ``accurate`` (dlib's ResNet and
-#: SFace fused).
-ProfileName = Literal["fast", "accurate"]
+#: A pipeline profile (``faceprint.profiles``): ``accurate`` (YuNet, dlib's ResNet and SFace fused: the default),
+#: ``fast`` (YuNet + dlib's ResNet) or ``classic`` (HOG/CNN + dlib's ResNet: the former default, 128-d templates).
+ProfileName = Literal["fast", "accurate", "classic"]
 PROFILES: tuple[ProfileName, ...] = get_args(ProfileName)
 
 #: Face attributes that ``faceprint.analyze`` can estimate.

@@ -39,6 +39,12 @@ STALE_AFTER = 0.10
 MIN_FALSE_POSITIVES = 10
 #: FPIRs at which a gallery's best-impostor distribution is tabulated (those with enough searches).
 MEASURED_FPIRS = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 3e-4, 1e-4, 3e-5, 1e-5)
+#: A 1:N search of a large gallery needs per-comparison FMRs below any table's lowest (FPIR 1e-2 at 1M
+#: templates: 1e-8). Below its lowest FMR a table's tail is extrapolated this many decades at most, and only
+#: from a table measured down to ``EXTRAPOLATE_FROM`` (its last ``EXTRAPOLATION_FIT`` decades fit the slope).
+EXTRAPOLATED_DECADES = 4.0
+EXTRAPOLATE_FROM = 1e-4
+EXTRAPOLATION_FIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,34 @@ class Calibration:
         """Fraction of impostor pairs scoring at least ``similarity`` (clamped to the table's range)."""
         log_fmr = np.interp(similarity, self.thresholds, [math.log10(f) for f in self.fmrs])
         return float(10.0**log_fmr)
+
+    def tail_threshold(self, fmr: float) -> float | None:
+        """A threshold for 1:N bounds at any ``fmr``: the table's within its range (its loosest end above it:
+        stricter, so safe), and below its lowest FMR the tail extrapolated (``tail_slope``); None beyond
+        ``EXTRAPOLATED_DECADES``, or for a table too shallow to extrapolate from."""
+        floor = self.fmrs[-1]
+        if fmr >= floor:
+            return self.clamped_threshold(fmr)
+        decades = math.log10(floor / fmr)
+        if self.tail_slope is None or decades > EXTRAPOLATED_DECADES:
+            return None
+        return self.thresholds[-1] + decades * self.tail_slope
+
+    @functools.cached_property
+    def tail_slope(self) -> float | None:
+        """Threshold gained per decade of FMR in the table's last ``EXTRAPOLATION_FIT`` decades (least squares),
+        i.e. an exponential impostor tail: it falls no faster than a Gaussian-like tail of cosine scores
+        does, so the thresholds it extrapolates err high (fewer false positives than stated). None for a
+        table not measured down to ``EXTRAPOLATE_FROM`` or with fewer than 3 points there."""
+        floor = self.fmrs[-1]
+        if floor > EXTRAPOLATE_FROM:
+            return None
+        tail = [(-math.log10(f), t) for f, t in zip(self.fmrs, self.thresholds) if f <= floor * 10**EXTRAPOLATION_FIT]
+        if len(tail) < 3:
+            return None
+        decades, thresholds = np.array(tail).T
+        slope = float(np.polyfit(decades, thresholds, 1)[0])
+        return slope if slope > 0 else None
 
     def band(self, fmr: float) -> tuple[float, float]:
         """Similarities bounding the ``uncertain`` band around the operating point ``fmr``: the
@@ -323,8 +357,10 @@ class IdentificationPoint:
     calibration). Comparisons are not independent (a person's templates, look-alikes), so where the gallery
     measured itself (``GalleryTail``, fresh) its measured thresholds decide, and beyond their range the tail
     with the fitted n; otherwise n = T x max(1, the last fitted factor): the independence bound, never looser
-    than what was measured. A target that would need an FMR below the calibrated range is unsupported
-    (``threshold`` None, ``unsupported`` says why): no name is given, rather than extrapolating.
+    than what was measured. Below the table's lowest FMR the tail is extrapolated (``Calibration.tail_threshold``:
+    exponential, up to ``EXTRAPOLATED_DECADES``), so that this bound decides at every size up to 1M templates;
+    ``extrapolated`` says when it does. A target beyond even that is unsupported (``threshold`` None,
+    ``unsupported`` says why): no name is given.
     """
 
     calibration: Calibration
@@ -342,10 +378,16 @@ class IdentificationPoint:
             measured = self.measured.threshold(fpir, self.templates)
             if measured is not None:
                 return measured
-        fmr = fmr_for_fpir(fpir, self.comparisons)
-        if fmr < self.calibration.fmrs[-1]:
-            return None
-        return self.calibration.clamped_threshold(fmr)  # above the table: its loosest end is stricter, safe
+        return self.calibration.tail_threshold(fmr_for_fpir(fpir, self.comparisons))
+
+    @property
+    def extrapolated(self) -> bool:
+        """Is ``threshold`` read from the tail extrapolated below its lowest FMR (``Calibration.tail_threshold``)?"""
+        if self.threshold is None:
+            return False
+        if self.measured is not None and self.measured.threshold(self.fpir, self.templates) is not None:
+            return False
+        return fmr_for_fpir(self.fpir, self.comparisons) < self.calibration.fmrs[-1]
 
     @functools.cached_property
     def threshold(self) -> float | None:
@@ -369,10 +411,16 @@ class IdentificationPoint:
         if self.threshold is not None:
             return None
         fmr = fmr_for_fpir(self.fpir, self.comparisons)
+        floor = self.calibration.fmrs[-1]
+        reach = (
+            f"the {floor / 10**EXTRAPOLATED_DECADES:g} its tail is extrapolated to"
+            if self.calibration.tail_slope is not None
+            else "too shallow a table to extrapolate"
+        )
         return (
             f"target FPIR {self.fpir:g} unsupported at this gallery size ({self.templates:,} templates): it needs "
-            f"a per-comparison FMR of {fmr:.1e}, below the {self.calibration.fmrs[-1]:g} calibrated for "
-            f"{self.calibration.model_id}; choose a higher FPIR, or measure the gallery (faceprint calibrate --gallery)"
+            f"a per-comparison FMR of {fmr:.1e}, below the {floor:g} calibrated for {self.calibration.model_id} "
+            f"({reach}); choose a higher FPIR, or measure the gallery (faceprint calibrate --gallery)"
         )
 
     def decide(self, similarity: float) -> Decision:
@@ -395,6 +443,7 @@ class IdentificationPoint:
             "templates": self.templates,
             "comparisons": round(self.comparisons, 1),
             "basis": self.basis,
+            "extrapolated": self.extrapolated,
             "unsupported": self.unsupported,
         }
 

@@ -1,10 +1,12 @@
-"""Speed profiles: pipeline options measured to trade accuracy for speed (BENCHMARKS.md, "Speed profiles").
+"""Pipeline profiles: options measured to trade accuracy for speed (BENCHMARKS.md, "Speed profiles").
 
-``FAST``: YuNet detection with dlib's ResNet, the default's model (its templates mix with a default
-gallery's): 2.0x the default's throughput, 99.55% on faces-dev. ``ACCURATE``: YuNet detection with
-dlib's ResNet and SFace fused (SFace aligned on YuNet's 5 points): 99.85%, 0.66x the throughput.
-Neither is the default: ``PipelineOptions()`` is. A gallery's templates say which pipeline it needs
-(:func:`options_for_model`).
+``ACCURATE`` is the default pipeline (``PipelineOptions()``): YuNet detection with dlib's ResNet and SFace
+fused (SFace aligned on YuNet's 5 points), 256-d templates: 99.85% on faces-dev and, at FPIR 1e-2, FNIR 0.9%
+at 10,000 templates with one photo per person. ``FAST``: YuNet detection with dlib's ResNet alone (99.55%,
+about 3x the accurate profile's throughput). ``CLASSIC``: the former default, HOG with the CNN as fallback
+and dlib's ResNet (99.65%; 128-d templates, the model of face_recognition): FNIR 40% in the same search.
+A gallery's templates say which pipeline it needs (:func:`options_for_model`): a gallery of dlib's ResNet
+keeps ``CLASSIC``, and ``faceprint people reembed`` moves it to the default model.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import dataclasses
 
 from .choices import ProfileName
-from .models import FUSED, EmbeddingModel
+from .models import DLIB_RESNET, EmbeddingModel
 from .pipeline import DEFAULT_OPTIONS, PipelineOptions
 
-FAST = PipelineOptions(detector="yunet")
-ACCURATE = PipelineOptions(detector="yunet", model=FUSED)
+ACCURATE = DEFAULT_OPTIONS
+FAST = PipelineOptions(detector="yunet", model=DLIB_RESNET)
+CLASSIC = PipelineOptions(detector="auto", model=DLIB_RESNET)
 
-PROFILES: dict[ProfileName, PipelineOptions] = {"fast": FAST, "accurate": ACCURATE}
+PROFILES: dict[ProfileName, PipelineOptions] = {"accurate": ACCURATE, "fast": FAST, "classic": CLASSIC}
 
 
 def profile_options(name: ProfileName | None) -> PipelineOptions:
@@ -31,9 +34,9 @@ def profile_options(name: ProfileName | None) -> PipelineOptions:
 
 
 def options_for_model(model: EmbeddingModel) -> PipelineOptions:
-    """The pipeline that makes ``model``'s templates: the default one, or the profile measured for that model."""
+    """The pipeline that makes ``model``'s templates: the default one for the default model, ``CLASSIC`` for
+    dlib's ResNet (a gallery made by the former default keeps its pipeline unchanged), and ``CLASSIC``'s
+    detector for another model (SFace alone: its calibration was measured on dlib's 68 points)."""
     if model == DEFAULT_OPTIONS.model:
         return DEFAULT_OPTIONS
-    if model == ACCURATE.model:
-        return ACCURATE
-    return dataclasses.replace(DEFAULT_OPTIONS, model=model)
+    return dataclasses.replace(CLASSIC, model=model)

@@ -141,8 +141,9 @@ ProfileOption = Annotated[
     ProfileName | None,
     typer.Option(
         "--profile",
-        help="Speed profile: fast (YuNet + dlib's ResNet) or accurate (dlib's ResNet and SFace fused); "
-        "default: the gallery's model, else the default pipeline.",
+        help="Pipeline: accurate (YuNet, dlib's ResNet and SFace fused: the default for new galleries), fast "
+        "(YuNet + dlib's ResNet) or classic (HOG/CNN + dlib's ResNet, the former default); "
+        "default: the gallery's model, else accurate.",
         show_default=False,
     ),
 ]

@@ -80,7 +80,8 @@ def evaluate(
     from ..gallery import calibration_stored_at
 
     protocol = evaluation.read_protocol(source, probes=probes, images=images, withhold=withhold, seed=seed)
-    labels, stored = evaluation.read_labels(groups) if groups else None, calibration_stored_at(db)
+    model_id = evaluation.EvaluationSettings().options.model.model_id
+    labels, stored = evaluation.read_labels(groups) if groups else None, calibration_stored_at(db, model_id=model_id)
     with _cache(no_cache) as cache, progress_bar(len(protocol.images()), "embedding", enabled=not json_output) as done:
         settings = evaluation.EvaluationSettings(
             calibration=stored, fmr=fmr, workers=workers, cache=cache, resamples=resamples, on_done=done

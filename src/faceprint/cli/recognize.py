@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,7 +16,6 @@ from .common import (
     AnnotatedOutOption,
     AttributesListOption,
     DbOption,
-    DetectorOption,
     FmrOption,
     FpirOption,
     JsonOption,
@@ -220,8 +220,8 @@ def verify(
     from ..api import verify as verify_images
     from ..gallery import calibration_stored_at
 
-    calibration = calibration_stored_at(db, required=db is not None)  # a --db given must exist
-    options = pipeline_options(profile, detector)
+    options = pipeline_options(profile, detector)  # a --db given must exist; its calibration, if of this model
+    calibration = calibration_stored_at(db, model_id=options.model.model_id, required=db is not None)
     result = verify_images(image_a, image_b, fmr=fmr, largest=largest, options=options, calibration=calibration)
     if json_output:
         print_json(result.to_dict())
@@ -240,7 +240,7 @@ def verify(
 def detect(
     image: Annotated[Path, typer.Argument(help="A photo.")],
     out: Annotated[Path | None, typer.Option("--out", help="Write an annotated copy here.")] = None,
-    detector: DetectorOption = "auto",
+    detector: PipelineDetectorOption = None,
     upsample: Annotated[
         int | None, typer.Option("--upsample", min=0, max=3, help="Upsampling (default: auto).")
     ] = None,
@@ -251,14 +251,16 @@ def detect(
 ) -> None:
     """Find faces: boxes, landmarks and quality; optionally names from the gallery."""
     from .. import draw
-    from ..pipeline import PipelineOptions, faces_in
+    from ..pipeline import faces_in
 
-    options = PipelineOptions(detector=detector, upsample=upsample, landmarks68=landmarks68)
-    faces = faces_in(image, options, embed=names)  # names need templates; plain detection skips them
     labels: list[str] | None = None
-    if names and faces:
-        with open_gallery(db, create=False) as gallery:
+    if names:  # names need templates of the gallery's model: its pipeline
+        with open_gallery(db, create=False, detector=detector) as gallery:
+            faces = faces_in(image, dataclasses.replace(gallery.options, upsample=upsample, landmarks68=landmarks68))
             labels = [i.name for i in gallery.identify_faces(faces)]
+    else:
+        options = dataclasses.replace(pipeline_options(None, detector), upsample=upsample, landmarks68=landmarks68)
+        faces = faces_in(image, options, embed=False)
     if out is not None:
         draw.save_annotated(image, faces, labels, out)
     _report_faces(str(image), faces, labels, json_output)

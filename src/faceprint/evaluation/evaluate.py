@@ -262,6 +262,7 @@ def identify_split(split: Split, settings: EvaluationSettings) -> Identification
         "open_set": [_open_set_point(rank1_scores, top[~mated], fpir) for fpir in OPEN_SET_FPIRS],
         "operating_point": _open_set_at(rank1_scores, top[~mated], point.threshold, point.fmr),
         "fpir_rule": _fpir_rule(templates, identity, rank1_scores, top[~mated], settings),
+        "det": metrics.identification_det(rank1_scores, top[~mated]).to_dict(),
     }
     summary["timing"] = {
         "embed_s": images.seconds,

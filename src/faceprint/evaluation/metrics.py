@@ -245,3 +245,35 @@ def fnir_at_fpir(mated_rank1_scores: np.ndarray, non_mated_top: np.ndarray, fpir
     where the mate ranked first, else -inf (a miss at any threshold)."""
     threshold = threshold_at_fmr(non_mated_top, fpir)
     return float(np.mean(mated_rank1_scores <= threshold)), threshold
+
+
+@dataclass(frozen=True)
+class IdentificationDet:
+    """Open-set identification DET curve: FNIR against FPIR at every threshold where FPIR changes (strictest
+    first). A search names someone when its top score reaches the threshold, as ``Gallery.identify`` decides."""
+
+    thresholds: np.ndarray
+    fpir: np.ndarray
+    fnir: np.ndarray
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {
+            "threshold": [round(float(t), 6) for t in self.thresholds],
+            "fpir": [round(float(f), 6) for f in self.fpir],
+            "fnir": [round(float(f), 6) for f in self.fnir],
+        }
+
+
+def identification_det(mated_rank1_scores: np.ndarray, non_mated_top: np.ndarray) -> IdentificationDet:
+    """FPIR (share of non-mated searches whose top score reaches the threshold) and FNIR (share of mated searches
+    whose mate is not first with a score reaching it) at each distinct non-mated top score, strictest first.
+    ``mated_rank1_scores`` as for ``fnir_at_fpir``; -inf (no face, a miss) never reaches a threshold."""
+    non_mated = np.sort(non_mated_top)
+    thresholds = np.unique(non_mated[np.isfinite(non_mated)])[::-1]
+    named = len(non_mated) - np.searchsorted(non_mated, thresholds, side="left")
+    missed = np.searchsorted(np.sort(mated_rank1_scores), thresholds, side="left")
+    return IdentificationDet(
+        thresholds=thresholds,
+        fpir=named / max(len(non_mated), 1),
+        fnir=missed / max(len(mated_rank1_scores), 1),
+    )

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def write_report(run: VerificationRun | IdentificationRun, out: Path) -> dict[str, Path]:
     """Write ``report.json``, the PNG plots and ``report.html`` into ``out``; returns what was written."""
     out.mkdir(parents=True, exist_ok=True)
-    plots = _verification_plots(run) if isinstance(run, VerificationRun) else {"cmc": _cmc_plot(run)}
+    plots = _verification_plots(run) if isinstance(run, VerificationRun) else _identification_plots(run)
     files = {}
     for name, figure in plots.items():
         files[name] = out / f"{name}.png"
@@ -84,6 +84,30 @@ def _histogram(scores: np.ndarray, same: np.ndarray, threshold: float) -> Figure
     axes.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
     axes.set(xlabel="cosine similarity", ylabel="density", title="Score distributions")
     axes.legend()
+    return figure
+
+
+def _identification_plots(run: IdentificationRun) -> dict[str, Figure]:
+    det = run.summary["det"]
+    return {"cmc": _cmc_plot(run), **({"det": _identification_det_plot(run.summary)} if det["fpir"] else {})}
+
+
+def _identification_det_plot(summary: dict[str, Any]) -> Figure:
+    """FNIR against FPIR (log axes), with the points the FPIR rule decided at."""
+    det, non_mated, mated = summary["det"], summary["probes"]["non_mated"], summary["probes"]["mated"]
+    fpir_floor, fnir_floor = 0.5 / max(non_mated, 1), 0.5 / max(mated, 1)
+    figure, axes = _new_plot()
+    fpir, fnir = np.maximum(det["fpir"], fpir_floor), np.maximum(det["fnir"], fnir_floor)
+    axes.plot(fpir, fnir, drawstyle="steps-post", label="this gallery")
+    for row in summary["fpir_rule"]:
+        if row["threshold"] is not None and row.get("measured_fpir") is not None:
+            point = max(row["measured_fpir"], fpir_floor), max(row["fnir"], fnir_floor)
+            axes.plot(*point, marker="o", linestyle="none", label=f"rule at FPIR {row['fpir']:g}")
+    axes.set(xscale="log", yscale="log", xlim=(fpir_floor, 1), ylim=(fnir_floor, 1))
+    axes.set(xlabel="false positive identification rate (FPIR)", ylabel="false negative identification rate (FNIR)")
+    axes.set_title("Identification DET, log axes (rates of 0 drawn at the axis floor)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize="small")
     return figure
 
 

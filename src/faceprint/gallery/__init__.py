@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,8 +65,12 @@ TAIL_KEY = "identification_tail"
 _TEMPLATES_PER_CANDIDATE = 20
 #: Leave-one-person-out searches a measurement of the gallery makes at most: FPIR 1e-3 rests on 20 of them.
 MEASURE_SEARCHES = 20_000
+#: Memory a gallery's cache of person centroids may hold (float32 vectors): a gallery kept open for long (the
+#: HTTP service) keeps those used most recently; 64 MiB is 65,536 people of 256-d templates.
+CENTROID_CACHE_BYTES = 64 * 2**20
 #: Galleries up to this size measure themselves on a search when their measurement is missing or stale
-#: (about a second); larger ones decide with the size-scaled bound until ``faceprint calibrate --gallery``.
+#: (seconds); larger ones decide with the size-scaled bound (the shipped tail, extrapolated below its floor:
+#: strict, never "uncertain" for want of a measurement) until ``faceprint calibrate --gallery``.
 AUTO_MEASURE_TEMPLATES = 20_000
 
 
@@ -75,15 +80,20 @@ def default_gallery_path() -> str | Path:
     return env if env else platformdirs.user_data_path("faceprint") / "gallery.db"
 
 
-def calibration_stored_at(location: str | os.PathLike | None = None, *, required: bool = False) -> Calibration | None:
+def calibration_stored_at(
+    location: str | os.PathLike | None = None, *, model_id: str | None = None, required: bool = False
+) -> Calibration | None:
     """The calibration stored by ``faceprint calibrate`` in the gallery at ``location`` (default:
     ``default_gallery_path()``), for decisions without a gallery search (``faceprint.verify``); None when
-    that gallery does not exist (it is not created; with ``required``, a ``GalleryError``) or holds none."""
+    that gallery does not exist (it is not created; with ``required``, a ``GalleryError``), holds none, or
+    holds one for another model than ``model_id`` (e.g. a gallery of the former default model: templates of
+    today's default are decided by their own shipped table)."""
     location = location or default_gallery_path()
     if not required and "://" not in os.fspath(location) and not Path(location).exists():
         return None
     with Gallery(location, create=False) as gallery:
-        return gallery.stored_calibration()
+        stored = gallery.stored_calibration()
+    return stored if stored is None or model_id in (None, stored.model_id) else None
 
 
 @dataclass(frozen=True)
@@ -198,7 +208,7 @@ class Gallery:
     ) -> None:
         self.fmr = fmr
         self.fpir = fpir
-        self._centroid_cache: dict[int, np.ndarray] = {}
+        self._centroid_cache: OrderedDict[int, np.ndarray] = OrderedDict()  # least recently used first
         self._centroid_generation = -1
         self._mode = index or _from_env("FACEPRINT_INDEX", MODES)
         self._storage = index_storage or _from_env("FACEPRINT_INDEX_STORAGE", STORAGES)
@@ -583,11 +593,16 @@ class Gallery:
         return nearest
 
     def _centroids(self, people: set[int]) -> dict[int, np.ndarray]:
-        """Normalised mean template of each of ``people`` (cached until the gallery changes)."""
+        """Normalised mean template of each of ``people``. Cached until the gallery changes (any enrollment or
+        removal, by any process), within ``CENTROID_CACHE_BYTES``: the least recently used are dropped first."""
+        cache = self._centroid_cache
         generation = self.store.generation()
         if generation != self._centroid_generation:
-            self._centroid_cache, self._centroid_generation = {}, generation
-        missing = people - self._centroid_cache.keys()
+            cache.clear()
+            self._centroid_generation = generation
+        for person in people & cache.keys():
+            cache.move_to_end(person)
+        missing = people - cache.keys()
         owner = {
             t.id: person for person in missing for t in self.store.templates_of(person) if t.model_id == self.model_id
         }
@@ -596,8 +611,13 @@ class Gallery:
         for template_id, vector in zip(*found):
             person = owner[int(template_id)]
             sums[person] = sums[person] + vector if person in sums else vector.astype(np.float32)
-        self._centroid_cache.update((p, v / max(float(np.linalg.norm(v)), 1e-12)) for p, v in sums.items())
-        return {p: self._centroid_cache[p] for p in people if p in self._centroid_cache}
+        computed = {p: v / max(float(np.linalg.norm(v)), 1e-12) for p, v in sums.items()}
+        answer = {p: cache[p] for p in people if p in cache} | computed
+        cache.update(computed)
+        limit = max(CENTROID_CACHE_BYTES // (4 * self.options.model.dimension), 1)
+        while len(cache) > limit:
+            cache.popitem(last=False)
+        return answer
 
     def search_templates(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(similarities, template_ids)`` of the ``k`` most similar templates to each query vector,

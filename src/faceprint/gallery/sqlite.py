@@ -201,7 +201,10 @@ class SQLiteStore:
         read once; BENCHMARKS.md, "Writing to a damaged gallery") runs once per opened store, under the write lock."""
         if self._checked:
             return
-        rows = self._db.execute("PRAGMA quick_check(3)").fetchall()
+        try:
+            rows = self._db.execute("PRAGMA quick_check(3)").fetchall()
+        except sqlite3.DatabaseError as exc:  # damage the check cannot even walk past (e.g. in a table's root)
+            rows = [(str(exc),)]
         problems = [line for row in rows for line in str(row[0]).splitlines() if not line.startswith("***")]
         if problems != ["ok"]:
             raise GalleryError(
