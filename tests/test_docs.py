@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import glob
 import importlib
 import os
 import re
@@ -18,10 +19,9 @@ MODULES_WITH_EXAMPLES = ["faceprint", "faceprint.api", "faceprint.image", "facep
 @pytest.fixture(autouse=True)
 def in_repository_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)  # examples use repository-relative paths
-    for leftover in ("/tmp/doctest-gallery.db", "/tmp/readme-gallery.db"):
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(leftover + suffix):
-                os.remove(leftover + suffix)
+    # The examples' galleries and their files (WAL, saved index), left by an earlier run or another checkout.
+    for leftover in glob.glob("/tmp/doctest-gallery.db*") + glob.glob("/tmp/readme-*.db*"):
+        os.remove(leftover)
 
 
 @pytest.mark.parametrize("name", MODULES_WITH_EXAMPLES)
