@@ -40,6 +40,9 @@ class PipelineOptions:
     max_side: int = DEFAULT_MAX_SIDE
     landmarks68: bool = False
     flip: bool = True
+    #: Models (a fused model's parts) embedded without the mirror image even with ``flip``, where it measured no
+    #: gain for its cost (SFace in the accurate profile: BENCHMARKS.md, issue 13 speed).
+    unflipped: tuple[str, ...] = ()
     jitter: int = 0
     backend: Backend = "onnx"
     #: onnxruntime threads per process (None: every core for the embedding, 1 for the small attribute
@@ -112,6 +115,7 @@ def embed_located(located: Sequence[LocatedFace], options: PipelineOptions = DEF
     vectors = embed_chips(
         [item.chip for item in located],
         flip=options.flip,
+        unflipped=options.unflipped,
         jitter=options.jitter,
         backend=options.backend,
         threads=options.threads,
