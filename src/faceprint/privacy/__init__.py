@@ -7,6 +7,7 @@
 """
 
 from .anonymize import (
+    ANONYMIZERS,
     FAST,
     METHODS,
     THOROUGH,
@@ -26,6 +27,7 @@ from .anonymize import (
 )
 
 __all__ = [
+    "ANONYMIZERS",
     "FAST",
     "METHODS",
     "THOROUGH",
