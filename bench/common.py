@@ -150,6 +150,8 @@ def describe_options(options: PipelineOptions) -> str:
     """The benchmarked knobs of ``options`` in words."""
     upsample = "auto" if options.upsample is None else options.upsample
     flip = "on" if options.flip else "off"
+    if options.flip and options.unflipped:
+        flip += f" (not {', '.join(options.unflipped)})"
     described = (
         f"detector {options.detector}, upsample {upsample}, flip {flip}, jitter {options.jitter}, {options.backend}"
     )
