@@ -61,10 +61,10 @@ YUNET = VideoOptions(
     tracker=TrackerOptions(max_coast=2.0),
 )
 #: The anonymizer's modes by name (``faceprint anonymize --mode``); YuNet's is the default: it left no face
-#: on any test clip, HOG's or YuNet's check alike, at several times the speed of HOG's thorough mode.
+#: on the test clips by HOG's or YuNet's check, and runs faster than HOG's thorough mode (BENCHMARKS.md).
 ANONYMIZERS: dict[AnonymizeMode, VideoOptions] = {"yunet": YUNET, "thorough": THOROUGH, "fast": FAST}
-#: The detectors ``remaining_faces`` re-detects with: HOG with one upsample and YuNet on the whole image
-#: see different faces (HOG: some YuNet scores under its threshold; YuNet: turned and small faces).
+#: The detectors ``remaining_faces`` re-detects with, each finding faces the other misses (YuNet: small and
+#: turned faces; HOG: some faces YuNet scores under its threshold).
 REFERENCE_DETECTORS: tuple[DetectorName, ...] = ("hog", "yunet")
 
 
