@@ -100,13 +100,10 @@ def video(
     from ..video import IdentityOptions, Timeline, VideoOptions, VideoProcessor, open_source, timeline_summary
     from ..video.output import VideoWriter
 
-    options = VideoOptions(
-        detect_every=every, detector=detector, identify=not no_identify, identity=IdentityOptions(fpir=fpir)
-    )
+    identity = IdentityOptions(fpir=fpir)
+    options = VideoOptions(detect_every=every, detector=detector, identify=not no_identify, identity=identity)
     with contextlib.ExitStack() as stack:
-        gallery = None if no_identify else stack.enter_context(open_gallery(db))
-        if gallery is not None:
-            warn_if_empty(gallery, "every face will be unknown")
+        gallery = None if no_identify else _naming_gallery(stack, db)
         frames = stack.enter_context(open_source(source))
         timeline = stack.enter_context(Timeline(events)) if events else None
         on_event = timeline.line if timeline else None
@@ -117,6 +114,13 @@ def video(
         if timeline:
             timeline.finish(summary)
     _report(found, summary, json_output)
+
+
+def _naming_gallery(stack: contextlib.ExitStack, db: str | None) -> Gallery:
+    """The gallery that names the faces, open for the rest of the command; a warning when it is empty."""
+    gallery = stack.enter_context(open_gallery(db))
+    warn_if_empty(gallery, "every face will be unknown")
+    return gallery
 
 
 def _run(processor: VideoProcessor, frames: FrameSource, writer: VideoWriter | None, show: bool) -> list[TrackEvent]:
