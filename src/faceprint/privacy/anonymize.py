@@ -49,7 +49,8 @@ THOROUGH = VideoOptions(
 #: recognition defaults' detector (960 px, upsampled only below 640 px), every 3rd frame.
 FAST = VideoOptions(detect_every=3, react_after=1, tracker=TrackerOptions(max_coast=2.0))
 #: YuNet on the whole frame (up to 1920 px: faces from ~20 px of a 1080p frame), every 2nd frame and at
-#: once when something moves; the tracks carry every face through the frames between detections. It keeps
+#: once when something moves (a newcomer is hidden from its first frame: every frame in a moving crowd);
+#: the tracks carry every face through the frames between detections. It keeps
 #: faces down to a score of 0.3, half YuNet's usual 0.6: blurring the faces around a small, dim one can lift
 #: that one's score over 0.6 (0.52 before, on the crowd clip), so the check would find what was left.
 YUNET = VideoOptions(
