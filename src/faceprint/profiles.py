@@ -2,9 +2,9 @@
 and "Issue 13: speed").
 
 ``FAST``: YuNet detection with dlib's ResNet, the default's model (its templates mix with a default
-gallery's): 1.6-2.0x the default's throughput, 99.55% on faces-dev. ``ACCURATE``: YuNet detection with
+gallery's): 1.5-2.0x the default's throughput, 99.55% on faces-dev. ``ACCURATE``: YuNet detection with
 dlib's ResNet and SFace fused (SFace aligned on YuNet's 5 points, and without its mirror image, which
-gained nothing at 4x dlib's cost): 99.85%, about the default's throughput (1.03x). Neither is the
+gained nothing at 3x dlib's cost): 99.85%, 0.89-1.03x the default's throughput. Neither is the
 default: ``PipelineOptions()`` is. A gallery's templates say which pipeline it needs
 (:func:`options_for_model`)."""
 
