@@ -17,7 +17,7 @@ from .models import FUSED, SFACE, EmbeddingModel
 from .pipeline import DEFAULT_OPTIONS, PipelineOptions
 
 FAST = PipelineOptions(detector="yunet")
-#: SFace's mirror image costs 4x dlib's and gains nothing in the fused score (3 pairs wrong either way).
+#: SFace's mirror image costs over 3x dlib's and gains nothing in the fused score (3 pairs wrong either way).
 ACCURATE = PipelineOptions(detector="yunet", model=FUSED, unflipped=(SFACE.model_id,))
 
 PROFILES: dict[ProfileName, PipelineOptions] = {"fast": FAST, "accurate": ACCURATE}
