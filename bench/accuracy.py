@@ -55,6 +55,10 @@ VARIANTS: dict[str, PipelineOptions] = {
     "fused-auto": dataclasses.replace(BASE, model=FUSED),
     "fused-yunet": dataclasses.replace(BASE, detector="yunet", model=FUSED, alignment="detector"),
     "fused-yunet-no-flip": dataclasses.replace(BASE, detector="yunet", model=FUSED, alignment="detector", flip=False),
+    "fused-yunet-sface-no-flip": dataclasses.replace(
+        BASE, detector="yunet", model=FUSED, alignment="detector", unflipped=(SFACE.model_id,)
+    ),
+    "yunet-no-flip": dataclasses.replace(BASE, detector="yunet", flip=False),
 }
 BASELINE = "face_recognition"
 FMRS = (1e-2, 1e-3)

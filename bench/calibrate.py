@@ -1,7 +1,7 @@
 """Calibration: the cosine-similarity threshold for each target false-match rate, measured on faces-dev.
 
-Embeds all 1,783 faces-dev images with the default pipeline (``PipelineOptions()``; ``--model`` and
-``--detector`` change those two), scores every cross-identity pair (about 1.5M impostor pairs) and
+Embeds all 1,783 faces-dev images with the pipeline of ``--model`` (``profiles.options_for_model``: the
+default pipeline for dlib's ResNet) and ``--detector``, scores every cross-identity pair (about 1.5M impostor pairs) and
 every same-identity pair, and writes ``src/faceprint/data/calibration-<model id>.json``. Images
 without a face are left out.
 
@@ -42,6 +42,7 @@ from faceprint.evaluation.calibration import (
 )
 from faceprint.models import EMBEDDING_MODELS
 from faceprint.pipeline import PipelineOptions
+from faceprint.profiles import options_for_model
 
 OUTPUT = Path(__file__).resolve().parents[1] / "src" / "faceprint" / "data"
 
@@ -55,7 +56,8 @@ def main() -> None:
     args = parser.parse_args()
     root = common.faces_dev()
     paths, identities = common.read_images(root)
-    options = PipelineOptions(detector=args.detector, model=EMBEDDING_MODELS[args.model])
+    # The model's own pipeline (its flips included: the accurate profile skips SFace's mirror image).
+    options = dataclasses.replace(options_for_model(EMBEDDING_MODELS[args.model]), detector=args.detector)
     embeddings = common.embed_faceprint(root, paths, options, label="calibration", workers=args.workers)
     found = embeddings.found
     _, codes = np.unique(np.array(identities)[found], return_inverse=True)

@@ -97,15 +97,16 @@ def cached_embeddings(kind: str, key: dict, paths: Sequence[str], compute: Calla
             return Embeddings(
                 list(paths), data["vectors"], data["status"], float(data["seconds"]), float(data["cpu_seconds"])
             )
-    start, start_cpu = time.perf_counter(), _cpu_seconds()
+    start, start_cpu = time.perf_counter(), cpu_seconds()
     vectors, status = compute()
-    seconds, cpu_seconds = time.perf_counter() - start, _cpu_seconds() - start_cpu
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - start_cpu
     CACHE_DIR.mkdir(exist_ok=True)
-    np.savez(file, vectors=vectors, status=status, seconds=seconds, cpu_seconds=cpu_seconds)
-    return Embeddings(list(paths), vectors, status, seconds, cpu_seconds)
+    np.savez(file, vectors=vectors, status=status, seconds=seconds, cpu_seconds=cpu)
+    return Embeddings(list(paths), vectors, status, seconds, cpu)
 
 
-def _cpu_seconds() -> float:
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its child processes that have exited."""
     # Worker processes count once they have exited, which they have when a pool closes.
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     return sum(u.ru_utime + u.ru_stime for u in usage)
@@ -149,6 +150,8 @@ def describe_options(options: PipelineOptions) -> str:
     """The benchmarked knobs of ``options`` in words."""
     upsample = "auto" if options.upsample is None else options.upsample
     flip = "on" if options.flip else "off"
+    if options.flip and options.unflipped:
+        flip += f" (not {', '.join(options.unflipped)})"
     described = (
         f"detector {options.detector}, upsample {upsample}, flip {flip}, jitter {options.jitter}, {options.backend}"
     )

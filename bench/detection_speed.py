@@ -6,7 +6,8 @@ Runs ``faceprint.detection.detect_boxes`` (the library's detection step, with it
 copy and upsampling) on the faces-dev images (LFW, 250x250), one process and one thread: for
 each image every detector in turn, so that all of them see the same load. Reports the mean and
 median milliseconds per image and the images in which a detector found no face, then the same
-for the committed 720p photo (tests/data/faces-hires/resolution), repeated.
+for the committed 720p photo (tests/data/faces-hires/resolution), repeated. ``--batches`` times YuNet's
+network on batches of equal-size LFW images in one NCHW run against one image a run (same thread).
 """
 
 from __future__ import annotations
@@ -36,13 +37,40 @@ def timed(pixels: np.ndarray, detector: DetectorName) -> tuple[float, int]:
     return (time.perf_counter() - start) * 1000, len(found)
 
 
+def batched_yunet(images: list[np.ndarray], sizes: list[int], rounds: int = 5) -> None:
+    """Milliseconds per image of YuNet's network with ``size`` images a run; the outputs must not change."""
+    from faceprint import yunet
+
+    session = yunet.session(1).get()
+    blobs = np.concatenate([yunet.blob(pixels) for pixels in images])
+    alone = [session.run(None, {"input": blobs[i : i + 1]}) for i in range(len(blobs))]
+    print("| images per run | ms per image (best of rounds) |\n| --- | --- |")
+    for size in sizes:
+        best = float("inf")
+        for _ in range(rounds):
+            start = time.perf_counter()
+            outputs = [session.run(None, {"input": blobs[i : i + size]}) for i in range(0, len(blobs), size)]
+            best = min(best, (time.perf_counter() - start) * 1000 / len(blobs))
+        # The graph's Reshapes fold the batch into its cells: image k's cells follow image k-1's.
+        for first, batch in zip(range(0, len(blobs), size), outputs):
+            for k in range(len(batch[0][0]) // len(alone[0][0][0])):
+                for part, single in zip(batch, alone[first + k]):
+                    cells = single.shape[1]
+                    assert np.allclose(part[0, k * cells : (k + 1) * cells], single[0], atol=1e-3)
+        print(f"| {size} | {best:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=None, help="first N faces-dev images (default: all)")
+    parser.add_argument("--batches", type=int, nargs="+", help="only time YuNet with this many images a run")
     args = parser.parse_args()
     root = common.faces_dev()
     paths, _ = common.read_images(root)
     paths = paths[: args.count]
+    if args.batches:
+        batched_yunet([load_image(root / path).pixels for path in paths], args.batches)
+        return
     for detector in DETECTORS:  # load every model before timing
         timed(load_image(root / paths[0]).pixels, detector)
     times: dict[str, list[float]] = {d: [] for d in DETECTORS}

@@ -2,9 +2,11 @@
 
 Each pipeline runs ``process_files`` over the same images in 2 worker processes (pool start-up and
 model loading included, as ``bench/throughput.py`` counts them), in turn, ``--rounds`` times; the
-table gives each one's best round (the least disturbed by other work on the machine) and its median.
+table gives each one's best round (the least disturbed by other work on the machine) and its median,
+and the CPU time per image of its best round (this process and its workers: the cost, whatever else
+shares the machine).
 
-    python bench/profile_speed.py [--count 200] [--rounds 3]
+    python bench/profile_speed.py [--count 200] [--rounds 3] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import faces_dev, read_images
-from faceprint.models import FUSED
+from common import cpu_seconds, faces_dev, read_images
+from faceprint.models import FUSED, SFACE
 from faceprint.pipeline import DEFAULT_OPTIONS, PipelineOptions, process_files
 
 #: Spelled out (as bench/accuracy.py's variants), so that a change of the profiles does not change the benchmark.
@@ -26,35 +28,44 @@ PIPELINES: dict[str, PipelineOptions] = {
     "auto + fused": PipelineOptions(model=FUSED),
     "yunet + fused": PipelineOptions(detector="yunet", model=FUSED),
     "yunet + fused, no flip": PipelineOptions(detector="yunet", model=FUSED, flip=False),
+    "yunet + fused, SFace without flip": PipelineOptions(detector="yunet", model=FUSED, unflipped=(SFACE.model_id,)),
+    "yunet + dlib's ResNet, no flip": PipelineOptions(detector="yunet", flip=False),
 }
 WORKERS = 2
 
 
-def seconds(paths: list[Path], options: PipelineOptions) -> float:
-    start = time.perf_counter()
+def seconds(paths: list[Path], options: PipelineOptions) -> tuple[float, float]:
+    """Wall-clock and CPU seconds of one run."""
+    start, start_cpu = time.perf_counter(), cpu_seconds()
     faces = sum(len(result.faces) for result in process_files(paths, options, workers=WORKERS))
     assert faces >= len(paths)  # every image gives its faces
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu_seconds() - start_cpu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200, help="faces-dev images to use")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", nargs="+", choices=list(PIPELINES)[1:], help="the default and these pipelines")
     args = parser.parse_args()
     root = faces_dev()
     paths = [root / p for p in read_images(root)[0][: args.count]]
-    times: dict[str, list[float]] = {name: [] for name in PIPELINES}
+    names = [next(iter(PIPELINES)), *(args.only or list(PIPELINES)[1:])]
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for _ in range(args.rounds):
-        for name, options in PIPELINES.items():
-            times[name].append(seconds(paths, options))
-    default = min(times[next(iter(PIPELINES))])
+        for name in names:
+            runs[name].append(seconds(paths, PIPELINES[name]))
+    default_wall, default_cpu = min(runs[names[0]])
     print(f"{len(paths)} faces-dev images, {WORKERS} worker processes, {args.rounds} rounds\n")
-    print("| pipeline | images/s (best round) | images/s (median) | vs default (best) |")
-    print("| --- | --- | --- | --- |")
-    for name, spent in times.items():
-        best, median = min(spent), float(np.median(spent))
-        print(f"| {name} | {len(paths) / best:.1f} | {len(paths) / median:.1f} | {default / best:.2f}x |")
+    columns = ["pipeline", "images/s (best round)", "images/s (median)", "vs default (best)", "CPU ms per image"]
+    print("| " + " | ".join([*columns, "vs default (CPU)"]) + " |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, spent in runs.items():
+        (best, cpu), median = min(spent), float(np.median([wall for wall, _ in spent]))
+        print(
+            f"| {name} | {len(paths) / best:.1f} | {len(paths) / median:.1f} | {default_wall / best:.2f}x | "
+            f"{1000 * cpu / len(paths):.1f} | {default_cpu / cpu:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

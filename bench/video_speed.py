@@ -29,7 +29,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,14 +41,19 @@ sys.path.insert(0, str(ROOT))
 from tests.video_clips import Clip, crossing_clip, make_gallery, occlusion_clip  # noqa: E402
 
 from faceprint import Gallery  # noqa: E402
+from faceprint.choices import DetectorName  # noqa: E402
 from faceprint.pipeline import find_faces  # noqa: E402
-from faceprint.privacy import FAST, THOROUGH, anonymize_video, remaining_faces  # noqa: E402
+from faceprint.privacy import FAST, THOROUGH, YUNET, anonymize_video, remaining_faces  # noqa: E402
 from faceprint.types import Box  # noqa: E402
 from faceprint.video import VideoOptions, VideoProcessor, open_source  # noqa: E402
 from faceprint.video.source import Frame  # noqa: E402
 
 SHARED_VIDEO = Path(os.environ.get("FACEPRINT_SHARED_DATA", ROOT.parent / "shared" / "data")) / "video"
 INTERVALS = (1, 5, 10)
+#: The anonymizer's modes (faceprint anonymize --mode).
+ANONYMIZERS: dict[str, VideoOptions] = {"yunet (default)": YUNET, "thorough": THOROUGH, "fast": FAST}
+#: The detectors that look for faces left on anonymized frames, each on its own.
+REFERENCES: tuple[DetectorName, ...] = ("hog", "yunet")
 
 
 @dataclass
@@ -98,9 +103,9 @@ def shown(labels_per_frame: list[list[tuple[Box, str]]], clip: Clip) -> Score:
 _ENROLLED_NAMES = {"Kit Harington", "Rose Leslie"}
 
 
-def run_tracked(path: Path, gallery: Gallery, every: int, clip: Clip | None) -> Run:
+def run_tracked(path: Path, gallery: Gallery, every: int, clip: Clip | None, detector: DetectorName = "hog") -> Run:
     with open_source(path) as source:
-        processor = VideoProcessor(gallery, VideoOptions(detect_every=every), fps=source.fps)
+        processor = VideoProcessor(gallery, VideoOptions(detect_every=every, detector=detector), fps=source.fps)
         per_frame = []
         start = time.perf_counter()
         for result in processor.run(source):
@@ -129,8 +134,9 @@ def run_naive(path: Path, gallery: Gallery, clip: Clip | None) -> Run:
     return Run(len(per_frame), seconds, len(per_frame), embeddings, shown(per_frame, clip) if clip else None)
 
 
-def leak_rate(frames: Iterator[Frame], fps: float, options: VideoOptions) -> tuple[int, int, float]:
-    """(frames, frames with a face left, seconds spent anonymizing) for the anonymizer (blur)."""
+def leak_rate(frames: Iterator[Frame], fps: float, options: VideoOptions) -> tuple[int, dict[str, int], float]:
+    """(frames, frames with a face left per reference detector, seconds spent anonymizing) for the anonymizer
+    (blur)."""
 
     class Source:
         def __init__(self) -> None:
@@ -143,7 +149,8 @@ def leak_rate(frames: Iterator[Frame], fps: float, options: VideoOptions) -> tup
     start = time.perf_counter()
     anonymize_video(Source(), out.append, options=options)  # type: ignore[arg-type]
     seconds = time.perf_counter() - start
-    return len(out), sum(1 for pixels in out if remaining_faces(pixels)), seconds
+    leaked = {detector: sum(1 for pixels in out if remaining_faces(pixels, (detector,))) for detector in REFERENCES}
+    return len(out), leaked, seconds
 
 
 def frames_of_clip(clip: Clip) -> Iterator[Frame]:
@@ -171,14 +178,20 @@ def fps_row(label: str, run: Run, clip_fps: float) -> str:
     return f"| {label} | {counts} | {accuracy} |"
 
 
-def leak_row(label: str, frames: int, leaks: int, seconds: float) -> str:
-    return f"| {label} | {frames} | {leaks} ({leaks / frames:.1%}) | {frames / seconds:.1f} |"
+def leak_row(label: str, frames: int, leaked: dict[str, int], seconds: float) -> str:
+    rates = " | ".join(f"{leaked[detector]} ({leaked[detector] / frames:.1%})" for detector in REFERENCES)
+    return f"| {label} | {frames} | {rates} | {frames / seconds:.1f} |"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=150, help="Frames per synthetic clip (25 fps).")
     parser.add_argument("--parts", nargs="+", choices=("speed", "leaks"), default=["speed", "leaks"])
+    parser.add_argument("--detectors", nargs="+", choices=("hog", "yunet"), default=["hog", "yunet"])
+    parser.add_argument("--intervals", nargs="+", type=int, default=list(INTERVALS))
+    parser.add_argument("--no-naive", action="store_true", help="Skip the detect-and-embed-every-frame loop.")
+    parser.add_argument("--anonymizers", nargs="+", choices=list(ANONYMIZERS), default=list(ANONYMIZERS))
+    parser.add_argument("--only-real", action="store_true", help="Leaks: only the real videos.")
     args = parser.parse_args()
     print(f"load average before: {Path('/proc/loadavg').read_text().strip()}", file=sys.stderr)
     clips = {
@@ -187,13 +200,13 @@ def main() -> None:
     }
     find_faces([clips["crossing 1280x720"].frames[0]])  # load every model before timing
     if "speed" in args.parts:
-        speed(clips)
+        speed(clips, args.detectors, args.intervals, not args.no_naive)
     if "leaks" in args.parts:
-        leaks(args.frames, clips)
+        leaks(args.frames, clips, {name: ANONYMIZERS[name] for name in args.anonymizers}, args.only_real)
     print(f"load average after: {Path('/proc/loadavg').read_text().strip()}", file=sys.stderr)
 
 
-def speed(clips: dict[str, Clip]) -> None:
+def speed(clips: dict[str, Clip], detectors: Sequence[DetectorName], intervals: Sequence[int], naive: bool) -> None:
     work = Path(tempfile.mkdtemp(prefix="faceprint-video-bench-"))
     gallery = make_gallery(work / "gallery.db")
     paths = {name: clip.write(work / f"{name.split()[0]}.mp4") for name, clip in clips.items()}
@@ -203,34 +216,38 @@ def speed(clips: dict[str, Clip]) -> None:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     )
     for name, clip in clips.items():
-        for every in INTERVALS:
-            print(f"  {name} every {every} ...", file=sys.stderr, flush=True)
-            run = run_tracked(paths[name], gallery, every, clip)
-            print(fps_row(f"{name}, tracked, detect every {every}", run, clip.fps), flush=True)
-        print(f"  {name} naive ...", file=sys.stderr, flush=True)
-        run = run_naive(paths[name], gallery, clip)
-        print(fps_row(f"{name}, naive: detect + embed every frame", run, clip.fps), flush=True)
+        for detector, every in itertools.product(detectors, intervals):
+            print(f"  {name} {detector} every {every} ...", file=sys.stderr, flush=True)
+            run = run_tracked(paths[name], gallery, every, clip, detector)
+            print(fps_row(f"{name}, tracked, {detector}, detect every {every}", run, clip.fps), flush=True)
+        if naive:
+            print(f"  {name} naive ...", file=sys.stderr, flush=True)
+            run = run_naive(paths[name], gallery, clip)
+            print(fps_row(f"{name}, naive: detect + embed every frame", run, clip.fps), flush=True)
     for video in sorted(SHARED_VIDEO.glob("*.mp4")):
         with open_source(video) as source:
             fps, size = source.fps, f"{source.width}x{source.height}"
         print(f"  {video.name} ...", file=sys.stderr, flush=True)
-        run = run_tracked(video, gallery, 5, None)
-        print(fps_row(f"{video.name} ({size}, real), tracked, detect every 5", run, fps), flush=True)
-        run = run_naive(video, gallery, None)
-        print(fps_row(f"{video.name} ({size}, real), naive", run, fps), flush=True)
+        for detector in detectors:
+            run = run_tracked(video, gallery, 5, None, detector)
+            print(fps_row(f"{video.name} ({size}, real), tracked, {detector}, detect every 5", run, fps), flush=True)
+        if naive:
+            run = run_naive(video, gallery, None)
+            print(fps_row(f"{video.name} ({size}, real), naive", run, fps), flush=True)
 
 
-def leaks(frame_count: int, clips: dict[str, Clip]) -> None:
+def leaks(frame_count: int, clips: dict[str, Clip], anonymizers: dict[str, VideoOptions], only_real: bool) -> None:
     print(
-        "\n| clip | anonymizer | frames | frames with a face left (leak rate) | anonymizing frames/s |\n"
-        "| --- | --- | --- | --- | --- |"
+        "\n| clip | anonymizer | frames | frames with a face left, HOG (leak rate) | frames with a face left, YuNet "
+        "(leak rate) | anonymizing frames/s |\n| --- | --- | --- | --- | --- | --- |"
     )
     sources: dict[str, tuple[Callable[[], Iterator[Frame]], float]] = {}
-    for name, clip in {
+    synthetic = {
         "occlusion 640x360": occlusion_clip(frames=frame_count),
         "crossing 640x360": crossing_clip(frames=frame_count),
         "occlusion 1280x720": clips["occlusion 1280x720"],
-    }.items():
+    }
+    for name, clip in {} if only_real else synthetic.items():
         raw = sum(1 for pixels in clip.frames if remaining_faces(pixels))
         sources[f"{name} (synthetic; {raw} frames with a detectable face before)"] = (
             functools.partial(frames_of_clip, clip),
@@ -244,12 +261,10 @@ def leaks(frame_count: int, clips: dict[str, Clip]) -> None:
                 source.fps,
             )
     for name, (frames, fps) in sources.items():
-        for label, options in (("thorough (default)", THOROUGH), ("--fast", FAST)):
+        for label, options in anonymizers.items():
             print(f"  leaks {name} {label} ...", file=sys.stderr, flush=True)
             count, leaked, seconds = leak_rate(frames(), fps, options)
-            print(
-                f"| {name} | {label} | {count} | {leaked} ({leaked / count:.1%}) | {count / seconds:.1f} |", flush=True
-            )
+            print(f"| {name} {leak_row(label, count, leaked, seconds)}", flush=True)
 
 
 if __name__ == "__main__":

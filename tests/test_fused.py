@@ -26,9 +26,9 @@ PHOTOS = [KIT[0], KIT[1], ROSE[0], OBAMA[0]]
 CALIBRATIONS = resources.files("faceprint.data")
 
 
-def templates(model: models.EmbeddingModel) -> np.ndarray:
+def templates(model: models.EmbeddingModel, **options) -> np.ndarray:
     images = [load_image(photo).pixels for photo in PHOTOS]
-    faces = find_faces(images, PipelineOptions(model=model, threads=1))
+    faces = find_faces(images, PipelineOptions(model=model, threads=1, **options))
     return np.array([image_faces[0].template.vector for image_faces in faces], dtype=np.float64)
 
 
@@ -42,6 +42,13 @@ def test_fused_inner_product_is_the_weighted_sum_of_the_two_cosines() -> None:
     recovered = part_templates(fused, models.FUSED)
     np.testing.assert_allclose(recovered[0], dlib, atol=1e-6)
     np.testing.assert_allclose(recovered[1], sface, atol=1e-6)
+
+
+def test_an_unflipped_part_skips_only_its_own_mirror_image() -> None:
+    fused = part_templates(templates(models.FUSED, unflipped=(models.SFACE.model_id,)), models.FUSED)
+    np.testing.assert_allclose(fused[0], templates(models.DLIB_RESNET, flip=True), atol=1e-6)
+    np.testing.assert_allclose(fused[1], templates(models.SFACE, flip=False), atol=1e-6)
+    assert not np.allclose(fused[1], templates(models.SFACE, flip=True, unflipped=()), atol=1e-4)
 
 
 def test_fused_model_is_named_by_its_parts_and_their_weights_sum_to_one() -> None:
@@ -66,7 +73,7 @@ def test_a_gallery_opened_without_options_keeps_its_templates_model(tmp_path: Pa
     with Gallery(tmp_path / "sface.db", options=sface) as gallery:
         gallery.enroll("Kit", [KIT[0]])
     with Gallery(tmp_path / "sface.db") as reopened:
-        assert reopened.options == dataclasses.replace(profiles.CLASSIC, model=models.SFACE)
+        assert reopened.options == dataclasses.replace(profiles.CLASSIC, model=models.SFACE, unflipped=())
         with pytest.raises(ModelError, match="mixing models is refused"):
             Gallery(tmp_path / "sface.db", options=profiles.FAST).enroll("Rose", [ROSE[0]])
     assert profiles.options_for_model(models.FUSED) == profiles.ACCURATE

@@ -12,7 +12,16 @@ from typer.testing import CliRunner
 from faceprint import Gallery, load_image
 from faceprint.cli import app
 from faceprint.errors import PersonNotFoundError
-from faceprint.privacy import Selection, anonymize_image, anonymize_photos, anonymize_video, hide, remaining_faces
+from faceprint.privacy import (
+    YUNET,
+    Selection,
+    anonymize_image,
+    anonymize_photos,
+    anonymize_video,
+    hide,
+    remaining_faces,
+)
+from faceprint.privacy.anonymize import REFERENCE_DETECTORS
 from faceprint.types import Box
 from faceprint.video import open_source
 
@@ -62,6 +71,17 @@ def test_no_frame_leaks_a_face(occlusion: Clip, clip_name: str, method: str) -> 
     summary = anonymize_video(ClipSource(clip), out.append, method=method)
     assert summary.frames == len(out) == len(clip.frames)
     assert leaking_frames(out) == []  # leak rate 0, including the frame a newcomer appears on
+
+
+def test_the_yunet_mode_leaves_no_face_that_either_reference_detector_finds() -> None:
+    clip = crossing_clip(scale=0.5, frames=30)
+    out: list[np.ndarray] = []
+    anonymize_video(ClipSource(clip), out.append, options=YUNET)
+    assert len(out) == len(clip.frames)
+    for detector in REFERENCE_DETECTORS:
+        # Each reference sees the faces on the source frames, so its silence on the output means something.
+        assert all(remaining_faces(pixels, (detector,)) for pixels in clip.frames[::10]), detector
+        assert [i for i, pixels in enumerate(out) if remaining_faces(pixels, (detector,))] == [], detector
 
 
 def test_only_unknown_faces_are_hidden(occlusion: Clip, gallery: Gallery) -> None:

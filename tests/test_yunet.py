@@ -79,6 +79,8 @@ def test_dlib_landmarks_fit_in_the_square_hog_would_draw() -> None:
 
 def test_yunet_and_hog_faces_give_the_same_dlib_template() -> None:
     for photo in (KIT[0], ROSE[0]):
-        by_yunet = faceprint.embed(photo, options=PipelineOptions(detector="yunet"))[0].template
-        by_hog = faceprint.embed(photo, options=PipelineOptions(detector="hog"))[0].template
+        by_yunet = faceprint.embed(photo, options=PipelineOptions(detector="yunet", model=models.DLIB_RESNET))[
+            0
+        ].template
+        by_hog = faceprint.embed(photo, options=PipelineOptions(detector="hog", model=models.DLIB_RESNET))[0].template
         assert float(by_yunet.vector @ by_hog.vector) > 0.99

@@ -54,6 +54,10 @@ STORAGES: tuple[Storage, ...] = get_args(Storage)
 Method = Literal["blur", "pixelate", "mask"]
 METHODS: tuple[Method, ...] = get_args(Method)
 
+#: How a video is searched for faces to hide (faceprint.privacy.ANONYMIZERS).
+AnonymizeMode = Literal["yunet", "thorough", "fast"]
+ANONYMIZE_MODES: tuple[AnonymizeMode, ...] = get_args(AnonymizeMode)
+
 #: What a liveness clip asks the person to do.
 Challenge = Literal["blink", "turn-left", "turn-right"]
 CHALLENGES: tuple[Challenge, ...] = get_args(Challenge)

@@ -63,8 +63,14 @@ def detect_boxes(
     detector: DetectorName = "auto",
     upsample: int | None = None,
     max_side: int = DEFAULT_MAX_SIDE,
+    min_score: float | None = None,
+    threads: int | None = 1,
 ) -> list[Detection]:
-    """Face boxes in ``pixels`` (RGB uint8), main face first (see ``prominence``)."""
+    """Face boxes in ``pixels`` (RGB uint8), main face first (see ``prominence``).
+
+    ``min_score``: YuNet's lowest score kept (None: ``yunet.SCORE_THRESHOLD``); ``threads``: YuNet's
+    onnxruntime threads (1: worker processes fill the cores; None: every core). dlib's detectors ignore both.
+    """
     if detector not in DETECTORS:
         raise ValueError(f"detector must be one of {DETECTORS}, not {detector!r}")
     if upsample is not None and not 0 <= upsample <= 3:
@@ -74,7 +80,7 @@ def detect_boxes(
         upsample = 1 if max(working.shape[:2]) <= AUTO_UPSAMPLE_BELOW else 0
     found: list[Detection] = []
     if detector == "yunet":
-        found = _run_yunet(working)
+        found = _run_yunet(working, min_score, threads)
     if detector in ("hog", "auto"):
         found = _run_hog(working, upsample)
     if detector == "cnn":
@@ -115,12 +121,13 @@ def _to_source(detection: Detection, scale: float, width: int, height: int) -> D
     )
 
 
-def _run_yunet(image: np.ndarray) -> list[Detection]:
+def _run_yunet(image: np.ndarray, min_score: float | None, threads: int | None) -> list[Detection]:
     from . import yunet  # onnxruntime loads only when YuNet runs
 
+    threshold = yunet.SCORE_THRESHOLD if min_score is None else min_score
     return [
         Detection(Box(left, top, left + width, top + height), face.score, "yunet", face.landmarks)
-        for face in yunet.detect(image)
+        for face in yunet.detect(image, score_threshold=threshold, threads=threads)
         for left, top, width, height in [face.box]
     ]
 

@@ -15,7 +15,7 @@ search and calibration treat it as any other model.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 import cv2
@@ -44,16 +44,19 @@ def embed_chips(
     backend: Backend = "onnx",
     threads: int | None = None,
     model: EmbeddingModel = DEFAULT_MODEL,
+    unflipped: Collection[str] = (),
 ) -> np.ndarray:
     """L2-normalised ``(N, dimension)`` float32 templates for aligned chips, in one batched call.
 
     ``flip`` adds each chip's mirror image and ``jitter`` adds that many slightly rotated,
-    scaled and shifted copies; a template is the mean over all these views. ``threads`` caps
+    scaled and shifted copies; a template is the mean over all these views. ``unflipped``: ids of
+    models (a fused model's parts) that skip the mirror image even with ``flip``. ``threads`` caps
     the onnxruntime threads (default: every core).
     """
     if not chips:
         return np.zeros((0, model.dimension), dtype=np.float32)
-    return embedder(model).templates(chips, flip=flip, jitter=jitter, backend=backend, threads=threads)
+    flips = frozenset() if not flip else frozenset(_network_ids(model)) - frozenset(unflipped)
+    return embedder(model).templates(chips, flips=flips, jitter=jitter, backend=backend, threads=threads)
 
 
 class Embedder(Protocol):
@@ -66,25 +69,28 @@ class Embedder(Protocol):
         ...
 
     def templates(
-        self, chips: Sequence[Chip], *, flip: bool, jitter: int, backend: Backend, threads: int | None
+        self, chips: Sequence[Chip], *, flips: frozenset[str], jitter: int, backend: Backend, threads: int | None
     ) -> np.ndarray:
-        """L2-normalised templates of (non-empty) chips, in one batched call per network."""
+        """L2-normalised templates of (non-empty) chips, in one batched call per network; the networks whose
+        model id is in ``flips`` add each chip's mirror image."""
         ...
 
 
 class _Network(ABC):
     """A single network: its template is the mean of its raw vectors over the chip's views, normalised."""
 
+    model: EmbeddingModel
+
     @abstractmethod
     def descriptors(self, chips: Sequence[np.ndarray], *, backend: Backend, threads: int | None) -> np.ndarray:
         """Raw (not normalised) vectors of chips, in one batched call."""
 
     def templates(
-        self, chips: Sequence[Chip], *, flip: bool, jitter: int, backend: Backend, threads: int | None
+        self, chips: Sequence[Chip], *, flips: frozenset[str], jitter: int, backend: Backend, threads: int | None
     ) -> np.ndarray:
         arrays = [np.asarray(chip) for chip in chips]
         views = [arrays]
-        if flip:
+        if self.model.model_id in flips:
             views.append([np.ascontiguousarray(c[:, ::-1]) for c in arrays])
         views += [list(batch) for batch in zip(*(jittered(c, jitter) for c in arrays))] if jitter else []
         raw = self.descriptors([chip for view in views for chip in view], backend=backend, threads=threads)
@@ -133,11 +139,11 @@ class Fused:
         return tuple(np.asarray(part.chip(points, source)) for part in self.parts)
 
     def templates(
-        self, chips: Sequence[Chip], *, flip: bool, jitter: int, backend: Backend, threads: int | None
+        self, chips: Sequence[Chip], *, flips: frozenset[str], jitter: int, backend: Backend, threads: int | None
     ) -> np.ndarray:
         blocks = [
             np.sqrt(weight)
-            * part.templates([chip[i] for chip in chips], flip=flip, jitter=jitter, backend=backend, threads=threads)
+            * part.templates([chip[i] for chip in chips], flips=flips, jitter=jitter, backend=backend, threads=threads)
             for i, (part, weight) in enumerate(zip(self.parts, self.weights))
         ]
         # Unit parts with weights summing to 1 already give unit length; renormalising removes rounding.
@@ -148,6 +154,11 @@ _DLIB_RESNET, _SFACE = DlibResnet(), SFace()
 EMBEDDERS: dict[str, Embedder] = {
     runtime.model.model_id: runtime for runtime in (_DLIB_RESNET, _SFACE, Fused(models.FUSED, [_DLIB_RESNET, _SFACE]))
 }
+
+
+def _network_ids(model: EmbeddingModel) -> list[str]:
+    """The ids of the single networks a model runs: its parts' for a fused model, else its own."""
+    return [part.model_id for part, _ in model.parts] or [model.model_id]
 
 
 def part_templates(vectors: np.ndarray, model: EmbeddingModel) -> list[np.ndarray]:

@@ -25,7 +25,7 @@ from .detection import DEFAULT_MAX_SIDE, Detection, detect_boxes
 from .embedding import Chip, embed_chips, embedder
 from .errors import FaceprintError, ManyFacesError, NoFaceError
 from .image import MAX_PIXELS, ImageSource, LoadedImage, describe, load_image
-from .models import DEFAULT_MODEL, EmbeddingModel
+from .models import DEFAULT_MODEL, SFACE, EmbeddingModel
 from .pose import head_pose
 from .quality import DEFAULT_THRESHOLDS, QualityThresholds
 from .types import Face, Template
@@ -46,6 +46,10 @@ class PipelineOptions:
     max_side: int = DEFAULT_MAX_SIDE
     landmarks68: bool = False
     flip: bool = True
+    #: Models (a fused model's parts) embedded without the mirror image even with ``flip``, where it measured no
+    #: gain for its cost: SFace's, in the fused default (3x dlib's cost, 3 pairs wrong either way; BENCHMARKS.md,
+    #: issue 13 speed). SFace alone keeps it (``profiles.options_for_model``).
+    unflipped: tuple[str, ...] = (SFACE.model_id,)
     jitter: int = 0
     backend: Backend = "onnx"
     #: onnxruntime threads per process (None: every core for the embedding, 1 for the small attribute
@@ -118,6 +122,7 @@ def embed_located(located: Sequence[LocatedFace], options: PipelineOptions = DEF
     vectors = embed_chips(
         [item.chip for item in located],
         flip=options.flip,
+        unflipped=options.unflipped,
         jitter=options.jitter,
         backend=options.backend,
         threads=options.threads,

@@ -1,12 +1,14 @@
-"""Pipeline profiles: options measured to trade accuracy for speed (BENCHMARKS.md, "Speed profiles").
+"""Pipeline profiles: options measured to trade accuracy for speed (BENCHMARKS.md, "Speed profiles" and
+"Issue 13: speed").
 
 ``ACCURATE`` is the default pipeline (``PipelineOptions()``): YuNet detection with dlib's ResNet and SFace
-fused (SFace aligned on YuNet's 5 points), 256-d templates: 99.85% on faces-dev and, at FPIR 1e-2, FNIR 0.9%
-at 10,000 templates with one photo per person. ``FAST``: YuNet detection with dlib's ResNet alone (99.55%,
-about 3x the accurate profile's throughput). ``CLASSIC``: the former default, HOG with the CNN as fallback
-and dlib's ResNet (99.65%; 128-d templates, the model of face_recognition): FNIR 40% in the same search.
-A gallery's templates say which pipeline it needs (:func:`options_for_model`): a gallery of dlib's ResNet
-keeps ``CLASSIC``, and ``faceprint people reembed`` moves it to the default model.
+fused (SFace aligned on YuNet's 5 points, without its mirror image), 256-d templates: 99.85% on faces-dev
+and, at FPIR 1e-2, FNIR 0.9% at 10,000 templates with one photo per person; 0.89-1.03x the classic
+profile's throughput. ``FAST``: YuNet detection with dlib's ResNet alone (99.55%, 1.5-2.0x the classic
+profile's throughput). ``CLASSIC``: the former default, HOG with the CNN as fallback and dlib's ResNet
+(99.65%; 128-d templates, the model of face_recognition): FNIR 40% in the same search. A gallery's
+templates say which pipeline it needs (:func:`options_for_model`): a gallery of dlib's ResNet keeps
+``CLASSIC``, and ``faceprint people reembed`` moves it to the default model.
 """
 
 from __future__ import annotations
@@ -39,4 +41,6 @@ def options_for_model(model: EmbeddingModel) -> PipelineOptions:
     detector for another model (SFace alone: its calibration was measured on dlib's 68 points)."""
     if model == DEFAULT_OPTIONS.model:
         return DEFAULT_OPTIONS
-    return dataclasses.replace(CLASSIC, model=model)
+    if model == CLASSIC.model:
+        return CLASSIC
+    return dataclasses.replace(CLASSIC, model=model, unflipped=())  # SFace's calibration kept its mirror image

@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ..choices import Challenge, Method
+from ..choices import AnonymizeMode, Challenge, DetectorName, Method
 from .common import (
     EXIT_NEGATIVE,
     DbOption,
@@ -47,6 +47,9 @@ InputArgument = Annotated[
 EveryOption = Annotated[
     int, typer.Option("--every", min=1, help="Run the face detector every N frames (sooner on motion or a lost face).")
 ]
+VideoDetectorOption = Annotated[
+    DetectorName, typer.Option("--detector", help="Face detector (yunet: several times faster, finds smaller faces).")
+]
 EventsOption = Annotated[
     Path | None, typer.Option("--events", help="Event timeline: .jsonl (one line per track, live) or .json.")
 ]
@@ -64,10 +67,15 @@ OnlyUnknownOption = Annotated[
 ExceptOption = Annotated[
     list[str] | None, typer.Option("--except", help="Leave this enrolled person visible (repeatable).")
 ]
-FastOption = Annotated[
-    bool,
-    typer.Option("--fast", help="Several times faster, but only for faces over ~110 px (at 720p); default: thorough."),
+AnonymizeModeOption = Annotated[
+    AnonymizeMode,
+    typer.Option(
+        "--mode",
+        help="How videos are searched for faces: yunet (whole frame, faces from ~20 px), thorough (HOG, slow) "
+        "or fast (HOG, faces over ~110 px at 720p).",
+    ),
 ]
+FastOption = Annotated[bool, typer.Option("--fast", help="Same as --mode fast.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -82,6 +90,7 @@ def video(
     events: EventsOption = None,
     crops: Annotated[Path | None, typer.Option("--crops", help="Folder for each track's best-shot crop.")] = None,
     every: EveryOption = 5,
+    detector: VideoDetectorOption = "hog",
     no_identify: Annotated[bool, typer.Option("--no-identify", help="Track faces without naming them.")] = False,
     fpir: FpirOption = None,
     db: DbOption = None,
@@ -91,11 +100,10 @@ def video(
     from ..video import IdentityOptions, Timeline, VideoOptions, VideoProcessor, open_source, timeline_summary
     from ..video.output import VideoWriter
 
-    options = VideoOptions(detect_every=every, identify=not no_identify, identity=IdentityOptions(fpir=fpir))
+    identity = IdentityOptions(fpir=fpir)
+    options = VideoOptions(detect_every=every, detector=detector, identify=not no_identify, identity=identity)
     with contextlib.ExitStack() as stack:
-        gallery = None if no_identify else stack.enter_context(open_gallery(db))
-        if gallery is not None:
-            warn_if_empty(gallery, "every face will be unknown")
+        gallery = None if no_identify else _naming_gallery(stack, db)
         frames = stack.enter_context(open_source(source))
         timeline = stack.enter_context(Timeline(events)) if events else None
         on_event = timeline.line if timeline else None
@@ -106,6 +114,13 @@ def video(
         if timeline:
             timeline.finish(summary)
     _report(found, summary, json_output)
+
+
+def _naming_gallery(stack: contextlib.ExitStack, db: str | None) -> Gallery:
+    """The gallery that names the faces, open for the rest of the command; a warning when it is empty."""
+    gallery = stack.enter_context(open_gallery(db))
+    warn_if_empty(gallery, "every face will be unknown")
+    return gallery
 
 
 def _run(processor: VideoProcessor, frames: FrameSource, writer: VideoWriter | None, show: bool) -> list[TrackEvent]:
@@ -189,6 +204,7 @@ def anonymize(
     method: MethodOption = "blur",
     only_unknown: OnlyUnknownOption = False,
     keep: ExceptOption = None,
+    mode: AnonymizeModeOption = "yunet",
     fast: FastOption = False,
     check: Annotated[bool, typer.Option("--check", help="Re-detect faces on the output and report any left.")] = False,
     db: DbOption = None,
@@ -205,7 +221,9 @@ def anonymize(
             photos = Path(source)
             report = anonymize_photos(photos, out, method=method, selection=selection, gallery=gallery, check=check)
         else:
-            report = _anonymize_video(source, out, method, selection, gallery, fast, check, not json_output)
+            report = _anonymize_video(
+                source, out, method, selection, gallery, "fast" if fast else mode, check, not json_output
+            )
     _report_anonymized(report, json_output)
 
 
@@ -215,15 +233,15 @@ def _anonymize_video(
     method: Method,
     selection: Selection,
     gallery: Gallery | None,
-    fast: bool,
+    mode: AnonymizeMode,
     check: bool,
     show: bool,
 ) -> AnonymizedFiles:
-    from ..privacy import FAST, THOROUGH, anonymize_frames
+    from ..privacy import ANONYMIZERS, anonymize_frames
     from ..video import open_source
 
     with open_source(source) as frames, _progress(frames, show) as tick:
-        options = FAST if fast else THOROUGH
+        options = ANONYMIZERS[mode]
         return anonymize_frames(
             frames,
             out,

@@ -7,9 +7,11 @@
 """
 
 from .anonymize import (
+    ANONYMIZERS,
     FAST,
     METHODS,
     THOROUGH,
+    YUNET,
     AnonymizedFiles,
     AnonymizedImage,
     AnonymizedVideo,
@@ -25,9 +27,11 @@ from .anonymize import (
 )
 
 __all__ = [
+    "ANONYMIZERS",
     "FAST",
     "METHODS",
     "THOROUGH",
+    "YUNET",
     "AnonymizedFiles",
     "AnonymizedImage",
     "AnonymizedVideo",
