@@ -40,7 +40,7 @@ from ..profiles import options_for_model
 from ..progress import OnProgress
 from ..quality import problems_for
 from ..types import Candidate, Decision, Face, Identification, Template, TemplateIdentification, Verification
-from .names import normalize_name
+from .names import name_key, normalize_name
 from .records import NewTemplate, Person, TemplateRecord
 from .sqlite import SQLiteStore
 from .store import GalleryStore, open_store
@@ -339,6 +339,16 @@ class Gallery:
         if problems:
             raise LowQualityError(f"{result.source}: face quality too low: {'; '.join(problems)}")
         return _stored_template(face, result.source, result.sha256)
+
+    def add_person(
+        self, name: str, *, external_id: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> Person:
+        """Enroll someone with no photo yet (``enroll`` adds photos); a name already enrolled, whatever its case,
+        is a ``GalleryError``, and so is an external id that belongs to someone else."""
+        name = normalize_name(name)
+        if any(name_key(p.name) == name_key(name) for p in self.store.people()):
+            raise GalleryError(f"{name!r} is already enrolled")
+        return self.store.person(self.store.enroll(name, external_id, metadata, [])[0])
 
     def add_templates(self, name: str, templates: Sequence[Template], *, source: str | None = None) -> list[int]:
         """Store precomputed templates (e.g. from ``faceprint embed``) for ``name``."""
