@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi", reason="the service needs faceprint[server]")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from faceprint.apikeys import KeyStore  # noqa: E402
-from faceprint.service.app import create_app  # noqa: E402
-from faceprint.service.settings import ServiceSettings  # noqa: E402
+from faceprint.apikeys import KeyStore
+from faceprint.service.app import create_app
+from faceprint.service.settings import ServiceSettings
 
-from .conftest import KIT, MULTI, ROSE  # noqa: E402
+from .conftest import KIT, MULTI, ROSE
 
 ALL = ["read", "enroll", "recognize", "admin"]
 
@@ -296,6 +296,7 @@ def test_pixel_limit_and_request_size_limit(data_dir: Path, keys: Keys) -> None:
 def test_health_ready_metrics_docs_and_page(client: TestClient, keys: Keys, enrolled: dict[str, int]) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").json() == {"status": "ready"}
+    assert client.post("/v1/collections/staff/recognize", files=photo(MULTI), headers=keys.admin).status_code == 200
     metrics = client.get("/metrics").text
     assert (
         'faceprint_requests_total{method="POST",route="/v1/collections/{collection}/recognize",status="200"}' in metrics
