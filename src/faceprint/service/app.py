@@ -31,7 +31,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        service.close()
+        service.close_collections()
 
     app = FastAPI(
         title="faceprint",

@@ -90,13 +90,14 @@ class Service:
         self._open_lock = threading.Lock()
         self._slots: asyncio.Semaphore | None = None
 
-    def close(self) -> None:
+    def close_collections(self) -> None:
+        """Close every open gallery (at shutdown; they open again on the next request, as after a restart).
+        The key store and the audit log stay open for the process's life."""
         with self._open_lock:
             for entry in self._open.values():
-                entry.gallery.close()
+                with entry.lock:
+                    entry.gallery.close()
             self._open.clear()
-        self.keys.close()
-        self.audit.close()
 
     def authenticate(self, token: str) -> ApiKey:
         with self._keys_lock:

@@ -14,8 +14,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..errors import (
     AccessError,
@@ -108,6 +110,17 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _methods_of(request: Request) -> list[str]:
+    return sorted(
+        {
+            method
+            for route in request.app.routes
+            if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE
+            for method in route.methods
+        }
+    )
+
+
 def install(app: FastAPI) -> None:
     """Answer every error with a problem document."""
 
@@ -127,6 +140,8 @@ def install(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette lists the methods of one route only; a path has one route per method
+            headers["Allow"] = ", ".join(_methods_of(request))
         return problem_response(Problem(exc.status_code, str(exc.detail), str(exc.detail), headers=headers))
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
