@@ -116,7 +116,7 @@ def _methods_of(request: Request) -> list[str]:
             method
             for route in request.app.routes
             if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE
-            for method in route.methods
+            for method in route.methods or ()
         }
     )
 
