@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -69,9 +70,9 @@ def _service_routes() -> Any:
     router = APIRouter()
 
     @router.get("/health", response_model=schemas.Health, tags=["service"])
-    async def health() -> dict[str, str]:
-        """The process answers."""
-        return {"status": "ok"}
+    async def health() -> dict[str, Any]:
+        """The process answers (with its process id: with ``--workers N``, which one did)."""
+        return {"status": "ok", "process": os.getpid()}
 
     @router.get("/ready", response_model=schemas.Health, tags=["service"], responses={503: ERROR_RESPONSES[409]})
     async def ready(request: Request) -> dict[str, str]:
