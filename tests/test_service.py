@@ -306,3 +306,19 @@ def test_health_ready_metrics_docs_and_page(client: TestClient, keys: Keys, enro
     assert "/v1/collections/{collection}/recognize" in client.get("/openapi.json").json()["paths"]
     assert client.get("/docs").status_code == 200
     assert "faceprint" in client.get("/").text
+
+
+def test_thumbnails_only_where_the_collection_opted_in(
+    client: TestClient, keys: Keys, enrolled: dict[str, int]
+) -> None:
+    kit = enrolled["Kit Harington"]
+    assert is_problem(client.get(f"/v1/collections/staff/people/{kit}/thumbnail", headers=keys.reader), 404)
+    assert client.post("/v1/collections", json={"name": "album", "thumbnails": True}, headers=keys.admin).is_success
+    person = client.post("/v1/collections/album/people", json={"name": "Rose"}, headers=keys.admin).json()
+    url = f"/v1/collections/album/people/{person['id']}"
+    assert is_problem(client.get(url + "/thumbnail", headers=keys.reader), 404)  # no photo yet
+    client.post(url + "/faces", files=photo(ROSE[0], "images"), headers=keys.admin)
+    picture = client.get(url + "/thumbnail", headers=keys.reader)
+    assert picture.headers["content-type"] == "image/jpeg" and picture.content[:3] == b"\xff\xd8\xff"
+    assert client.delete(url, headers=keys.admin).status_code == 204
+    assert not any((client.app.state.service.tenancy.collection_dir("acme", "album") / "thumbnails").iterdir())

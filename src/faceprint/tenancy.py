@@ -4,6 +4,8 @@ A data directory holds every tenant's collections, one gallery each::
 
     <data>/tenants/<tenant>/collections/<collection>/gallery.db   the collection's SQLite gallery
                                                    (with its -wal/-shm files and saved search index beside it)
+    <data>/tenants/<tenant>/collections/<collection>/thumbnails/<person id>.jpg   only where the collection
+                                                   opted in (``CollectionSettings.thumbnails``)
 
 Every path is built from a tenant and a collection name that ``check_name`` accepted (lowercase letters,
 digits, ``-`` and ``_``; 1-64 characters, starting with a letter or a digit), so no name reaches outside its
@@ -105,6 +107,18 @@ class Tenancy:
         if not self.exists(tenant, collection):
             raise CollectionNotFoundError(f"no collection {collection!r}")
         return Gallery(self.collection_dir(tenant, collection) / GALLERY_FILE, create=False)
+
+    def thumbnail_path(self, tenant: str, collection: str, person_id: int) -> Path:
+        """Where a person's face thumbnail is kept, in a collection that opted in (``CollectionSettings``)."""
+        return self.collection_dir(tenant, collection) / "thumbnails" / f"{int(person_id)}.jpg"
+
+    def save_thumbnail(self, tenant: str, collection: str, person_id: int, jpeg: bytes) -> None:
+        """Keep ``jpeg`` as the person's thumbnail (written whole, then renamed into place)."""
+        path = self.thumbnail_path(tenant, collection, person_id)
+        path.parent.mkdir(exist_ok=True)
+        partial = path.with_suffix(f".{uuid.uuid4().hex}.part")
+        partial.write_bytes(jpeg)
+        partial.replace(path)
 
     def delete(self, tenant: str, collection: str) -> None:
         """Remove the collection with every file of it (``CollectionNotFoundError`` if there is none)."""

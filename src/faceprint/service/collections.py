@@ -6,13 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Path, Query, Request, Response, UploadFile
 
+from ..apikeys import ApiKey
 from ..choices import QualityFilter
-from ..errors import PersonNotFoundError
+from ..draw import thumbnail
+from ..errors import FaceprintError, PersonNotFoundError
 from ..gallery import Gallery
-from ..pipeline import process_files
+from ..pipeline import ImageResult, process_files
 from ..tenancy import CollectionSettings, collection_settings
 from . import schemas
-from .context import AdminKey, EnrollKey, ReadKey, named, read_upload, service_of
+from .context import AdminKey, EnrollKey, ReadKey, Service, Upload, named, read_upload, service_of
 from .problems import ERROR_RESPONSES, Problem
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
@@ -177,6 +179,7 @@ async def merge_person(
             if source.id == target.id:
                 raise Problem(422, "Cannot merge", "a person cannot be merged into themselves")
             person = gallery.merge(source.id, target.id)
+        service.tenancy.thumbnail_path(key.tenant, collection, source.id).unlink(missing_ok=True)
         service.record(key, "person.merge", collection, f"{person_id}->{body.into}", templates=person.template_count)
         return person.to_dict()
 
@@ -192,6 +195,7 @@ async def delete_person(
     def delete() -> None:
         with service.collection(key.tenant, collection) as gallery:
             person = gallery.remove_person(person_in(gallery, person_id).id)
+        service.tenancy.thumbnail_path(key.tenant, collection, person_id).unlink(missing_ok=True)
         service.record(key, "person.delete", collection, person_id, templates=person.template_count)
 
     await service.run(delete)
@@ -230,6 +234,9 @@ async def add_faces(
         with service.collection(key.tenant, collection) as gallery:
             person_in(gallery, person_id)  # still there
             enrollment = gallery.enroll_results(name, results, largest=largest, quality_filter=quality)
+            keep_thumbnail = collection_settings(gallery).thumbnails
+        if keep_thumbnail:
+            _keep_thumbnail(service, key, collection, person_id, results, enrollment.rejected, uploads)
         refused = [{"image": s, "kind": type(e).__name__, "reason": str(e)} for s, e in enrollment.rejected]
         service.record(key, "faces.add", collection, person_id, added=len(enrollment.added), refused=len(refused))
         return {
@@ -241,6 +248,47 @@ async def add_faces(
         }
 
     return await service.process(add)
+
+
+def _keep_thumbnail(
+    service: Service,
+    key: ApiKey,
+    collection: str,
+    person_id: int,
+    results: list[ImageResult],
+    rejected: list[tuple[str, FaceprintError]],
+    uploads: list[Upload],
+) -> None:
+    """The person's thumbnail, from the first accepted photo, unless they have one."""
+    if service.tenancy.thumbnail_path(key.tenant, collection, person_id).exists():
+        return
+    refused = {source for source, _ in rejected}
+    for result, upload in zip(results, uploads):
+        if result.faces and result.source not in refused:
+            jpeg = thumbnail(upload.data, result.faces[0].box)
+            service.tenancy.save_thumbnail(key.tenant, collection, person_id, jpeg)
+            return
+
+
+@router.get(
+    "/collections/{collection}/people/{person_id}/thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "A small JPEG of the person's face"}},
+    tags=["people"],
+)
+async def get_thumbnail(request: Request, *, collection: CollectionName, person_id: PersonId, key: ReadKey) -> Response:
+    """The person's face thumbnail, where the collection opted in to keeping them (404 otherwise)."""
+    service = service_of(request)
+
+    def read() -> bytes:
+        with service.collection(key.tenant, collection) as gallery:
+            person_in(gallery, person_id)
+        path = service.tenancy.thumbnail_path(key.tenant, collection, person_id)
+        if not path.is_file():
+            raise Problem(404, "No thumbnail", f"no thumbnail of person {person_id} (none kept, or no photo yet)")
+        return path.read_bytes()
+
+    return Response(await service.run(read), media_type="image/jpeg")
 
 
 @router.get("/collections/{collection}/people/{person_id}/faces", response_model=schemas.FacesPage, tags=["faces"])

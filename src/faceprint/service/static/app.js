@@ -44,11 +44,11 @@ async function loadPeople() {
   const point = info.identification.point;
   $("collection-info").textContent =
     `${info.people} people, ${info.templates} photos, model ${info.model_id}; strangers named at most ` +
-    `${point.fpir * 100}% of the time (FPIR)`;
+    `${point.fpir * 100}% of the time (FPIR)` + (info.thumbnails ? "; face thumbnails kept" : "");
   const page = await api("GET", `/v1/collections/${collection()}/people?limit=500`);
   for (const person of page.items) {
     const row = document.createElement("tr");
-    row.innerHTML = `<td class="name"></td><td>${person.template_count}</td>` +
+    row.innerHTML = `<td class="face"></td><td class="name"></td><td>${person.template_count}</td>` +
       `<td><button class="delete" data-person="${person.id}">Delete</button></td>`;
     row.querySelector(".name").textContent = person.name;
     row.querySelector("button").onclick = () => run(async () => {
@@ -56,12 +56,25 @@ async function loadPeople() {
       await loadPeople();
     });
     $("people").appendChild(row);
+    if (info.thumbnails && person.template_count) showThumbnail(row.querySelector(".face"), person.id);
   }
+}
+
+async function showThumbnail(cell, personId) {
+  // An <img src> cannot send the key: fetched, then shown from a blob.
+  const response = await fetch(`/v1/collections/${collection()}/people/${personId}/thumbnail`,
+    { headers: { Authorization: `Bearer ${apiKey}` } });
+  if (!response.ok) return;
+  const image = document.createElement("img");
+  image.src = URL.createObjectURL(await response.blob());
+  image.alt = "face";
+  image.className = "thumbnail";
+  cell.appendChild(image);
 }
 
 async function createCollection() {
   const name = $("new-collection").value.trim();
-  await api("POST", "/v1/collections", { name });
+  await api("POST", "/v1/collections", { name, thumbnails: $("new-thumbnails").checked });
   $("new-collection").value = "";
   await loadCollections(name);
 }
@@ -97,14 +110,18 @@ async function recognize() {
   canvas.height = image.height * scale;
   const draw = canvas.getContext("2d");
   draw.drawImage(image, 0, 0, canvas.width, canvas.height);
-  draw.font = `${Math.max(14, canvas.width / 40)}px system-ui`;
+  const textSize = Math.max(16, canvas.width / 30);
+  draw.font = `bold ${textSize}px system-ui`;
   draw.lineWidth = 3;
   $("recognize-result").innerHTML = "";
   for (const face of answer.faces) {
     const [left, top, right, bottom] = face.face.box.map((v) => v * scale);
     draw.strokeStyle = draw.fillStyle = COLOURS[face.decision];
     draw.strokeRect(left, top, right - left, bottom - top);
-    draw.fillText(face.name, left, Math.max(16, top - 6));
+    const labelTop = Math.max(0, top - textSize - 8);
+    draw.fillRect(left - 1.5, labelTop, draw.measureText(face.name).width + 10, textSize + 8);
+    draw.fillStyle = "#fff";
+    draw.fillText(face.name, left + 4, labelTop + textSize);
     const item = document.createElement("li");
     item.className = face.decision;
     item.textContent = `${face.name} — ${face.decision}` + (face.reason ? ` (${face.reason})` : "") +
