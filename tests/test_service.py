@@ -322,3 +322,33 @@ def test_thumbnails_only_where_the_collection_opted_in(
     assert picture.headers["content-type"] == "image/jpeg" and picture.content[:3] == b"\xff\xd8\xff"
     assert client.delete(url, headers=keys.admin).status_code == 204
     assert not any((client.app.state.service.tenancy.collection_dir("acme", "album") / "thumbnails").iterdir())
+
+
+@pytest.mark.slow
+def test_a_video_job_runs_to_a_jsonl_timeline(
+    client: TestClient, keys: Keys, enrolled: dict[str, int], tmp_path: Path
+) -> None:
+    import json
+    import time
+
+    from .video_clips import occlusion_clip
+
+    clip = occlusion_clip(frames=40).write(tmp_path / "clip.mp4")
+    upload = {"video": ("clip.mp4", clip.read_bytes(), "video/mp4")}
+    assert is_problem(
+        client.post("/v1/collections/staff/videos", files=photo(KIT[0], "video"), headers=keys.admin), 415
+    )
+    assert is_problem(client.post("/v1/collections/nope/videos", files=upload, headers=keys.admin), 404)
+    job = client.post("/v1/collections/staff/videos", files=upload, headers=keys.admin)
+    assert job.status_code == 202 and job.json()["state"] in ("queued", "running")
+    url = f"/v1/jobs/{job.json()['id']}"
+    deadline = time.monotonic() + 300
+    while client.get(url, headers=keys.admin).json()["state"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    done = client.get(url, headers=keys.admin).json()
+    assert done["state"] == "done" and done["frames"] == 40 and done["events"] >= 2, done
+    lines = client.get(url + "/events", headers=keys.admin).text.splitlines()
+    labels = {json.loads(line)["label"] for line in lines}
+    assert len(lines) == done["events"] and "Kit Harington" in labels
+    assert is_problem(client.get(url, headers=keys.other_tenant), 404)  # another tenant's job
+    assert not (client.app.state.service.tenancy.jobs_dir("acme") / done["id"] / "clip").exists()

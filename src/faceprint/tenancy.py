@@ -6,6 +6,7 @@ A data directory holds every tenant's collections, one gallery each::
                                                    (with its -wal/-shm files and saved search index beside it)
     <data>/tenants/<tenant>/collections/<collection>/thumbnails/<person id>.jpg   only where the collection
                                                    opted in (``CollectionSettings.thumbnails``)
+    <data>/tenants/<tenant>/jobs/<job id>/          a video job (``faceprint.video.jobs``)
 
 Every path is built from a tenant and a collection name that ``check_name`` accepted (lowercase letters,
 digits, ``-`` and ``_``; 1-64 characters, starting with a letter or a digit), so no name reaches outside its
@@ -74,6 +75,10 @@ class Tenancy:
 
     def tenant_dir(self, tenant: str) -> Path:
         return self.root / "tenants" / check_name(tenant, "tenant") / "collections"
+
+    def jobs_dir(self, tenant: str) -> Path:
+        """The tenant's video jobs (``faceprint.video.jobs``), beside its collections."""
+        return self.root / "tenants" / check_name(tenant, "tenant") / "jobs"
 
     def collection_dir(self, tenant: str, collection: str) -> Path:
         return self.tenant_dir(tenant) / check_name(collection, "collection")

@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from . import collections, recognition, schemas
+from . import collections, recognition, schemas, videos
 from .context import AdminKey, ReadKey, Service, service_of
 from .problems import ERROR_RESPONSES, Problem, install, problem_response
 from .settings import ServiceSettings
@@ -46,6 +46,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     install(app)
     app.include_router(collections.router)
     app.include_router(recognition.router)
+    app.include_router(videos.router)
     app.include_router(_service_routes())
     static = resources.files("faceprint.service") / "static"
     app.mount("/ui", StaticFiles(directory=str(static), html=True), name="ui")
@@ -74,7 +75,7 @@ def _service_routes() -> Any:
         """The process answers (with its process id: with ``--workers N``, which one did)."""
         return {"status": "ok", "process": os.getpid()}
 
-    @router.get("/ready", response_model=schemas.Health, tags=["service"], responses={503: ERROR_RESPONSES[409]})
+    @router.get("/ready", response_model=schemas.Health, tags=["service"], responses={503: ERROR_RESPONSES[503]})
     async def ready(request: Request) -> dict[str, str]:
         """The data directory and the key store can be read: the process can serve requests."""
         service = service_of(request)

@@ -89,6 +89,9 @@ class Service:
         self._open: dict[tuple[str, str], _OpenCollection] = {}
         self._open_lock = threading.Lock()
         self._slots: asyncio.Semaphore | None = None
+        #: The video job runner (``faceprint.service.videos``), started with the first job.
+        self.jobs: Any = None
+        self.lock = threading.Lock()
 
     def close_collections(self) -> None:
         """Close every open gallery (at shutdown; they open again on the next request, as after a restart).

@@ -24,6 +24,8 @@ class Metrics:
         self.faces = 0
         #: Images waiting for, or holding, a processing slot.
         self.queue_depth = 0
+        #: Video jobs queued or running in this process.
+        self.video_jobs = 0
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -41,6 +43,10 @@ class Metrics:
     def queued(self, change: int) -> None:
         with self._lock:
             self.queue_depth += change
+
+    def jobs(self, change: int) -> None:
+        with self._lock:
+            self.video_jobs += change
 
     def render(self) -> str:
         with self._lock:
@@ -65,3 +71,6 @@ class Metrics:
         yield "# HELP faceprint_queue_depth Images waiting for or holding a processing slot."
         yield "# TYPE faceprint_queue_depth gauge"
         yield f"faceprint_queue_depth {self.queue_depth}"
+        yield "# HELP faceprint_video_jobs Video jobs queued or running in this process."
+        yield "# TYPE faceprint_video_jobs gauge"
+        yield f"faceprint_video_jobs {self.video_jobs}"

@@ -106,6 +106,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (415, "Not an image format faceprint reads"),
         (422, "Invalid input"),
         (429, "Rate limit exceeded (see Retry-After)"),
+        (503, "Busy: the video queue is full (see Retry-After)"),
     )
 }
 

@@ -191,5 +191,17 @@ class WhoAmI(Shape):
     expires_at: str | None
 
 
+class Job(Shape):
+    id: str
+    collection: str
+    state: str
+    fpir: float | None
+    created_at: str
+    frames: int
+    events: int
+    error: str | None
+    finished_at: str | None
+
+
 class Health(Shape):
     status: str

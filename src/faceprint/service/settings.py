@@ -25,6 +25,8 @@ class ServiceSettings:
     #: Requests per second each API key may make on average, and in a burst.
     rate_per_second: float = 20.0
     rate_burst: int = 40
+    #: Video jobs waiting in this process's queue at most (one runs at a time per process); beyond: 503.
+    max_queued_jobs: int = 4
     #: Images processed at once in this process (the rest wait in the queue, counted by the metrics).
     cpu_slots: int = max(1, os.cpu_count() or 1)
 
