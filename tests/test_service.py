@@ -295,6 +295,9 @@ def test_pixel_limit_and_request_size_limit(data_dir: Path, keys: Keys) -> None:
 
 def test_health_ready_metrics_docs_and_page(client: TestClient, keys: Keys, enrolled: dict[str, int]) -> None:
     assert client.get("/health").json()["status"] == "ok"
+    from faceprint.service.context import WARM
+
+    assert WARM.wait(120)  # the models load in the background after a start
     assert client.get("/ready").json() == {"status": "ready"}
     assert client.post("/v1/collections/staff/recognize", files=photo(MULTI), headers=keys.admin).status_code == 200
     metrics = client.get("/metrics").text

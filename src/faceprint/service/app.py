@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from . import collections, recognition, schemas, videos
-from .context import AdminKey, ReadKey, Service, service_of
+from .context import WARM, AdminKey, ReadKey, Service, service_of, warm_up
 from .problems import ERROR_RESPONSES, Problem, install, problem_response
 from .settings import ServiceSettings
 
@@ -31,6 +31,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        warm_up()
         yield
         service.close_collections()
 
@@ -77,8 +78,11 @@ def _service_routes() -> Any:
 
     @router.get("/ready", response_model=schemas.Health, tags=["service"], responses={503: ERROR_RESPONSES[503]})
     async def ready(request: Request) -> dict[str, str]:
-        """The data directory and the key store can be read: the process can serve requests."""
+        """The models are loaded, the data directory and the key store can be read: the process serves requests
+        at full speed (503 while it warms up after a start)."""
         service = service_of(request)
+        if not WARM.is_set():
+            raise Problem(503, "Not ready", "loading the models", headers={"Retry-After": "1"})
         if not service.settings.data_dir.is_dir():
             raise Problem(503, "Not ready", f"data directory {service.settings.data_dir} is missing")
         await service.run(lambda: service.keys.list("-"))

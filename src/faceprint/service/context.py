@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, UploadFile
@@ -24,7 +25,7 @@ from ..choices import Scope
 from ..errors import AccessError
 from ..gallery import Gallery
 from ..image import sniff_format
-from ..pipeline import ImageResult, PipelineOptions
+from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files
 from ..tenancy import GALLERY_FILE, Tenancy
 from .metrics import Metrics
 from .problems import Problem
@@ -73,6 +74,25 @@ class _OpenCollection:
     lock: threading.Lock
     #: (device, inode) of the gallery file it opened: a collection deleted and made anew is another file.
     file_id: tuple[int, int]
+
+
+_warming = threading.Lock()
+#: Set once this process has run the default pipeline: its models are loaded (``/ready`` waits for it).
+WARM = threading.Event()
+
+
+def warm_up() -> None:
+    """Load the default pipeline's models in a thread, once per process, so that no request pays for it
+    (about 5 s: dlib's HOG detector and the embedding's runtime; BENCHMARKS.md, "Service")."""
+
+    def run() -> None:
+        sample = resources.files("faceprint.samples") / "Kit_Harington_0001.jpg"
+        list(process_files([sample.read_bytes()], DEFAULT_OPTIONS, workers=1))
+        WARM.set()
+
+    with _warming:
+        if not any(t.name == "faceprint-warm-up" for t in threading.enumerate()) and not WARM.is_set():
+            threading.Thread(target=run, name="faceprint-warm-up", daemon=True).start()
 
 
 class Service:
