@@ -3,7 +3,6 @@ running work off the event loop."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import math
 import os
@@ -76,6 +75,10 @@ class _OpenCollection:
     file_id: tuple[int, int]
 
 
+#: Held by whatever runs the pipeline in this process: one image (or video frame) at a time. dlib's detector
+#: and shape predictor are shared objects that are not safe to use from two threads at once (under load the
+#: server died with "free(): corrupted unsorted chunks"); more processes (``--workers``) use more cores.
+PIPELINE = threading.Lock()
 _warming = threading.Lock()
 #: Set once this process has run the default pipeline: its models are loaded (``/ready`` waits for it).
 WARM = threading.Event()
@@ -87,7 +90,8 @@ def warm_up() -> None:
 
     def run() -> None:
         sample = resources.files("faceprint.samples") / "Kit_Harington_0001.jpg"
-        list(process_files([sample.read_bytes()], DEFAULT_OPTIONS, workers=1))
+        with PIPELINE:
+            list(process_files([sample.read_bytes()], DEFAULT_OPTIONS, workers=1))
         WARM.set()
 
     with _warming:
@@ -108,7 +112,6 @@ class Service:
         self._keys_lock = threading.Lock()
         self._open: dict[tuple[str, str], _OpenCollection] = {}
         self._open_lock = threading.Lock()
-        self._slots: asyncio.Semaphore | None = None
         #: The video job runner (``faceprint.service.videos``), started with the first job.
         self.jobs: Any = None
         self.lock = threading.Lock()
@@ -170,13 +173,16 @@ class Service:
         return await run_in_threadpool(work)
 
     async def process(self, work: Callable[[], T]) -> T:
-        """Image work (decode, detect, embed) in a worker thread, at most ``cpu_slots`` at once in this process."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.settings.cpu_slots)
+        """Image work (decode, detect, embed) in a worker thread, one at a time in this process (``PIPELINE``);
+        the requests waiting for it are the queue depth of the metrics."""
+
+        def exclusive() -> T:
+            with PIPELINE:
+                return work()
+
         self.metrics.queued(1)
         try:
-            async with self._slots:
-                return await run_in_threadpool(work)
+            return await run_in_threadpool(exclusive)
         finally:
             self.metrics.queued(-1)
 

@@ -27,8 +27,6 @@ class ServiceSettings:
     rate_burst: int = 40
     #: Video jobs waiting in this process's queue at most (one runs at a time per process); beyond: 503.
     max_queued_jobs: int = 4
-    #: Images processed at once in this process (the rest wait in the queue, counted by the metrics).
-    cpu_slots: int = max(1, os.cpu_count() or 1)
 
     @property
     def max_request_bytes(self) -> int:

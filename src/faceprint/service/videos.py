@@ -19,7 +19,7 @@ from ..errors import CollectionNotFoundError
 from ..video.jobs import JobStatus, VideoJobs, sniff_video
 from . import schemas
 from .collections import CollectionName
-from .context import RecognizeKey, Service, service_of
+from .context import PIPELINE, RecognizeKey, Service, service_of
 from .problems import ERROR_RESPONSES, Problem
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
@@ -63,7 +63,7 @@ class JobRunner:
         try:
             job = jobs.status(job_id)
             with self.service.tenancy.open(tenant, job.collection) as gallery:
-                jobs.run(job_id, gallery)
+                jobs.run(job_id, gallery, exclusive=PIPELINE)
         except Exception as error:  # a job's failure must not end the thread that runs the others
             log.exception("video job %s failed", job_id)
             jobs.fail(job_id, f"{type(error).__name__}: the job could not be run")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +25,7 @@ from .process import VideoOptions, VideoProcessor
 from .source import open_source
 from .timeline import Timeline
 
+_NOTHING_HELD = nullcontext()
 JobState = Literal["queued", "running", "done", "failed"]
 CLIP, EVENTS, STATUS = "clip", "events.jsonl", "status.json"
 
@@ -84,9 +86,18 @@ class VideoJobs:
         self.status(job_id)
         return self.root / job_id / EVENTS
 
-    def run(self, job_id: str, gallery: Gallery, *, on_frame_every: int = 25) -> JobStatus:
+    def run(
+        self,
+        job_id: str,
+        gallery: Gallery,
+        *,
+        exclusive: AbstractContextManager[Any] = _NOTHING_HELD,
+        on_frame_every: int = 25,
+    ) -> JobStatus:
         """Run a queued job to its end: track and identify the clip's faces at the job's FPIR, each ended track
-        a line of ``events.jsonl``; ``done``, or ``failed`` with the reason. The clip is removed afterwards."""
+        a line of ``events.jsonl``; ``done``, or ``failed`` with the reason. The clip is removed afterwards.
+        ``exclusive`` is held around each frame's work (a server that runs the pipeline in several threads
+        takes turns on dlib's models, which two threads must not use at once)."""
         job = replace(self.status(job_id), state="running")
         self._write(job)
         folder = self.root / job_id
@@ -94,11 +105,15 @@ class VideoJobs:
         try:
             with open_source(folder / CLIP) as frames, Timeline(folder / EVENTS) as timeline:
                 processor = VideoProcessor(gallery, options, fps=frames.fps, on_event=timeline.line)
-                for result in processor.run(frames):
+                for frame in frames:
+                    with exclusive:
+                        result = processor.process(frame)
                     job = replace(job, frames=result.frame.index + 1, events=len(processor.events))
                     if job.frames % on_frame_every == 0:
                         self._write(job)
-                job = replace(job, state="done", events=len(processor.finish()))
+                with exclusive:
+                    found = processor.finish()
+                job = replace(job, state="done", events=len(found))
         except FaceprintError as error:
             job = replace(job, state="failed", error=str(error).replace(str(folder / CLIP), "the clip"))
         (folder / CLIP).unlink(missing_ok=True)
