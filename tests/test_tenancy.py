@@ -182,3 +182,35 @@ def test_verify_template_search_and_remove_templates(tmp_path: Path, photos: dic
         removed = gallery.remove_templates("Kit")
         assert len(removed) == 1 and gallery.person("Kit").template_count == 0
         assert gallery.identify_templates(np.stack(vectors))[0].name == "unknown"
+
+
+# --- the CLI: faceprint apikeys ------------------------------------------------------------------
+
+
+def test_apikeys_create_list_revoke_on_the_command_line(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from faceprint.cli import app
+
+    runner = CliRunner()
+    data = ["--data-dir", str(tmp_path)]
+    made = runner.invoke(app, ["apikeys", "create", "--tenant", "acme", "--scope", "read,enroll", "--json", *data])
+    assert made.exit_code == 0, made.output
+    created = json.loads(made.output)
+    assert KeyStore(tmp_path).authenticate(created["key"]).scopes == ("enroll", "read")
+    expiring = runner.invoke(
+        app, ["apikeys", "create", "--tenant", "acme", "--scope", "read", "--expires", "2030-01-01", *data]
+    )
+    assert expiring.exit_code == 0 and expiring.output.startswith("fpk_")
+    listed = json.loads(runner.invoke(app, ["apikeys", "list", "--json", *data]).output)
+    assert [k["expires_at"] for k in listed] == [None, "2030-01-01T00:00:00.000000+00:00"]
+    assert all("key" not in k and "secret_hash" not in k for k in listed)
+    revoked = runner.invoke(app, ["apikeys", "revoke", created["id"], *data])
+    assert revoked.exit_code == 0 and "revoked" in revoked.output
+    with pytest.raises(AccessError):
+        KeyStore(tmp_path).authenticate(created["key"])
+    assert runner.invoke(app, ["apikeys", "revoke", "nope", *data]).exit_code == 2
+    assert runner.invoke(app, ["apikeys", "create", "--tenant", "acme", "--scope", "all", *data]).exit_code == 2
+    assert runner.invoke(app, ["apikeys", "create", "--tenant", "../x", "--scope", "read", *data]).exit_code == 2
