@@ -355,3 +355,18 @@ def test_a_video_job_runs_to_a_jsonl_timeline(
     assert len(lines) == done["events"] and "Kit Harington" in labels
     assert is_problem(client.get(url, headers=keys.other_tenant), 404)  # another tenant's job
     assert not (client.app.state.service.tenancy.jobs_dir("acme") / done["id"] / "clip").exists()
+
+
+def test_every_library_error_has_its_problem_status() -> None:
+    import faceprint.errors as errors
+    from faceprint.service.problems import PROBLEM_STATUS, problem_for
+
+    kinds = [k for k in vars(errors).values() if isinstance(k, type) and issubclass(k, errors.FaceprintError)]
+    for kind in kinds:
+        assert any(mapped is kind for mapped, _, _ in PROBLEM_STATUS), f"{kind.__name__} has no row of its own"
+    assert all(400 <= status < 600 for _, status, _ in PROBLEM_STATUS)
+    assert problem_for(errors.PersonNotFoundError("x")).status == 404  # before GalleryError's 409
+    assert problem_for(errors.CollectionNotFoundError("x")).status == 404
+    assert problem_for(errors.GalleryError("x")).status == 409
+    assert problem_for(errors.InvalidImageError("x")).status == 422
+    assert problem_for(errors.AccessError("x")).status == 401
