@@ -2,7 +2,7 @@
 
     python bench/service.py load [--clients 16 --seconds 60]        recognize + enroll: req/s, p50/p99, errors, lost
     python bench/service.py memory [--requests 10000]               server RSS after 10% and 100% of the requests
-    python bench/service.py throughput [--images 200 --workers 2 --clients 8 --seconds 20]
+    python bench/service.py throughput [--images 200 --workers 2 --clients 8 --seconds 20 --batch-images 8]
                                                                     HTTP recognize vs `faceprint identify` on the
                                                                     same faces-dev images; p99/p50 at 80% load
     python bench/service.py startup [--templates 50000]             process start -> first recognize answer
@@ -209,7 +209,7 @@ def throughput(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="faceprint-bench-images-"))
     for path in paths:
         (folder / path.name).write_bytes(path.read_bytes())
-    server = Server("--workers", str(args.workers))
+    server = Server("--workers", str(args.workers), "--batch-images", str(args.batch_images))
     try:
         with httpx.Client(timeout=120) as client:
             server.enroll(client, "Kit Harington", (HIRES / "Kit_Harington" / "Kit_Harington_0001.jpg").read_bytes())
@@ -312,6 +312,7 @@ def main() -> None:
     run.add_argument("--workers", type=int, default=2)
     run.add_argument("--clients", type=int, default=8)
     run.add_argument("--seconds", type=float, default=20)
+    run.add_argument("--batch-images", type=int, default=8, help="1: no batching across requests (A/B)")
     run = commands.add_parser("startup")
     run.add_argument("--templates", type=int, default=50_000)
     args = parser.parse_args()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -40,13 +40,12 @@ def serve(
     max_pixels: Annotated[int, typer.Option(min=1, help="Largest decoded image, in pixels.")] = 40_000_000,
     rate_limit: Annotated[float, typer.Option(min=0.01, help="Requests per second per API key (average).")] = 20.0,
     rate_burst: Annotated[int, typer.Option(min=1, help="Requests per API key at once.")] = 40,
+    batch_images: Annotated[
+        int, typer.Option(min=1, max=64, help="Images of concurrent requests embedded together, at most.")
+    ] = 8,
 ) -> None:
     """Serve the HTTP API (/v1, docs at /docs) and the web page (/) until interrupted."""
-    try:
-        import uvicorn
-    except ImportError:
-        err_console.print("[bold red]error:[/] the service needs: pip install 'faceprint[server]'")
-        raise typer.Exit(2) from None
+    uvicorn = _server_package()
     from ..service.settings import SETTINGS_ENV, ServiceSettings
 
     settings = ServiceSettings(
@@ -55,10 +54,20 @@ def serve(
         max_pixels=max_pixels,
         rate_per_second=rate_limit,
         rate_burst=rate_burst,
+        batch_images=batch_images,
     )
     os.environ[SETTINGS_ENV] = settings.to_env()  # read by each worker process
     console.print(f"faceprint service on http://{host}:{port}/ (data: {settings.data_dir})")
     uvicorn.run("faceprint.service.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+
+
+def _server_package() -> Any:
+    try:
+        import uvicorn
+    except ImportError:
+        err_console.print("[bold red]error:[/] the service needs: pip install 'faceprint[server]'")
+        raise typer.Exit(2) from None
+    return uvicorn
 
 
 @apikeys.command()

@@ -11,10 +11,10 @@ from ..choices import QualityFilter
 from ..draw import thumbnail
 from ..errors import FaceprintError, PersonNotFoundError
 from ..gallery import Gallery
-from ..pipeline import ImageResult, process_files
+from ..pipeline import ImageResult
 from ..tenancy import CollectionSettings, collection_settings
 from . import schemas
-from .context import AdminKey, EnrollKey, ReadKey, Service, Upload, named, read_upload, service_of
+from .context import AdminKey, EnrollKey, ReadKey, Service, Upload, read_upload, service_of
 from .problems import ERROR_RESPONSES, Problem
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
@@ -228,9 +228,7 @@ async def add_faces(
         with service.collection(key.tenant, collection) as gallery:
             name = person_in(gallery, person_id).name
             options = service.options(gallery.options)
-        results = list(process_files([u.data for u in uploads], options, workers=1))
-        results = [named(result, upload) for result, upload in zip(results, uploads)]
-        service.metrics.faces_processed(sum(len(r.faces) for r in results))
+        results = service.images(uploads, options)
         with service.collection(key.tenant, collection) as gallery:
             person_in(gallery, person_id)  # still there
             enrollment = gallery.enroll_results(name, results, largest=largest, quality_filter=quality)
@@ -247,7 +245,7 @@ async def add_faces(
             "refused": refused,
         }
 
-    return await service.process(add)
+    return await service.run(add)
 
 
 def _keep_thumbnail(

@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -99,6 +100,73 @@ def warm_up() -> None:
             threading.Thread(target=run, name="faceprint-warm-up", daemon=True).start()
 
 
+@dataclass
+class _Images:
+    """Images of one request waiting for the pipeline, and where their results go."""
+
+    sources: list[bytes]
+    options: PipelineOptions
+    embed: bool
+    done: Future[list[ImageResult]]
+
+
+class ImageBatcher:
+    """Runs the images of concurrent requests through the pipeline in one thread, holding ``PIPELINE``: the
+    requests that arrive while a batch runs form the next one (up to ``max_images`` images with the same
+    pipeline options), whose faces are then embedded in one batched call."""
+
+    def __init__(self, metrics: Metrics, max_images: int = 8) -> None:
+        self.metrics, self.max_images = metrics, max_images
+        self._waiting: list[_Images] = []
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def images(self, sources: list[bytes], options: PipelineOptions, *, embed: bool = True) -> list[ImageResult]:
+        """The pipeline's results for ``sources``, in order (blocks the calling worker thread until done)."""
+        item = _Images(sources, options, embed, Future())
+        with self._ready:
+            self._waiting.append(item)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="faceprint-images", daemon=True)
+                self._thread.start()
+            self._ready.notify()
+        self.metrics.queued(len(sources))
+        try:
+            return item.done.result()
+        finally:
+            self.metrics.queued(-len(sources))
+
+    def _next_batch(self) -> list[_Images]:
+        with self._ready:
+            self._ready.wait_for(lambda: bool(self._waiting))
+            first, count = self._waiting[0], 0
+            batch: list[_Images] = []
+            for item in list(self._waiting):
+                same = item.options == first.options and item.embed == first.embed
+                if same and (not batch or count + len(item.sources) <= self.max_images):
+                    batch.append(item)
+                    count += len(item.sources)
+                    self._waiting.remove(item)
+            return batch
+
+    def _work(self) -> None:
+        while True:
+            batch = self._next_batch()
+            sources = [source for item in batch for source in item.sources]
+            try:
+                with PIPELINE:
+                    found = process_files(
+                        sources, batch[0].options, workers=1, embed=batch[0].embed, chunk_size=len(sources)
+                    )
+                    results = iter(list(found))
+            except Exception as error:  # each request answers with it; the thread goes on
+                for item in batch:
+                    item.done.set_exception(error)
+                continue
+            for item in batch:
+                item.done.set_result([next(results) for _ in item.sources])
+
+
 class Service:
     """The state of one server process: settings, tenants' collections (each opened once), keys, audit, metrics."""
 
@@ -109,6 +177,7 @@ class Service:
         self.audit = AuditLog(settings.data_dir)
         self.metrics = Metrics()
         self.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
+        self.batcher = ImageBatcher(self.metrics, settings.batch_images)
         self._keys_lock = threading.Lock()
         self._open: dict[tuple[str, str], _OpenCollection] = {}
         self._open_lock = threading.Lock()
@@ -169,22 +238,16 @@ class Service:
     # --- work off the event loop ------------------------------------------------------------
 
     async def run(self, work: Callable[[], T]) -> T:
-        """Gallery work (SQLite, search) in a worker thread."""
+        """Work off the event loop, in a worker thread: gallery work (SQLite, search), and waiting for images
+        (``images``)."""
         return await run_in_threadpool(work)
 
-    async def process(self, work: Callable[[], T]) -> T:
-        """Image work (decode, detect, embed) in a worker thread, one at a time in this process (``PIPELINE``);
-        the requests waiting for it are the queue depth of the metrics."""
-
-        def exclusive() -> T:
-            with PIPELINE:
-                return work()
-
-        self.metrics.queued(1)
-        try:
-            return await run_in_threadpool(exclusive)
-        finally:
-            self.metrics.queued(-1)
+    def images(self, uploads: list[Upload], options: PipelineOptions, *, embed: bool = True) -> list[ImageResult]:
+        """The pipeline's results for uploaded images (call from a worker thread: it waits for the batcher),
+        each reported by its upload's name."""
+        results = self.batcher.images([u.data for u in uploads], options, embed=embed)
+        self.metrics.faces_processed(sum(len(r.faces) for r in results))
+        return [named(result, upload) for result, upload in zip(results, uploads)]
 
     def options(self, base: PipelineOptions) -> PipelineOptions:
         """``base`` within the service's pixel limit."""

@@ -10,11 +10,11 @@ from fastapi import APIRouter, File, Query, Request, UploadFile
 from ..api import verify as verify_images
 from ..apikeys import ApiKey
 from ..choices import AttributeName
-from ..pipeline import DEFAULT_OPTIONS, ImageResult, process_files, single_face
+from ..pipeline import DEFAULT_OPTIONS, ImageResult, single_face
 from ..types import Face
 from . import schemas
 from .collections import CollectionName, PersonId, person_in
-from .context import RecognizeKey, named, read_upload, service_of
+from .context import RecognizeKey, read_upload, service_of
 from .problems import ERROR_RESPONSES, Problem
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
@@ -47,18 +47,17 @@ async def recognize(
     def work() -> dict[str, Any]:
         with service.collection(key.tenant, collection) as gallery:
             options = service.options(dataclasses.replace(gallery.options, attributes=tuple(attributes)))
-        result = named(next(process_files([upload.data], options, workers=1)), upload)
+        (result,) = service.images([upload], options)
         if result.error is not None:
             raise result.error
         faces = result.faces[: service.settings.max_faces]
-        service.metrics.faces_processed(len(result.faces))
         with service.collection(key.tenant, collection) as gallery:
             answers = gallery.identify_faces(faces, top_k=top_k, fpir=fpir)
         named_count = sum(a.match is not None for a in answers)
         service.record(key, "recognize", collection, faces=len(answers), named=named_count)
         return {"image": upload.name, "faces": [a.to_dict() for a in answers], "faces_found": len(result.faces)}
 
-    return await service.process(work)
+    return await service.run(work)
 
 
 @router.post("/collections/{collection}/search", response_model=schemas.SearchResults, tags=["recognize"])
@@ -98,15 +97,12 @@ async def verify(
 
     def work() -> dict[str, Any]:
         options = service.options(DEFAULT_OPTIONS)
-        found = process_files([first.data, second.data], options, workers=1)
-        results = [named(result, upload) for result, upload in zip(found, (first, second))]
-        faces = [_one_face(result, largest) for result in results]
-        service.metrics.faces_processed(sum(len(r.faces) for r in results))
+        faces = [_one_face(result, largest) for result in service.images([first, second], options)]
         answer = verify_images(faces[0], faces[1], fmr=fmr)
         service.record(key, "verify", match=int(answer.match))
         return answer.to_dict()
 
-    return await service.process(work)
+    return await service.run(work)
 
 
 @router.post(
@@ -129,15 +125,14 @@ async def verify_person(
     def work() -> dict[str, Any]:
         with service.collection(key.tenant, collection) as gallery:
             options = service.options(gallery.options)
-        result = named(next(process_files([upload.data], options, workers=1)), upload)
+        (result,) = service.images([upload], options)
         face = _one_face(result, largest)
-        service.metrics.faces_processed(len(result.faces))
         with service.collection(key.tenant, collection) as gallery:
             answer = gallery.verify(face, person_in(gallery, person_id).id, fmr=fmr)
         service.record(key, "verify", collection, person_id, match=int(answer.match))
         return answer.to_dict()
 
-    return await service.process(work)
+    return await service.run(work)
 
 
 @router.post("/detect", response_model=schemas.Detection, tags=["detect"])
@@ -173,16 +168,15 @@ async def _faces(
 
     def work() -> dict[str, Any]:
         options = service.options(dataclasses.replace(DEFAULT_OPTIONS, attributes=attributes))
-        result = named(next(process_files([upload.data], options, workers=1, embed=False)), upload)
+        (result,) = service.images([upload], options, embed=False)
         if result.error is not None:
             raise result.error
         faces = result.faces
-        service.metrics.faces_processed(len(faces))
         service.record(key, action, faces=len(faces))
         shown = faces[: service.settings.max_faces]
         return {"image": upload.name, "faces": [face.to_dict() for face in shown], "faces_found": len(faces)}
 
-    return await service.process(work)
+    return await service.run(work)
 
 
 def _one_face(result: ImageResult, largest: bool) -> Face:

@@ -25,6 +25,8 @@ class ServiceSettings:
     #: Requests per second each API key may make on average, and in a burst.
     rate_per_second: float = 20.0
     rate_burst: int = 40
+    #: Images of concurrent requests run through the pipeline together, at most (1: one request at a time).
+    batch_images: int = 8
     #: Video jobs waiting in this process's queue at most (one runs at a time per process); beyond: 503.
     max_queued_jobs: int = 4
 
