@@ -370,3 +370,28 @@ def test_every_library_error_has_its_problem_status() -> None:
     assert problem_for(errors.GalleryError("x")).status == 409
     assert problem_for(errors.InvalidImageError("x")).status == 422
     assert problem_for(errors.AccessError("x")).status == 401
+
+
+def test_concurrent_requests_images_are_batched_and_each_gets_its_own_results() -> None:
+    import hashlib
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from faceprint.pipeline import DEFAULT_OPTIONS
+    from faceprint.service.context import PIPELINE, ImageBatcher
+    from faceprint.service.metrics import Metrics
+
+    photos = [p.read_bytes() for p in (*KIT, *ROSE, MULTI)]
+    metrics = Metrics()
+    batcher = ImageBatcher(metrics, max_images=4)
+    pool = ThreadPoolExecutor(len(photos))
+    with PIPELINE:  # held until every request waits: they run in batches of up to 4 photos
+        running = [pool.submit(batcher.images, [photo], DEFAULT_OPTIONS) for photo in photos]
+        deadline = time.monotonic() + 30
+        while metrics.queue_depth < len(photos) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    results = [future.result(timeout=300)[0] for future in running]
+    pool.shutdown()
+    assert metrics.queue_depth == 0
+    assert [r.sha256 for r in results] == [hashlib.sha256(p).hexdigest() for p in photos]
+    assert [len(r.faces) for r in results] == [1] * (len(photos) - 1) + [2]
