@@ -11,6 +11,8 @@ pytest.importorskip("fastapi", reason="the service needs faceprint[server]")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (dev extra)")
 
 from faceprint.apikeys import KeyStore  # noqa: E402
+from faceprint.match import DEFAULT_FPIR, operating_point  # noqa: E402
+from faceprint.pipeline import DEFAULT_OPTIONS  # noqa: E402
 
 from .conftest import KIT, MULTI, ROSE  # noqa: E402
 from .service_server import running_server  # noqa: E402
@@ -62,7 +64,7 @@ def test_sign_in_enroll_recognize_verify_and_delete_in_the_page(tmp_path: Path) 
         page.wait_for_selector("#recognize-result li >> nth=1")
         drawn = page.get_attribute("#canvas", "data-names") or ""
         assert sorted(drawn.split("|")) == ["Kit Harington", "Rose Leslie"]
-        assert "FPIR 0.01" in page.inner_text("#recognize-result")
+        assert f"FPIR {DEFAULT_FPIR}" in page.inner_text("#recognize-result")
         # Boxes were drawn in the decision's colour (green for a match) on the photo.
         green = page.evaluate(
             """() => { const c = document.getElementById('canvas'); const d = c.getContext('2d')
@@ -77,7 +79,9 @@ def test_sign_in_enroll_recognize_verify_and_delete_in_the_page(tmp_path: Path) 
         page.set_input_files("#verify-b", str(KIT[2]))
         page.click("#verify")
         page.wait_for_selector("#verify-result:has-text('Same person')")
-        assert "decided at FMR 0.001" in page.inner_text("#verify-result")
+        assert f"decided at FMR {operating_point(DEFAULT_OPTIONS.model.model_id).fmr}" in page.inner_text(
+            "#verify-result"
+        )
         page.screenshot(path=shots / "4-verified.png")
 
         page.click("#people tr:has-text('Rose Leslie') button.delete")
