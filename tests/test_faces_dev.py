@@ -55,7 +55,7 @@ def test_identification_rank1_on_a_slice_of_the_split(tmp_path) -> None:
     with Gallery(tmp_path / "lfw.db") as gallery:
         results = list(process_files([DEV / r["path"] for r in gallery_rows + probes], workers=2))
         for row, result in zip(gallery_rows, results[: len(gallery_rows)]):
-            gallery.enroll_results(row["identity"], [result], largest=True, check_quality=False)
+            gallery.enroll_results(row["identity"], [result], largest=True, quality_filter="none")
         correct = 0
         for row, result in zip(probes, results[len(gallery_rows) :]):
             answers = gallery.identify_faces(result.faces[:1])

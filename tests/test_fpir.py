@@ -168,7 +168,7 @@ def test_the_fpir_promise_holds_for_strangers(tmp_path: Path) -> None:
     with Gallery(tmp_path / "dev.db") as gallery:
         for (_, name), result in zip(split.gallery, results):
             if result.faces:
-                gallery.enroll_results(name, [result], largest=True, check_quality=False)
+                gallery.enroll_results(name, [result], largest=True, quality_filter="none")
         answers = gallery.identify_photos([r.faces[:1] for r in results[len(split.gallery) :]], fpir=0.1)
         point = gallery.identification_point(0.1)
     judged = [a[0] for a in answers if a and not (a[0].reason or "").startswith("low quality")]

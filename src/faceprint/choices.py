@@ -42,6 +42,16 @@ def check_names(names: Iterable[str]) -> tuple[AttributeName, ...]:
     return tuple(name for name in ATTRIBUTES if name in wanted)
 
 
+#: Which faces enrollment refuses for their quality: ``none``, ``auto`` (the pipeline's thresholds, the default)
+#: or ``strict`` (``faceprint.quality.STRICT_THRESHOLDS``, for reference photos taken on purpose).
+QualityFilter = Literal["none", "auto", "strict"]
+QUALITY_FILTERS: tuple[QualityFilter, ...] = get_args(QualityFilter)
+
+#: What an API key of the service may do: ``recognize`` (recognize, verify, detect, analyze), ``enroll`` (add
+#: and remove people and faces), ``read`` (list and describe), ``admin`` (create and delete collections, audit).
+Scope = Literal["recognize", "enroll", "read", "admin"]
+SCOPES: tuple[Scope, ...] = get_args(Scope)
+
 #: How a gallery is searched: ``auto`` (exact below a size, HNSW from there on), ``exact`` or ``hnsw``.
 Mode = Literal["auto", "exact", "hnsw"]
 MODES: tuple[Mode, ...] = get_args(Mode)

@@ -54,3 +54,11 @@ class UnsupportedFMRError(FaceprintError, ValueError):
 
 class OutputError(FaceprintError):
     """A result (annotated image, export, report, timeline) could not be written where asked."""
+
+
+class CollectionNotFoundError(GalleryError):
+    """The tenant has no collection of that name (``faceprint.tenancy``)."""
+
+
+class AccessError(FaceprintError):
+    """An API key that is unknown, malformed, wrong, expired or revoked (``faceprint.apikeys``)."""

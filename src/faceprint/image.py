@@ -186,3 +186,20 @@ def _images_in(folder: Path) -> list[Path]:
     if not found:
         raise InvalidImageError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
     return found
+
+
+#: The leading bytes of each image format faceprint reads (IMAGE_SUFFIXES), by format name.
+_SIGNATURES: tuple[tuple[str, tuple[bytes, ...]], ...] = (
+    ("jpeg", (b"\xff\xd8\xff",)),
+    ("png", (b"\x89PNG\r\n\x1a\n",)),
+    ("bmp", (b"BM",)),
+    ("tiff", (b"II*\x00", b"MM\x00*")),
+)
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format ``data`` is in, read from its first bytes (not from a file name), or None when it is
+    none that faceprint reads: a service checks an upload with this before decoding it."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return next((name for name, heads in _SIGNATURES if data.startswith(heads)), None)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .choices import QualityFilter
 from .pose import HeadPose, head_pose
 from .types import Box, Quality
 
@@ -30,6 +31,19 @@ class QualityThresholds:
 
 
 DEFAULT_THRESHOLDS = QualityThresholds()
+
+#: The ``strict`` quality filter of enrollment: reference photos taken on purpose (a passport-like, frontal,
+#: sharp, evenly lit face at least 80 px wide). Stricter than the defaults on every measure, so a face that
+#: passes it passes them too. Of the committed faces-hires photos, which the defaults all accept, it refuses
+#: the four heads turned beyond 30 degrees and the 240p copy.
+STRICT_THRESHOLDS = QualityThresholds(
+    min_face_size=80.0,
+    min_sharpness=20.0,
+    min_brightness=50.0,
+    max_brightness=205.0,
+    min_contrast=20.0,
+    max_abs_yaw=30.0,
+)
 
 
 def assess(
@@ -56,6 +70,17 @@ def assess(
     )
     problems = _problems(face_size, sharpness, brightness, contrast, yaw, thresholds)
     return Quality(face_size, sharpness, brightness, contrast, yaw, roll, score, problems)
+
+
+def problems_for(face_quality: Quality, quality_filter: QualityFilter) -> tuple[str, ...]:
+    """Why ``quality_filter`` refuses a face of this quality (empty: accepted). ``auto`` keeps the problems the
+    pipeline found with its own thresholds; ``strict`` measures again against ``STRICT_THRESHOLDS``."""
+    if quality_filter == "none":
+        return ()
+    if quality_filter == "auto":
+        return face_quality.problems
+    q = face_quality
+    return _problems(q.face_size, q.sharpness, q.brightness, q.contrast, q.yaw, STRICT_THRESHOLDS)
 
 
 def _problems(

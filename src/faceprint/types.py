@@ -313,3 +313,32 @@ class Identification:
             "face": self.face.to_dict(),
             "candidates": [c.to_dict() for c in self.candidates],
         }
+
+
+@dataclass(frozen=True)
+class TemplateIdentification:
+    """``Identification`` for a template given without its face (``Gallery.identify_templates``): the same
+    decision, candidates, threshold, FPIR and reason, with no box or quality report."""
+
+    candidates: tuple[Candidate, ...]
+    match: Candidate | None
+    threshold: float | None
+    decision: Decision
+    fpir: float
+    reason: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.match.name if self.match else UNKNOWN
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "decision": self.decision,
+            "reason": self.reason,
+            "person_id": self.match.person_id if self.match else None,
+            "similarity": round(self.match.similarity, 4) if self.match else None,
+            "fpir": self.fpir,
+            "threshold": None if self.threshold is None else round(self.threshold, 4),
+            "candidates": [c.to_dict() for c in self.candidates],
+        }

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import evaluate, index, people, recognize
+from . import evaluate, index, people, recognize, service
 from . import video as video_commands
 from .analyze import analyze
 from .demo import demo
@@ -46,6 +46,8 @@ app.command()(analyze)
 app.add_typer(people.app, name="people")
 app.add_typer(index.app, name="index")
 video_commands.register(app)
+app.command()(service.serve)
+app.add_typer(service.apikeys, name="apikeys")
 
 
 def main() -> None:

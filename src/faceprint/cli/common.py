@@ -32,6 +32,7 @@ from rich.progress import (
 
 from ..choices import DetectorName, ProfileName
 from ..errors import (
+    AccessError,
     DatasetError,
     FaceprintError,
     GalleryError,
@@ -58,6 +59,7 @@ EXIT_OUTPUT = 7
 EXIT_CODES: tuple[tuple[type[FaceprintError], int], ...] = (
     (UnsupportedFMRError, EXIT_USAGE),
     (InvalidNameError, EXIT_USAGE),
+    (AccessError, EXIT_USAGE),
     (InvalidImageError, 3),
     (DatasetError, 3),
     (NoFaceError, EXIT_FACE),

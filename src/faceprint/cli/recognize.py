@@ -77,7 +77,7 @@ def enroll(
             people,
             external_id=external_id,
             largest=largest,
-            check_quality=not no_quality_check,
+            quality_filter="none" if no_quality_check else "auto",
             workers=workers,
             on_done=advance,
         )

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import numpy as np
 import platformdirs
 
-from ..choices import MODES, STORAGES, AttributeName, Mode, Storage
-from ..errors import FaceprintError, GalleryError, LowQualityError, ModelError
+from ..choices import MODES, STORAGES, AttributeName, Mode, QualityFilter, Storage
+from ..errors import FaceprintError, GalleryError, LowQualityError, ModelError, PersonNotFoundError
 from ..image import ImageSource
 from ..index import GalleryIndex
 from ..match import (
@@ -30,6 +30,7 @@ from ..match import (
     IdentificationPoint,
     OperatingPoint,
     check_same_model,
+    compare,
     identification_point,
     operating_point,
     parse_calibration,
@@ -38,8 +39,9 @@ from ..models import EMBEDDING_MODELS
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files, single_face, template_of
 from ..profiles import options_for_model
 from ..progress import OnProgress
-from ..types import Candidate, Decision, Face, Identification, Template
-from .names import normalize_name
+from ..quality import problems_for
+from ..types import Candidate, Decision, Face, Identification, Template, TemplateIdentification, Verification
+from .names import name_key, normalize_name
 from .records import NewTemplate, Person, TemplateRecord
 from .sqlite import SQLiteStore
 from .store import GalleryStore, open_store
@@ -258,19 +260,20 @@ class Gallery:
         external_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         largest: bool = False,
-        check_quality: bool = True,
+        quality_filter: QualityFilter = "auto",
         workers: int | None = 1,
     ) -> Enrollment:
         """Add ``name`` (or more photos of them) from images holding one face each.
 
         All photos are stored in one transaction, or none: a crash mid-way loses nothing
         already committed and commits nothing half-done. Photos with no face, several faces
-        (unless ``largest``) or too low a quality are refused with the reason; if every photo
-        is refused, the error of the first is raised and nothing is stored.
+        (unless ``largest``) or too low a quality for ``quality_filter`` (``faceprint.quality.problems_for``)
+        are refused with the reason; if every photo is refused, the error of the first is raised and
+        nothing is stored.
         """
         results = list(process_files(images, self.options, workers=workers))
         return self.enroll_results(
-            name, results, external_id=external_id, metadata=metadata, largest=largest, check_quality=check_quality
+            name, results, external_id=external_id, metadata=metadata, largest=largest, quality_filter=quality_filter
         )
 
     def enroll_results(
@@ -281,7 +284,7 @@ class Gallery:
         external_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         largest: bool = False,
-        check_quality: bool = True,
+        quality_filter: QualityFilter = "auto",
     ) -> Enrollment:
         """``enroll`` for images already run through ``faceprint.pipeline.process_files``."""
         name = normalize_name(name)
@@ -289,7 +292,7 @@ class Gallery:
         rejected: list[tuple[str, FaceprintError]] = []
         for result in results:
             try:
-                accepted.append(self._new_template(result, largest, check_quality))
+                accepted.append(self._new_template(result, largest, quality_filter))
             except FaceprintError as error:
                 rejected.append((result.source, error))
         if not accepted:
@@ -308,7 +311,7 @@ class Gallery:
         *,
         external_id: str | None = None,
         largest: bool = False,
-        check_quality: bool = True,
+        quality_filter: QualityFilter = "auto",
         workers: int | None = None,
         on_done: Callable[[int], None] | None = None,
     ) -> PeopleEnrollment:
@@ -331,20 +334,31 @@ class Gallery:
             try:
                 enrolled.append(
                     self.enroll_results(
-                        name, person_results, external_id=external_id, largest=largest, check_quality=check_quality
+                        name, person_results, external_id=external_id, largest=largest, quality_filter=quality_filter
                     )
                 )
             except FaceprintError as error:
                 failed.append((name, error))
         return PeopleEnrollment(enrolled, failed)
 
-    def _new_template(self, result: ImageResult, largest: bool, check_quality: bool) -> NewTemplate:
+    def _new_template(self, result: ImageResult, largest: bool, quality_filter: QualityFilter) -> NewTemplate:
         if result.error is not None:
             raise result.error
         face = single_face(result.faces, result.source, largest=largest)
-        if check_quality and not face.quality.acceptable:
-            raise LowQualityError(f"{result.source}: face quality too low: {'; '.join(face.quality.problems)}")
+        problems = problems_for(face.quality, quality_filter)
+        if problems:
+            raise LowQualityError(f"{result.source}: face quality too low: {'; '.join(problems)}")
         return _stored_template(face, result.source, result.sha256)
+
+    def add_person(
+        self, name: str, *, external_id: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> Person:
+        """Enroll someone with no photo yet (``enroll`` adds photos); a name already enrolled, whatever its case,
+        is a ``GalleryError``, and so is an external id that belongs to someone else."""
+        name = normalize_name(name)
+        if any(name_key(p.name) == name_key(name) for p in self.store.people()):
+            raise GalleryError(f"{name!r} is already enrolled")
+        return self.store.person(self.store.enroll(name, external_id, metadata, [])[0])
 
     def add_templates(self, name: str, templates: Sequence[Template], *, source: str | None = None) -> list[int]:
         """Store precomputed templates (e.g. from ``faceprint embed``) for ``name``."""
@@ -554,6 +568,40 @@ class Gallery:
             )
         return answers
 
+    def identify_templates(
+        self, vectors: Sequence[Sequence[float]] | np.ndarray, *, top_k: int = 5, fpir: float | None = None
+    ) -> list[TemplateIdentification]:
+        """Who is each template computed elsewhere (bring your own embedding: this gallery's model, so its
+        dimension; normalised here)? Each is decided alone at ``fpir`` as ``identify`` decides a face, with no
+        quality report (none is refused for quality). A wrong dimension is a ``ModelError``."""
+        queries = self._query_vectors(vectors)
+        point = self.identification_point(fpir)
+        found = self.rank_people(queries, top_k) if len(queries) else []
+        names = self.store.names_of(sorted({person for people in found for person, _ in people}))
+        answers = []
+        for people in found:
+            ranked = tuple(
+                Candidate(p, names[p], s, point.estimated_fmr(s), point.decide(s)) for p, s in people if p in names
+            )
+            match = _assign([ranked], point.threshold)[0] if point.threshold is not None else None
+            decision, reason = _decision((), ranked, match, point)
+            answers.append(TemplateIdentification(ranked, match, point.threshold, decision, point.fpir, reason))
+        return answers
+
+    def _query_vectors(self, vectors: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+        """Templates given as numbers, checked against this gallery's model and normalised to unit length."""
+        queries = np.asarray(vectors, dtype=np.float32)
+        dimension = self.options.model.dimension
+        if queries.ndim != 2 or queries.shape[1] != dimension:
+            raise ModelError(
+                f"{self.path}: templates of model {self.model_id!r} have {dimension} numbers; got shape "
+                f"{list(queries.shape)}"
+            )
+        norms = np.linalg.norm(queries, axis=1, keepdims=True)
+        if not np.all(np.isfinite(queries)) or np.any(norms == 0):
+            raise ValueError("a template must be finite numbers, not all zero")
+        return queries / norms
+
     def _nearest_people(self, faces: Sequence[Face], top_k: int) -> list[list[tuple[int, float]]]:
         """For each face, up to ``top_k`` (person id, person score), best first (see ``rank_people``)."""
         if not faces:
@@ -664,6 +712,26 @@ class Gallery:
     def remove_template(self, template_id: int) -> TemplateRecord:
         return self.store.remove_template(template_id)
 
+    def remove_templates(self, key: str | int) -> list[TemplateRecord]:
+        """Remove every template of a person, who stays enrolled (with none) for new photos."""
+        return [self.store.remove_template(t.id) for t in self.templates(key)]
+
+    # --- 1:1 against an enrolled person -----------------------------------------------------
+
+    def verify(
+        self, probe: ImageSource | Face | Template, key: str | int, *, fmr: float | None = None, largest: bool = False
+    ) -> Verification:
+        """Is ``probe`` (an image of one face, a face or a template) the enrolled person ``key``? Compared with
+        the person's centroid (as ``identify`` scores people), decided at ``operating_point(fmr)`` (1:1)."""
+        template = template_of(probe, largest=largest, options=self.options)
+        check_same_model(template.model_id, self.model_id)
+        person = self.store.person(key)
+        centroid = self._centroids({person.id}).get(person.id)
+        if centroid is None:
+            raise PersonNotFoundError(f"{self.path}: {person.name!r} has no template of model {self.model_id!r}")
+        point = self.operating_point(fmr)
+        return compare(template, Template(centroid, self.model_id), fmr=point.fmr, calibration=point.calibration)
+
 
 Choice = TypeVar("Choice", bound=str)
 
@@ -692,23 +760,29 @@ def _identification(
     face: Face, candidates: tuple[Candidate, ...], match: Candidate | None, point: IdentificationPoint
 ) -> Identification:
     """The decision for one face, with the reason it is not (or only doubtfully) named."""
+    decision, reason = _decision(face.quality.problems, candidates, match, point)
+    return Identification(face, candidates, match, point.threshold, decision, point.fpir, reason)
+
+
+def _decision(
+    problems: Sequence[str], candidates: Sequence[Candidate], match: Candidate | None, point: IdentificationPoint
+) -> tuple[Decision, str | None]:
+    """The decision for one probe whose quality report lists ``problems``, and why it is not (or only
+    doubtfully) named."""
     best = candidates[0] if candidates else None
     passes = best is not None and point.threshold is not None and best.similarity >= point.threshold
-    decision: Decision
     if point.threshold is None:
-        decision, reason = "uncertain", point.unsupported
-    elif not face.quality.acceptable:
-        decision, reason = ("uncertain" if passes else "no_match"), "low quality: " + "; ".join(face.quality.problems)
-    elif match is not None:
+        return "uncertain", point.unsupported
+    if problems:
+        return ("uncertain" if passes else "no_match"), "low quality: " + "; ".join(problems)
+    if match is not None:
         decision = match.decision or "match"
-        reason = None if decision == "match" else "named within the uncertain band"
-    elif passes:
-        decision, reason = "uncertain", "its best candidate was given to another face of the photo"
-    elif best is not None and best.decision == "uncertain":
-        decision, reason = "uncertain", "below threshold, within the uncertain band"
-    else:
-        decision, reason = "no_match", "below threshold" if best is not None else "no one enrolled"
-    return Identification(face, candidates, match, point.threshold, decision, point.fpir, reason)
+        return decision, None if decision == "match" else "named within the uncertain band"
+    if passes:
+        return "uncertain", "its best candidate was given to another face of the photo"
+    if best is not None and best.decision == "uncertain":
+        return "uncertain", "below threshold, within the uncertain band"
+    return "no_match", "below threshold" if best is not None else "no one enrolled"
 
 
 def _reembedded(record: TemplateRecord, result: ImageResult | None) -> NewTemplate | str:

@@ -1,0 +1,323 @@
+"""The HTTP service under load, on 127.0.0.1: throughput, latency, memory, losses, start-up.
+
+    python bench/service.py load [--clients 16 --seconds 60]        recognize + enroll: req/s, p50/p99, errors, lost
+    python bench/service.py memory [--requests 10000]               server RSS after 10% and 100% of the requests
+    python bench/service.py throughput [--images 200 --workers 2 --clients 8 --seconds 20 --batch-images 8]
+                                                                    HTTP recognize vs `faceprint identify` on the
+                                                                    same faces-dev images; p99/p50 at 80% load
+    python bench/service.py startup [--templates 50000]             process start -> first recognize answer
+
+Every run starts its own `faceprint serve` on a free port of 127.0.0.1 with a fresh data directory, and
+stops it. The machine is shared: compare figures within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+import common
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.service_server import free_port, start_server, stop_server  # noqa: E402
+
+from faceprint.apikeys import KeyStore  # noqa: E402
+from faceprint.gallery.records import NewTemplate  # noqa: E402
+from faceprint.tenancy import Tenancy  # noqa: E402
+
+HIRES = ROOT / "tests" / "data" / "faces-hires"
+GROUP = HIRES / "multi" / "kit_harington_and_rose_leslie.jpg"
+FAST = ["--rate-limit", "1000000", "--rate-burst", "1000000"]
+
+
+class Server:
+    """A fresh data directory with a key and a collection ``bench``, and `faceprint serve` on it."""
+
+    def __init__(self, *args: str, data: Path | None = None) -> None:
+        self.data = data or Path(tempfile.mkdtemp(prefix="faceprint-bench-"))
+        _, token = KeyStore(self.data).create("bench", ["read", "enroll", "recognize", "admin"])
+        self.headers = {"Authorization": f"Bearer {token}"}
+        if not Tenancy(self.data).exists("bench", "bench"):
+            Tenancy(self.data).create("bench", "bench").close()
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.started = time.perf_counter()
+        self.process = start_server(self.data, self.port, *FAST, *args)
+
+    def rss_mib(self) -> float:
+        """Resident memory of the server process and its children (uvicorn's workers), in MiB."""
+        pids = [self.process.pid, *_children(self.process.pid)]
+        return sum(_rss_kib(pid) for pid in pids) / 1024
+
+    def enroll(self, client: httpx.Client, name: str, photo: bytes) -> tuple[int, list[int]]:
+        person = client.post(f"{self.base}/v1/collections/bench/people", json={"name": name}, headers=self.headers)
+        person.raise_for_status()
+        added = client.post(
+            f"{self.base}/v1/collections/bench/people/{person.json()['id']}/faces?largest=true",
+            files={"images": ("p.jpg", photo, "image/jpeg")},
+            headers=self.headers,
+        )
+        added.raise_for_status()
+        return person.json()["id"], added.json()["added"]
+
+    def recognize(self, client: httpx.Client, photo: bytes) -> httpx.Response:
+        return client.post(
+            f"{self.base}/v1/collections/bench/recognize",
+            files={"image": ("p.jpg", photo, "image/jpeg")},
+            headers=self.headers,
+        )
+
+    def stop(self) -> None:
+        stop_server(self.process)
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()
+    return [int(p) for p in found]
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def drive(
+    clients: int, seconds: float, request: Callable[[httpx.Client, int, int], None]
+) -> tuple[list[float], list[str]]:
+    """``clients`` threads calling ``request(client, thread, turn)`` back to back for ``seconds``: latencies, errors."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def loop(number: int) -> None:
+        with httpx.Client(timeout=120) as client:
+            turn = 0
+            while time.perf_counter() < deadline:
+                turn += 1
+                start = time.perf_counter()
+                try:
+                    request(client, number, turn)
+                except (httpx.HTTPError, AssertionError) as error:
+                    with lock:
+                        errors.append(repr(error)[:200])
+                    continue
+                with lock:
+                    latencies.append(time.perf_counter() - start)
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(loop, range(clients)))
+    return latencies, errors
+
+
+def percentiles(latencies: list[float]) -> str:
+    values = np.array(latencies) * 1000
+    return f"p50 {np.percentile(values, 50):.0f} ms, p99 {np.percentile(values, 99):.0f} ms"
+
+
+def load(args: argparse.Namespace) -> None:
+    photos = [p.read_bytes() for p in sorted(HIRES.glob("*/*.jpg")) if p.parent.name != "multi"]
+    group = GROUP.read_bytes()
+    server = Server()
+    acknowledged: list[tuple[int, list[int]]] = []
+    try:
+        with httpx.Client(timeout=120) as client:
+            server.enroll(client, "Kit Harington", (HIRES / "Kit_Harington" / "Kit_Harington_0001.jpg").read_bytes())
+
+        def request(client: httpx.Client, number: int, turn: int) -> None:
+            if turn % 2:
+                answer = server.recognize(client, group)
+                assert answer.status_code == 200, answer.text
+            else:
+                acknowledged.append(server.enroll(client, f"p{number}-{turn}", photos[turn % len(photos)]))
+
+        latencies, errors = drive(args.clients, args.seconds, request)
+        with httpx.Client(timeout=120) as client:
+            lost = sum(
+                not set(faces)
+                <= {
+                    f["id"]
+                    for f in client.get(
+                        f"{server.base}/v1/collections/bench/people/{person}/faces?limit=500", headers=server.headers
+                    ).json()["items"]
+                }
+                for person, faces in acknowledged
+            )
+    finally:
+        server.stop()
+    print(
+        f"load: {args.clients} clients x {args.seconds:.0f} s: {len(latencies)} requests, "
+        f"{len(latencies) / args.seconds:.1f} req/s, {percentiles(latencies)}, errors {len(errors)}, "
+        f"enrollments acknowledged {len(acknowledged)}, lost {lost}"
+    )
+    for error in errors[:5]:
+        print("  error:", error)
+
+
+def memory(args: argparse.Namespace) -> None:
+    probes = [(common.faces_dev() / p).read_bytes() for p in common.read_images(common.faces_dev())[0][:200]]
+    server = Server()
+    done = 0
+    checkpoints = {args.requests // 10: 0.0, args.requests: 0.0}
+    try:
+        with httpx.Client(timeout=120) as client:
+            server.enroll(client, "Kit Harington", (HIRES / "Kit_Harington" / "Kit_Harington_0001.jpg").read_bytes())
+        lock = threading.Lock()
+
+        def work(number: int) -> None:
+            nonlocal done
+            with httpx.Client(timeout=120) as client:
+                while True:
+                    with lock:
+                        if done >= args.requests:
+                            return
+                        done += 1
+                        index = done
+                    assert server.recognize(client, probes[index % len(probes)]).status_code == 200
+                    if index in checkpoints:
+                        checkpoints[index] = server.rss_mib()
+
+        with ThreadPoolExecutor(args.clients) as pool:
+            list(pool.map(work, range(args.clients)))
+    finally:
+        server.stop()
+    first, last = checkpoints.values()
+    print(
+        f"memory: server RSS after {args.requests // 10} requests {first:.0f} MiB, after {args.requests} "
+        f"{last:.0f} MiB ({(last / first - 1) * 100:+.1f}%)"
+    )
+
+
+def throughput(args: argparse.Namespace) -> None:
+    paths = [common.faces_dev() / p for p in common.read_images(common.faces_dev())[0][: args.images]]
+    folder = Path(tempfile.mkdtemp(prefix="faceprint-bench-images-"))
+    for path in paths:
+        (folder / path.name).write_bytes(path.read_bytes())
+    server = Server("--workers", str(args.workers), "--batch-images", str(args.batch_images))
+    try:
+        with httpx.Client(timeout=120) as client:
+            server.enroll(client, "Kit Harington", (HIRES / "Kit_Harington" / "Kit_Harington_0001.jpg").read_bytes())
+        gallery = Tenancy(server.data).collection_dir("bench", "bench") / "gallery.db"
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "faceprint", "identify", str(folder), "--db", str(gallery), "--json",
+             "--workers", str(args.workers)],
+            capture_output=True, check=False,
+        )  # fmt: skip
+        cli_rate = len(paths) / (time.perf_counter() - start)
+        probes = [p.read_bytes() for p in paths]
+
+        def request(client: httpx.Client, number: int, turn: int) -> None:
+            answer = server.recognize(client, probes[(number * 997 + turn) % len(probes)])
+            assert answer.status_code == 200, answer.text
+
+        latencies, errors = drive(args.clients, args.seconds, request)
+        http_rate = len(latencies) / args.seconds
+        paced, paced_errors = _paced(server, probes, 0.8 * http_rate, args.seconds)
+    finally:
+        server.stop()
+    print(
+        f"throughput: `faceprint identify` {cli_rate:.1f} images/s (whole command, {args.workers} workers); "
+        f"HTTP recognize {http_rate:.1f} images/s ({args.workers} server workers, {args.clients} clients, "
+        f"{percentiles(latencies)}, errors {len(errors)}) = {http_rate / cli_rate * 100:.0f}% of the CLI"
+    )
+    ratio = np.percentile(paced, 99) / np.percentile(paced, 50)
+    print(f"  at 80% of that load ({0.8 * http_rate:.1f} req/s): {percentiles(paced)}, p99/p50 {ratio:.2f}, "
+          f"errors {len(paced_errors)}")  # fmt: skip
+
+
+def _paced(server: Server, probes: list[bytes], rate: float, seconds: float) -> tuple[list[float], list[str]]:
+    """Requests sent at a fixed rate (open loop, each in its own thread): latencies and errors."""
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    def one(index: int) -> None:
+        start = time.perf_counter()
+        with httpx.Client(timeout=120) as client:
+            answer = server.recognize(client, probes[index % len(probes)])
+        (latencies.append(time.perf_counter() - start) if answer.status_code == 200 else errors.append(answer.text))
+
+    with ThreadPoolExecutor(64) as pool:
+        begin = time.perf_counter()
+        for index in range(int(rate * seconds)):
+            time.sleep(max(0.0, begin + index / rate - time.perf_counter()))
+            pool.submit(one, index)
+    return latencies, errors
+
+
+def startup(args: argparse.Namespace) -> None:
+    data = Path(tempfile.mkdtemp(prefix="faceprint-bench-"))
+    with Tenancy(data).create("bench", "bench") as gallery:
+        rng = np.random.default_rng(0)
+        per_person, dimension = 5, gallery.options.model.dimension
+        for start in range(0, args.templates // per_person, 500):
+            with gallery.store.transaction() as db:
+                for person in range(start, min(start + 500, args.templates // per_person)):
+                    vectors = rng.normal(size=dimension) + 0.4 * rng.normal(size=(per_person, dimension))
+                    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                    person_id = gallery.store.ensure_person(db, f"person-{person:05d}", None, None)
+                    gallery.store.add_templates(db, person_id, [NewTemplate(v, gallery.model_id) for v in vectors])
+        gallery.rebuild_index()  # as a served collection would have it: the saved index on disk
+        templates = gallery.template_count()
+    group = GROUP.read_bytes()
+    started = time.perf_counter()
+    server = Server(data=data)
+    try:
+        with httpx.Client(timeout=120) as client:
+            health = time.perf_counter() - started
+            while client.get(f"{server.base}/ready").status_code != 200:
+                time.sleep(0.05)
+            ready = time.perf_counter() - started
+            answer = server.recognize(client, group)
+            first = time.perf_counter() - started
+            assert answer.status_code == 200, answer.text
+            again = time.perf_counter()
+            server.recognize(client, group)
+            warm = time.perf_counter() - again
+    finally:
+        server.stop()
+    print(
+        f"startup: {templates} templates: process start -> /health {health:.2f} s, -> /ready {ready:.2f} s, "
+        f"-> first recognize answer {first:.2f} s (that request {first - ready:.2f} s; the next one {warm:.2f} s)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("load")
+    run.add_argument("--clients", type=int, default=16)
+    run.add_argument("--seconds", type=float, default=60)
+    run = commands.add_parser("memory")
+    run.add_argument("--requests", type=int, default=10_000)
+    run.add_argument("--clients", type=int, default=4)
+    run = commands.add_parser("throughput")
+    run.add_argument("--images", type=int, default=200)
+    run.add_argument("--workers", type=int, default=2)
+    run.add_argument("--clients", type=int, default=8)
+    run.add_argument("--seconds", type=float, default=20)
+    run.add_argument("--batch-images", type=int, default=8, help="1: no batching across requests (A/B)")
+    run = commands.add_parser("startup")
+    run.add_argument("--templates", type=int, default=50_000)
+    args = parser.parse_args()
+    {"load": load, "memory": memory, "throughput": throughput, "startup": startup}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
