@@ -37,6 +37,7 @@ from ..models import EMBEDDING_MODELS
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files, single_face, template_of
 from ..profiles import options_for_model
 from ..progress import OnProgress
+from ..protect import key_from_env
 from ..types import Candidate, Decision, Face, Identification, Template
 from .names import normalize_name
 from .records import NewTemplate, Person, TemplateRecord
@@ -174,6 +175,10 @@ class Gallery:
     comparison one (``operating_point``, for 1:1 decisions). ``create=False`` opens only a gallery that
     exists (``GalleryError`` naming the file otherwise), for reading: an SQLite gallery is otherwise created
     on first use.
+    ``key``: the master key (32 bytes, ``faceprint.protect.read_key_file``; default: the file named by
+    ``$FACEPRINT_KEY_FILE``). With a key, an SQLite gallery's vectors, and its saved search index, are stored
+    AES-256-GCM encrypted (a gallery opened with a key for the first time is encrypted then); an encrypted gallery
+    opened without its key, or with another, is a ``KeyRequiredError`` and nothing changes.
     ``options``: the pipeline; by default, the one of the model the gallery's templates hold
     (``faceprint.profiles.options_for_model``), and ``PipelineOptions()`` for a new gallery.
 
@@ -195,6 +200,7 @@ class Gallery:
         index_storage: Storage | None = None,
         on_progress: OnProgress | None = None,
         create: bool = True,
+        key: bytes | None = None,
     ) -> None:
         self.fmr = fmr
         self.fpir = fpir
@@ -203,7 +209,8 @@ class Gallery:
         self._mode = index or _from_env("FACEPRINT_INDEX", MODES)
         self._storage = index_storage or _from_env("FACEPRINT_INDEX_STORAGE", STORAGES)
         self._on_progress = on_progress
-        self.store: GalleryStore = open_store(path if path is not None else default_gallery_path(), create=create)
+        location = path if path is not None else default_gallery_path()
+        self.store: GalleryStore = open_store(location, create=create, key=key if key is not None else key_from_env())
         self.path = self.store.path
         self.options = options if options is not None else _options_of_templates(self.store)
         try:
@@ -643,6 +650,21 @@ class Gallery:
 
     def remove_template(self, template_id: int) -> TemplateRecord:
         return self.store.remove_template(template_id)
+
+    # --- encryption at rest ---------------------------------------------------------------------
+
+    def rekey(self, new_key: bytes) -> None:
+        """Wrap the gallery's data key under ``new_key`` (encrypting the gallery first if it is not): the old
+        master key opens it no more. The vectors are not re-encrypted."""
+        if not isinstance(self.store, SQLiteStore):
+            raise GalleryError(f"{self.path}: faceprint encrypts SQLite galleries only")
+        if not self.store.encrypted:
+            self.store.close()
+            self.store = SQLiteStore(Path(self.path), key=new_key)
+            self.index.close()
+            self.index = self._open_index()
+            return
+        self.store.rekey(new_key)
 
 
 Choice = TypeVar("Choice", bound=str)

@@ -21,6 +21,7 @@ import faiss
 import numpy as np
 
 from ..choices import Storage
+from ..protect import Sealer
 
 _QUANTISERS: dict[Storage, int] = {"f16": faiss.ScalarQuantizer.QT_fp16, "i8": faiss.ScalarQuantizer.QT_8bit_uniform}
 
@@ -98,9 +99,14 @@ class HNSWIndex:
         return built
 
     @classmethod
-    def load(cls, path: Path, *, view: bool) -> HNSWIndex:
-        """A saved index; ``view`` memory-maps it read-only (instant open, pages read as searched)."""
-        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if view else 0)
+    def load(cls, path: Path, *, view: bool, sealer: Sealer | None = None, context: bytes = b"") -> HNSWIndex:
+        """A saved index; ``view`` memory-maps it read-only (instant open, pages read as searched); ``sealer``
+        opens a file ``save`` sealed with ``context`` (read whole and decrypted: never a view)."""
+        if sealer is not None:
+            serialized = sealer.open(path.read_bytes(), context, str(path))
+            index = faiss.deserialize_index(np.frombuffer(serialized, np.uint8))
+        else:
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if view else 0)
         if not isinstance(index, faiss.IndexIDMap) or not isinstance(
             faiss.downcast_index(index.index), faiss.IndexHNSW
         ):
@@ -116,10 +122,14 @@ class HNSWIndex:
         copied._fixed_depth = self._fixed_depth
         return copied
 
-    def save(self, path: Path) -> None:
-        """Write to ``path`` atomically: a crash leaves the old file or the new one, never half of one."""
+    def save(self, path: Path, *, sealer: Sealer | None = None, context: bytes = b"") -> None:
+        """Write to ``path`` atomically: a crash leaves the old file or the new one, never half of one;
+        encrypted by ``sealer`` (bound to ``context``) when given."""
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        faiss.write_index(self._index, str(partial))
+        if sealer is None:
+            faiss.write_index(self._index, str(partial))
+        else:
+            partial.write_bytes(sealer.seal(faiss.serialize_index(self._index).tobytes(), context))
         with open(partial, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(partial, path)

@@ -30,7 +30,9 @@ from typing import Protocol
 import numpy as np
 
 from ..choices import MODES, STORAGES, Mode, Storage
+from ..errors import KeyRequiredError
 from ..progress import OnProgress
+from ..protect import Sealer
 from . import ExactIndex
 from .hnsw import HNSWIndex
 
@@ -59,6 +61,8 @@ class VectorStore(Protocol):
     """What a gallery store gives its index (SQLiteStore implements it)."""
 
     path: Path
+    #: Seals the saved index when the store is encrypted (None: saved in the clear, and memory-mapped).
+    sealer: Sealer | None
 
     def snapshot(self) -> contextlib.AbstractContextManager[None]: ...
     def last_change(self) -> int: ...
@@ -81,6 +85,8 @@ class IndexInfo:
     change: int
     count: int
     bytes: int
+    #: Encrypted with the gallery's data key (``faceprint.protect``).
+    sealed: bool = False
 
 
 class SyncedIndex:
@@ -238,12 +244,13 @@ class SyncedIndex:
             problem = self._mismatch(info, change)
             if problem is None:
                 assert info is not None
-                index = HNSWIndex.load(self.path, view=True)
+                sealer = self.store.sealer
+                index = HNSWIndex.load(self.path, view=sealer is None, sealer=sealer, context=self._context())
                 if len(index) == info.count and index.dimension == info.dimension:
-                    self._view, self._change, self._unsaved = True, info.change, 0
+                    self._view, self._change, self._unsaved = sealer is None, info.change, 0
                     return index
                 problem = f"{self.path} is corrupt: {len(index)} vectors where {info.count} were saved"
-        except (OSError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError, KeyRequiredError) as exc:
             problem = f"{self.path} is unreadable ({exc})"
         self.rebuild_reason = problem
         return None
@@ -257,6 +264,7 @@ class SyncedIndex:
             "gallery_id": self.store.meta("gallery_id"),
             "model_id": self.model_id,
             "storage": self.storage,
+            "sealed": self.store.sealer is not None,
         }
         for key, value in expected.items():
             if getattr(info, key) != value:
@@ -310,7 +318,7 @@ class SyncedIndex:
             index = self._index
             if not isinstance(index, HNSWIndex):
                 return
-            index.save(self.path)
+            index.save(self.path, sealer=self.store.sealer, context=self._context())
             info = IndexInfo(
                 format=FORMAT,
                 gallery_id=self.store.meta("gallery_id") or "",
@@ -320,6 +328,7 @@ class SyncedIndex:
                 change=self._change,
                 count=len(index),
                 bytes=self.path.stat().st_size,
+                sealed=self.store.sealer is not None,
             )
             partial = self.info_path.with_name(f"{self.info_path.name}.{os.getpid()}.partial")
             with open(partial, "w") as f:
@@ -328,6 +337,11 @@ class SyncedIndex:
                 os.fsync(f.fileno())
             os.replace(partial, self.info_path)
             self._unsaved = 0
+
+    def _context(self) -> bytes:
+        """What a sealed index file is bound to: this gallery, model and storage."""
+        owner = f"{self.store.meta('gallery_id')}\0{self.model_id}\0{self.storage}"
+        return b"faceprint index\0" + owner.encode()
 
     @contextlib.contextmanager
     def _save_lock(self) -> Iterator[None]:
