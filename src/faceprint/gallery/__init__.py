@@ -398,6 +398,7 @@ class Gallery:
         self.options = options
         self.index.close()
         self.index = self._open_index()
+        self.erase_removed()  # the old model's vectors, in the file and in a saved index
         return Reembedding(options.model.model_id, len(added), removed, stale)
 
     # --- calibration ------------------------------------------------------------------------
@@ -643,13 +644,29 @@ class Gallery:
 
     def merge(self, source: str | int, target: str | int) -> Person:
         """Move every template of ``source`` into ``target`` and remove ``source``."""
-        return self.store.merge(source, target)
+        merged = self.store.merge(source, target)
+        self.erase_removed()  # templates of images both were enrolled from are removed
+        return merged
 
     def remove_person(self, key: str | int) -> Person:
-        return self.store.remove_person(key)
+        """Remove a person and their templates, leaving no copy of their vectors in the files faceprint wrote
+        (``erase_removed``)."""
+        removed = self.store.remove_person(key)
+        self.erase_removed()
+        return removed
 
     def remove_template(self, template_id: int) -> TemplateRecord:
-        return self.store.remove_template(template_id)
+        removed = self.store.remove_template(template_id)
+        self.erase_removed()
+        return removed
+
+    def erase_removed(self) -> None:
+        """Leave no copy of a removed template's vector in a file faceprint wrote for this gallery: the SQLite file
+        (deleted rows are zeroed as they are deleted) and its WAL (checkpointed and truncated), the search index's
+        file (its tombstones zeroed). Copies made outside faceprint (backups) are not reachable; see the README."""
+        if isinstance(self.store, SQLiteStore):
+            self.store.erase_removed()
+        self.index.erase_removed()
 
     # --- encryption at rest ---------------------------------------------------------------------
 
@@ -663,6 +680,7 @@ class Gallery:
             self.store = SQLiteStore(Path(self.path), key=new_key)
             self.index.close()
             self.index = self._open_index()
+            self.erase_removed()  # the vectors in the clear: in the WAL, in a saved index
             return
         self.store.rekey(new_key)
 

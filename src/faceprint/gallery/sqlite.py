@@ -166,6 +166,9 @@ class SQLiteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten with zeros, not merely unlinked: a removed person's vector must not stay
+        # readable in the file's free space (GDPR art. 17; see erase_removed for the WAL).
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.create_function("faceprint_name_key", 1, name_key, deterministic=True)
         if version < SCHEMA_VERSION:
             self._migrate()
@@ -559,6 +562,14 @@ class SQLiteStore:
         from ..index.synced import SyncedIndex  # faiss loads when a gallery is opened, not when faceprint is imported
 
         return SyncedIndex(self, model_id, mode=mode, storage=storage, on_progress=on_progress)
+
+    def erase_removed(self) -> bool:
+        """Copy the WAL into the file and truncate it to zero bytes: the WAL's older frames still hold the pages as
+        they were before a deletion (vectors included) until overwritten. False when other connections still read
+        from the WAL: those frames go when the next erasure or checkpoint finds it free."""
+        with self._lock:
+            busy = self._query("PRAGMA wal_checkpoint(TRUNCATE)")[0][0]
+        return not busy
 
     def integrity_check(self) -> str:
         return str(self._query("PRAGMA integrity_check")[0][0])

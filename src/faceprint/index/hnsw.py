@@ -192,6 +192,18 @@ class HNSWIndex:
         self._dead += len(labels)
         self._lookup = None
 
+    def scrub_removed(self) -> None:
+        """Overwrite the stored vectors of removed templates (tombstones) with zeros, so that a saved graph keeps no
+        trace of them. The zeroed nodes still link the graph; searches pass through them as before (never returning
+        them) until the owner rebuilds it (``dead_share``). Not on a read-only memory-mapped view: ``copy()`` first."""
+        if self._source is not None:
+            raise ValueError("a memory-mapped graph is read-only: scrub a copy")
+        dead = np.flatnonzero(self._ids() == _NONE)
+        if len(dead):
+            storage = cast(faiss.IndexFlatCodes, faiss.downcast_index(self._graph.storage))
+            codes = faiss.rev_swig_ptr(storage.codes.data(), storage.codes.size())
+            codes.reshape(self._index.ntotal, storage.code_size)[dead] = 0
+
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """The stored (possibly quantised) vectors of ``ids`` (all in the index), as float32."""
         labels = self._labels(np.asarray(ids, np.int64))

@@ -89,6 +89,13 @@ class IndexInfo:
     sealed: bool = False
 
 
+def _saved_files(gallery: Path, storage: Storage) -> tuple[Path, Path]:
+    """The saved graph of a gallery file for ``storage``, and its info (one file per storage type, so trying f16
+    does not throw away a built f32 index)."""
+    suffix = ".hnsw" if storage == "f32" else f".{storage}.hnsw"
+    return gallery.with_name(gallery.name + suffix), gallery.with_name(gallery.name + suffix + ".json")
+
+
 class SyncedIndex:
     """Nearest templates of a store, exact or HNSW, always reflecting the store's committed state.
 
@@ -117,10 +124,7 @@ class SyncedIndex:
         self.storage = storage
         self.threshold = threshold
         self.on_progress = on_progress
-        # One file per storage type, so trying f16 does not throw away a built f32 index.
-        suffix = ".hnsw" if storage == "f32" else f".{storage}.hnsw"
-        self.path = store.path.with_name(store.path.name + suffix)
-        self.info_path = store.path.with_name(store.path.name + suffix + ".json")
+        self.path, self.info_path = _saved_files(store.path, storage)
         #: Why the saved index was last rebuilt (None: it was up to date or never needed).
         self.rebuild_reason: str | None = None
         self._lock = threading.RLock()
@@ -219,6 +223,28 @@ class SyncedIndex:
 
     def _checkpoint_if_due(self) -> None:
         if self._unsaved and self._unsaved >= max(CHECKPOINT_CHANGES, len(self._index or ()) // 100):
+            self.save()
+
+    def erase_removed(self) -> None:
+        """Leave no removed template's vector in a file this index wrote: the saved graph's tombstones are zeroed
+        (``HNSWIndex.scrub_removed``) and the file written anew; saved graphs of other storage types, and one this
+        gallery no longer searches with, are deleted (caches: rebuilt when next needed)."""
+        with self._lock, self.store.snapshot():
+            for storage in STORAGES:
+                if storage != self.storage:
+                    for path in _saved_files(self.store.path, storage):
+                        path.unlink(missing_ok=True)
+            if not self.path.is_file():
+                return
+            index = self.refresh()
+            if not isinstance(index, HNSWIndex):
+                self.path.unlink(missing_ok=True)
+                self.info_path.unlink(missing_ok=True)
+                return
+            if self._view:
+                index, self._view = index.copy(), False
+                self._index = index
+            index.scrub_removed()
             self.save()
 
     def close(self) -> None:
