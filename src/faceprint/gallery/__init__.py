@@ -607,6 +607,16 @@ class Gallery:
         self._centroid_cache.update((p, v / max(float(np.linalg.norm(v)), 1e-12)) for p, v in sums.items())
         return {p: self._centroid_cache[p] for p in people if p in self._centroid_cache}
 
+    def person_centroids(self) -> tuple[list[int], list[str], np.ndarray]:
+        """Every person's id, name and centroid (the vector ``rank_people`` scores them by), in id order: the rows
+        an encrypted search scores (``faceprint.encrypted``)."""
+        people = sorted(self.store.people(), key=lambda p: p.id)
+        centroids = self._centroids({p.id for p in people})
+        kept = [p for p in people if p.id in centroids]
+        dimension = EMBEDDING_MODELS[self.model_id].dimension if self.model_id in EMBEDDING_MODELS else 0
+        vectors = np.stack([centroids[p.id] for p in kept]) if kept else np.zeros((0, dimension), np.float32)
+        return [p.id for p in kept], [p.name for p in kept], vectors
+
     def search_templates(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(similarities, template_ids)`` of the ``k`` most similar templates to each query vector,
         best first (rows padded with id ``-1`` when the gallery holds fewer)."""

@@ -1,0 +1,125 @@
+"""Identification in the encrypted domain (faceprint.encrypted): scores computed on ciphertexts equal plaintext ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceprint.encrypted import (
+    ClientKey,
+    EncryptedRows,
+    Layout,
+    PlainRows,
+    Scorer,
+    ciphertexts_from_bytes,
+    ciphertexts_to_bytes,
+    decide,
+)
+from faceprint.errors import KeyRequiredError, ModelError
+from faceprint.gallery import Gallery
+from faceprint.models import EMBEDDING_MODELS
+from faceprint.types import Template
+
+
+@pytest.fixture(scope="module")
+def key() -> ClientKey:
+    return ClientKey.generate()
+
+
+@pytest.fixture(scope="module")
+def scorer() -> Scorer:
+    return Scorer()
+
+
+def unit_rows(count: int, dimension: int, seed: int) -> np.ndarray:
+    rows = np.random.default_rng(seed).normal(size=(count, dimension))
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize(("rows", "dimension"), [(10, 128), (700, 256), (3000, 96)])
+def test_the_layout_puts_every_coordinate_of_every_row_once_and_folds_back_to_inner_products(
+    rows: int, dimension: int
+) -> None:
+    layout = Layout.for_rows(rows, dimension)
+    gallery, probe = unit_rows(rows, dimension, 1), unit_rows(1, dimension, 2)[0]
+    length = layout.segment_length
+    blocks = [layout.block_values(gallery[s : s + length]) for s in range(0, rows, length)]
+    products = [sum(p * b for p, b in zip(layout.probe_values(probe), block)) for block in blocks]
+    np.testing.assert_allclose(layout.fold(products), gallery @ probe, atol=1e-12)
+    assert layout.blocks == len(blocks) and layout.segments * length == layout.slots
+
+
+def test_mode_plain_scores_an_encrypted_probe_like_the_gallery_and_decides_with_its_point(
+    tmp_path: Path, key: ClientKey, scorer: Scorer
+) -> None:
+    with Gallery(tmp_path / "g.db") as gallery:
+        dimension = EMBEDDING_MODELS[gallery.model_id].dimension
+        vectors = unit_rows(60, dimension, 3)
+        for n in range(0, 60, 3):
+            gallery.add_templates(
+                f"person {n}", [Template(v.astype(np.float32), gallery.model_id) for v in vectors[n : n + 3]]
+            )
+        rows = PlainRows.of_gallery(scorer, gallery)
+        probe = vectors[6]
+        # The probe crosses the wire as bytes, and so do the scores.
+        sent = ciphertexts_from_bytes(scorer.context, ciphertexts_to_bytes(key.encrypt_probe(probe, rows.layout)))
+        scores = key.decrypt_scores(
+            ciphertexts_from_bytes(key.context, ciphertexts_to_bytes(scorer.score(sent, rows.blocks, False))),
+            rows.layout,
+        )
+        _, _, centroids = gallery.person_centroids()
+        np.testing.assert_allclose(scores, centroids @ probe, atol=1e-4)
+        point = gallery.identification_point()
+        answer = decide(scores, rows.labels, point)
+        plain = gallery.rank_people(probe[None].astype(np.float32), 5)[0]
+    assert [c.person_id for c in answer.candidates] == [p for p, _ in plain]
+    assert answer.candidates[0].name == "person 6"
+    assert answer.decision == point.decide(answer.candidates[0].similarity)
+
+
+def test_mode_encrypted_scores_rows_the_server_cannot_read_across_blocks(key: ClientKey, scorer: Scorer) -> None:
+    dimension = 64
+    rows = EncryptedRows.empty("some-model", dimension, rows_per_block=256)
+    vectors = unit_rows(600, dimension, 4)
+    added = 0
+    while added < len(vectors):
+        count = min(rows.room, 250, len(vectors) - added)  # several messages per block, blocks filled across
+        chunk = vectors[added : added + count]
+        rows.add(scorer, [f"p{added + i}" for i in range(count)], key.encrypt_rows(chunk, rows.layout, rows.next_slot))
+        added += count
+    assert rows.layout.blocks == 3
+    probe = unit_rows(1, dimension, 5)[0]
+    scores = key.decrypt_scores(scorer.score(key.encrypt_probe(probe, rows.layout), rows.blocks, True), rows.layout)
+    np.testing.assert_allclose(scores, vectors @ probe, atol=1e-4)
+
+
+def test_an_encrypted_gallery_and_a_key_survive_a_round_trip_through_files(
+    tmp_path: Path, key: ClientKey, scorer: Scorer
+) -> None:
+    rows = EncryptedRows.empty("some-model", 32)
+    vectors = unit_rows(5, 32, 6)
+    rows.add(scorer, ["a", "b", "c", "d", "e"], key.encrypt_rows(vectors, rows.layout, 0))
+    rows.save(tmp_path / "rows.fpe")
+    key.save(tmp_path / "client.key")
+    assert (tmp_path / "client.key").stat().st_mode & 0o777 == 0o600
+    loaded, reloaded = ClientKey.load(tmp_path / "client.key"), EncryptedRows.load(tmp_path / "rows.fpe", scorer)
+    assert [name for _, name in reloaded.labels] == ["a", "b", "c", "d", "e"]
+    scores = loaded.decrypt_scores(
+        scorer.score(loaded.encrypt_probe(vectors[2], reloaded.layout), reloaded.blocks, True), reloaded.layout
+    )
+    assert int(np.argmax(scores)) == 2
+    other = ClientKey.generate()
+    wrong = other.decrypt_scores(
+        scorer.score(other.encrypt_probe(vectors[2], reloaded.layout), reloaded.blocks, True), reloaded.layout
+    )
+    assert np.abs(wrong - vectors @ vectors[2]).max() > 1  # another key decrypts noise
+
+
+def test_bad_keys_and_probes_are_refused(tmp_path: Path, key: ClientKey) -> None:
+    (tmp_path / "junk.key").write_bytes(b"junk")
+    with pytest.raises(KeyRequiredError, match=r"junk\.key"):
+        ClientKey.load(tmp_path / "junk.key")
+    with pytest.raises(ModelError, match="64-d probe"):
+        key.encrypt_probe(np.zeros(64), Layout.for_rows(10, 128))
