@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from faceprint.cli import app
 from faceprint.encrypted import (
     ClientKey,
     EncryptedRows,
@@ -21,6 +24,8 @@ from faceprint.errors import KeyRequiredError, ModelError
 from faceprint.gallery import Gallery
 from faceprint.models import EMBEDDING_MODELS
 from faceprint.types import Template
+
+runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +128,37 @@ def test_bad_keys_and_probes_are_refused(tmp_path: Path, key: ClientKey) -> None
         ClientKey.load(tmp_path / "junk.key")
     with pytest.raises(ModelError, match="64-d probe"):
         key.encrypt_probe(np.zeros(64), Layout.for_rows(10, 128))
+
+
+HIRES = Path(__file__).parent / "data" / "faces-hires"
+
+
+def test_private_keygen_enroll_identify_on_the_command_line(tmp_path: Path) -> None:
+    key, rows = tmp_path / "client.key", tmp_path / "rows.fpe"
+    kit, rose = sorted((HIRES / "Kit_Harington").glob("*.jpg")), sorted((HIRES / "Rose_Leslie").glob("*.jpg"))
+    assert runner.invoke(app, ["private", "keygen", str(key)]).exit_code == 0
+    for name, photos in (("Kit Harington", kit[:2]), ("Rose Leslie", rose[:1])):
+        enrolled = runner.invoke(
+            app, ["private", "enroll", name, *map(str, photos), "--key", str(key), "--encrypted-gallery", str(rows)]
+        )
+        assert enrolled.exit_code == 0, enrolled.output
+    found = runner.invoke(
+        app, ["private", "identify", str(rose[1]), "--key", str(key), "--encrypted-gallery", str(rows), "--json"]
+    )
+    assert found.exit_code == 0, found.output
+    answer = json.loads(found.stdout)
+    assert [c["name"] for c in answer["candidates"]] == ["Rose Leslie", "Kit Harington"]
+    assert answer["decision"] in ("match", "uncertain")  # decided at the shipped calibration's point for 2 rows
+
+    with Gallery(tmp_path / "g.db") as gallery:
+        gallery.enroll("Kit Harington", kit[:2])
+        gallery.enroll("Rose Leslie", rose[:1])
+        plain = gallery.identify(kit[2])[0]
+    found = runner.invoke(
+        app, ["private", "identify", str(kit[2]), "--key", str(key), "--db", str(tmp_path / "g.db"), "--json"]
+    )
+    answer = json.loads(found.stdout)
+    assert answer["name"] == plain.name and answer["decision"] == plain.decision
+    assert abs(answer["candidates"][0]["similarity"] - plain.candidates[0].similarity) < 1e-4
+    with pytest.raises(KeyRequiredError):
+        ClientKey.load(rows)  # a gallery is no key

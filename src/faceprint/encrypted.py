@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import GalleryError, KeyRequiredError, ModelError
-from .match import IdentificationPoint
-from .types import UNKNOWN, Candidate, Decision
+from .match import IdentificationPoint, check_same_model, identification_point
+from .types import UNKNOWN, Candidate, Decision, Template
 
 if TYPE_CHECKING:
     from .gallery import Gallery
@@ -362,7 +362,8 @@ class PlainRows:
     """Mode "plain": the server's gallery rows (one per person: their centroid, as ``Gallery.rank_people`` scores
     people) encoded once as CKKS plaintexts, ready to score encrypted probes."""
 
-    def __init__(self, scorer: Scorer, labels: Sequence[tuple[int, str]], vectors: np.ndarray) -> None:
+    def __init__(self, scorer: Scorer, labels: Sequence[tuple[int, str]], vectors: np.ndarray, model_id: str) -> None:
+        self.model_id = model_id
         self.labels = list(labels)
         self.layout = Layout.for_rows(len(vectors), vectors.shape[1], scorer.parameters)
         length = self.layout.segment_length
@@ -374,7 +375,7 @@ class PlainRows:
     @classmethod
     def of_gallery(cls, scorer: Scorer, gallery: Gallery) -> PlainRows:
         person_ids, names, centroids = gallery.person_centroids()
-        return cls(scorer, list(zip(person_ids, names)), centroids)
+        return cls(scorer, list(zip(person_ids, names)), centroids, gallery.model_id)
 
 
 @dataclass
@@ -443,3 +444,92 @@ class EncryptedRows:
             return rows
         except (OSError, ValueError, RuntimeError, struct.error) as exc:
             raise GalleryError(f"{path}: not a readable encrypted gallery ({exc})") from None
+
+
+class PrivateGallery:
+    """The server's side of an encrypted search: rows to score, who each row is, and the decision point the client
+    decides at. A service's endpoint publishes ``manifest()`` and answers ``score(probe message)``."""
+
+    def __init__(self, rows: PlainRows | EncryptedRows, point: IdentificationPoint, scorer: Scorer) -> None:
+        self.rows = rows
+        self.point = point
+        self.scorer = scorer
+
+    @classmethod
+    def of_gallery(cls, gallery: Gallery, fpir: float | None = None, scorer: Scorer | None = None) -> PrivateGallery:
+        """Mode "plain": a faceprint gallery's people, decided at its ``identification_point(fpir)``."""
+        scorer = scorer or Scorer()
+        return cls(PlainRows.of_gallery(scorer, gallery), gallery.identification_point(fpir), scorer)
+
+    @classmethod
+    def of_file(cls, path: Path, fpir: float | None = None, scorer: Scorer | None = None) -> PrivateGallery:
+        """Mode "encrypted": rows under a client's key in ``path`` (``enroll_privately``), decided at the shipped
+        calibration's point for its size (the server cannot measure a gallery it cannot read)."""
+        scorer = scorer or Scorer()
+        rows = EncryptedRows.load(path, scorer)
+        return cls(rows, identification_point(rows.model_id, templates=len(rows.labels), fpir=fpir), scorer)
+
+    @property
+    def encrypted(self) -> bool:
+        return isinstance(self.rows, EncryptedRows)
+
+    @property
+    def layout(self) -> Layout:
+        return self.rows.layout
+
+    @property
+    def labels(self) -> list[tuple[int, str]]:
+        return self.rows.labels
+
+    def manifest(self) -> dict[str, Any]:
+        """What a client needs to encrypt a probe for this gallery and decide from its scores."""
+        return {
+            "mode": "encrypted" if self.encrypted else "plain",
+            "model_id": self.rows.model_id,
+            "parameters": self.scorer.parameters.to_dict(),
+            "layout": self.layout.to_dict(),
+            "labels": self.labels,
+            "point": self.point.to_dict(),
+        }
+
+    def score(self, probe: bytes) -> bytes:
+        """Encrypted scores (a message of ciphertexts) for an encrypted probe (``ClientKey.encrypt_probe``'s)."""
+        ciphertexts = ciphertexts_from_bytes(self.scorer.context, probe)
+        if len(ciphertexts) != self.layout.ciphertexts_per_block:
+            raise GalleryError(
+                f"a probe of {len(ciphertexts)} ciphertexts, where this gallery's layout needs "
+                f"{self.layout.ciphertexts_per_block}"
+            )
+        return ciphertexts_to_bytes(self.scorer.score(ciphertexts, self.rows.blocks, self.encrypted))
+
+
+def identify_privately(
+    key: ClientKey, probe: np.ndarray, server: PrivateGallery, top_k: int = 5
+) -> PrivateIdentification:
+    """The whole exchange in one process: the client encrypts ``probe``, the server scores it, the client decrypts,
+    ranks and decides (messages cross as bytes, as they would between machines)."""
+    message = ciphertexts_to_bytes(key.encrypt_probe(probe, server.layout))
+    scores = key.decrypt_scores(ciphertexts_from_bytes(key.context, server.score(message)), server.layout)
+    return decide(scores, server.labels, server.point, top_k)
+
+
+def enroll_privately(key: ClientKey, path: Path, name: str, templates: Sequence[Template]) -> EncryptedRows:
+    """Add ``name`` to the encrypted gallery at ``path`` (made if missing) as one row, the centroid of ``templates``
+    (all of one model), encrypted under ``key``: what the server stores, it cannot read."""
+    if not templates:
+        raise ValueError("no templates to enroll")
+    model_id = templates[0].model_id
+    for template in templates:
+        check_same_model(template.model_id, model_id)
+    scorer = Scorer(key.parameters)
+    vectors = np.stack([np.asarray(t.vector, np.float64) for t in templates])
+    rows = EncryptedRows.load(path, scorer) if path.exists() else EncryptedRows.empty(model_id, vectors.shape[1])
+    if rows.model_id != model_id:
+        raise ModelError(f"{path}: holds rows of model {rows.model_id!r}, not {model_id!r}")
+    if any(existing == name for _, existing in rows.labels):
+        raise GalleryError(f"{path}: {name!r} is enrolled already")
+    centroid = vectors.mean(axis=0)
+    centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
+    rows.add(scorer, [name], key.encrypt_rows(centroid[None], rows.layout, rows.next_slot))
+    rows.save(path)
+    return rows
