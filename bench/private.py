@@ -136,7 +136,7 @@ def speed(key: ClientKey, scorer: Scorer, size: int, dimension: int, probes: int
             "search_wall_ms": round(1e3 * statistics.median(r["wall"] for r in runs), 1),
             "search_cpu_ms": round(1e3 * statistics.median(r["cpu"] for r in runs), 1),
             "encrypt_probe_wall_ms": round(1e3 * statistics.median(r["encrypt_wall"] for r in runs), 1),
-            "probe_bytes": len(ciphertexts_to_bytes(runs[-1]["probe"])),
+            "probe_message_bytes": len(key.probe_message(vectors[0], layout)),
             "scores_bytes": len(ciphertexts_to_bytes(scorer.score(runs[-1]["probe"], blocks, mode == "encrypted"))),
             "gallery_ciphertext_bytes": len(ciphertexts_to_bytes([c for b in blocks for c in b]))
             if mode == "encrypted"

@@ -151,7 +151,7 @@ def _context(parameters: Parameters) -> Any:
 
 
 def _to_bytes(item: Any) -> bytes:
-    """A SEAL object's serialisation (SEAL's Python binding saves to files only)."""
+    """A SEAL object's serialisation, compressed (SEAL's Python binding saves to files only)."""
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "item")
         item.save(path)
@@ -269,9 +269,24 @@ class ClientKey:
         return cipher
 
     def encrypt_probe(self, probe: np.ndarray, layout: Layout) -> list[Any]:
+        self._check_probe(probe, layout)
+        return [self._encrypt(values) for values in layout.probe_values(probe)]
+
+    def probe_message(self, probe: np.ndarray, layout: Layout) -> bytes:
+        """``encrypt_probe`` as a message for the server, half the size: a ciphertext encrypted with the secret key
+        travels as its seed and one polynomial (SEAL's seeded serialisation), which the server expands on loading."""
+        self._check_probe(probe, layout)
+        seal, messages = _seal(), []
+        for values in layout.probe_values(probe):
+            plain = seal.Plaintext()
+            self._encoder.encode(values.tolist(), 2.0**self.parameters.scale_bits, plain)
+            messages.append(_to_bytes(self._encryptor.encrypt_symmetric(plain)))
+        return _pack(messages)
+
+    @staticmethod
+    def _check_probe(probe: np.ndarray, layout: Layout) -> None:
         if len(probe) != layout.dimension:
             raise ModelError(f"a {len(probe)}-d probe for a gallery of {layout.dimension}-d templates")
-        return [self._encrypt(values) for values in layout.probe_values(probe)]
 
     def encrypt_rows(self, rows: np.ndarray, layout: Layout, first: int = 0) -> list[Any]:
         """The block ciphertexts holding ``rows`` at slot rows ``first``… of one block (zeros elsewhere)."""
@@ -508,8 +523,9 @@ def identify_privately(
 ) -> PrivateIdentification:
     """The whole exchange in one process: the client encrypts ``probe``, the server scores it, the client decrypts,
     ranks and decides (messages cross as bytes, as they would between machines)."""
-    message = ciphertexts_to_bytes(key.encrypt_probe(probe, server.layout))
-    scores = key.decrypt_scores(ciphertexts_from_bytes(key.context, server.score(message)), server.layout)
+    scores = key.decrypt_scores(
+        ciphertexts_from_bytes(key.context, server.score(key.probe_message(probe, server.layout))), server.layout
+    )
     return decide(scores, server.labels, server.point, top_k)
 
 
