@@ -138,3 +138,19 @@ def test_rekey_on_the_command_line_makes_a_new_key_file(tmp_path: Path, monkeypa
     assert refused.exit_code == 5 and "does not open with this key" in refused.output
     monkeypatch.setenv(KEY_FILE_VARIABLE, str(new))
     assert runner.invoke(app, ["people", "list", "--db", str(path)]).exit_code == 0
+
+
+def test_an_altered_sealed_index_is_rebuilt_not_used(tmp_path: Path, key: bytes) -> None:
+    path = tmp_path / "g.db"
+    with Gallery(path, key=key, index="hnsw") as gallery:
+        templates = random_templates(gallery, 50, seed=8)
+        gallery.add_templates("Kit", templates)
+        gallery.rebuild_index()
+        index_file = gallery.index.path  # type: ignore[attr-defined]
+    data = bytearray(index_file.read_bytes())
+    data[len(data) // 2] ^= 1
+    index_file.write_bytes(bytes(data))
+    with Gallery(path, key=key, index="hnsw") as gallery:
+        _, found = gallery.search_templates(templates[3].vector[None], 1)
+        assert "does not open with this key" in (gallery.index.rebuild_reason or "")  # type: ignore[attr-defined]
+    assert found[0, 0] == 4

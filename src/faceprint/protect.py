@@ -10,8 +10,10 @@ id for a gallery row), so a row copied onto another row, or a wrapped key onto a
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import KeyRequiredError
@@ -66,6 +68,7 @@ class Sealer:
 
         if len(key) != KEY_BYTES:
             raise KeyRequiredError(f"an encryption key holds {KEY_BYTES} bytes, not {len(key)}")
+        self._key = key
         self._aead = AESGCM(key)
 
     def seal(self, message: bytes, associated: bytes) -> bytes:
@@ -82,6 +85,42 @@ class Sealer:
             raise KeyRequiredError(
                 f"{what} does not open with this key (a wrong key, or the bytes were altered or moved)"
             ) from None
+
+    @contextlib.contextmanager
+    def reading(self, path: Path, associated: bytes) -> Iterator[Callable[[int], bytes]]:
+        """``read(n)``: the next plaintext bytes of a file ``seal`` wrote, decrypted as they are read (no copy of
+        the whole file in memory). The file's tag is checked when the block ends: a ``KeyRequiredError`` there
+        means that what was read must be thrown away."""
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        size = path.stat().st_size
+        if size < OVERHEAD:
+            raise KeyRequiredError(f"{path} is too short to be sealed")
+        with open(path, "rb") as f:
+            nonce = f.read(NONCE_BYTES)
+            f.seek(size - 16)
+            tag = f.read(16)
+            f.seek(NONCE_BYTES)
+            decryptor = Cipher(algorithms.AES(self._key), modes.GCM(nonce, tag)).decryptor()
+            decryptor.authenticate_additional_data(associated)
+            left = size - OVERHEAD
+
+            def read(count: int) -> bytes:
+                nonlocal left
+                chunk = f.read(min(count, left))
+                left -= len(chunk)
+                return decryptor.update(chunk)
+
+            yield read
+            while left:
+                read(left)
+            try:
+                decryptor.finalize()
+            except InvalidTag:
+                raise KeyRequiredError(
+                    f"{path} does not open with this key (a wrong key, or the bytes were altered or moved)"
+                ) from None
 
 
 def wrap_data_key(data_key: bytes, master_key: bytes, owner: str) -> str:
