@@ -154,3 +154,23 @@ def test_an_altered_sealed_index_is_rebuilt_not_used(tmp_path: Path, key: bytes)
         _, found = gallery.search_templates(templates[3].vector[None], 1)
         assert "does not open with this key" in (gallery.index.rebuild_reason or "")  # type: ignore[attr-defined]
     assert found[0, 0] == 4
+
+
+def test_the_evaluation_cache_follows_the_same_rule(tmp_path: Path, key: bytes) -> None:
+    from faceprint.evaluation.cache import EmbeddingCache
+
+    vector = np.random.default_rng(9).normal(size=64).astype(np.float32).tobytes()
+    row = ("ab" * 32, "options", "hog", vector, "{}", None)
+    plain = EmbeddingCache(tmp_path / "cache.db")
+    plain.put([row])
+    plain.close()
+    sealed = EmbeddingCache(tmp_path / "cache.db", key=key)
+    assert sealed.get([row[0]], "options") == {}  # the rows in the clear were dropped, to be computed anew
+    sealed.put([row])
+    assert sealed.get([row[0]], "options")[row[0]][1] == vector
+    sealed.close()
+    assert vector not in (tmp_path / "cache.db").read_bytes()
+    with pytest.raises(KeyRequiredError, match="--no-cache"):
+        EmbeddingCache(tmp_path / "cache.db")
+    with pytest.raises(KeyRequiredError, match="does not open with this key"):
+        EmbeddingCache(tmp_path / "cache.db", key=new_key())
