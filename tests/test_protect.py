@@ -174,3 +174,21 @@ def test_the_evaluation_cache_follows_the_same_rule(tmp_path: Path, key: bytes) 
         EmbeddingCache(tmp_path / "cache.db")
     with pytest.raises(KeyRequiredError, match="does not open with this key"):
         EmbeddingCache(tmp_path / "cache.db", key=new_key())
+
+
+def test_rekey_encrypts_a_plain_gallery_and_leaves_no_vector_in_the_clear(tmp_path: Path, key: bytes) -> None:
+    folder = tmp_path / "gallery"
+    with Gallery(folder / "g.db", index="hnsw") as gallery:
+        templates = random_templates(gallery, 60, seed=10)
+        gallery.add_templates("Kit", templates)
+        gallery.rebuild_index()  # a saved graph in the clear
+        gallery.rekey(key)
+        _, found = gallery.search_templates(templates[5].vector[None], 1)
+    assert found[0, 0] == 6
+    files = [p for p in folder.iterdir() if p.is_file()]
+    assert any(p.name.endswith(".hnsw") for p in files)  # saved again, sealed
+    for path in files:
+        data = path.read_bytes()
+        assert not any(t.vector.astype("<f4").tobytes() in data for t in templates), path.name
+    with pytest.raises(KeyRequiredError):
+        Gallery(folder / "g.db")
