@@ -20,7 +20,7 @@ from faceprint.encrypted import (
     ciphertexts_to_bytes,
     decide,
 )
-from faceprint.errors import KeyRequiredError, ModelError
+from faceprint.errors import KeyRequiredError, ModelError, PersonNotFoundError
 from faceprint.gallery import Gallery
 from faceprint.models import EMBEDDING_MODELS
 from faceprint.types import Template
@@ -162,5 +162,38 @@ def test_private_keygen_enroll_identify_on_the_command_line(tmp_path: Path) -> N
     answer = json.loads(found.stdout)
     assert answer["name"] == plain.name and answer["decision"] == plain.decision
     assert abs(answer["candidates"][0]["similarity"] - plain.candidates[0].similarity) < 1e-4
+    removed = runner.invoke(
+        app, ["private", "remove", "Rose Leslie", "--key", str(key), "--encrypted-gallery", str(rows)]
+    )
+    assert removed.exit_code == 0, removed.output
+    gone = runner.invoke(app, ["private", "remove", "Rose Leslie", "--key", str(key), "--encrypted-gallery", str(rows)])
+    assert gone.exit_code == 5
     with pytest.raises(KeyRequiredError):
         ClientKey.load(rows)  # a gallery is no key
+
+
+def test_removing_a_row_from_an_encrypted_gallery_re_encrypts_its_block(tmp_path: Path, key: ClientKey) -> None:
+    from faceprint.encrypted import PrivateGallery, enroll_privately, identify_privately, remove_privately
+    from faceprint.pipeline import DEFAULT_OPTIONS
+
+    path, model = tmp_path / "rows.fpe", DEFAULT_OPTIONS.model
+    EncryptedRows.empty(model.model_id, model.dimension, rows_per_block=16).save(path)
+    vectors = unit_rows(20, model.dimension, 7).astype(np.float32)
+    for n, vector in enumerate(vectors):
+        enroll_privately(key, path, f"p{n}", [Template(vector, model.model_id)])
+    before = path.read_bytes()
+    rows = remove_privately(key, path, "p1")  # in the first block; the last row (p19, second block) moves there
+    order = [0, 19, *range(2, 19)]
+    assert [name for _, name in rows.labels] == [f"p{n}" for n in order] and len(rows.blocks) == 2
+    scorer = Scorer(key.parameters)
+    server = PrivateGallery.of_file(path, scorer=scorer)
+    for n in (0, 2, 17, 19):
+        assert identify_privately(key, vectors[n], server).candidates[0].name == f"p{n}"
+    probe = key.encrypt_probe(vectors[1], server.layout)
+    scores = key.decrypt_scores(scorer.score(probe, server.rows.blocks, True), server.layout)
+    np.testing.assert_allclose(scores, vectors[order] @ vectors[1], atol=1e-4)
+    after = path.read_bytes()
+    # One ciphertext per block here (~64 KB each, the file's last two): neither touched block's old bytes remain.
+    assert before[-100_000:-96_000] not in after and before[-20_000:-16_000] not in after
+    with pytest.raises(PersonNotFoundError):
+        remove_privately(key, path, "p1")

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import GalleryError, KeyRequiredError, ModelError
+from .errors import GalleryError, KeyRequiredError, ModelError, PersonNotFoundError
 from .match import IdentificationPoint, check_same_model, identification_point
 from .types import UNKNOWN, Candidate, Decision, Template
 
@@ -294,13 +294,18 @@ class ClientKey:
 
     def decrypt_scores(self, scores: Sequence[Any], layout: Layout) -> np.ndarray:
         """Each gallery row's similarity to the probe."""
-        seal = _seal()
-        decrypted = []
-        for cipher in scores:
-            plain = seal.Plaintext()
-            self._decryptor.decrypt(cipher, plain)
-            decrypted.append(np.asarray(self._encoder.decode_double(plain)))
-        return layout.fold(decrypted)
+        return layout.fold([self._decrypt(cipher) for cipher in scores])
+
+    def block_rows(self, block: Sequence[Any], layout: Layout) -> np.ndarray:
+        """The rows one block of an encrypted gallery holds (``segment_length`` × ``dimension``; zeros past them)."""
+        values = np.stack([self._decrypt(cipher)[: layout.slots] for cipher in block])
+        by_coordinate = values.reshape(len(block), layout.segments, layout.segment_length)
+        return by_coordinate.transpose(2, 0, 1).reshape(layout.segment_length, -1)[:, : layout.dimension]
+
+    def _decrypt(self, cipher: Any) -> np.ndarray:
+        plain = _seal().Plaintext()
+        self._decryptor.decrypt(cipher, plain)
+        return np.asarray(self._encoder.decode_double(plain))
 
 
 def ciphertexts_to_bytes(ciphertexts: Sequence[Any]) -> bytes:
@@ -547,5 +552,31 @@ def enroll_privately(key: ClientKey, path: Path, name: str, templates: Sequence[
     centroid = vectors.mean(axis=0)
     centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
     rows.add(scorer, [name], key.encrypt_rows(centroid[None], rows.layout, rows.next_slot))
+    rows.save(path)
+    return rows
+
+
+def remove_privately(key: ClientKey, path: Path, name: str) -> EncryptedRows:
+    """Remove ``name``'s row from the encrypted gallery at ``path``: the client decrypts the row's block (and the last
+    block), moves the last row into the freed slot and encrypts those blocks anew, so the file rewritten holds no
+    ciphertext of the removed row."""
+    scorer = Scorer(key.parameters)
+    rows = EncryptedRows.load(path, scorer)
+    names = [label for _, label in rows.labels]
+    if name not in names:
+        raise PersonNotFoundError(f"{path}: no {name!r} in the encrypted gallery")
+    layout, length = rows.layout, rows.layout.segment_length
+    position, last = names.index(name), len(names) - 1
+    touched = sorted({position // length, last // length})
+    plain = {block: key.block_rows(rows.blocks[block], layout) for block in touched}
+    plain[position // length][position % length] = plain[last // length][last % length]
+    names[position] = names[last]
+    names.pop()
+    rows.labels = list(enumerate(names, start=1))
+    for block in touched:
+        count = min(length, len(names) - block * length)
+        if count > 0:
+            rows.blocks[block] = key.encrypt_rows(plain[block][:count], rows.layout, 0)
+    rows.blocks = rows.blocks[: rows.layout.blocks]
     rows.save(path)
     return rows

@@ -102,6 +102,22 @@ def enroll(
 
 @private.command()
 @handles_errors
+def remove(
+    name: Annotated[str, typer.Argument(help="The person's name.")],
+    key: KeyOption,
+    gallery: Annotated[Path, typer.Option("--encrypted-gallery", help="The encrypted gallery file.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Remove a person from an encrypted gallery: their block is encrypted anew without them (needs --key)."""
+    from ..encrypted import ClientKey, remove_privately
+    from ..gallery.names import normalize_name
+
+    rows = remove_privately(ClientKey.load(key), gallery, normalize_name(name))
+    emit({"gallery": str(gallery), "rows": len(rows.labels)}, f"removed {name} ({len(rows.labels)} rows)", json_output)
+
+
+@private.command()
+@handles_errors
 def identify(
     image: Annotated[Path, typer.Argument(help="The photo whose main face to identify.")],
     key: KeyOption,
