@@ -40,6 +40,11 @@ class GalleryError(FaceprintError):
     """The gallery file is corrupt, locked, from a newer version, or the request is inconsistent."""
 
 
+class KeyRequiredError(GalleryError):
+    """An encrypted gallery (or file) was opened without its key, with a wrong key, or its sealed bytes were
+    altered; nothing was changed."""
+
+
 class PersonNotFoundError(GalleryError):
     """The named person (or template) is not in the gallery."""
 

@@ -2,7 +2,8 @@
 
 The cache is one SQLite file keyed by the image file's SHA-256 and a digest of everything a
 template depends on (faceprint version, model, pipeline options), so a renamed file is still
-found and a changed option or model never reuses a stale vector.
+found and a changed option or model never reuses a stale vector. With a master key (``$FACEPRINT_KEY_FILE``, as for
+galleries: ``faceprint.protect``) the vectors are stored AES-256-GCM encrypted under the cache's own wrapped data key.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
+from ..errors import KeyRequiredError
 from ..pipeline import ImageResult, PipelineOptions, process_files
+from ..protect import Sealer, key_from_env, new_key, unwrap_data_key, wrap_data_key
 from ..quality import DEFAULT_THRESHOLDS
 
 QUALITY_FIELDS = ("face_size", "sharpness", "yaw")
@@ -59,14 +62,41 @@ def options_key(options: PipelineOptions) -> str:
 class EmbeddingCache:
     """Main-face results by (file SHA-256, options key) in a SQLite file."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, key: bytes | None = None) -> None:
+        """``key``: the master key (default: ``$FACEPRINT_KEY_FILE``'s); a cache made with one needs it, and a plain
+        cache opened with one drops its rows (they are recomputed, encrypted)."""
         self.path = path or default_cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=30)
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS face (sha256 TEXT, options TEXT, status TEXT, vector BLOB, quality TEXT,"
             " message TEXT, PRIMARY KEY (sha256, options))"
         )
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        try:
+            self._sealer = self._open_sealer(key if key is not None else key_from_env())
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _open_sealer(self, master_key: bytes | None) -> Sealer | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'data_key'").fetchone()
+        if row is not None:
+            if master_key is None:
+                raise KeyRequiredError(
+                    f"{self.path}: the embedding cache is encrypted; give its key file ($FACEPRINT_KEY_FILE), "
+                    "or run with --no-cache"
+                )
+            return Sealer(unwrap_data_key(row[0], master_key, _CACHE_OWNER, str(self.path)))
+        if master_key is None:
+            return None
+        data_key = new_key()
+        with self._db:
+            self._db.execute("DELETE FROM face")  # vectors in the clear: recomputed and stored encrypted
+            wrapped = wrap_data_key(data_key, master_key, _CACHE_OWNER)
+            self._db.execute("INSERT INTO meta (key, value) VALUES ('data_key', ?)", (wrapped,))
+        return Sealer(data_key)
 
     def close(self) -> None:
         self._db.close()
@@ -80,12 +110,31 @@ class EmbeddingCache:
                 f"SELECT sha256, status, vector, quality, message FROM face WHERE options = ? AND sha256 IN ({marks})",
                 [options, *chunk],
             )
-            found.update({row[0]: row[1:] for row in rows})
+            found.update({row[0]: (row[1], self._vector(row[2], row[0], options), *row[3:]) for row in rows})
         return found
 
     def put(self, rows: Sequence[tuple]) -> None:
+        """``(sha256, options, status, vector bytes or None, quality, message)`` rows."""
+        if self._sealer is not None:
+            sealer = self._sealer
+            rows = [
+                (d, o, s, v if v is None else sealer.seal(v, _row_context(d, o)), *rest) for d, o, s, v, *rest in rows
+            ]
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO face VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def _vector(self, stored: bytes | None, digest: str, options: str) -> bytes | None:
+        if stored is None or self._sealer is None:
+            return stored
+        return self._sealer.open(stored, _row_context(digest, options), f"{self.path}: the cached vector of {digest}")
+
+
+#: Whose data key a cache's wrapped key is (GCM associated data).
+_CACHE_OWNER = "evaluation embedding cache"
+
+
+def _row_context(digest: str, options: str) -> bytes:
+    return f"faceprint cached vector\0{digest}\0{options}".encode()
 
 
 def embed_images(

@@ -39,6 +39,7 @@ from ..models import EMBEDDING_MODELS
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files, single_face, template_of
 from ..profiles import options_for_model
 from ..progress import OnProgress
+from ..protect import key_from_env
 from ..quality import problems_for
 from ..types import Candidate, Decision, Face, Identification, Template, TemplateIdentification, Verification
 from .names import name_key, normalize_name
@@ -186,6 +187,10 @@ class Gallery:
     comparison one (``operating_point``, for 1:1 decisions). ``create=False`` opens only a gallery that
     exists (``GalleryError`` naming the file otherwise), for reading: an SQLite gallery is otherwise created
     on first use.
+    ``key``: the master key (32 bytes, ``faceprint.protect.read_key_file``; default: the file named by
+    ``$FACEPRINT_KEY_FILE``). With a key, an SQLite gallery's vectors, and its saved search index, are stored
+    AES-256-GCM encrypted (a gallery opened with a key for the first time is encrypted then); an encrypted gallery
+    opened without its key, or with another, is a ``KeyRequiredError`` and nothing changes.
     ``options``: the pipeline; by default, the one of the model the gallery's templates hold
     (``faceprint.profiles.options_for_model``), and ``PipelineOptions()`` for a new gallery.
 
@@ -207,6 +212,7 @@ class Gallery:
         index_storage: Storage | None = None,
         on_progress: OnProgress | None = None,
         create: bool = True,
+        key: bytes | None = None,
     ) -> None:
         self.fmr = fmr
         self.fpir = fpir
@@ -215,7 +221,8 @@ class Gallery:
         self._mode = index or _from_env("FACEPRINT_INDEX", MODES)
         self._storage = index_storage or _from_env("FACEPRINT_INDEX_STORAGE", STORAGES)
         self._on_progress = on_progress
-        self.store: GalleryStore = open_store(path if path is not None else default_gallery_path(), create=create)
+        location = path if path is not None else default_gallery_path()
+        self.store: GalleryStore = open_store(location, create=create, key=key if key is not None else key_from_env())
         self.path = self.store.path
         self.options = options if options is not None else _options_of_templates(self.store)
         try:
@@ -415,6 +422,7 @@ class Gallery:
         self.options = options
         self.index.close()
         self.index = self._open_index()
+        self.erase_removed()  # the old model's vectors, in the file and in a saved index
         return Reembedding(options.model.model_id, len(added), removed, stale)
 
     # --- calibration ------------------------------------------------------------------------
@@ -667,6 +675,16 @@ class Gallery:
             cache.popitem(last=False)
         return answer
 
+    def person_centroids(self) -> tuple[list[int], list[str], np.ndarray]:
+        """Every person's id, name and centroid (the vector ``rank_people`` scores them by), in id order: the rows
+        an encrypted search scores (``faceprint.encrypted``)."""
+        people = sorted(self.store.people(), key=lambda p: p.id)
+        centroids = self._centroids({p.id for p in people})
+        kept = [p for p in people if p.id in centroids]
+        dimension = EMBEDDING_MODELS[self.model_id].dimension if self.model_id in EMBEDDING_MODELS else 0
+        vectors = np.stack([centroids[p.id] for p in kept]) if kept else np.zeros((0, dimension), np.float32)
+        return [p.id for p in kept], [p.name for p in kept], vectors
+
     def search_templates(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(similarities, template_ids)`` of the ``k`` most similar templates to each query vector,
         best first (rows padded with id ``-1`` when the gallery holds fewer)."""
@@ -704,17 +722,52 @@ class Gallery:
 
     def merge(self, source: str | int, target: str | int) -> Person:
         """Move every template of ``source`` into ``target`` and remove ``source``."""
-        return self.store.merge(source, target)
+        merged = self.store.merge(source, target)
+        self.erase_removed()  # templates of images both were enrolled from are removed
+        return merged
 
     def remove_person(self, key: str | int) -> Person:
-        return self.store.remove_person(key)
+        """Remove a person and their templates, leaving no copy of their vectors in the files faceprint wrote
+        (``erase_removed``)."""
+        removed = self.store.remove_person(key)
+        self.erase_removed()
+        return removed
 
     def remove_template(self, template_id: int) -> TemplateRecord:
-        return self.store.remove_template(template_id)
+        removed = self.store.remove_template(template_id)
+        self.erase_removed()
+        return removed
+
+    def erase_removed(self) -> None:
+        """Leave no copy of a removed template's vector in a file faceprint wrote for this gallery: the SQLite file
+        (deleted rows are zeroed as they are deleted) and its WAL (checkpointed and truncated), the search index's
+        file (its tombstones zeroed). Copies made outside faceprint (backups) are not reachable; see the README."""
+        if isinstance(self.store, SQLiteStore):
+            self.store.erase_removed()
+        self.index.erase_removed()
+
+    # --- encryption at rest ---------------------------------------------------------------------
+
+    def rekey(self, new_key: bytes) -> None:
+        """Wrap the gallery's data key under ``new_key`` (encrypting the gallery first if it is not): the old
+        master key opens it no more. The vectors are not re-encrypted."""
+        if not isinstance(self.store, SQLiteStore):
+            raise GalleryError(f"{self.path}: faceprint encrypts SQLite galleries only")
+        if not self.store.encrypted:
+            self.store.close()
+            self.store = SQLiteStore(Path(self.path), key=new_key)
+            self.index.close()
+            self.index = self._open_index()
+            self.erase_removed()  # the vectors in the clear: in the WAL, in a saved index
+            return
+        self.store.rekey(new_key)
 
     def remove_templates(self, key: str | int) -> list[TemplateRecord]:
-        """Remove every template of a person, who stays enrolled (with none) for new photos."""
-        return [self.store.remove_template(t.id) for t in self.templates(key)]
+        """Remove every template of a person, who stays enrolled (with none) for new photos; erased as
+        ``remove_template`` erases."""
+        removed = [self.store.remove_template(t.id) for t in self.templates(key)]
+        self.erase_removed()
+        return removed
 
     # --- 1:1 against an enrolled person -----------------------------------------------------
 

@@ -448,6 +448,18 @@ class MilvusIndex:
     def verify(self) -> list[str]:
         raise GalleryError(f"{self.store.path}: {self.MANAGED}")
 
+    def erase_removed(self) -> None:
+        """Ask Milvus to compact the collection: a deletion only marks rows deleted, and their vectors stay in
+        Milvus's segment files until a compaction rewrites those segments (a server runs it in the background;
+        this asks for it now, and Milvus Lite, which does not compact, keeps them; see the README's "Privacy")."""
+        store = self.store
+        if store._has_templates():
+            try:
+                store._client.compact(store._templates)
+            except Exception as exc:  # Milvus Lite: "compact" is not supported
+                if "not support" not in str(exc).lower() and "unimplemented" not in str(exc).lower():
+                    raise GalleryError(f"{store.path}: compaction failed ({exc})") from None
+
 
 def _template_row(template_id: int, person_id: int, t: NewTemplate, now: str) -> dict[str, Any]:
     info = {

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..choices import Mode, Storage
-from ..errors import GalleryError, PersonNotFoundError
+from ..errors import GalleryError, KeyRequiredError, PersonNotFoundError
 from ..progress import OnProgress
+from ..protect import Sealer, new_key, unwrap_data_key, wrap_data_key
 from .names import name_key
 from .records import NewTemplate, Person, TemplateRecord
 
@@ -99,17 +100,16 @@ def _statements(script: str) -> Iterator[str]:
             pending = ""
 
 
+#: Meta key of the gallery's data key, wrapped by the master key (present: the vectors are encrypted).
+DATA_KEY = "data_key"
+
 #: SQLite's default limit on ``?`` parameters per statement is 32766; stay well under it.
 _MAX_SQL_PARAMS = 10_000
 
 
-def _unpack(rows: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """``(ids, float32 vectors)`` from ``(id, vector blob)`` rows."""
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-    ids = np.array([r[0] for r in rows], dtype=np.int64)
-    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
-    return ids, vectors.astype(np.float32)
+def _row_context(template_id: int, model_id: str) -> bytes:
+    """What a sealed vector is bound to: its row and its model (a blob moved to another row does not open)."""
+    return b"faceprint template\0%d\0%s" % (template_id, model_id.encode())
 
 
 def _inserted_id(cursor: sqlite3.Cursor) -> int:
@@ -125,7 +125,9 @@ def _now() -> str:
 class SQLiteStore:
     """Persons and templates in one SQLite file; every public method is one transaction."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = 30.0, create: bool = True) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout: float = 30.0, create: bool = True, key: bytes | None = None
+    ) -> None:
         self.path = path
         self._lock = threading.RLock()
         self._checked = False  # by _check_before_first_write
@@ -138,11 +140,17 @@ class SQLiteStore:
             raise GalleryError(f"{path}: cannot open gallery ({exc})") from None
         try:
             self._open()
+            #: The data key sealing the vectors (None: an unencrypted gallery), and its cipher.
+            self._data_key = self._open_data_key(key)
+            self.sealer = Sealer(self._data_key) if self._data_key is not None else None
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise GalleryError(
                 f"{path}: not a readable faceprint gallery ({exc}); the file was left untouched"
             ) from None
+        except BaseException:
+            self._db.close()
+            raise
 
     def _open(self) -> None:
         app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
@@ -158,6 +166,9 @@ class SQLiteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten with zeros, not merely unlinked: a removed person's vector must not stay
+        # readable in the file's free space (GDPR art. 17; see erase_removed for the WAL).
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.create_function("faceprint_name_key", 1, name_key, deterministic=True)
         if version < SCHEMA_VERSION:
             self._migrate()
@@ -171,6 +182,65 @@ class SQLiteStore:
                     db.execute(statement)
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _open_data_key(self, master_key: bytes | None) -> bytes | None:
+        """The gallery's data key, unwrapped with ``master_key``; a gallery without one is encrypted now when a
+        key is given, and stays unencrypted otherwise."""
+        wrapped = self.meta(DATA_KEY)
+        if wrapped is None:
+            return self._encrypt(master_key) if master_key is not None else None
+        if master_key is None:
+            raise KeyRequiredError(
+                f"{self.path}: the gallery is encrypted; give its key file ($FACEPRINT_KEY_FILE); nothing was changed"
+            )
+        return unwrap_data_key(wrapped, master_key, self._gallery_id(), str(self.path))
+
+    def _gallery_id(self) -> str:
+        return self.meta("gallery_id") or ""
+
+    def _encrypt(self, master_key: bytes) -> bytes:
+        """Give the gallery a data key wrapped by ``master_key`` and seal every stored vector with it."""
+        data_key = new_key()
+        sealer = Sealer(data_key)
+        with self.transaction() as db:
+            if db.execute("SELECT value FROM meta WHERE key = ?", (DATA_KEY,)).fetchone():
+                raise KeyRequiredError(f"{self.path}: another process encrypted the gallery meanwhile; open it again")
+            rows = db.execute("SELECT id, model_id, vector FROM template").fetchall()
+            db.executemany(
+                "UPDATE template SET vector = ? WHERE id = ?",
+                [(sealer.seal(blob, _row_context(i, model)), i) for i, model, blob in rows],
+            )
+            wrapped = wrap_data_key(data_key, master_key, self._gallery_id())
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (DATA_KEY, wrapped))
+        return data_key
+
+    @property
+    def encrypted(self) -> bool:
+        return self.sealer is not None
+
+    def rekey(self, new_master_key: bytes) -> None:
+        """Wrap the data key under ``new_master_key`` (the vectors stay as they are: only 32 bytes change)."""
+        if self._data_key is None:
+            raise KeyRequiredError(f"{self.path}: the gallery is not encrypted; open it with a key to encrypt it")
+        wrapped = wrap_data_key(self._data_key, new_master_key, self._gallery_id())
+        with self.transaction() as db:
+            db.execute("UPDATE meta SET value = ? WHERE key = ?", (wrapped, DATA_KEY))
+
+    def _stored_vector(self, template_id: int, model_id: str, vector: np.ndarray) -> bytes:
+        raw = np.asarray(vector, dtype="<f4").tobytes()
+        return raw if self.sealer is None else self.sealer.seal(raw, _row_context(template_id, model_id))
+
+    def _unpack(self, rows: Sequence[Sequence[Any]], model_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, float32 vectors)`` from ``(id, vector blob)`` rows of ``model_id``."""
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        blobs = [r[1] for r in rows]
+        if self.sealer is not None:
+            sealer, where = self.sealer, f"{self.path}: template"
+            blobs = [sealer.open(b, _row_context(i, model_id), f"{where} {i}") for i, b in zip(ids.tolist(), blobs)]
+        vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(rows), -1)
+        return ids, vectors.astype(np.float32)
 
     def close(self) -> None:
         self._db.close()
@@ -300,14 +370,17 @@ class SQLiteStore:
         """Insert templates (within the caller's transaction); an image already enrolled for
         this person is skipped. Returns the ids of the templates actually added."""
         added = []
+        # The id is chosen before inserting (as SQLite would: one past the largest) to seal the vector to its row.
+        next_id = int(db.execute("SELECT coalesce(max(id), 0) + 1 FROM template").fetchone()[0])
         for t in templates:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO template (person_id, model_id, vector, image_sha256, source, box, quality,"
-                " quality_report, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO template (id, person_id, model_id, vector, image_sha256, source, box, quality,"
+                " quality_report, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
+                    next_id,
                     person_id,
                     t.model_id,
-                    np.asarray(t.vector, dtype="<f4").tobytes(),
+                    self._stored_vector(next_id, t.model_id, t.vector),
                     t.image_sha256,
                     t.source,
                     json.dumps(list(t.box)) if t.box is not None else None,
@@ -318,6 +391,7 @@ class SQLiteStore:
             )
             if cursor.rowcount:
                 added.append(_inserted_id(cursor))
+                next_id += 1
         if added:
             db.execute("UPDATE person SET updated_at = ? WHERE id = ?", (_now(), person_id))
         return added
@@ -423,7 +497,7 @@ class SQLiteStore:
             )
             if not rows:
                 return
-            yield _unpack(rows)
+            yield self._unpack(rows, model_id)
             last = rows[-1][0]
 
     def vectors(self, template_ids: Sequence[int] | np.ndarray, model_id: str) -> tuple[np.ndarray, np.ndarray]:
@@ -436,7 +510,7 @@ class SQLiteStore:
                 f"SELECT id, vector FROM template WHERE model_id = ? AND id IN ({','.join('?' * len(part))})",
                 (model_id, *part),
             )
-        return _unpack(sorted(found))
+        return self._unpack(sorted(found), model_id)
 
     def persons_of(self, template_ids: Sequence[int] | np.ndarray) -> dict[int, int]:
         """Person id of each of ``template_ids`` that still exists."""
@@ -491,6 +565,14 @@ class SQLiteStore:
         from ..index.synced import SyncedIndex  # faiss loads when a gallery is opened, not when faceprint is imported
 
         return SyncedIndex(self, model_id, mode=mode, storage=storage, on_progress=on_progress)
+
+    def erase_removed(self) -> bool:
+        """Copy the WAL into the file and truncate it to zero bytes: the WAL's older frames still hold the pages as
+        they were before a deletion (vectors included) until overwritten. False when other connections still read
+        from the WAL: those frames go when the next erasure or checkpoint finds it free."""
+        with self._lock:
+            busy = self._query("PRAGMA wal_checkpoint(TRUNCATE)")[0][0]
+        return not busy
 
     def integrity_check(self) -> str:
         return str(self._query("PRAGMA integrity_check")[0][0])

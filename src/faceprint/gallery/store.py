@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..choices import Mode, Storage
+from ..errors import GalleryError
 from ..index import GalleryIndex
 from ..progress import OnProgress
 from .records import NewTemplate, Person, TemplateRecord
@@ -62,13 +63,18 @@ class GalleryStore(Protocol):
         ...
 
 
-def open_store(location: str | os.PathLike, *, create: bool = True) -> GalleryStore:
+def open_store(location: str | os.PathLike, *, create: bool = True, key: bytes | None = None) -> GalleryStore:
     """The store named by ``location``: an SQLite file path, ``milvus://host:port/collection``,
     ``milvus-lite:///path/file.db`` or a path ending in ``.milvus.db``. Without ``create``, an SQLite
-    file that does not exist is a ``GalleryError`` (a mistyped path is not a new, empty gallery)."""
+    file that does not exist is a ``GalleryError`` (a mistyped path is not a new, empty gallery).
+    ``key``: the master key of an encrypted SQLite gallery (``faceprint.protect``; a gallery opened with a
+    key for the first time is encrypted then)."""
     text = os.fspath(location)
     if text.startswith(("milvus://", "milvus-lite://")) or text.endswith(MILVUS_LITE_SUFFIX):
+        if key is not None:
+            # Milvus must read the vectors to index them: its own encryption at rest applies there.
+            raise GalleryError(f"{text}: faceprint encrypts SQLite galleries only, not Milvus collections")
         from .milvus import MilvusStore  # pymilvus is an optional dependency
 
         return MilvusStore.from_uri(text)
-    return SQLiteStore(Path(text), create=create)
+    return SQLiteStore(Path(text), create=create, key=key)

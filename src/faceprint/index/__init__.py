@@ -41,6 +41,10 @@ class GalleryIndex(SearchIndex, Protocol):
         """Problems found comparing the index with the store (empty: consistent)."""
         ...
 
+    def erase_removed(self) -> None:
+        """Leave no copy of a removed template's vector in what the index keeps on disk (as far as it can)."""
+        ...
+
 
 #: Most query-template scores held at once by ExactIndex (float32: 64 MiB).
 _MAX_SCORES = 1 << 24

@@ -21,6 +21,7 @@ import faiss
 import numpy as np
 
 from ..choices import Storage
+from ..protect import Sealer
 
 _QUANTISERS: dict[Storage, int] = {"f16": faiss.ScalarQuantizer.QT_fp16, "i8": faiss.ScalarQuantizer.QT_8bit_uniform}
 
@@ -42,6 +43,8 @@ _NONE = -1
 #: Up to this many ids are looked up by scanning the id map (~0.5 ms per id at 1M) rather than by
 #: sorting it (~80 ms at 1M, and undone by the next insertion).
 _SCAN_LIMIT = 32
+#: Bytes faiss asks for at a time from a sealed file.
+_READ_CHUNK = 1 << 22
 #: Accepts every live template id (tombstones are -1).
 _LIVE = faiss.IDSelectorRange(0, np.iinfo(np.int64).max)
 
@@ -98,9 +101,15 @@ class HNSWIndex:
         return built
 
     @classmethod
-    def load(cls, path: Path, *, view: bool) -> HNSWIndex:
-        """A saved index; ``view`` memory-maps it read-only (instant open, pages read as searched)."""
-        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if view else 0)
+    def load(cls, path: Path, *, view: bool, sealer: Sealer | None = None, context: bytes = b"") -> HNSWIndex:
+        """A saved index; ``view`` memory-maps it read-only (instant open, pages read as searched); ``sealer``
+        opens a file ``save`` sealed with ``context`` (read whole and decrypted: never a view)."""
+        if sealer is not None:
+            # Decrypted as faiss reads it (about the time of reading a plain file; BENCHMARKS.md, "Privacy").
+            with sealer.reading(path, context) as read:
+                index = faiss.read_index(faiss.PyCallbackIOReader(read, _READ_CHUNK))  # type: ignore[attr-defined]
+        else:
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if view else 0)
         if not isinstance(index, faiss.IndexIDMap) or not isinstance(
             faiss.downcast_index(index.index), faiss.IndexHNSW
         ):
@@ -116,10 +125,14 @@ class HNSWIndex:
         copied._fixed_depth = self._fixed_depth
         return copied
 
-    def save(self, path: Path) -> None:
-        """Write to ``path`` atomically: a crash leaves the old file or the new one, never half of one."""
+    def save(self, path: Path, *, sealer: Sealer | None = None, context: bytes = b"") -> None:
+        """Write to ``path`` atomically: a crash leaves the old file or the new one, never half of one;
+        encrypted by ``sealer`` (bound to ``context``) when given."""
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        faiss.write_index(self._index, str(partial))
+        if sealer is None:
+            faiss.write_index(self._index, str(partial))
+        else:
+            partial.write_bytes(sealer.seal(faiss.serialize_index(self._index).tobytes(), context))
         with open(partial, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(partial, path)
@@ -181,6 +194,18 @@ class HNSWIndex:
         self._ids()[labels] = _NONE
         self._dead += len(labels)
         self._lookup = None
+
+    def scrub_removed(self) -> None:
+        """Overwrite the stored vectors of removed templates (tombstones) with zeros, so that a saved graph keeps no
+        trace of them. The zeroed nodes still link the graph; searches pass through them as before (never returning
+        them) until the owner rebuilds it (``dead_share``). Not on a read-only memory-mapped view: ``copy()`` first."""
+        if self._source is not None:
+            raise ValueError("a memory-mapped graph is read-only: scrub a copy")
+        dead = np.flatnonzero(self._ids() == _NONE)
+        if len(dead):
+            storage = cast(faiss.IndexFlatCodes, faiss.downcast_index(self._graph.storage))
+            codes = faiss.rev_swig_ptr(storage.codes.data(), storage.codes.size())
+            codes.reshape(self._index.ntotal, storage.code_size)[dead] = 0
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """The stored (possibly quantised) vectors of ``ids`` (all in the index), as float32."""

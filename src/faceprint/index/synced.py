@@ -30,7 +30,9 @@ from typing import Protocol
 import numpy as np
 
 from ..choices import MODES, STORAGES, Mode, Storage
+from ..errors import KeyRequiredError
 from ..progress import OnProgress
+from ..protect import Sealer
 from . import ExactIndex
 from .hnsw import HNSWIndex
 
@@ -59,6 +61,8 @@ class VectorStore(Protocol):
     """What a gallery store gives its index (SQLiteStore implements it)."""
 
     path: Path
+    #: Seals the saved index when the store is encrypted (None: saved in the clear, and memory-mapped).
+    sealer: Sealer | None
 
     def snapshot(self) -> contextlib.AbstractContextManager[None]: ...
     def last_change(self) -> int: ...
@@ -81,6 +85,15 @@ class IndexInfo:
     change: int
     count: int
     bytes: int
+    #: Encrypted with the gallery's data key (``faceprint.protect``).
+    sealed: bool = False
+
+
+def _saved_files(gallery: Path, storage: Storage) -> tuple[Path, Path]:
+    """The saved graph of a gallery file for ``storage``, and its info (one file per storage type, so trying f16
+    does not throw away a built f32 index)."""
+    suffix = ".hnsw" if storage == "f32" else f".{storage}.hnsw"
+    return gallery.with_name(gallery.name + suffix), gallery.with_name(gallery.name + suffix + ".json")
 
 
 class SyncedIndex:
@@ -111,10 +124,7 @@ class SyncedIndex:
         self.storage = storage
         self.threshold = threshold
         self.on_progress = on_progress
-        # One file per storage type, so trying f16 does not throw away a built f32 index.
-        suffix = ".hnsw" if storage == "f32" else f".{storage}.hnsw"
-        self.path = store.path.with_name(store.path.name + suffix)
-        self.info_path = store.path.with_name(store.path.name + suffix + ".json")
+        self.path, self.info_path = _saved_files(store.path, storage)
         #: Why the saved index was last rebuilt (None: it was up to date or never needed).
         self.rebuild_reason: str | None = None
         self._lock = threading.RLock()
@@ -215,6 +225,28 @@ class SyncedIndex:
         if self._unsaved and self._unsaved >= max(CHECKPOINT_CHANGES, len(self._index or ()) // 100):
             self.save()
 
+    def erase_removed(self) -> None:
+        """Leave no removed template's vector in a file this index wrote: the saved graph's tombstones are zeroed
+        (``HNSWIndex.scrub_removed``) and the file written anew; saved graphs of other storage types, and one this
+        gallery no longer searches with, are deleted (caches: rebuilt when next needed)."""
+        with self._lock, self.store.snapshot():
+            for storage in STORAGES:
+                if storage != self.storage:
+                    for path in _saved_files(self.store.path, storage):
+                        path.unlink(missing_ok=True)
+            if not self.path.is_file():
+                return
+            index = self.refresh()
+            if not isinstance(index, HNSWIndex):
+                self.path.unlink(missing_ok=True)
+                self.info_path.unlink(missing_ok=True)
+                return
+            if self._view:
+                index, self._view = index.copy(), False
+                self._index = index
+            index.scrub_removed()
+            self.save()
+
     def close(self) -> None:
         """Save the index if enough changes are not in the saved file yet (the store stays open)."""
         with self._lock:
@@ -238,12 +270,13 @@ class SyncedIndex:
             problem = self._mismatch(info, change)
             if problem is None:
                 assert info is not None
-                index = HNSWIndex.load(self.path, view=True)
+                sealer = self.store.sealer
+                index = HNSWIndex.load(self.path, view=sealer is None, sealer=sealer, context=self._context())
                 if len(index) == info.count and index.dimension == info.dimension:
-                    self._view, self._change, self._unsaved = True, info.change, 0
+                    self._view, self._change, self._unsaved = sealer is None, info.change, 0
                     return index
                 problem = f"{self.path} is corrupt: {len(index)} vectors where {info.count} were saved"
-        except (OSError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError, KeyRequiredError) as exc:
             problem = f"{self.path} is unreadable ({exc})"
         self.rebuild_reason = problem
         return None
@@ -257,6 +290,7 @@ class SyncedIndex:
             "gallery_id": self.store.meta("gallery_id"),
             "model_id": self.model_id,
             "storage": self.storage,
+            "sealed": self.store.sealer is not None,
         }
         for key, value in expected.items():
             if getattr(info, key) != value:
@@ -310,7 +344,7 @@ class SyncedIndex:
             index = self._index
             if not isinstance(index, HNSWIndex):
                 return
-            index.save(self.path)
+            index.save(self.path, sealer=self.store.sealer, context=self._context())
             info = IndexInfo(
                 format=FORMAT,
                 gallery_id=self.store.meta("gallery_id") or "",
@@ -320,6 +354,7 @@ class SyncedIndex:
                 change=self._change,
                 count=len(index),
                 bytes=self.path.stat().st_size,
+                sealed=self.store.sealer is not None,
             )
             partial = self.info_path.with_name(f"{self.info_path.name}.{os.getpid()}.partial")
             with open(partial, "w") as f:
@@ -328,6 +363,11 @@ class SyncedIndex:
                 os.fsync(f.fileno())
             os.replace(partial, self.info_path)
             self._unsaved = 0
+
+    def _context(self) -> bytes:
+        """What a sealed index file is bound to: this gallery, model and storage."""
+        owner = f"{self.store.meta('gallery_id')}\0{self.model_id}\0{self.storage}"
+        return b"faceprint index\0" + owner.encode()
 
     @contextlib.contextmanager
     def _save_lock(self) -> Iterator[None]:

@@ -27,6 +27,7 @@ from ..errors import (
     GalleryError,
     InvalidImageError,
     InvalidNameError,
+    KeyRequiredError,
     LowQualityError,
     ManyFacesError,
     ModelError,
@@ -52,6 +53,8 @@ PROBLEM_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
     (ManyFacesError, 422, "Several faces found"),
     (LowQualityError, 422, "Face quality too low"),
     (ModelError, 422, "Template of another model"),
+    # The server was started without the master key of an encrypted collection: its operator must act.
+    (KeyRequiredError, 503, "Collection key not available"),
     (GalleryError, 409, "Conflict with the collection's content"),
     (OutputError, 503, "Result could not be stored"),
     (FaceprintError, 422, "Request cannot be done"),

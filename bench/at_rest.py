@@ -1,0 +1,135 @@
+"""What encryption at rest costs (issue 17): index open time and identification throughput, plain vs encrypted.
+
+Random unit templates of the default model's dimension (5 per person); medians of ``--rounds`` interleaved rounds.
+``open_times``: a saved HNSW graph opened memory-mapped, read whole, or read, decrypted and deserialised.
+``throughput``: ``rank_people`` on a plain and an encrypted gallery of the same templates.
+
+    python bench/at_rest.py --open-sizes 100000 1000000 --throughput-sizes 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from faceprint.gallery import Gallery
+from faceprint.gallery.records import NewTemplate
+from faceprint.gallery.sqlite import SQLiteStore
+from faceprint.index import hnsw
+from faceprint.index.hnsw import HNSWIndex
+from faceprint.pipeline import DEFAULT_OPTIONS
+from faceprint.protect import Sealer, new_key
+
+PER_PERSON = 5
+
+
+def write(path: Path, vectors: np.ndarray, key: bytes | None) -> None:
+    model = DEFAULT_OPTIONS.model.model_id
+    store = SQLiteStore(path, key=key)
+    for start in range(0, len(vectors), 50_000):
+        with store.transaction() as db:
+            for first in range(start, min(start + 50_000, len(vectors)), PER_PERSON):
+                person = store.ensure_person(db, f"person {first // PER_PERSON}", None, None)
+                rows = vectors[first : first + PER_PERSON]
+                store.add_templates(db, person, [NewTemplate(v, model) for v in rows])
+    store.close()
+
+
+def unit_rows(count: int, dimension: int, rng: np.random.Generator) -> np.ndarray:
+    rows = rng.normal(size=(count, dimension)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def open_times(size: int, rounds: int, folder: Path) -> dict:
+    """Opening a saved graph of ``size`` templates and answering one search, then 100 more: memory-mapped, read
+    whole, and read, decrypted and deserialised. The graph is built with efConstruction 16 (quick; opening does not
+    depend on it); rebuilding in memory instead is measured by ``throughput``'s galleries at their real settings."""
+    rng = np.random.default_rng(size)
+    dimension = DEFAULT_OPTIONS.model.dimension
+    hnsw.EXPANSION_ADD = 16
+    started = time.perf_counter()
+    graph = HNSWIndex.build([(np.arange(size), unit_rows(size, dimension, rng))], dimension)
+    report: dict = {"templates": size, "quick_build_s": time.perf_counter() - started}
+    sealer, context = Sealer(new_key()), b"bench"
+    graph.save(folder / "plain.hnsw")
+    graph.save(folder / "sealed.hnsw", sealer=sealer, context=context)
+    report["file_bytes"] = (folder / "plain.hnsw").stat().st_size
+    del graph
+    queries = unit_rows(101, dimension, rng)
+    loaders: dict[str, Callable[[], HNSWIndex]] = {
+        "mmap": lambda: HNSWIndex.load(folder / "plain.hnsw", view=True),
+        "read": lambda: HNSWIndex.load(folder / "plain.hnsw", view=False),
+        "sealed": lambda: HNSWIndex.load(folder / "sealed.hnsw", view=False, sealer=sealer, context=context),
+    }
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in loaders}
+    for _ in range(rounds):  # interleaved: the machine's load changes over a run
+        for name, load in loaders.items():
+            started = time.perf_counter()
+            index = load()
+            index.search(queries[:1], 1)
+            first = time.perf_counter() - started
+            for query in queries[1:]:
+                index.search(query[None], 1)
+            times[name].append((first, time.perf_counter() - started))
+            del index
+    for name, pairs in times.items():
+        report[f"{name}_open_and_1_search_s"] = statistics.median(p[0] for p in pairs)
+        report[f"{name}_open_and_101_searches_s"] = statistics.median(p[1] for p in pairs)
+    return report
+
+
+def throughput(size: int, rounds: int, queries: int, folder: Path) -> dict:
+    """``rank_people`` (search, person scores by centroid) per second, plain and encrypted galleries of the same
+    templates searched exactly, in interleaved rounds: in fresh ``Gallery`` objects (cold: every centroid
+    decrypted), and again (warm); and the in-memory rebuild of the graph (keeping no index file)."""
+    rng = np.random.default_rng(size)
+    vectors = unit_rows(size, DEFAULT_OPTIONS.model.dimension, rng)
+    probes = vectors[rng.choice(size, queries, replace=False)] + 0.05 * unit_rows(queries, vectors.shape[1], rng)
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    keys = {"plain": None, "encrypted": new_key()}
+    for name, key in keys.items():
+        write(folder / f"{name}-{size}.db", vectors, key)
+    rates: dict[str, list[tuple[float, float]]] = {name: [] for name in keys}
+    for _ in range(rounds):
+        for name, key in keys.items():
+            with Gallery(folder / f"{name}-{size}.db", key=key, index="exact") as gallery:
+                gallery.search_templates(probes[:1], 1)
+                started = time.perf_counter()
+                gallery.rank_people(probes, 5)
+                cold = queries / (time.perf_counter() - started)
+                started = time.perf_counter()
+                gallery.rank_people(probes, 5)
+                rates[name].append((cold, queries / (time.perf_counter() - started)))
+    report: dict = {"templates": size}
+    for name, pairs in rates.items():
+        report[f"{name}_cold_qps"] = statistics.median(p[0] for p in pairs)
+        report[f"{name}_warm_qps"] = statistics.median(p[1] for p in pairs)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--open-sizes", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--throughput-sizes", type=int, nargs="*", default=[20_000])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--queries", type=int, default=500)
+    args = parser.parse_args()
+    runs = [(open_times, size, (args.rounds,)) for size in args.open_sizes]
+    runs += [(throughput, size, (args.rounds, args.queries)) for size in args.throughput_sizes]
+    for measure, size, extra in runs:
+        with tempfile.TemporaryDirectory() as folder:
+            report = measure(size, *extra, Path(folder))  # type: ignore[operator]
+        json.dump({k: round(v, 4) if isinstance(v, float) else v for k, v in report.items()}, sys.stdout)
+        print(flush=True)
+
+
+if __name__ == "__main__":
+    main()

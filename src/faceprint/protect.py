@@ -1,0 +1,141 @@
+"""Encryption at rest: template vectors sealed with AES-256-GCM under a per-gallery data key (envelope encryption).
+
+A gallery's *data key* (random, 256 bits) encrypts every vector; the user's *master key* (a key file,
+``$FACEPRINT_KEY_FILE``) only wraps the data key, which the gallery stores wrapped. Changing the master key
+(``faceprint rekey``) therefore re-wraps 32 bytes rather than re-encrypting every row. Each sealed vector carries
+its own random 96-bit nonce and is bound by GCM's associated data to what it belongs to (template id and model
+id for a gallery row), so a row copied onto another row, or a wrapped key onto another gallery, fails to open.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .errors import KeyRequiredError
+
+#: The environment variable naming the master key file.
+KEY_FILE_VARIABLE = "FACEPRINT_KEY_FILE"
+KEY_BYTES = 32  # AES-256
+NONCE_BYTES = 12  # GCM's standard nonce: random per message (2^32 messages per key keep collisions negligible)
+#: Bytes a sealed message adds to its plaintext: the nonce and GCM's 16-byte tag.
+OVERHEAD = NONCE_BYTES + 16
+
+
+def new_key() -> bytes:
+    return secrets.token_bytes(KEY_BYTES)
+
+
+def write_key_file(path: str | os.PathLike) -> Path:
+    """A new master key in ``path`` (base64, one line), readable by its owner only; an existing file is refused."""
+    target = Path(path)
+    try:
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise KeyRequiredError(f"{target}: cannot create a key file there ({exc.strerror})") from None
+    with os.fdopen(descriptor, "w") as f:
+        f.write(base64.b64encode(new_key()).decode() + "\n")
+    return target
+
+
+def read_key_file(path: str | os.PathLike) -> bytes:
+    """The master key in ``path`` (as written by ``write_key_file``)."""
+    try:
+        text = Path(path).read_text().strip()
+        key = base64.b64decode(text, validate=True)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise KeyRequiredError(f"{path}: not a readable faceprint key file ({exc})") from None
+    if len(key) != KEY_BYTES:
+        raise KeyRequiredError(f"{path}: a key file holds {KEY_BYTES} bytes in base64, not {len(key)}")
+    return key
+
+
+def key_from_env() -> bytes | None:
+    """The master key named by ``$FACEPRINT_KEY_FILE``, or None when it is unset."""
+    path = os.environ.get(KEY_FILE_VARIABLE)
+    return read_key_file(path) if path else None
+
+
+class Sealer:
+    """Seals and opens messages under one key (AES-256-GCM, a random nonce per message)."""
+
+    def __init__(self, key: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # loaded by encrypted galleries only
+
+        if len(key) != KEY_BYTES:
+            raise KeyRequiredError(f"an encryption key holds {KEY_BYTES} bytes, not {len(key)}")
+        self._key = key
+        self._aead = AESGCM(key)
+
+    def seal(self, message: bytes, associated: bytes) -> bytes:
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, message, associated)
+
+    def open(self, sealed: bytes, associated: bytes, what: str) -> bytes:
+        """The message; ``KeyRequiredError`` naming ``what`` if the key is wrong or the bytes were changed or moved."""
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            return self._aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], associated)
+        except (InvalidTag, ValueError):
+            raise KeyRequiredError(
+                f"{what} does not open with this key (a wrong key, or the bytes were altered or moved)"
+            ) from None
+
+    @contextlib.contextmanager
+    def reading(self, path: Path, associated: bytes) -> Iterator[Callable[[int], bytes]]:
+        """``read(n)``: the next plaintext bytes of a file ``seal`` wrote, decrypted as they are read (no copy of
+        the whole file in memory). The file's tag is checked when the block ends: a ``KeyRequiredError`` there
+        means that what was read must be thrown away."""
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        size = path.stat().st_size
+        if size < OVERHEAD:
+            raise KeyRequiredError(f"{path} is too short to be sealed")
+        with open(path, "rb") as f:
+            nonce = f.read(NONCE_BYTES)
+            f.seek(size - 16)
+            tag = f.read(16)
+            f.seek(NONCE_BYTES)
+            decryptor = Cipher(algorithms.AES(self._key), modes.GCM(nonce, tag)).decryptor()
+            decryptor.authenticate_additional_data(associated)
+            left = size - OVERHEAD
+
+            def read(count: int) -> bytes:
+                nonlocal left
+                chunk = f.read(min(count, left))
+                left -= len(chunk)
+                return decryptor.update(chunk)
+
+            yield read
+            while left:
+                read(left)
+            try:
+                decryptor.finalize()
+            except InvalidTag:
+                raise KeyRequiredError(
+                    f"{path} does not open with this key (a wrong key, or the bytes were altered or moved)"
+                ) from None
+
+
+def wrap_data_key(data_key: bytes, master_key: bytes, owner: str) -> str:
+    """``data_key`` sealed under ``master_key`` for ``owner`` (e.g. a gallery id), as text to store."""
+    return base64.b64encode(Sealer(master_key).seal(data_key, _wrap_context(owner))).decode()
+
+
+def unwrap_data_key(wrapped: str, master_key: bytes, owner: str, what: str) -> bytes:
+    """The data key ``wrap_data_key`` wrapped; ``KeyRequiredError`` naming ``what`` when the master key is wrong."""
+    try:
+        sealed = base64.b64decode(wrapped, validate=True)
+    except ValueError:
+        raise KeyRequiredError(f"{what}: its wrapped data key is damaged") from None
+    return Sealer(master_key).open(sealed, _wrap_context(owner), f"{what}'s data key")
+
+
+def _wrap_context(owner: str) -> bytes:
+    return b"faceprint data key\0" + owner.encode()

@@ -1,0 +1,194 @@
+"""Encryption at rest (faceprint.protect): sealed vectors, wrapped data keys, rekey, sealed index files."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from faceprint.cli import app
+from faceprint.cli.common import exit_code_for
+from faceprint.errors import KeyRequiredError
+from faceprint.gallery import Gallery
+from faceprint.models import EMBEDDING_MODELS
+from faceprint.protect import KEY_FILE_VARIABLE, new_key, read_key_file, write_key_file
+from faceprint.types import Template
+
+runner = CliRunner()
+
+
+def random_templates(gallery: Gallery, count: int, seed: int) -> list[Template]:
+    """Unit vectors of the gallery's own model and dimension."""
+    dimension = EMBEDDING_MODELS[gallery.model_id].dimension
+    vectors = np.random.default_rng(seed).normal(size=(count, dimension)).astype(np.float32)
+    return [Template(v / np.linalg.norm(v), gallery.model_id) for v in vectors]
+
+
+def stored_blobs(path: Path) -> dict[int, bytes]:
+    with sqlite3.connect(path) as db:
+        return dict(db.execute("SELECT id, vector FROM template").fetchall())
+
+
+@pytest.fixture()
+def key() -> bytes:
+    return new_key()
+
+
+def test_an_encrypted_gallery_stores_no_vector_in_the_clear_and_searches_like_a_plain_one(
+    tmp_path: Path, key: bytes
+) -> None:
+    with Gallery(tmp_path / "plain.db") as plain, Gallery(tmp_path / "sealed.db", key=key) as sealed:
+        templates = random_templates(plain, 20, seed=1)
+        for i in range(0, 20, 2):
+            plain.add_templates(f"p{i}", templates[i : i + 2])
+            sealed.add_templates(f"p{i}", templates[i : i + 2])
+        queries = np.stack([t.vector for t in templates[::3]])
+        np.testing.assert_array_equal(plain.search_templates(queries, 3)[1], sealed.search_templates(queries, 3)[1])
+    blobs = stored_blobs(tmp_path / "sealed.db")
+    raw = stored_blobs(tmp_path / "plain.db")
+    assert set(blobs) == set(raw)
+    for template_id, blob in blobs.items():
+        assert raw[template_id] not in blob  # sealed: the float32 bytes appear nowhere
+        assert len(blob) == len(raw[template_id]) + 28  # nonce and tag
+    with Gallery(tmp_path / "sealed.db", key=key) as reopened:
+        assert reopened.template_count() == 20
+
+
+def test_opening_an_encrypted_gallery_without_or_with_another_key_is_refused_and_changes_nothing(
+    tmp_path: Path, key: bytes
+) -> None:
+    path = tmp_path / "g.db"
+    with Gallery(path, key=key) as gallery:
+        gallery.add_templates("Kit", random_templates(gallery, 2, seed=2))
+    before = path.read_bytes()
+    with pytest.raises(KeyRequiredError, match="encrypted"):
+        Gallery(path)
+    with pytest.raises(KeyRequiredError, match="does not open with this key"):
+        Gallery(path, key=new_key())
+    assert path.read_bytes() == before
+    assert exit_code_for(KeyRequiredError("x")) == 5
+
+
+def test_a_row_swapped_into_another_row_is_refused(tmp_path: Path, key: bytes) -> None:
+    path = tmp_path / "g.db"
+    with Gallery(path, key=key) as gallery:
+        ids = gallery.add_templates("Kit", random_templates(gallery, 2, seed=3))
+    with sqlite3.connect(path) as db:
+        first = db.execute("SELECT vector FROM template WHERE id = ?", (ids[0],)).fetchone()[0]
+        db.execute("UPDATE template SET vector = ? WHERE id = ?", (first, ids[1]))
+    with Gallery(path, key=key) as gallery, pytest.raises(KeyRequiredError, match=f"template {ids[1]}"):
+        gallery.search_templates(np.zeros((1, EMBEDDING_MODELS[gallery.model_id].dimension), np.float32), 2)
+
+
+def test_a_plain_gallery_opened_with_a_key_is_encrypted_and_keeps_its_templates(tmp_path: Path, key: bytes) -> None:
+    path = tmp_path / "g.db"
+    with Gallery(path) as gallery:
+        templates = random_templates(gallery, 4, seed=4)
+        gallery.add_templates("Kit", templates)
+    with Gallery(path, key=key) as gallery:
+        _, found = gallery.search_templates(templates[0].vector[None], 1)
+    assert found[0, 0] == 1
+    for blob in stored_blobs(path).values():
+        assert all(t.vector.astype("<f4").tobytes() not in blob for t in templates)
+    with pytest.raises(KeyRequiredError):
+        Gallery(path)
+
+
+def test_rekey_rewraps_the_data_key_without_touching_the_rows(tmp_path: Path, key: bytes) -> None:
+    path, new = tmp_path / "g.db", new_key()
+    with Gallery(path, key=key) as gallery:
+        gallery.add_templates("Kit", random_templates(gallery, 3, seed=5))
+    rows = stored_blobs(path)
+    with Gallery(path, key=key) as gallery:
+        gallery.rekey(new)
+    assert stored_blobs(path) == rows
+    with pytest.raises(KeyRequiredError):
+        Gallery(path, key=key)
+    with Gallery(path, key=new) as gallery:
+        assert gallery.template_count() == 3
+
+
+def test_the_saved_search_index_of_an_encrypted_gallery_is_sealed(tmp_path: Path, key: bytes) -> None:
+    path = tmp_path / "g.db"
+    with Gallery(path, key=key, index="hnsw") as gallery:
+        templates = random_templates(gallery, 50, seed=6)
+        gallery.add_templates("Kit", templates)
+        gallery.rebuild_index()
+        index_file = gallery.index.path  # type: ignore[attr-defined]
+    data = index_file.read_bytes()
+    assert not any(t.vector.astype("<f4").tobytes() in data for t in templates)
+    with Gallery(path, key=key, index="hnsw") as gallery:
+        _, found = gallery.search_templates(templates[7].vector[None], 1)
+        assert gallery.index.rebuild_reason is None  # type: ignore[attr-defined]  # opened, not rebuilt
+    assert found[0, 0] == 8
+
+
+def test_rekey_on_the_command_line_makes_a_new_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, old, new = tmp_path / "g.db", tmp_path / "old.key", tmp_path / "new.key"
+    write_key_file(old)
+    assert old.stat().st_mode & 0o777 == 0o600
+    with Gallery(path, key=read_key_file(old)) as gallery:
+        gallery.add_templates("Kit", random_templates(gallery, 2, seed=7))
+    monkeypatch.setenv(KEY_FILE_VARIABLE, str(old))
+    assert runner.invoke(app, ["rekey", str(new), "--db", str(path)]).exit_code == 0
+    refused = runner.invoke(app, ["people", "list", "--db", str(path)])
+    assert refused.exit_code == 5 and "does not open with this key" in refused.output
+    monkeypatch.setenv(KEY_FILE_VARIABLE, str(new))
+    assert runner.invoke(app, ["people", "list", "--db", str(path)]).exit_code == 0
+
+
+def test_an_altered_sealed_index_is_rebuilt_not_used(tmp_path: Path, key: bytes) -> None:
+    path = tmp_path / "g.db"
+    with Gallery(path, key=key, index="hnsw") as gallery:
+        templates = random_templates(gallery, 50, seed=8)
+        gallery.add_templates("Kit", templates)
+        gallery.rebuild_index()
+        index_file = gallery.index.path  # type: ignore[attr-defined]
+    data = bytearray(index_file.read_bytes())
+    data[len(data) // 2] ^= 1
+    index_file.write_bytes(bytes(data))
+    with Gallery(path, key=key, index="hnsw") as gallery:
+        _, found = gallery.search_templates(templates[3].vector[None], 1)
+        assert "does not open with this key" in (gallery.index.rebuild_reason or "")  # type: ignore[attr-defined]
+    assert found[0, 0] == 4
+
+
+def test_the_evaluation_cache_follows_the_same_rule(tmp_path: Path, key: bytes) -> None:
+    from faceprint.evaluation.cache import EmbeddingCache
+
+    vector = np.random.default_rng(9).normal(size=64).astype(np.float32).tobytes()
+    row = ("ab" * 32, "options", "hog", vector, "{}", None)
+    plain = EmbeddingCache(tmp_path / "cache.db")
+    plain.put([row])
+    plain.close()
+    sealed = EmbeddingCache(tmp_path / "cache.db", key=key)
+    assert sealed.get([row[0]], "options") == {}  # the rows in the clear were dropped, to be computed anew
+    sealed.put([row])
+    assert sealed.get([row[0]], "options")[row[0]][1] == vector
+    sealed.close()
+    assert vector not in (tmp_path / "cache.db").read_bytes()
+    with pytest.raises(KeyRequiredError, match="--no-cache"):
+        EmbeddingCache(tmp_path / "cache.db")
+    with pytest.raises(KeyRequiredError, match="does not open with this key"):
+        EmbeddingCache(tmp_path / "cache.db", key=new_key())
+
+
+def test_rekey_encrypts_a_plain_gallery_and_leaves_no_vector_in_the_clear(tmp_path: Path, key: bytes) -> None:
+    folder = tmp_path / "gallery"
+    with Gallery(folder / "g.db", index="hnsw") as gallery:
+        templates = random_templates(gallery, 60, seed=10)
+        gallery.add_templates("Kit", templates)
+        gallery.rebuild_index()  # a saved graph in the clear
+        gallery.rekey(key)
+        _, found = gallery.search_templates(templates[5].vector[None], 1)
+    assert found[0, 0] == 6
+    files = [p for p in folder.iterdir() if p.is_file()]
+    assert any(p.name.endswith(".hnsw") for p in files)  # saved again, sealed
+    for path in files:
+        data = path.read_bytes()
+        assert not any(t.vector.astype("<f4").tobytes() in data for t in templates), path.name
+    with pytest.raises(KeyRequiredError):
+        Gallery(folder / "g.db")
