@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import evaluate, index, people, recognize
+from . import evaluate, index, library, people, recognize
 from . import video as video_commands
 from .analyze import analyze
 from .demo import demo
@@ -46,6 +46,7 @@ app.command()(analyze)
 app.add_typer(people.app, name="people")
 app.add_typer(index.app, name="index")
 video_commands.register(app)
+library.register(app)
 
 
 def main() -> None:

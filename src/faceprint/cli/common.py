@@ -24,11 +24,14 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from ..choices import DetectorName, ProfileName
 from ..errors import (
@@ -212,6 +215,37 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
+
+
+class _RateColumn(ProgressColumn):
+    """Units finished per second (photos/s), once Rich has measured it."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.1f}/s" if task.speed else "", style="progress.data.speed")
+
+
+@contextmanager
+def progress_reporter(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
+    """A Rich progress bar with rate and ETA on stderr, driven by a library ``on_progress(description, done,
+    total)`` callback (``faceprint.progress``): one bar per description, each gone when it is complete."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    tasks: dict[str, TaskID] = {}
+    with Progress(*columns, console=err_console, transient=True, disable=not enabled) as progress:
+
+        def report(description: str, done: int, total: int) -> None:
+            if description not in tasks:
+                tasks[description] = progress.add_task(description, total=total)
+            progress.update(tasks[description], completed=done, total=total)
+
+        yield report
 
 
 def pipeline_options(profile: ProfileName | None, detector: DetectorName | None) -> PipelineOptions:
