@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 #: Marks the file as a faceprint gallery ("FPRT"), so a foreign SQLite file is never migrated.
 APPLICATION_ID = 0x46505254
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # MIGRATIONS[v] upgrades a gallery at schema version v - 1 to version v.
 MIGRATIONS: dict[int, str] = {
@@ -85,7 +85,7 @@ MIGRATIONS: dict[int, str] = {
     UPDATE person SET name_key = faceprint_name_key(name);
     CREATE INDEX person_name_key ON person(name_key);
     """,
-    # A photo library (faceprint.library): each photo scanned, with the stat and digest that tell a changed
+    # A photo library (faceprint.library.scan): each photo scanned, with the stat and digest that tell a changed
     # file from an unchanged one, and every face found in it (deleted with its photo).
     5: """
     CREATE TABLE photo (
@@ -111,6 +111,27 @@ MIGRATIONS: dict[int, str] = {
         UNIQUE (photo_id, face_index)
     );
     CREATE INDEX face_model ON face(model_id);
+    """,
+    # Clusters of library faces (candidate people) and the user's decisions about them: a cluster named is
+    # an enrolled person; a face placed by the user (merge, split) is pinned and never moved by a later
+    # update; a face split off a cluster never joins it again (face_rejection); the template enrolled from
+    # a face (when its cluster was named) goes if the face leaves the cluster.
+    6: """
+    CREATE TABLE face_cluster (
+        id INTEGER PRIMARY KEY,
+        person_id INTEGER REFERENCES person(id) ON DELETE SET NULL,
+        ignored INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    ALTER TABLE face ADD COLUMN cluster_id INTEGER REFERENCES face_cluster(id) ON DELETE SET NULL;
+    ALTER TABLE face ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE face ADD COLUMN template_id INTEGER REFERENCES template(id) ON DELETE SET NULL;
+    CREATE INDEX face_cluster_id ON face(cluster_id);
+    CREATE TABLE face_rejection (
+        face_id INTEGER NOT NULL REFERENCES face(id) ON DELETE CASCADE,
+        cluster_id INTEGER NOT NULL REFERENCES face_cluster(id) ON DELETE CASCADE,
+        PRIMARY KEY (face_id, cluster_id)
+    );
     """,
 }
 
