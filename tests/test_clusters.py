@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from faceprint import Gallery, GalleryError
+from faceprint.cli import app
 from faceprint.library import Clusters, clustering, scan
 
 from .conftest import KIT, OBAMA
@@ -137,3 +140,33 @@ def test_whispers_keep_existing_labels_and_let_a_lone_face_wait() -> None:
     assert list(found[:4]) == [7, 7, 7, 7]
     assert found[4] == found[5] == found[6] not in (7, -1)
     assert found[7] == clustering.WAITING
+
+
+def test_clusters_commands_from_update_to_naming_with_a_contact_sheet(scanned: Path, tmp_path: Path) -> None:
+    db = tmp_path / "library.db"
+    shutil.copy(scanned, db)
+
+    def run(*args: object, code: int = 0) -> str:
+        result = CliRunner().invoke(app, ["clusters", *map(str, args), "--db", str(db)])
+        assert result.exit_code == code, result.output
+        return result.stdout  # messages (the contact sheet's path) go to stderr
+
+    update = json.loads(run("update", "--json"))
+    assert update["new_clusters"] >= 2
+    listed = json.loads(run("list", "--json", "--html", tmp_path / "sheet.html"))
+    sheet = (tmp_path / "sheet.html").read_text()
+    assert sheet.count("<section>") == len(listed)
+    assert sheet.count("data:image/jpeg;base64,") == sum(c["faces"] for c in listed)
+    biggest = listed[0]
+    shown = json.loads(run("show", biggest["id"], "--json"))
+    assert len(shown["face_list"]) == biggest["faces"]
+    person = Path(shown["face_list"][0]["path"]).parent.name
+    assert json.loads(run("name", biggest["id"], person, "--json"))["name"] == person
+    with Gallery(db) as gallery:
+        photo = Path(shown["face_list"][-1]["path"])
+        assert [face.name for face in gallery.identify(photo)] == [person]
+    run("merge", biggest["id"], biggest["id"], code=5)
+    run("split", biggest["id"], 999_999, code=5)
+    run("show", 999_999, code=5)
+    run("ignore", listed[-1]["id"])
+    assert listed[-1]["id"] not in {c["id"] for c in json.loads(run("list", "--json"))}
