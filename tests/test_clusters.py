@@ -76,6 +76,19 @@ def test_new_photos_join_existing_clusters_without_the_others_moving(gallery: Ga
     assert sum(map(len, after.values())) == sum(map(len, before.values())) + 2
 
 
+def test_a_face_that_waited_pairs_with_a_new_face_like_it(gallery: Gallery, tmp_path: Path, people_dir: Path) -> None:
+    clusters = Clusters(gallery)
+    clusters.update()
+    assert not any("Lin-Manuel_Miranda" in people for people in people_of(clusters).values())  # one photo: waits
+    again = tmp_path / "again" / "Lin-Manuel_Miranda"
+    again.mkdir(parents=True)
+    shutil.copy(next((people_dir / "Lin-Manuel_Miranda").iterdir()), again / "lin_again.png")
+    scan(gallery, tmp_path / "again", workers=1)
+    summary = clusters.update()
+    assert (summary.founded, summary.new_clusters) == (2, 1)
+    assert len(clusters.faces(cluster_of(clusters, "Lin-Manuel_Miranda"))) == 2
+
+
 def test_naming_enrolls_the_best_faces_and_new_photos_are_recognised(gallery: Gallery, tmp_path: Path) -> None:
     clusters = Clusters(gallery)
     clusters.update()

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -185,6 +185,23 @@ class ImageResult:
     error: FaceprintError | None = None
     #: A small JPEG of each face, in the order of ``faces`` (when ``process_files`` was asked for them).
     thumbnails: list[bytes] = dataclasses.field(default_factory=list)
+
+
+class BatchRunner(Protocol):
+    """What runs the pipeline over a batch of inputs: ``process_files`` here, across worker processes, or
+    ``faceprint.library.distributed.RayRunner`` across a Ray cluster; the same results, in order."""
+
+    def __call__(
+        self,
+        sources: Sequence[ImageSource],
+        options: PipelineOptions = ...,
+        *,
+        workers: int | None = None,
+        on_done: Callable[[int], None] | None = None,
+        chunk_size: int = 8,
+        embed: bool = True,
+        thumbnail_side: int = 0,
+    ) -> Iterator[ImageResult]: ...
 
 
 def process_files(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import json
 import os
 import sys
@@ -50,7 +51,7 @@ from ..errors import (
 
 if TYPE_CHECKING:
     from ..gallery import Gallery
-    from ..pipeline import PipelineOptions
+    from ..pipeline import BatchRunner, PipelineOptions
 
 EXIT_NEGATIVE = 1
 EXIT_USAGE = 2
@@ -153,6 +154,16 @@ WorkersOption = Annotated[
     int | None, typer.Option("--workers", min=1, help="Worker processes for batches (default: one per core).")
 ]
 
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Run the pipeline on a Ray cluster: its address (host:6379, ray://host:10001) or `auto` "
+        "(needs faceprint[ray] on every node and the photos at the same paths).",
+        show_default=False,
+    ),
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -246,6 +257,19 @@ def progress_reporter(enabled: bool = True) -> Iterator[Callable[[str, int, int]
             progress.update(tasks[description], completed=done, total=total)
 
         yield report
+
+
+def batch_runner(ray_address: str | None) -> BatchRunner:
+    """Where a batch command runs the pipeline: worker processes here, or the Ray cluster at ``ray_address``."""
+    from ..pipeline import process_files
+
+    if ray_address is None:
+        return process_files
+    if importlib.util.find_spec("ray") is None:
+        raise typer.BadParameter("needs Ray: pip install 'faceprint[ray]'", param_hint="--ray-address")
+    from ..library.distributed import RayRunner
+
+    return RayRunner(ray_address)
 
 
 def pipeline_options(profile: ProfileName | None, detector: DetectorName | None) -> PipelineOptions:

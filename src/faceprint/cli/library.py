@@ -13,7 +13,9 @@ from .common import (
     DbOption,
     JsonOption,
     ProfileOption,
+    RayAddressOption,
     WorkersOption,
+    batch_runner,
     console,
     emit,
     err_console,
@@ -37,6 +39,7 @@ def scan(
     folder: Annotated[Path, typer.Argument(help="The photo library: every image under it, recursively.")],
     profile: ProfileOption = None,
     workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -45,7 +48,8 @@ def scan(
     from ..library import scan as scan_library
 
     with open_gallery(db, profile=profile) as gallery, progress_reporter(not json_output) as on_progress:
-        summary = scan_library(gallery, folder, workers=workers, on_progress=on_progress)
+        runner = batch_runner(ray_address)
+        summary = scan_library(gallery, folder, workers=workers, on_progress=on_progress, runner=runner)
     if json_output:
         print_json(summary.to_dict())
         return

@@ -21,7 +21,9 @@ from .common import (
     JsonOption,
     PipelineDetectorOption,
     ProfileOption,
+    RayAddressOption,
     WorkersOption,
+    batch_runner,
     console,
     err_console,
     exit_code_for,
@@ -65,6 +67,7 @@ def enroll(
     profile: ProfileOption = None,
     detector: PipelineDetectorOption = None,
     workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -80,6 +83,7 @@ def enroll(
             check_quality=not no_quality_check,
             workers=workers,
             on_done=advance,
+            runner=batch_runner(ray_address),
         )
     _report_enrollment(outcome, json_output)
     _exit_for_enrollment(outcome)
@@ -294,6 +298,7 @@ def embed(
     profile: ProfileOption = None,
     detector: PipelineDetectorOption = None,
     workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Export templates of every face for your own pipeline (.npz; fields in faceprint.export).
@@ -301,13 +306,13 @@ def embed(
     Paths, face_index, boxes, embeddings, quality, model, and the images with no face or an error."""
     from ..export import write_templates
     from ..image import image_files, read_image_list
-    from ..pipeline import process_files
 
     paths = image_files(inputs or []) + (read_image_list(file_list) if file_list else [])
     if not paths:
         raise typer.BadParameter("give images, folders or --list FILE")
     with progress_bar(len(paths), "embedding", enabled=not json_output) as advance:
-        results = list(process_files(paths, pipeline_options(profile, detector), workers=workers, on_done=advance))
+        runner = batch_runner(ray_address)
+        results = list(runner(paths, pipeline_options(profile, detector), workers=workers, on_done=advance))
     errors = [r.error for r in results if r.error]
     if len(errors) == len(results):  # nothing could be read: no empty export
         raise errors[0]

@@ -115,7 +115,8 @@ MIGRATIONS: dict[int, str] = {
     # Clusters of library faces (candidate people) and the user's decisions about them: a cluster named is
     # an enrolled person; a face placed by the user (merge, split) is pinned and never moved by a later
     # update; a face split off a cluster never joins it again (face_rejection); the template enrolled from
-    # a face (when its cluster was named) goes if the face leaves the cluster.
+    # a face (when its cluster was named) goes if the face leaves the cluster; ``considered``: the face has
+    # been through an update (a face still waiting then is compared with newer faces only).
     6: """
     CREATE TABLE face_cluster (
         id INTEGER PRIMARY KEY,
@@ -126,6 +127,7 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE face ADD COLUMN cluster_id INTEGER REFERENCES face_cluster(id) ON DELETE SET NULL;
     ALTER TABLE face ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE face ADD COLUMN template_id INTEGER REFERENCES template(id) ON DELETE SET NULL;
+    ALTER TABLE face ADD COLUMN considered INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX face_cluster_id ON face(cluster_id);
     CREATE TABLE face_rejection (
         face_id INTEGER NOT NULL REFERENCES face(id) ON DELETE CASCADE,

@@ -88,6 +88,20 @@ class ClusterUpdate:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class _Faces:
+    """Every face of the library (of the gallery's model) as arrays, in id order."""
+
+    ids: np.ndarray
+    vectors: np.ndarray
+    #: Cluster id, or ``clustering.WAITING``.
+    labels: np.ndarray
+    #: Passes the quality gate.
+    acceptable: np.ndarray
+    #: Has been through an update.
+    considered: np.ndarray
+
+
 class Clusters:
     """The clusters of a gallery's photo library (see the module docstring)."""
 
@@ -101,26 +115,23 @@ class Clusters:
 
     def update(self, *, on_progress: OnProgress | None = None) -> ClusterUpdate:
         started = time.perf_counter()
-        ids, vectors, labels, acceptable = self._faces()
-        waiting = np.flatnonzero((labels == clustering.WAITING) & acceptable)
+        faces = self._faces()
+        waiting = np.flatnonzero((faces.labels == clustering.WAITING) & faces.acceptable)
         if on_progress:
             on_progress("clustering faces", 0, 3)
-        recognised = self._recognise(ids, vectors, labels, waiting)
+        labels = faces.labels.copy()
+        recognised = self._recognise(faces.ids, faces.vectors, labels, waiting)
         if on_progress:
             on_progress("clustering faces", 1, 3)
         still = waiting[labels[waiting] == clustering.WAITING]
-        gated = np.flatnonzero(acceptable)
-        graph = clustering.neighbours_above(
-            vectors[still], vectors[gated], self.threshold, exclude=_positions(still, gated)
-        )
-        graph = clustering.Graph(np.where(graph.ids >= 0, gated[np.maximum(graph.ids, 0)], -1), graph.scores)
-        existing = labels.copy()
+        graph = self._links(faces, still)
         labels = clustering.whispers(graph, labels, still)
-        labels = self._respect_rejections(ids, labels, still)
+        labels = self._respect_rejections(faces.ids, labels, still)
         if on_progress:
             on_progress("clustering faces", 2, 3)
-        new_labels = sorted({int(x) for x in labels[still]} - {int(x) for x in existing} - {clustering.WAITING})
-        self._store_labels(ids, labels, still, new_labels)
+        existing = {int(x) for x in faces.labels}
+        new_labels = sorted({int(x) for x in labels[still]} - existing - {clustering.WAITING})
+        self._store_labels(faces.ids, labels, still, new_labels, faces.ids[~faces.considered])
         if on_progress:
             on_progress("clustering faces", 3, 3)
         placed = still[labels[still] != clustering.WAITING]
@@ -131,25 +142,42 @@ class Clusters:
             joined=len(placed) - founded,
             founded=founded,
             new_clusters=len(new_labels),
-            waiting=int(((labels == clustering.WAITING) & acceptable).sum()),
-            below_quality=int((~acceptable).sum()),
+            waiting=int(((labels == clustering.WAITING) & faces.acceptable).sum()),
+            below_quality=int((~faces.acceptable).sum()),
             seconds=time.perf_counter() - started,
         )
 
-    def _faces(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Every face of the gallery's model: ``(ids, vectors, cluster id or -1, passes the quality gate)``."""
+    def _links(self, faces: _Faces, still: np.ndarray) -> clustering.Graph:
+        """The links of the waiting faces at ``still`` (positions in ``faces``): a new face's to every face
+        passing the quality gate; a face that waited through an earlier update had no link enough to the
+        faces before it, so its links are the new faces' links to it (``clustering.whispers`` adds them)."""
+        gated = np.flatnonzero(faces.acceptable)
+        new = still[~faces.considered[still]]
+        found = clustering.neighbours_above(
+            faces.vectors[new], faces.vectors[gated], self.threshold, exclude=np.searchsorted(gated, new)
+        )
+        ids = np.full((len(still), clustering.NEIGHBOURS), -1, dtype=np.int64)
+        scores = np.zeros((len(still), clustering.NEIGHBOURS), dtype=np.float32)
+        rows = np.searchsorted(still, new)
+        ids[rows] = np.where(found.ids >= 0, gated[np.maximum(found.ids, 0)], -1)
+        scores[rows] = found.scores
+        return clustering.Graph(ids, scores)
+
+    def _faces(self) -> _Faces:
+        """Every face of the gallery's model, in id order."""
         rows = self.store.query(
-            f"SELECT f.id, f.vector, coalesce(f.cluster_id, -1), {_ACCEPTABLE} FROM face f WHERE f.model_id = ?"
-            " ORDER BY f.id",
+            f"SELECT f.id, f.vector, coalesce(f.cluster_id, -1), {_ACCEPTABLE}, f.considered FROM face f"
+            " WHERE f.model_id = ? ORDER BY f.id",
             (self.gallery.model_id,),
         )
-        if not rows:
-            dim = self.gallery.options.model.dimension
-            return np.zeros(0, np.int64), np.zeros((0, dim), np.float32), np.zeros(0, np.int64), np.zeros(0, bool)
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
-        labels = np.array([r[2] for r in rows], dtype=np.int64)
-        return ids, vectors, labels, np.array([bool(r[3]) for r in rows])
+        dimension = self.gallery.options.model.dimension
+        return _Faces(
+            ids=np.array([r[0] for r in rows], dtype=np.int64),
+            vectors=np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dimension),
+            labels=np.array([r[2] for r in rows], dtype=np.int64),
+            acceptable=np.array([bool(r[3]) for r in rows], dtype=bool),
+            considered=np.array([bool(r[4]) for r in rows], dtype=bool),
+        )
 
     def _recognise(self, ids: np.ndarray, vectors: np.ndarray, labels: np.ndarray, waiting: np.ndarray) -> int:
         """Waiting faces of enrolled people go to their person's cluster (``labels`` updated and stored)."""
@@ -195,7 +223,9 @@ class Clusters:
                 labels[row] = clustering.WAITING
         return labels
 
-    def _store_labels(self, ids: np.ndarray, labels: np.ndarray, rows: np.ndarray, new_labels: list[int]) -> None:
+    def _store_labels(
+        self, ids: np.ndarray, labels: np.ndarray, rows: np.ndarray, new_labels: list[int], newly_considered: np.ndarray
+    ) -> None:
         with self.store.transaction() as db:
             created = {label: _new_cluster(db) for label in new_labels}
             placed = [
@@ -204,6 +234,7 @@ class Clusters:
                 if labels[row] != clustering.WAITING
             ]
             db.executemany("UPDATE face SET cluster_id = ? WHERE id = ?", placed)
+            db.executemany("UPDATE face SET considered = 1 WHERE id = ?", [(int(i),) for i in newly_considered])
 
     # --- reading --------------------------------------------------------------------------
 
@@ -322,11 +353,6 @@ class Clusters:
         with self.store.transaction() as db:
             db.execute("UPDATE face_cluster SET ignored = ? WHERE id = ?", (int(ignored), cluster.id))
         return self.cluster(cluster.id)
-
-
-def _positions(rows: np.ndarray, among: np.ndarray) -> np.ndarray:
-    """Position of each of ``rows`` in the sorted ``among`` (they are all in it)."""
-    return np.searchsorted(among, rows)
 
 
 def _cluster(row: Sequence[Any]) -> Cluster:

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import InvalidImageError, ModelError
 from ..gallery import Gallery
 from ..image import IMAGE_SUFFIXES
-from ..pipeline import ImageResult, process_files
+from ..pipeline import BatchRunner, ImageResult, process_files
 from ..progress import OnProgress
 from .catalog import Catalog, FileStat, PhotoRow
 
@@ -68,8 +68,11 @@ def scan(
     workers: int | None = None,
     batch_size: int = BATCH_SIZE,
     on_progress: OnProgress | None = None,
+    runner: BatchRunner = process_files,
 ) -> ScanSummary:
-    """Bring the gallery's record of the photos under ``folder`` up to date (see the module docstring)."""
+    """Bring the gallery's record of the photos under ``folder`` up to date (see the module docstring).
+    ``runner``: where the pipeline runs (default: worker processes here; ``faceprint.library.distributed.RayRunner``
+    for a Ray cluster)."""
     started = time.perf_counter()
     root = _folder(folder)
     catalog = Catalog(gallery)
@@ -77,7 +80,7 @@ def scan(
     plan = plan_scan(root, catalog.photos_under(root))
     catalog.restat(plan.restat)
     catalog.forget(plan.deleted)
-    faces, errors = _process(gallery, catalog, plan.to_process, workers, batch_size, on_progress)
+    faces, errors = _process(gallery, catalog, plan.to_process, workers, batch_size, on_progress, runner)
     return ScanSummary(
         folder=root,
         photos=len(plan.to_process) + len(plan.restat) + plan.unchanged,
@@ -169,6 +172,7 @@ def _process(
     workers: int | None,
     batch_size: int,
     on_progress: OnProgress | None,
+    runner: BatchRunner,
 ) -> tuple[int, list[tuple[str, str]]]:
     """Run the pipeline over ``files`` and commit the results a batch at a time: ``(faces stored, errors)``."""
     done = 0
@@ -180,7 +184,7 @@ def _process(
             on_progress("scanning photos", done, len(files))
 
     advance(0)
-    results = process_files(
+    results = runner(
         [stat.path for stat in files], gallery.options, workers=workers, on_done=advance, thumbnail_side=THUMBNAIL_SIDE
     )
     faces = 0
