@@ -73,11 +73,22 @@ def load_faces(db: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return vectors, labels, acceptable
 
 
+_GRAPHS: dict[tuple[int, float], clustering.Graph] = {}
+
+
+def self_graph(vectors: np.ndarray, threshold: float) -> clustering.Graph:
+    """``clustering.self_graph``, computed once per set of faces and threshold (100,000 faces take minutes)."""
+    key = (len(vectors), threshold)
+    if key not in _GRAPHS:
+        _GRAPHS[key] = clustering.self_graph(vectors, threshold)
+    return _GRAPHS[key]
+
+
 def core_points(vectors: np.ndarray, threshold: float, min_neighbours: int) -> np.ndarray:
     """Cluster labels (``-1``: waiting) by the core-point method (see the module docstring)."""
     everyone = np.arange(len(vectors))
     return assign_new(
-        clustering.self_graph(vectors, threshold), np.full(len(vectors), clustering.WAITING), min_neighbours, everyone
+        self_graph(vectors, threshold), np.full(len(vectors), clustering.WAITING), min_neighbours, everyone
     )
 
 
@@ -155,7 +166,7 @@ def _nearest_core_cluster(graph: clustering.Graph, row: int, labels: np.ndarray,
 def whispers(vectors: np.ndarray, threshold: float) -> np.ndarray:
     """faceprint's method (``faceprint.library.clustering.whispers``), every face new."""
     everyone = np.arange(len(vectors))
-    graph = clustering.self_graph(vectors, threshold)
+    graph = self_graph(vectors, threshold)
     return clustering.whispers(graph, np.full(len(vectors), clustering.WAITING), everyone)
 
 
@@ -164,7 +175,7 @@ def chinese_whispers(vectors: np.ndarray, threshold: float) -> np.ndarray:
     as ``dlib.chinese_whispers_clustering`` builds its graph."""
     import dlib
 
-    graph = clustering.self_graph(vectors, threshold)
+    graph = self_graph(vectors, threshold)
     edges: list[tuple[int, int]] = [(i, i) for i in range(len(vectors))]
     for row, ids in enumerate(graph.ids):
         edges += [(row, int(j)) for j in ids if j > row]
@@ -256,6 +267,7 @@ def main() -> None:
     parser.add_argument("--model", choices=list(EMBEDDING_MODELS), default=DEFAULT_OPTIONS.model.model_id)
     parser.add_argument("--distractors", type=int, default=0)
     parser.add_argument("--only", nargs="*", default=[], help="methods whose name starts with one of these")
+    parser.add_argument("--gate", choices=["both", "on", "off"], default="both", help="the quality gate")
     args = parser.parse_args()
     assert options_for_model(EMBEDDING_MODELS[args.model]).model.model_id == args.model
     vectors, labels, acceptable = load_faces(scanned(args.model))
@@ -267,7 +279,7 @@ def main() -> None:
     for name, method in methods(args.model, args.model == "dlib-resnet-v1").items():
         if args.only and not name.startswith(tuple(args.only)):
             continue
-        for gated in (False, True):
+        for gated in {"both": (False, True), "on": (True,), "off": (False,)}[args.gate]:
             start = time.perf_counter()
             kept = acceptable if gated else np.ones(len(vectors), bool)
             predicted = np.full(len(vectors), clustering.WAITING)
@@ -286,7 +298,7 @@ def main() -> None:
                 f" | {row['seconds']:.1f} s",
                 flush=True,
             )
-    out = common.CACHE_DIR / f"clustering-{args.model}-{args.distractors}.json"
+    out = common.CACHE_DIR / f"clustering-{args.model}-{args.distractors}{'-only' if args.only else ''}.json"
     out.write_text(json.dumps(results, indent=2))
 
 

@@ -311,11 +311,10 @@ def embed(
     if not paths:
         raise typer.BadParameter("give images, folders or --list FILE")
     with progress_bar(len(paths), "embedding", enabled=not json_output) as advance:
-        runner = batch_runner(ray_address)
-        results = list(runner(paths, pipeline_options(profile, detector), workers=workers, on_done=advance))
-    errors = [r.error for r in results if r.error]
-    if len(errors) == len(results):  # nothing could be read: no empty export
-        raise errors[0]
+        run, options = batch_runner(ray_address), pipeline_options(profile, detector)  # local processes, or Ray
+        results = list(run(paths, options, workers=workers, on_done=advance))
+    if all(r.error for r in results):  # nothing could be read: no empty export
+        raise next(r.error for r in results if r.error)
     summary = write_templates(results, out, largest=largest)
     if json_output:
         print_json(summary.to_dict())
