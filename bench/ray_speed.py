@@ -33,19 +33,23 @@ def timed(run) -> tuple[float, list[ImageResult]]:
     return time.perf_counter() - start, results
 
 
+def local(photos: list, figures: dict[str, float], when: str) -> np.ndarray:
+    """Local worker processes (1 and 2) over ``photos``: figures added, the templates of the last run."""
+    for workers in (1, 2):
+        list(process_files(photos[:16], workers=workers))
+        seconds, results = timed(lambda workers=workers: process_files(photos, workers=workers))
+        figures[f"local, {workers} worker processes ({when})"] = len(photos) / seconds
+        print(figures, flush=True)
+    return templates(results)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=200)
     args = parser.parse_args()
     photos = sorted((common.faces_dev() / "deepfunneled").rglob("*.jpg"))[: args.count]
     figures: dict[str, float] = {}
-    reference: np.ndarray | None = None
-    for workers in (1, 2):
-        list(process_files(photos[:16], workers=workers))
-        seconds, results = timed(lambda workers=workers: process_files(photos, workers=workers))
-        figures[f"local, {workers} worker processes"] = args.count / seconds
-        reference = templates(results) if reference is None else reference
-        print(figures, flush=True)
+    reference = local(photos, figures, "before")
 
     import ray
     from ray.cluster_utils import Cluster
@@ -65,6 +69,7 @@ def main() -> None:
     finally:
         ray.shutdown()
         cluster.shutdown()
+    local(photos, figures, "after")  # the load of a shared machine moves: local runs on both sides of Ray
     print(json.dumps({"photos": args.count, "photos_per_second": figures, "max_abs_difference": differences}, indent=2))
 
 
