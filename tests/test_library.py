@@ -52,8 +52,9 @@ def faces_by_path(db: Path) -> dict[str, list[tuple]]:
 
 
 def test_scan_stores_every_face_with_template_box_quality_and_thumbnail(tmp_path: Path, library: Path) -> None:
+    reports: list[tuple[str, int, int]] = []
     with Gallery(tmp_path / "g.db") as gallery:
-        summary = scan(gallery, library, workers=1)
+        summary = scan(gallery, library, workers=1, on_progress=lambda *report: reports.append(report))
         model = gallery.model_id
         expected = {
             str(p): r
@@ -63,6 +64,7 @@ def test_scan_stores_every_face_with_template_box_quality_and_thumbnail(tmp_path
             )
         }
     assert (summary.photos, summary.new, summary.faces, summary.errors) == (5, 5, 6, [])
+    assert reports[0] == ("scanning photos", 0, 5) and reports[-1] == ("scanning photos", 5, 5)
     stored = faces_by_path(tmp_path / "g.db")
     assert set(stored) == set(expected)
     for path, faces in stored.items():

@@ -29,6 +29,8 @@ def _section(clusters: Clusters, cluster_id: int, faces_shown: int) -> str:
     faces = clusters.faces(cluster_id)[:faces_shown]
     thumbnails = clusters.thumbnails([face.id for face in faces])
     title = f"cluster {cluster.id}: {html.escape(cluster.name or 'unnamed')}, {cluster.faces} faces"
+    if cluster.faces > len(faces):
+        title += f", the best {len(faces)} shown"
     if cluster.ignored:
         title += " (ignored)"
     figures = [
