@@ -190,7 +190,7 @@ def _process(
     faces = 0
     errors: list[tuple[str, str]] = []
     batch: list[tuple[FileStat, ImageResult]] = []
-    for stat, result in zip(files, results):
+    for result, stat in zip(results, files):  # results first: its generator runs to its end (last progress)
         batch.append((stat, result))
         if result.error is not None:
             errors.append((stat.path, str(result.error)))
