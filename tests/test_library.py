@@ -124,6 +124,8 @@ def test_scan_refuses_a_folder_that_is_not_one_and_faces_of_another_model(tmp_pa
         pytest.skip("the default model is the accurate profile's")
     with Gallery(tmp_path / "g.db", options=other) as gallery, pytest.raises(ModelError, match="photo library"):
         scan(gallery, library)
+    with Gallery(tmp_path / "g.db") as gallery, pytest.raises(ModelError, match="photo library"):
+        gallery.reembed(other)  # the library's faces would be left of another model
 
 
 def test_scan_command_reports_in_json_and_refuses_a_missing_folder(tmp_path: Path, library: Path) -> None:

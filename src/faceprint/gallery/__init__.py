@@ -381,6 +381,12 @@ class Gallery:
             raise GalleryError(
                 f"{self.path}: re-embedding needs an SQLite gallery (a Milvus collection's dimension is fixed)"
             )
+        faces = self.store.query("SELECT model_id FROM face WHERE model_id != ? LIMIT 1", (options.model.model_id,))
+        if faces:  # they would be left behind, of another model than the templates
+            raise ModelError(
+                f"{self.path}: its photo library (faceprint scan) holds faces of model {faces[0][0]!r}; re-embedding "
+                "them is not supported yet, so nothing was changed (a gallery holds one model)"
+            )
         records = self.store.all_templates()
         readable = [r for r in records if r.source and r.image_sha256 and Path(r.source).is_file()]
         sources: list[ImageSource] = [str(r.source) for r in readable]
