@@ -76,3 +76,27 @@ def _faces(db: Path) -> tuple[list[tuple], np.ndarray]:
             " JOIN photo p ON p.id = f.photo_id ORDER BY p.path, f.face_index"
         ).fetchall()
     return [row[:5] for row in rows], np.stack([np.frombuffer(row[5], "<f4") for row in rows])
+
+
+@pytest.mark.slow
+def test_embed_and_enroll_commands_on_ray_match_local_runs(ray_cluster: str, tmp_path: Path, people_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from faceprint.cli import app
+
+    def run(*args: object) -> None:
+        result = CliRunner().invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+
+    for where, extra in (("ray", ["--ray-address", ray_cluster]), ("local", [])):
+        run("embed", people_dir, "--out", tmp_path / f"{where}.npz", "--workers", 2, *extra)
+        run("enroll", "--from-dir", people_dir, "--db", tmp_path / f"{where}.db", "--workers", 2, *extra)
+    ray_npz, local_npz = np.load(tmp_path / "ray.npz"), np.load(tmp_path / "local.npz")
+    assert list(ray_npz["paths"]) == list(local_npz["paths"])
+    assert np.abs(ray_npz["embeddings"] - local_npz["embeddings"]).max() <= 1e-6
+    with sqlite3.connect(tmp_path / "ray.db") as a, sqlite3.connect(tmp_path / "local.db") as b:
+        sql = "SELECT source, vector FROM template ORDER BY source"
+        ray_rows, local_rows = a.execute(sql).fetchall(), b.execute(sql).fetchall()
+    assert [r[0] for r in ray_rows] == [r[0] for r in local_rows] and len(ray_rows) == 15
+    for (_, x), (_, y) in zip(ray_rows, local_rows):
+        assert np.abs(np.frombuffer(x, "<f4") - np.frombuffer(y, "<f4")).max() <= 1e-6
