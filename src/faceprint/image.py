@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidImageError
+from .types import Box
 
 ImageSource = str | os.PathLike | bytes | np.ndarray | Image.Image
 
@@ -142,6 +143,21 @@ def _normalise_array(array: np.ndarray, name: str) -> np.ndarray:
         top = 255 if int(array.max(initial=0)) <= 255 else 65535
         return np.ascontiguousarray((np.clip(array, 0, top) * (255.0 / top)).round().astype(np.uint8))
     raise InvalidImageError(f"{name}: unsupported array dtype {array.dtype}")
+
+
+def face_thumbnail(pixels: np.ndarray, box: Box, side: int, *, margin: float = 0.25) -> bytes:
+    """A ``side``-pixel square JPEG of the face in ``box``, with ``margin`` of its size around it (clipped to
+    the image): small enough to keep one per face in a gallery, large enough to recognise someone by eye."""
+    height, width = pixels.shape[:2]
+    half = max(box.width, box.height) * (0.5 + margin)
+    cx, cy = (box.left + box.right) / 2, (box.top + box.bottom) / 2
+    left, top = max(0, int(cx - half)), max(0, int(cy - half))
+    right, bottom = min(width, int(cx + half)), min(height, int(cy + half))
+    crop = Image.fromarray(pixels[top:bottom, left:right] if right > left and bottom > top else pixels)
+    crop.thumbnail((side, side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    crop.save(out, format="JPEG", quality=85)
+    return out.getvalue()
 
 
 def iter_image_files(folder: Path) -> list[Path]:

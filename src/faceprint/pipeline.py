@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from .choices import AlignmentPoints, AttributeName, Backend, DetectorName
 from .detection import DEFAULT_MAX_SIDE, Detection, detect_boxes
 from .embedding import Chip, embed_chips, embedder
 from .errors import FaceprintError, ManyFacesError, NoFaceError
-from .image import MAX_PIXELS, ImageSource, LoadedImage, describe, load_image
+from .image import MAX_PIXELS, ImageSource, LoadedImage, describe, face_thumbnail, load_image
 from .models import DEFAULT_MODEL, SFACE, EmbeddingModel
 from .pose import head_pose
 from .quality import DEFAULT_THRESHOLDS, QualityThresholds
@@ -194,6 +194,25 @@ class ImageResult:
     sha256: str | None
     faces: list[Face]
     error: FaceprintError | None = None
+    #: A small JPEG of each face, in the order of ``faces`` (when ``process_files`` was asked for them).
+    thumbnails: list[bytes] = dataclasses.field(default_factory=list)
+
+
+class BatchRunner(Protocol):
+    """What runs the pipeline over a batch of inputs: ``process_files`` here, across worker processes, or
+    ``faceprint.library.distributed.RayRunner`` across a Ray cluster; the same results, in order."""
+
+    def __call__(
+        self,
+        sources: Sequence[ImageSource],
+        options: PipelineOptions = ...,
+        *,
+        workers: int | None = None,
+        on_done: Callable[[int], None] | None = None,
+        chunk_size: int = 8,
+        embed: bool = True,
+        thumbnail_side: int = 0,
+    ) -> Iterator[ImageResult]: ...
 
 
 def process_files(
@@ -204,24 +223,28 @@ def process_files(
     on_done: Callable[[int], None] | None = None,
     chunk_size: int = 8,
     embed: bool = True,
+    thumbnail_side: int = 0,
 ) -> Iterator[ImageResult]:
     """Run the pipeline over many inputs, in order, in up to ``workers`` processes.
 
     Bad inputs do not stop the batch: their ``ImageResult.error`` says what went wrong.
     ``on_done(n)`` is called as each chunk of ``n`` inputs finishes (for progress bars).
-    Without ``embed``, faces come without templates (e.g. for attributes only).
+    Without ``embed``, faces come without templates (e.g. for attributes only). With ``thumbnail_side``,
+    each face also comes as a JPEG thumbnail of that many pixels a side (made where the pixels are decoded).
     """
     chunks = [list(sources[i : i + chunk_size]) for i in range(0, len(sources), chunk_size)]
     workers = _worker_count(workers, len(chunks))
     if workers == 1:
-        results: Iterator[list[ImageResult]] = (_process_chunk(chunk, options, embed) for chunk in chunks)
+        results: Iterator[list[ImageResult]] = (
+            process_chunk(chunk, options, embed, thumbnail_side) for chunk in chunks
+        )
         yield from _with_progress(results, on_done)
         return
     # spawn, not fork: workers must not inherit the parent's threads or open galleries.
     # One onnxruntime thread per worker: the processes already fill the cores.
     worker_options = dataclasses.replace(options, threads=1)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        work = functools.partial(_process_chunk, options=worker_options, embed=embed)
+        work = functools.partial(process_chunk, options=worker_options, embed=embed, thumbnail_side=thumbnail_side)
         yield from _with_progress(pool.map(work, chunks), on_done)
 
 
@@ -240,7 +263,10 @@ def _with_progress(
             on_done(len(results))
 
 
-def _process_chunk(sources: list[ImageSource], options: PipelineOptions, embed: bool = True) -> list[ImageResult]:
+def process_chunk(
+    sources: list[ImageSource], options: PipelineOptions, embed: bool = True, thumbnail_side: int = 0
+) -> list[ImageResult]:
+    """``process_files`` for one chunk of inputs in this process (what each worker runs)."""
     loaded: list[LoadedImage | FaceprintError] = []
     for source in sources:
         try:
@@ -250,8 +276,13 @@ def _process_chunk(sources: list[ImageSource], options: PipelineOptions, embed: 
     images = [item for item in loaded if isinstance(item, LoadedImage)]
     faces = iter(find_faces([image.pixels for image in images], options, embed=embed))
     return [
-        ImageResult(item.name, item.sha256, next(faces))
+        _image_result(item, next(faces), thumbnail_side)
         if isinstance(item, LoadedImage)
         else ImageResult(describe(source), None, [], item)
         for source, item in zip(sources, loaded)
     ]
+
+
+def _image_result(image: LoadedImage, faces: list[Face], thumbnail_side: int) -> ImageResult:
+    thumbnails = [face_thumbnail(image.pixels, face.box, thumbnail_side) for face in faces] if thumbnail_side else []
+    return ImageResult(image.name, image.sha256, faces, thumbnails=thumbnails)

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import evaluate, index, people, privacy, recognize, service
+from . import evaluate, index, library, people, privacy, recognize, service
 from . import video as video_commands
 from .analyze import analyze
 from .demo import demo
@@ -49,6 +49,7 @@ video_commands.register(app)
 app.command()(service.serve)
 app.add_typer(service.apikeys, name="apikeys")
 privacy.register(app)
+library.register(app)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import json
 import os
 import sys
@@ -24,11 +25,14 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from ..choices import DetectorName, ProfileName
 from ..errors import (
@@ -48,7 +52,7 @@ from ..errors import (
 
 if TYPE_CHECKING:
     from ..gallery import Gallery
-    from ..pipeline import PipelineOptions
+    from ..pipeline import BatchRunner, PipelineOptions
 
 EXIT_NEGATIVE = 1
 EXIT_USAGE = 2
@@ -153,6 +157,16 @@ WorkersOption = Annotated[
     int | None, typer.Option("--workers", min=1, help="Worker processes for batches (default: one per core).")
 ]
 
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Run the pipeline on a Ray cluster: its address (host:6379, ray://host:10001) or `auto` "
+        "(needs faceprint[ray] on every node and the photos at the same paths).",
+        show_default=False,
+    ),
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -215,6 +229,50 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
+
+
+class _RateColumn(ProgressColumn):
+    """Units finished per second (photos/s), once Rich has measured it."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.1f}/s" if task.speed else "", style="progress.data.speed")
+
+
+@contextmanager
+def progress_reporter(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
+    """A Rich progress bar with rate and ETA on stderr, driven by a library ``on_progress(description, done,
+    total)`` callback (``faceprint.progress``): one bar per description, each gone when it is complete."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    tasks: dict[str, TaskID] = {}
+    with Progress(*columns, console=err_console, transient=True, disable=not enabled) as progress:
+
+        def report(description: str, done: int, total: int) -> None:
+            if description not in tasks:
+                tasks[description] = progress.add_task(description, total=total)
+            progress.update(tasks[description], completed=done, total=total)
+
+        yield report
+
+
+def batch_runner(ray_address: str | None) -> BatchRunner:
+    """Where a batch command runs the pipeline: worker processes here, or the Ray cluster at ``ray_address``."""
+    from ..pipeline import process_files
+
+    if ray_address is None:
+        return process_files
+    if importlib.util.find_spec("ray") is None:
+        raise typer.BadParameter("needs Ray: pip install 'faceprint[ray]'", param_hint="--ray-address")
+    from ..library.distributed import RayRunner
+
+    return RayRunner(ray_address)
 
 
 def pipeline_options(profile: ProfileName | None, detector: DetectorName | None) -> PipelineOptions:

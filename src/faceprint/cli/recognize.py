@@ -21,7 +21,9 @@ from .common import (
     JsonOption,
     PipelineDetectorOption,
     ProfileOption,
+    RayAddressOption,
     WorkersOption,
+    batch_runner,
     console,
     err_console,
     exit_code_for,
@@ -65,6 +67,7 @@ def enroll(
     profile: ProfileOption = None,
     detector: PipelineDetectorOption = None,
     workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -80,6 +83,7 @@ def enroll(
             quality_filter="none" if no_quality_check else "auto",
             workers=workers,
             on_done=advance,
+            runner=batch_runner(ray_address),
         )
     _report_enrollment(outcome, json_output)
     _exit_for_enrollment(outcome)
@@ -296,6 +300,7 @@ def embed(
     profile: ProfileOption = None,
     detector: PipelineDetectorOption = None,
     workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Export templates of every face for your own pipeline (.npz; fields in faceprint.export).
@@ -303,16 +308,15 @@ def embed(
     Paths, face_index, boxes, embeddings, quality, model, and the images with no face or an error."""
     from ..export import write_templates
     from ..image import image_files, read_image_list
-    from ..pipeline import process_files
 
     paths = image_files(inputs or []) + (read_image_list(file_list) if file_list else [])
     if not paths:
         raise typer.BadParameter("give images, folders or --list FILE")
     with progress_bar(len(paths), "embedding", enabled=not json_output) as advance:
-        results = list(process_files(paths, pipeline_options(profile, detector), workers=workers, on_done=advance))
-    errors = [r.error for r in results if r.error]
-    if len(errors) == len(results):  # nothing could be read: no empty export
-        raise errors[0]
+        run, options = batch_runner(ray_address), pipeline_options(profile, detector)  # local processes, or Ray
+        results = list(run(paths, options, workers=workers, on_done=advance))
+    if all(r.error for r in results):  # nothing could be read: no empty export
+        raise next(r.error for r in results if r.error)
     summary = write_templates(results, out, largest=largest)
     if json_output:
         print_json(summary.to_dict())

@@ -36,7 +36,15 @@ from ..match import (
     parse_calibration,
 )
 from ..models import EMBEDDING_MODELS
-from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files, single_face, template_of
+from ..pipeline import (
+    DEFAULT_OPTIONS,
+    BatchRunner,
+    ImageResult,
+    PipelineOptions,
+    process_files,
+    single_face,
+    template_of,
+)
 from ..profiles import options_for_model
 from ..progress import OnProgress
 from ..protect import key_from_env
@@ -321,19 +329,21 @@ class Gallery:
         quality_filter: QualityFilter = "auto",
         workers: int | None = None,
         on_done: Callable[[int], None] | None = None,
+        runner: BatchRunner = process_files,
     ) -> PeopleEnrollment:
         """``enroll`` each person of ``{name: photos}`` (e.g. ``faceprint.image.person_folders(folder)``,
         one sub-folder of photos per person) in one batch across ``workers`` processes.
 
         A person whose every photo is refused is listed in ``failed`` and the others are enrolled
         still. ``external_id`` is for a single person. ``on_done(n)`` reports progress as in
-        ``faceprint.pipeline.process_files``.
+        ``faceprint.pipeline.process_files``; ``runner`` runs the pipeline (default: ``process_files``; a
+        ``faceprint.library.distributed.RayRunner`` for a Ray cluster).
         """
         if external_id is not None and len(people) != 1:
             raise ValueError("external_id names one person; it cannot be given for several")
         photos = [photo for person_photos in people.values() for photo in person_photos]
         # All at once: the last on_done comes only once the batch is read to its end.
-        results = iter(list(process_files(photos, self.options, workers=workers, on_done=on_done)))
+        results = iter(list(runner(photos, self.options, workers=workers, on_done=on_done)))
         enrolled: list[Enrollment] = []
         failed: list[tuple[str, FaceprintError]] = []
         for name, person_photos in people.items():
@@ -401,6 +411,12 @@ class Gallery:
         if not isinstance(self.store, SQLiteStore):
             raise GalleryError(
                 f"{self.path}: re-embedding needs an SQLite gallery (a Milvus collection's dimension is fixed)"
+            )
+        faces = self.store.query("SELECT model_id FROM face WHERE model_id != ? LIMIT 1", (options.model.model_id,))
+        if faces:  # they would be left behind, of another model than the templates
+            raise ModelError(
+                f"{self.path}: its photo library (faceprint scan) holds faces of model {faces[0][0]!r}; re-embedding "
+                "them is not supported yet, so nothing was changed (a gallery holds one model)"
             )
         records = self.store.all_templates()
         readable = [r for r in records if r.source and r.image_sha256 and Path(r.source).is_file()]

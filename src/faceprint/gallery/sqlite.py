@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 #: Marks the file as a faceprint gallery ("FPRT"), so a foreign SQLite file is never migrated.
 APPLICATION_ID = 0x46505254
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 
 # MIGRATIONS[v] upgrades a gallery at schema version v - 1 to version v.
 MIGRATIONS: dict[int, str] = {
@@ -85,6 +85,56 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE person ADD COLUMN name_key TEXT;
     UPDATE person SET name_key = faceprint_name_key(name);
     CREATE INDEX person_name_key ON person(name_key);
+    """,
+    # A photo library (faceprint.library.scan): each photo scanned, with the stat and digest that tell a changed
+    # file from an unchanged one, and every face found in it (deleted with its photo).
+    5: """
+    CREATE TABLE photo (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        sha256 TEXT,
+        error TEXT,
+        scanned_at TEXT NOT NULL
+    );
+    CREATE INDEX photo_sha256 ON photo(sha256);
+    CREATE TABLE face (
+        id INTEGER PRIMARY KEY,
+        photo_id INTEGER NOT NULL REFERENCES photo(id) ON DELETE CASCADE,
+        face_index INTEGER NOT NULL,
+        model_id TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        box TEXT NOT NULL,
+        quality REAL NOT NULL,
+        quality_report TEXT NOT NULL,
+        thumbnail BLOB,
+        UNIQUE (photo_id, face_index)
+    );
+    CREATE INDEX face_model ON face(model_id);
+    """,
+    # Clusters of library faces (candidate people) and the user's decisions about them: a cluster named is
+    # an enrolled person; a face placed by the user (merge, split) is pinned and never moved by a later
+    # update; a face split off a cluster never joins it again (face_rejection); the template enrolled from
+    # a face (when its cluster was named) goes if the face leaves the cluster; ``considered``: the face has
+    # been through an update (a face still waiting then is compared with newer faces only).
+    6: """
+    CREATE TABLE face_cluster (
+        id INTEGER PRIMARY KEY,
+        person_id INTEGER REFERENCES person(id) ON DELETE SET NULL,
+        ignored INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    ALTER TABLE face ADD COLUMN cluster_id INTEGER REFERENCES face_cluster(id) ON DELETE SET NULL;
+    ALTER TABLE face ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE face ADD COLUMN template_id INTEGER REFERENCES template(id) ON DELETE SET NULL;
+    ALTER TABLE face ADD COLUMN considered INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX face_cluster_id ON face(cluster_id);
+    CREATE TABLE face_rejection (
+        face_id INTEGER NOT NULL REFERENCES face(id) ON DELETE CASCADE,
+        cluster_id INTEGER NOT NULL REFERENCES face_cluster(id) ON DELETE CASCADE,
+        PRIMARY KEY (face_id, cluster_id)
+    );
     """,
 }
 
@@ -287,6 +337,10 @@ class SQLiteStore:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Rows of one read (for modules that keep their own tables in the gallery, as ``faceprint.library``)."""
+        return self._query(sql, params)
+
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:
@@ -477,10 +531,14 @@ class SQLiteStore:
         return TemplateRecord(row[0], row[1], row[2], row[3], row[4], box, row[6], report, row[8])
 
     def model_ids(self) -> list[str]:
+        """The models of the gallery's templates and of its photo library's faces."""
+        return sorted({*self._model_ids_in("template"), *self._model_ids_in("face")})
+
+    def _model_ids_in(self, table: str) -> list[str]:
         # One index seek per model: SELECT DISTINCT would read the whole index.
-        found = [self._query("SELECT min(model_id) FROM template")[0][0]]
+        found = [self._query(f"SELECT min(model_id) FROM {table}")[0][0]]
         while found[-1] is not None:
-            found.append(self._query("SELECT min(model_id) FROM template WHERE model_id > ?", (found[-1],))[0][0])
+            found.append(self._query(f"SELECT min(model_id) FROM {table} WHERE model_id > ?", (found[-1],))[0][0])
         return found[:-1]
 
     def template_count(self, model_id: str) -> int:

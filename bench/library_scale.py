@@ -1,0 +1,154 @@
+"""Photo libraries at scale: re-scanning an unchanged folder of 10,000 photos, and clustering 10,000 new
+faces into 100,000 clustered ones.
+
+    python bench/library_scale.py --rescan 10000      # re-scan time of an unchanged 10,000-photo folder
+    python bench/library_scale.py --cluster 100000 10000
+
+Re-scan: a folder of links to the faces-dev images under distinct names (bench/.cache/links-N/), and a
+gallery whose photo table holds what a scan of it stores (each link's stat and digest, and the faces of the
+photo it points to, copied from the faces-dev scan of bench/clustering.py: scanning 10,000 photos anew would
+take an hour here). Then ``faceprint scan`` of the folder runs as a user runs it, a fresh process, timed end
+to end; it must find every photo unchanged.
+
+Clustering: synthetic faces of the gallery's model fitted to faces-dev (bench/distractors.py: people of 1 to
+5 photos), stored as library faces; ``Clusters.update`` clusters the first ``existing`` (timed), then the
+next ``new`` are added and the incremental update is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import common
+import distractors
+from clustering import load_faces, scanned
+from faceprint import Gallery
+from faceprint.library import Clusters
+from faceprint.library.scan import file_digest
+from faceprint.models import EMBEDDING_MODELS
+from faceprint.pipeline import DEFAULT_OPTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rescan(count: int) -> dict:
+    source = scanned(DEFAULT_OPTIONS.model.model_id)
+    folder = common.CACHE_DIR / f"links-{count}"
+    targets = sorted((common.faces_dev() / "deepfunneled").rglob("*.jpg"))
+    links = [folder / f"{i // 1000:02d}" / f"photo_{i:06d}.jpg" for i in range(count)]
+    if not folder.exists():
+        for i, link in enumerate(links):
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(targets[i % len(targets)])
+    db = common.CACHE_DIR / f"rescan-{count}.db"
+    db.unlink(missing_ok=True)
+    Gallery(db).close()  # the schema
+    _copy_scan(source, db, links, [targets[i % len(targets)] for i in range(count)])
+    start = time.perf_counter()
+    command = [sys.executable, "-m", "faceprint", "scan", str(folder), "--db", str(db), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    summary = json.loads(done.stdout)
+    assert summary["unchanged"] == count and summary["new"] == 0, summary
+    return {"photos": count, "seconds_end_to_end": seconds, "seconds_in_scan": summary["seconds"]}
+
+
+def _copy_scan(source: Path, db: Path, links: list[Path], targets: list[Path]) -> None:
+    """Photo rows for the links (their stat, their target's digest) with the faces of their target."""
+    with sqlite3.connect(source) as src:
+        photos = {row[0]: row[1:] for row in src.execute("SELECT path, id, sha256 FROM photo")}
+        faces: dict[int, list[tuple]] = {}
+        for row in src.execute(
+            "SELECT photo_id, face_index, model_id, vector, box, quality, quality_report, thumbnail FROM face"
+        ):
+            faces.setdefault(row[0], []).append(row[1:])
+    with sqlite3.connect(db) as out:
+        for link, target in zip(links, targets):
+            photo_id, sha256 = photos[str(target)]
+            info = os.stat(link)
+            new_id = out.execute(
+                "INSERT INTO photo (path, size, mtime_ns, sha256, scanned_at) VALUES (?, ?, ?, ?, 'bench')",
+                (str(link), info.st_size, info.st_mtime_ns, sha256),
+            ).lastrowid
+            out.executemany(
+                "INSERT INTO face (photo_id, face_index, model_id, vector, box, quality, quality_report, thumbnail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(new_id, *face) for face in faces.get(photo_id, [])],
+            )
+    assert file_digest(str(links[0])) == photos[str(targets[0])][1]
+
+
+def cluster_scale(existing: int, new: int) -> dict:
+    model = DEFAULT_OPTIONS.model
+    vectors, labels, _ = load_faces(scanned(model.model_id))
+    main = labels != ""
+    _, codes = np.unique(labels[main], return_inverse=True)
+    generator = distractors.Generator.fit(
+        distractors.RealTemplates(vectors[main], codes, []), EMBEDDING_MODELS[model.model_id]
+    )
+    rng = np.random.default_rng(0)
+    parts = []
+    while sum(len(p) for p in parts) < existing + new:
+        parts.append(generator.sample(1000, int(rng.integers(1, 6)), rng)[0])
+    synthetic = np.concatenate(parts)[: existing + new].astype("<f4")
+    order = rng.permutation(len(synthetic))  # a person's photos arrive at any time
+    synthetic = synthetic[order]
+    db = common.CACHE_DIR / f"cluster-scale-{existing}-{new}.db"
+    db.unlink(missing_ok=True)
+    with Gallery(db) as gallery:
+        _add_faces(db, synthetic[:existing], model.model_id, 0)
+        start = time.perf_counter()
+        first = Clusters(gallery).update()
+        first_seconds = time.perf_counter() - start
+        _add_faces(db, synthetic[existing:], model.model_id, existing)
+        start, cpu = time.perf_counter(), time.process_time()
+        second = Clusters(gallery).update()
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    return {
+        "existing": existing,
+        "new": new,
+        "first_update_seconds": first_seconds,
+        "first_update": first.to_dict(),
+        "incremental_seconds": seconds,
+        "incremental_cpu_seconds": cpu_seconds,
+        "incremental": second.to_dict(),
+    }
+
+
+def _add_faces(db: Path, vectors: np.ndarray, model_id: str, offset: int) -> None:
+    report = json.dumps({"problems": []})
+    with sqlite3.connect(db) as out:
+        for i, vector in enumerate(vectors):
+            photo = out.execute(
+                "INSERT INTO photo (path, size, mtime_ns, sha256, scanned_at) VALUES (?, 0, 0, NULL, 'bench')",
+                (f"/synthetic/{offset + i:07d}.jpg",),
+            ).lastrowid
+            out.execute(
+                "INSERT INTO face (photo_id, face_index, model_id, vector, box, quality, quality_report)"
+                " VALUES (?, 0, ?, ?, '[0, 0, 1, 1]', 1.0, ?)",
+                (photo, model_id, vector.tobytes(), report),
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rescan", type=int, default=0, metavar="PHOTOS")
+    parser.add_argument("--cluster", type=int, nargs=2, default=None, metavar=("EXISTING", "NEW"))
+    args = parser.parse_args()
+    if args.rescan:
+        print(json.dumps(rescan(args.rescan), indent=2), flush=True)
+    if args.cluster:
+        print(json.dumps(cluster_scale(*args.cluster), indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    main()
