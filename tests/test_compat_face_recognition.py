@@ -155,6 +155,17 @@ def test_load_image_file_modes(tmp_path: Path) -> None:
         assert face_recognition.load_image_file(file, mode="").shape == (394, 424, 4)
 
 
+def test_cut_image_file_raises_and_changes_no_global_setting(tmp_path: Path) -> None:
+    """Unlike the original, importing the module leaves Pillow refusing truncated files (documented)."""
+    from PIL import ImageFile
+
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(MULTI.read_bytes()[:20_000])
+    with pytest.raises(OSError, match="truncated"):
+        face_recognition.load_image_file(cut)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
 def test_raw_helpers_return_dlibs_objects(multi: np.ndarray) -> None:
     rects = api._raw_face_locations(multi)
     assert isinstance(rects, dlib.rectangles) and len(rects) == 2
