@@ -4,7 +4,7 @@ Locations, landmarks and the dlib objects of ``_raw_face_locations``, ``_raw_fac
 and ``_raw_face_landmarks`` come from dlib's own detectors and shape predictors, called as the
 original calls them, so they are identical. Encodings are dlib's raw (not unit-normalised) 128-d
 descriptors of the same chips, computed by faceprint's ONNX port of dlib's ResNet in one batch
-per image (within 1e-5 of dlib's), so ``tolerance=0.6`` keeps its meaning. This layer pins dlib's
+per image (within 1e-6 of dlib's), so ``tolerance=0.6`` keeps its meaning. This layer pins dlib's
 models: faceprint's own default embedding model does not apply here.
 
 Differences, on purpose: models load on first use rather than at import (``face_detector``,
