@@ -188,6 +188,24 @@ def descriptors(chips: Sequence[np.ndarray], *, backend: Backend = "onnx", threa
     raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
 
 
+def dlib_face_descriptors(
+    chips: Sequence[np.ndarray], *, num_jitters: int = 1, backend: Backend = "onnx", threads: int | None = None
+) -> np.ndarray:
+    """dlib's raw descriptors as its ``compute_face_descriptor(image, faces, num_jitters)`` gives them, batched.
+
+    With ``num_jitters`` > 1, a face's descriptor is the mean over that many views from dlib's own
+    ``jitter_image``: its random generator starts from the same seed as compute_face_descriptor's,
+    so a process draws the same views, face after face, as dlib's own code would in its place.
+    """
+    if num_jitters <= 1:
+        return descriptors(chips, backend=backend, threads=threads)
+    import dlib
+
+    views = [view for chip in chips for view in dlib.jitter_image(np.ascontiguousarray(chip), num_jitters)]
+    raw = descriptors(views, backend=backend, threads=threads)
+    return raw.reshape(len(chips), num_jitters, raw.shape[-1]).mean(axis=1)
+
+
 def jittered(chip: np.ndarray, count: int) -> list[np.ndarray]:
     """``count`` randomly perturbed copies of ``chip`` (deterministic for a given chip size)."""
     rng = np.random.default_rng(_JITTER_SEED)

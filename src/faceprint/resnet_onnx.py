@@ -617,6 +617,9 @@ class LazySession:
                 options = ort.SessionOptions()
                 options.intra_op_num_threads = self.threads
                 options.inter_op_num_threads = 1
+                # Idle threads must not spin: callers run dlib's detectors and shape predictors between
+                # batches, and spinning threads took their cores (HOG 2-3x slower; BENCHMARKS.md, compat).
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 self._session = ort.InferenceSession(self._load(), options, providers=self.providers)
             return self._session
 

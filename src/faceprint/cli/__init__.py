@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import evaluate, index, library, people, privacy, recognize, service
+from . import compat, evaluate, index, library, people, privacy, recognize, service
 from . import video as video_commands
 from .analyze import analyze
 from .demo import demo
@@ -45,6 +45,7 @@ evaluate.register(app)
 app.command()(analyze)
 app.add_typer(people.app, name="people")
 app.add_typer(index.app, name="index")
+app.add_typer(compat.app, name="compat")
 video_commands.register(app)
 app.command()(service.serve)
 app.add_typer(service.apikeys, name="apikeys")
