@@ -276,19 +276,11 @@ class Candidate:
 UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True, eq=False)
-class Identification:
-    """The decision for one face of a probe image, made at a false-positive identification rate (FPIR:
-    the chance that a person who is not enrolled is given an enrolled name, at this gallery's size).
+@dataclass(frozen=True)
+class TemplateIdentification:
+    """The decision for one template searched without its face (``Gallery.identify_templates``); see
+    ``Identification`` for what the fields mean."""
 
-    ``decision``: ``match`` (named, and the score passes even the threshold at ``fpir`` / 10), ``uncertain``
-    (the score lies between the thresholds at ``fpir`` x 10 and ``fpir`` / 10: named when it passes the one
-    at ``fpir``; or the face is not named for a ``reason`` although its best candidate passes, e.g. low
-    quality, or the target FPIR cannot be promised at this gallery's size), ``no_match`` (unknown: below the
-    threshold at ``fpir`` x 10, or refused). ``threshold`` is what ``fpir`` implied (None: unsupported).
-    """
-
-    face: Face
     candidates: tuple[Candidate, ...]
     match: Candidate | None
     threshold: float | None
@@ -310,35 +302,25 @@ class Identification:
             "similarity": round(self.match.similarity, 4) if self.match else None,
             "fpir": self.fpir,
             "threshold": None if self.threshold is None else round(self.threshold, 4),
-            "face": self.face.to_dict(),
             "candidates": [c.to_dict() for c in self.candidates],
         }
 
 
-@dataclass(frozen=True)
-class TemplateIdentification:
-    """``Identification`` for a template given without its face (``Gallery.identify_templates``): the same
-    decision, candidates, threshold, FPIR and reason, with no box or quality report."""
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Identification(TemplateIdentification):
+    """The decision for one face of a probe image, made at a false-positive identification rate (FPIR:
+    the chance that a person who is not enrolled is given an enrolled name, at this gallery's size).
 
-    candidates: tuple[Candidate, ...]
-    match: Candidate | None
-    threshold: float | None
-    decision: Decision
-    fpir: float
-    reason: str | None = None
+    ``decision``: ``match`` (named, and the score passes even the threshold at ``fpir`` / 10), ``uncertain``
+    (the score lies between the thresholds at ``fpir`` x 10 and ``fpir`` / 10: named when it passes the one
+    at ``fpir``; or the face is not named for a ``reason`` although its best candidate passes, e.g. low
+    quality, or the target FPIR cannot be promised at this gallery's size), ``no_match`` (unknown: below the
+    threshold at ``fpir`` x 10, or refused). ``threshold`` is what ``fpir`` implied (None: unsupported).
+    """
 
-    @property
-    def name(self) -> str:
-        return self.match.name if self.match else UNKNOWN
+    face: Face
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "decision": self.decision,
-            "reason": self.reason,
-            "person_id": self.match.person_id if self.match else None,
-            "similarity": round(self.match.similarity, 4) if self.match else None,
-            "fpir": self.fpir,
-            "threshold": None if self.threshold is None else round(self.threshold, 4),
-            "candidates": [c.to_dict() for c in self.candidates],
-        }
+        decided = super().to_dict()
+        candidates = decided.pop("candidates")
+        return {**decided, "face": self.face.to_dict(), "candidates": candidates}

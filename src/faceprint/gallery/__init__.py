@@ -830,7 +830,7 @@ def _identification(
 ) -> Identification:
     """The decision for one face, with the reason it is not (or only doubtfully) named."""
     decision, reason = _decision(face.quality.problems, candidates, match, point)
-    return Identification(face, candidates, match, point.threshold, decision, point.fpir, reason)
+    return Identification(candidates, match, point.threshold, decision, point.fpir, reason, face=face)
 
 
 def _decision(
