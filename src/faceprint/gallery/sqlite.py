@@ -162,6 +162,20 @@ def _row_context(template_id: int, model_id: str) -> bytes:
     return b"faceprint template\0%d\0%s" % (template_id, model_id.encode())
 
 
+def _face_context(face_id: int, model_id: str, part: str) -> bytes:
+    """What a sealed part (``vector`` or ``thumbnail``) of a library face is bound to: that part of that row."""
+    return b"faceprint face %s\0%d\0%s" % (part.encode(), face_id, model_id.encode())
+
+
+def _sealed_face(
+    sealer: Sealer, face_id: int, model_id: str, vector: bytes, thumbnail: bytes | None
+) -> tuple[bytes, bytes | None]:
+    sealed_vector = sealer.seal(vector, _face_context(face_id, model_id, "vector"))
+    if thumbnail is None:
+        return sealed_vector, None
+    return sealed_vector, sealer.seal(thumbnail, _face_context(face_id, model_id, "thumbnail"))
+
+
 def _inserted_id(cursor: sqlite3.Cursor) -> int:
     """The id of the row ``cursor`` just inserted."""
     assert cursor.lastrowid is not None  # every INSERT sets it
@@ -260,6 +274,11 @@ class SQLiteStore:
                 "UPDATE template SET vector = ? WHERE id = ?",
                 [(sealer.seal(blob, _row_context(i, model)), i) for i, model, blob in rows],
             )
+            faces = db.execute("SELECT id, model_id, vector, thumbnail FROM face").fetchall()
+            db.executemany(
+                "UPDATE face SET vector = ?, thumbnail = ? WHERE id = ?",
+                [(*_sealed_face(sealer, i, model, vector, thumb), i) for i, model, vector, thumb in faces],
+            )
             wrapped = wrap_data_key(data_key, master_key, self._gallery_id())
             db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (DATA_KEY, wrapped))
         return data_key
@@ -291,6 +310,31 @@ class SQLiteStore:
             blobs = [sealer.open(b, _row_context(i, model_id), f"{where} {i}") for i, b in zip(ids.tolist(), blobs)]
         vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(rows), -1)
         return ids, vectors.astype(np.float32)
+
+    # --- library faces (faceprint.library): sealed like templates, bound to their row and model -----------------
+
+    def stored_face(
+        self, face_id: int, model_id: str, vector: np.ndarray, thumbnail: bytes | None
+    ) -> tuple[bytes, bytes | None]:
+        """``(vector blob, thumbnail blob)`` of a library face as stored (sealed in an encrypted gallery)."""
+        raw = np.asarray(vector, dtype="<f4").tobytes()
+        return (raw, thumbnail) if self.sealer is None else _sealed_face(self.sealer, face_id, model_id, raw, thumbnail)
+
+    def face_vectors(self, rows: Sequence[Sequence[Any]], dimension: int) -> np.ndarray:
+        """The float32 vectors of rows starting ``(face id, model id, vector blob)``, opened in an encrypted gallery."""
+        blobs = [bytes(r[2]) for r in rows]
+        if self.sealer is not None:
+            blobs = [self._open_face(int(r[0]), r[1], b, "vector") for r, b in zip(rows, blobs)]
+        return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(rows), dimension).astype(np.float32)
+
+    def face_thumbnail(self, face_id: int, model_id: str, blob: bytes) -> bytes:
+        """A library face's JPEG thumbnail from its stored blob."""
+        return bytes(blob) if self.sealer is None else self._open_face(face_id, model_id, blob, "thumbnail")
+
+    def _open_face(self, face_id: int, model_id: str, blob: bytes, part: str) -> bytes:
+        assert self.sealer is not None
+        context = _face_context(face_id, model_id, part)
+        return self.sealer.open(bytes(blob), context, f"{self.path}: the {part} of face {face_id}")
 
     def close(self) -> None:
         self._db.close()
@@ -497,8 +541,13 @@ class SQLiteStore:
         return self.person(dst.id)
 
     def remove_person(self, key: str | int) -> Person:
+        """Remove a person with their templates and, when a photo library named them, their library faces (the
+        faces of the clusters named as them: the vectors their templates were copied from) and those clusters."""
         person = self.person(key)
         with self.transaction() as db:
+            named = "SELECT id FROM face_cluster WHERE person_id = ?"
+            db.execute(f"DELETE FROM face WHERE cluster_id IN ({named})", (person.id,))
+            db.execute("DELETE FROM face_cluster WHERE person_id = ?", (person.id,))
             db.execute("DELETE FROM person WHERE id = ?", (person.id,))
         return person
 
