@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 #: Marks the file as a faceprint gallery ("FPRT"), so a foreign SQLite file is never migrated.
 APPLICATION_ID = 0x46505254
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # MIGRATIONS[v] upgrades a gallery at schema version v - 1 to version v.
 MIGRATIONS: dict[int, str] = {
@@ -136,6 +136,15 @@ MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (face_id, cluster_id)
     );
     """,
+    # A person's face thumbnail (the service's collections that opted in): in the gallery rather than beside it,
+    # so that it is sealed as the vectors are and erased with the person (deleted by the cascade, zeroed by
+    # secure_delete, out of the WAL by erase_removed).
+    7: """
+    CREATE TABLE person_thumbnail (
+        person_id INTEGER PRIMARY KEY REFERENCES person(id) ON DELETE CASCADE,
+        jpeg BLOB NOT NULL
+    );
+    """,
 }
 
 
@@ -174,6 +183,10 @@ def _sealed_face(
     if thumbnail is None:
         return sealed_vector, None
     return sealed_vector, sealer.seal(thumbnail, _face_context(face_id, model_id, "thumbnail"))
+
+
+def _thumbnail_context(person_id: int) -> bytes:
+    return b"faceprint person thumbnail\0%d" % person_id
 
 
 def _inserted_id(cursor: sqlite3.Cursor) -> int:
@@ -278,6 +291,11 @@ class SQLiteStore:
             db.executemany(
                 "UPDATE face SET vector = ?, thumbnail = ? WHERE id = ?",
                 [(*_sealed_face(sealer, i, model, vector, thumb), i) for i, model, vector, thumb in faces],
+            )
+            thumbnails = db.execute("SELECT person_id, jpeg FROM person_thumbnail").fetchall()
+            db.executemany(
+                "UPDATE person_thumbnail SET jpeg = ? WHERE person_id = ?",
+                [(sealer.seal(jpeg, _thumbnail_context(person)), person) for person, jpeg in thumbnails],
             )
             wrapped = wrap_data_key(data_key, master_key, self._gallery_id())
             db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (DATA_KEY, wrapped))
@@ -550,6 +568,27 @@ class SQLiteStore:
             db.execute("DELETE FROM face_cluster WHERE person_id = ?", (person.id,))
             db.execute("DELETE FROM person WHERE id = ?", (person.id,))
         return person
+
+    def keep_thumbnail(self, person_id: int, jpeg: bytes) -> bool:
+        """Keep ``jpeg`` as the person's face thumbnail unless they have one (sealed in an encrypted gallery): whether
+        it was kept."""
+        stored = jpeg if self.sealer is None else self.sealer.seal(jpeg, _thumbnail_context(person_id))
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO person_thumbnail (person_id, jpeg) SELECT id, ? FROM person WHERE id = ?"
+                " ON CONFLICT (person_id) DO NOTHING",
+                (stored, person_id),
+            )
+            return cursor.rowcount > 0
+
+    def thumbnail(self, person_id: int) -> bytes | None:
+        """The person's face thumbnail (a JPEG), if one is kept."""
+        rows = self._query("SELECT jpeg FROM person_thumbnail WHERE person_id = ?", (person_id,))
+        if not rows:
+            return None
+        if self.sealer is None:
+            return bytes(rows[0][0])
+        return self.sealer.open(rows[0][0], _thumbnail_context(person_id), f"{self.path}: the thumbnail of {person_id}")
 
     def remove_template(self, template_id: int) -> TemplateRecord:
         record = self.template(template_id)
