@@ -3,6 +3,7 @@ faces into 100,000 clustered ones.
 
     python bench/library_scale.py --rescan 10000      # re-scan time of an unchanged 10,000-photo folder
     python bench/library_scale.py --cluster 100000 10000
+    python bench/library_scale.py --sealed 110000     # reading every face's vector: plain against sealed
 
 Re-scan: a folder of links to the faces-dev images under distinct names (bench/.cache/links-N/), and a
 gallery whose photo table holds what a scan of it stores (each link's stat and digest, and the faces of the
@@ -32,6 +33,7 @@ import common
 import distractors
 from clustering import load_faces, scanned
 from faceprint import Gallery
+from faceprint.gallery.sqlite import SQLiteStore
 from faceprint.library import Clusters
 from faceprint.library.scan import file_digest
 from faceprint.models import EMBEDDING_MODELS
@@ -124,7 +126,7 @@ def cluster_scale(existing: int, new: int) -> dict:
     }
 
 
-def _add_faces(db: Path, vectors: np.ndarray, model_id: str, offset: int) -> None:
+def _add_faces(db: Path, vectors: np.ndarray | list[bytes], model_id: str, offset: int) -> None:
     report = json.dumps({"problems": []})
     with sqlite3.connect(db) as out:
         for i, vector in enumerate(vectors):
@@ -135,19 +137,51 @@ def _add_faces(db: Path, vectors: np.ndarray, model_id: str, offset: int) -> Non
             out.execute(
                 "INSERT INTO face (photo_id, face_index, model_id, vector, box, quality, quality_report)"
                 " VALUES (?, 0, ?, ?, '[0, 0, 1, 1]', 1.0, ?)",
-                (photo, model_id, vector.tobytes(), report),
+                (photo, model_id, vector if isinstance(vector, bytes) else vector.tobytes(), report),
             )
+
+
+def sealed_reads(count: int) -> dict:
+    """What encryption at rest costs a clusters update: reading (and, sealed, opening) the vector of every
+    library face, as ``Clusters.update`` does, from a plain and from an encrypted gallery of ``count`` faces;
+    and sealing them as a scan does."""
+    from faceprint.protect import new_key
+
+    model = DEFAULT_OPTIONS.model
+    vectors = np.random.default_rng(18).normal(size=(count, model.dimension)).astype("<f4")
+    result: dict = {"faces": count}
+    for label, key in (("plain", None), ("sealed", new_key())):
+        db = common.CACHE_DIR / f"sealed-reads-{label}.db"
+        db.unlink(missing_ok=True)
+        with Gallery(db, key=key) as gallery:
+            store = gallery.store
+            assert isinstance(store, SQLiteStore)
+            start = time.perf_counter()
+            # Face ids 1..count: the ids _add_faces's rows get in an empty gallery.
+            rows = [store.stored_face(i + 1, model.model_id, v, None)[0] for i, v in enumerate(vectors)]
+            result[f"{label}_store_seconds"] = time.perf_counter() - start
+            _add_faces(db, rows, model.model_id, 0)
+            start = time.perf_counter()
+            found = store.query("SELECT id, model_id, vector FROM face ORDER BY id")
+            opened = store.face_vectors(found, model.dimension)
+            result[f"{label}_read_seconds"] = time.perf_counter() - start
+            assert np.array_equal(opened, vectors)
+        db.unlink()
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rescan", type=int, default=0, metavar="PHOTOS")
     parser.add_argument("--cluster", type=int, nargs=2, default=None, metavar=("EXISTING", "NEW"))
+    parser.add_argument("--sealed", type=int, default=0, metavar="FACES")
     args = parser.parse_args()
     if args.rescan:
         print(json.dumps(rescan(args.rescan), indent=2), flush=True)
     if args.cluster:
         print(json.dumps(cluster_scale(*args.cluster), indent=2), flush=True)
+    if args.sealed:
+        print(json.dumps(sealed_reads(args.sealed), indent=2), flush=True)
 
 
 if __name__ == "__main__":

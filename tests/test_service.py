@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,7 +329,8 @@ def test_thumbnails_only_where_the_collection_opted_in(
     picture = client.get(url + "/thumbnail", headers=keys.reader)
     assert picture.headers["content-type"] == "image/jpeg" and picture.content[:3] == b"\xff\xd8\xff"
     assert client.delete(url, headers=keys.admin).status_code == 204
-    assert not any((client.app.state.service.tenancy.collection_dir("acme", "album") / "thumbnails").iterdir())
+    with sqlite3.connect(client.app.state.service.tenancy.collection_dir("acme", "album") / "gallery.db") as db:
+        assert db.execute("SELECT count(*) FROM person_thumbnail").fetchone()[0] == 0  # gone with the person
 
 
 @pytest.mark.slow

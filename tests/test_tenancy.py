@@ -13,11 +13,20 @@ import pytest
 
 from faceprint.apikeys import KeyStore, parse_scopes
 from faceprint.audit import AUDIT_FILE, AuditLog
-from faceprint.errors import AccessError, CollectionNotFoundError, GalleryError, InvalidNameError, ModelError
+from faceprint.draw import thumbnail as draw_thumbnail
+from faceprint.errors import (
+    AccessError,
+    CollectionNotFoundError,
+    GalleryError,
+    InvalidNameError,
+    KeyRequiredError,
+    ModelError,
+)
 from faceprint.gallery import Gallery
 from faceprint.pipeline import ImageResult, process_files
+from faceprint.protect import KEY_FILE_VARIABLE, write_key_file
 from faceprint.quality import STRICT_THRESHOLDS, problems_for
-from faceprint.tenancy import CollectionSettings, Tenancy, collection_settings
+from faceprint.tenancy import CollectionSettings, Tenancy, collection_settings, keep_thumbnail, thumbnail
 
 from .conftest import KIT, ROSE
 
@@ -214,3 +223,60 @@ def test_apikeys_create_list_revoke_on_the_command_line(tmp_path: Path) -> None:
     assert runner.invoke(app, ["apikeys", "revoke", "nope", *data]).exit_code == 2
     assert runner.invoke(app, ["apikeys", "create", "--tenant", "acme", "--scope", "all", *data]).exit_code == 2
     assert runner.invoke(app, ["apikeys", "create", "--tenant", "../x", "--scope", "read", *data]).exit_code == 2
+
+
+# --- a person's face thumbnail: in the gallery, sealed with it, erased with the person ------------------------------
+
+
+def clear_pieces(jpeg: bytes) -> list[bytes]:
+    """32-byte pieces of the JPEG's entropy-coded second half (a row this size may be split across pages)."""
+    body = jpeg[len(jpeg) // 2 : -16]
+    return [body[i : i + 32] for i in range(0, len(body) - 31, 32)]
+
+
+def files_holding(folder: Path, pieces: list[bytes]) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.is_file() and any(x in p.read_bytes() for x in pieces))
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_thumbnail_is_sealed_like_the_vectors_and_erased_with_its_person(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, photos: dict[str, list[ImageResult]], encrypted: bool
+) -> None:
+    if encrypted:
+        monkeypatch.setenv(KEY_FILE_VARIABLE, str(write_key_file(tmp_path / "master.key")))
+    tenancy = Tenancy(tmp_path / "data")
+    folder = tenancy.collection_dir("acme", "album")
+    jpeg = draw_thumbnail(KIT[0], photos["kit"][0].faces[0].box)
+    with tenancy.create("acme", "album", CollectionSettings(thumbnails=True)) as gallery:
+        gallery.enroll_results("Kit", photos["kit"])
+        kit = gallery.person("Kit").id
+        assert keep_thumbnail(gallery, kit, jpeg) and not keep_thumbnail(gallery, kit, b"another")  # kept once
+        assert thumbnail(gallery, kit) == jpeg
+        assert bool(files_holding(folder, clear_pieces(jpeg))) is not encrypted
+    if encrypted:
+        monkeypatch.delenv(KEY_FILE_VARIABLE)
+        with pytest.raises(KeyRequiredError):
+            tenancy.open("acme", "album")
+        monkeypatch.setenv(KEY_FILE_VARIABLE, str(tmp_path / "master.key"))
+    with tenancy.open("acme", "album") as gallery:
+        assert thumbnail(gallery, kit) == jpeg
+        gallery.remove_person(kit)
+        assert thumbnail(gallery, kit) is None
+        assert files_holding(folder, clear_pieces(jpeg)) == []
+
+
+def test_thumbnail_files_of_an_older_collection_move_into_its_gallery(
+    tmp_path: Path, photos: dict[str, list[ImageResult]]
+) -> None:
+    tenancy = Tenancy(tmp_path)
+    with tenancy.create("acme", "album", CollectionSettings(thumbnails=True)) as gallery:
+        gallery.enroll_results("Kit", photos["kit"])
+        kit = gallery.person("Kit").id
+    files = tenancy.collection_dir("acme", "album") / "thumbnails"
+    files.mkdir()
+    jpeg = draw_thumbnail(KIT[0], photos["kit"][0].faces[0].box)
+    (files / f"{kit}.jpg").write_bytes(jpeg)
+    (files / f"{kit + 1}.jpg").write_bytes(jpeg)  # a person removed since
+    with tenancy.open("acme", "album") as gallery:
+        assert thumbnail(gallery, kit) == jpeg and thumbnail(gallery, kit + 1) is None
+    assert not files.exists()

@@ -4,8 +4,6 @@ A data directory holds every tenant's collections, one gallery each::
 
     <data>/tenants/<tenant>/collections/<collection>/gallery.db   the collection's SQLite gallery
                                                    (with its -wal/-shm files and saved search index beside it)
-    <data>/tenants/<tenant>/collections/<collection>/thumbnails/<person id>.jpg   only where the collection
-                                                   opted in (``CollectionSettings.thumbnails``)
     <data>/tenants/<tenant>/jobs/<job id>/          a video job (``faceprint.video.jobs``)
 
 Every path is built from a tenant and a collection name that ``check_name`` accepted (lowercase letters,
@@ -14,6 +12,9 @@ tenant's folder: ``..``, ``/``, ``\\``, NUL and the empty name are refused. A te
 its own folder: another tenant's collection of the same name is another file, and an id (a person's, a
 template's) is looked up only inside the collection it is asked in. Deleting a collection renames its folder
 away first (one atomic step), then removes it.
+
+A person's face thumbnail, where the collection opted in (``CollectionSettings.thumbnails``), is kept in the
+gallery (``keep_thumbnail``): sealed like the vectors when the gallery is encrypted, and erased with the person.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ import platformdirs
 
 from .errors import CollectionNotFoundError, GalleryError, InvalidNameError
 from .gallery import Gallery
+from .gallery.sqlite import SQLiteStore
 
 #: Tenant and collection names: safe as one path component on every file system, and in a URL.
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 #: Gallery meta key of a collection's settings (JSON).
 SETTINGS_KEY = "collection"
 GALLERY_FILE = "gallery.db"
+#: Where collections made before thumbnails moved into the gallery kept them: ``<person id>.jpg`` files.
+_THUMBNAIL_FILES = "thumbnails"
 
 
 def default_data_dir() -> Path:
@@ -111,19 +115,11 @@ class Tenancy:
         """The tenant's collection, opened; ``CollectionNotFoundError`` when the tenant has none of that name."""
         if not self.exists(tenant, collection):
             raise CollectionNotFoundError(f"no collection {collection!r}")
-        return Gallery(self.collection_dir(tenant, collection) / GALLERY_FILE, create=False)
-
-    def thumbnail_path(self, tenant: str, collection: str, person_id: int) -> Path:
-        """Where a person's face thumbnail is kept, in a collection that opted in (``CollectionSettings``)."""
-        return self.collection_dir(tenant, collection) / "thumbnails" / f"{int(person_id)}.jpg"
-
-    def save_thumbnail(self, tenant: str, collection: str, person_id: int, jpeg: bytes) -> None:
-        """Keep ``jpeg`` as the person's thumbnail (written whole, then renamed into place)."""
-        path = self.thumbnail_path(tenant, collection, person_id)
-        path.parent.mkdir(exist_ok=True)
-        partial = path.with_suffix(f".{uuid.uuid4().hex}.part")
-        partial.write_bytes(jpeg)
-        partial.replace(path)
+        folder = self.collection_dir(tenant, collection)
+        gallery = Gallery(folder / GALLERY_FILE, create=False)
+        if (folder / _THUMBNAIL_FILES).is_dir():
+            _adopt_thumbnail_files(gallery, folder / _THUMBNAIL_FILES)
+        return gallery
 
     def delete(self, tenant: str, collection: str) -> None:
         """Remove the collection with every file of it (``CollectionNotFoundError`` if there is none)."""
@@ -141,3 +137,27 @@ def collection_settings(gallery: Gallery) -> CollectionSettings:
     text = gallery.store.meta(SETTINGS_KEY)
     data = json.loads(text) if text else {}
     return CollectionSettings(thumbnails=bool(data.get("thumbnails")), description=str(data.get("description", "")))
+
+
+def keep_thumbnail(gallery: Gallery, person_id: int, jpeg: bytes) -> bool:
+    """Keep ``jpeg`` as the person's face thumbnail unless they have one: whether it was kept."""
+    return _sqlite(gallery).keep_thumbnail(person_id, jpeg)
+
+
+def thumbnail(gallery: Gallery, person_id: int) -> bytes | None:
+    """The person's face thumbnail (a JPEG), if the collection keeps one."""
+    return _sqlite(gallery).thumbnail(person_id)
+
+
+def _sqlite(gallery: Gallery) -> SQLiteStore:
+    if not isinstance(gallery.store, SQLiteStore):
+        raise GalleryError(f"{gallery.path}: a collection is an SQLite gallery")
+    return gallery.store
+
+
+def _adopt_thumbnail_files(gallery: Gallery, folder: Path) -> None:
+    """Move the thumbnail files of an older collection into its gallery (sealed there if it is encrypted)."""
+    for path in folder.glob("*.jpg"):
+        if path.stem.isdigit():
+            keep_thumbnail(gallery, int(path.stem), path.read_bytes())  # a removed person's is not kept
+    shutil.rmtree(folder, ignore_errors=True)

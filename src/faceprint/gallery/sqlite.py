@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 #: Marks the file as a faceprint gallery ("FPRT"), so a foreign SQLite file is never migrated.
 APPLICATION_ID = 0x46505254
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # MIGRATIONS[v] upgrades a gallery at schema version v - 1 to version v.
 MIGRATIONS: dict[int, str] = {
@@ -136,6 +136,15 @@ MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (face_id, cluster_id)
     );
     """,
+    # A person's face thumbnail (the service's collections that opted in): in the gallery rather than beside it,
+    # so that it is sealed as the vectors are and erased with the person (deleted by the cascade, zeroed by
+    # secure_delete, out of the WAL by erase_removed).
+    7: """
+    CREATE TABLE person_thumbnail (
+        person_id INTEGER PRIMARY KEY REFERENCES person(id) ON DELETE CASCADE,
+        jpeg BLOB NOT NULL
+    );
+    """,
 }
 
 
@@ -160,6 +169,24 @@ _MAX_SQL_PARAMS = 10_000
 def _row_context(template_id: int, model_id: str) -> bytes:
     """What a sealed vector is bound to: its row and its model (a blob moved to another row does not open)."""
     return b"faceprint template\0%d\0%s" % (template_id, model_id.encode())
+
+
+def _face_context(face_id: int, model_id: str, part: str) -> bytes:
+    """What a sealed part (``vector`` or ``thumbnail``) of a library face is bound to: that part of that row."""
+    return b"faceprint face %s\0%d\0%s" % (part.encode(), face_id, model_id.encode())
+
+
+def _sealed_face(
+    sealer: Sealer, face_id: int, model_id: str, vector: bytes, thumbnail: bytes | None
+) -> tuple[bytes, bytes | None]:
+    sealed_vector = sealer.seal(vector, _face_context(face_id, model_id, "vector"))
+    if thumbnail is None:
+        return sealed_vector, None
+    return sealed_vector, sealer.seal(thumbnail, _face_context(face_id, model_id, "thumbnail"))
+
+
+def _thumbnail_context(person_id: int) -> bytes:
+    return b"faceprint person thumbnail\0%d" % person_id
 
 
 def _inserted_id(cursor: sqlite3.Cursor) -> int:
@@ -260,6 +287,16 @@ class SQLiteStore:
                 "UPDATE template SET vector = ? WHERE id = ?",
                 [(sealer.seal(blob, _row_context(i, model)), i) for i, model, blob in rows],
             )
+            faces = db.execute("SELECT id, model_id, vector, thumbnail FROM face").fetchall()
+            db.executemany(
+                "UPDATE face SET vector = ?, thumbnail = ? WHERE id = ?",
+                [(*_sealed_face(sealer, i, model, vector, thumb), i) for i, model, vector, thumb in faces],
+            )
+            thumbnails = db.execute("SELECT person_id, jpeg FROM person_thumbnail").fetchall()
+            db.executemany(
+                "UPDATE person_thumbnail SET jpeg = ? WHERE person_id = ?",
+                [(sealer.seal(jpeg, _thumbnail_context(person)), person) for person, jpeg in thumbnails],
+            )
             wrapped = wrap_data_key(data_key, master_key, self._gallery_id())
             db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (DATA_KEY, wrapped))
         return data_key
@@ -291,6 +328,31 @@ class SQLiteStore:
             blobs = [sealer.open(b, _row_context(i, model_id), f"{where} {i}") for i, b in zip(ids.tolist(), blobs)]
         vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(rows), -1)
         return ids, vectors.astype(np.float32)
+
+    # --- library faces (faceprint.library): sealed like templates, bound to their row and model -----------------
+
+    def stored_face(
+        self, face_id: int, model_id: str, vector: np.ndarray, thumbnail: bytes | None
+    ) -> tuple[bytes, bytes | None]:
+        """``(vector blob, thumbnail blob)`` of a library face as stored (sealed in an encrypted gallery)."""
+        raw = np.asarray(vector, dtype="<f4").tobytes()
+        return (raw, thumbnail) if self.sealer is None else _sealed_face(self.sealer, face_id, model_id, raw, thumbnail)
+
+    def face_vectors(self, rows: Sequence[Sequence[Any]], dimension: int) -> np.ndarray:
+        """The float32 vectors of rows starting ``(face id, model id, vector blob)``, opened in an encrypted gallery."""
+        blobs = [bytes(r[2]) for r in rows]
+        if self.sealer is not None:
+            blobs = [self._open_face(int(r[0]), r[1], b, "vector") for r, b in zip(rows, blobs)]
+        return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(rows), dimension).astype(np.float32)
+
+    def face_thumbnail(self, face_id: int, model_id: str, blob: bytes) -> bytes:
+        """A library face's JPEG thumbnail from its stored blob."""
+        return bytes(blob) if self.sealer is None else self._open_face(face_id, model_id, blob, "thumbnail")
+
+    def _open_face(self, face_id: int, model_id: str, blob: bytes, part: str) -> bytes:
+        assert self.sealer is not None
+        context = _face_context(face_id, model_id, part)
+        return self.sealer.open(bytes(blob), context, f"{self.path}: the {part} of face {face_id}")
 
     def close(self) -> None:
         self._db.close()
@@ -497,10 +559,36 @@ class SQLiteStore:
         return self.person(dst.id)
 
     def remove_person(self, key: str | int) -> Person:
+        """Remove a person with their templates and, when a photo library named them, their library faces (the
+        faces of the clusters named as them: the vectors their templates were copied from) and those clusters."""
         person = self.person(key)
         with self.transaction() as db:
+            named = "SELECT id FROM face_cluster WHERE person_id = ?"
+            db.execute(f"DELETE FROM face WHERE cluster_id IN ({named})", (person.id,))
+            db.execute("DELETE FROM face_cluster WHERE person_id = ?", (person.id,))
             db.execute("DELETE FROM person WHERE id = ?", (person.id,))
         return person
+
+    def keep_thumbnail(self, person_id: int, jpeg: bytes) -> bool:
+        """Keep ``jpeg`` as the person's face thumbnail unless they have one (sealed in an encrypted gallery): whether
+        it was kept."""
+        stored = jpeg if self.sealer is None else self.sealer.seal(jpeg, _thumbnail_context(person_id))
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO person_thumbnail (person_id, jpeg) SELECT id, ? FROM person WHERE id = ?"
+                " ON CONFLICT (person_id) DO NOTHING",
+                (stored, person_id),
+            )
+            return cursor.rowcount > 0
+
+    def thumbnail(self, person_id: int) -> bytes | None:
+        """The person's face thumbnail (a JPEG), if one is kept."""
+        rows = self._query("SELECT jpeg FROM person_thumbnail WHERE person_id = ?", (person_id,))
+        if not rows:
+            return None
+        if self.sealer is None:
+            return bytes(rows[0][0])
+        return self.sealer.open(rows[0][0], _thumbnail_context(person_id), f"{self.path}: the thumbnail of {person_id}")
 
     def remove_template(self, template_id: int) -> TemplateRecord:
         record = self.template(template_id)

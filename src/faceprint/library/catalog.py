@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import numpy as np
-
 from ..errors import GalleryError
 from ..gallery import Gallery
 from ..gallery.sqlite import SQLiteStore
@@ -75,16 +73,35 @@ class Catalog:
                     (stat.path, stat.size, stat.mtime_ns, result.sha256, error, _now()),
                 ).fetchone()[0]
                 db.execute("DELETE FROM face WHERE photo_id = ?", (photo_id,))
+                # The ids are chosen before inserting (as SQLite would) to seal each face to its row.
+                next_id = int(db.execute("SELECT coalesce(max(id), 0) + 1 FROM face").fetchone()[0])
                 db.executemany(
-                    "INSERT INTO face (photo_id, face_index, model_id, vector, box, quality, quality_report,"
-                    " thumbnail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO face (id, photo_id, face_index, model_id, vector, box, quality, quality_report,"
+                    " thumbnail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
-                        _face_row(photo_id, i, face, thumbnail)
+                        self._face_row(next_id + i, photo_id, i, face, thumbnail)
                         for i, (face, thumbnail) in enumerate(_with_thumbs(result))
                     ],
                 )
                 faces += len(result.faces)
         return faces
+
+    def _face_row(self, face_id: int, photo_id: int, index: int, face: Face, thumbnail: bytes | None) -> tuple:
+        if face.template is None:
+            raise ValueError("a scanned face needs its template")
+        model_id = face.template.model_id
+        vector, thumbnail = self.store.stored_face(face_id, model_id, face.template.vector, thumbnail)
+        return (
+            face_id,
+            photo_id,
+            index,
+            model_id,
+            vector,
+            json.dumps(list(face.box.as_tuple())),
+            face.quality.score,
+            json.dumps(face.quality.to_dict()),
+            thumbnail,
+        )
 
     def restat(self, moved: Sequence[tuple[int, FileStat]]) -> None:
         """Photos whose content is unchanged (by digest) under a new stat or a new path: the new ones stored."""
@@ -112,21 +129,6 @@ class Catalog:
 def _with_thumbs(result: ImageResult) -> list[tuple[Face, bytes | None]]:
     thumbnails: list[bytes | None] = list(result.thumbnails) or [None] * len(result.faces)
     return list(zip(result.faces, thumbnails))
-
-
-def _face_row(photo_id: int, index: int, face: Face, thumbnail: bytes | None) -> tuple:
-    if face.template is None:
-        raise ValueError("a scanned face needs its template")
-    return (
-        photo_id,
-        index,
-        face.template.model_id,
-        np.asarray(face.template.vector, dtype="<f4").tobytes(),
-        json.dumps(list(face.box.as_tuple())),
-        face.quality.score,
-        json.dumps(face.quality.to_dict()),
-        thumbnail,
-    )
 
 
 def _now() -> str:

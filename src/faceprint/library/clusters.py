@@ -166,17 +166,16 @@ class Clusters:
     def _faces(self) -> _Faces:
         """Every face of the gallery's model, in id order."""
         rows = self.store.query(
-            f"SELECT f.id, f.vector, coalesce(f.cluster_id, -1), {_ACCEPTABLE}, f.considered FROM face f"
+            f"SELECT f.id, f.model_id, f.vector, coalesce(f.cluster_id, -1), {_ACCEPTABLE}, f.considered FROM face f"
             " WHERE f.model_id = ? ORDER BY f.id",
             (self.gallery.model_id,),
         )
-        dimension = self.gallery.options.model.dimension
         return _Faces(
             ids=np.array([r[0] for r in rows], dtype=np.int64),
-            vectors=np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dimension),
-            labels=np.array([r[2] for r in rows], dtype=np.int64),
-            acceptable=np.array([bool(r[3]) for r in rows], dtype=bool),
-            considered=np.array([bool(r[4]) for r in rows], dtype=bool),
+            vectors=self.store.face_vectors(rows, self.gallery.options.model.dimension),
+            labels=np.array([r[3] for r in rows], dtype=np.int64),
+            acceptable=np.array([bool(r[4]) for r in rows], dtype=bool),
+            considered=np.array([bool(r[5]) for r in rows], dtype=bool),
         )
 
     def _recognise(self, ids: np.ndarray, vectors: np.ndarray, labels: np.ndarray, waiting: np.ndarray) -> int:
@@ -274,8 +273,11 @@ class Clusters:
         found: dict[int, bytes] = {}
         for start in range(0, len(face_ids), 10_000):
             part = [int(i) for i in face_ids[start : start + 10_000]]
-            sql = f"SELECT id, thumbnail FROM face WHERE thumbnail IS NOT NULL AND id IN ({','.join('?' * len(part))})"
-            found.update((int(i), bytes(t)) for i, t in self.store.query(sql, part))
+            sql = (
+                "SELECT id, model_id, thumbnail FROM face"
+                f" WHERE thumbnail IS NOT NULL AND id IN ({','.join('?' * len(part))})"
+            )
+            found.update((int(i), self.store.face_thumbnail(i, m, t)) for i, m, t in self.store.query(sql, part))
         return found
 
     # --- the user's decisions ------------------------------------------------------------
@@ -285,16 +287,17 @@ class Clusters:
         (added to that person if they exist), so identification and later updates recognise them."""
         name = normalize_name(name)
         faces = self.store.query(
-            "SELECT f.id, f.vector, f.model_id, p.sha256, p.path, f.box, f.quality, f.quality_report FROM face f"
+            "SELECT f.id, f.model_id, f.vector, p.sha256, p.path, f.box, f.quality, f.quality_report FROM face f"
             f" JOIN photo p ON p.id = f.photo_id WHERE f.cluster_id = ? AND {_ACCEPTABLE}"
             " ORDER BY f.quality DESC, f.id LIMIT ?",
             (self.cluster(cluster_id).id, best),
         )
         if not faces:
             raise GalleryError(f"{self.store.path}: cluster {cluster_id} has no face good enough to enroll")
+        vectors = self.store.face_vectors(faces, self.gallery.options.model.dimension)
         templates = [
-            NewTemplate(np.frombuffer(r[1], "<f4"), r[2], r[3], r[4], json.loads(r[5]), r[6], json.loads(r[7]))
-            for r in faces
+            NewTemplate(vector, r[1], r[3], r[4], json.loads(r[5]), r[6], json.loads(r[7]))
+            for vector, r in zip(vectors, faces)
         ]
         check_same_model(templates[0].model_id, self.gallery.model_id)
         with self.store.transaction() as db:
@@ -344,6 +347,7 @@ class Clusters:
                 db.execute(
                     "INSERT OR IGNORE INTO face_rejection (face_id, cluster_id) VALUES (?, ?)", (face, cluster.id)
                 )
+        self.gallery.erase_removed()  # the templates enrolled from those faces
         return self.cluster(new)
 
     def ignore(self, cluster_id: int, ignored: bool = True) -> Cluster:

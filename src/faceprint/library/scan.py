@@ -4,7 +4,8 @@ A scan compares each file's size and modification time with what the gallery sto
 moved is read again only if its digest moved too. New and changed photos go through the pipeline across
 worker processes (``faceprint.pipeline.process_files``) and are committed a batch at a time, so a scan
 killed at any point loses at most the batch in flight and the next scan carries on. Photos gone from the
-folder are forgotten with their faces; a photo moved (same digest under a new path) keeps its faces.
+folder are forgotten with their faces (erased: ``Gallery.erase_removed``); a photo moved (same digest under a
+new path) keeps its faces.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ def scan(
     catalog.restat(plan.restat)
     catalog.forget(plan.deleted)
     faces, errors = _process(gallery, catalog, plan.to_process, workers, batch_size, on_progress, runner)
+    if plan.deleted or plan.changed:
+        gallery.erase_removed()  # the faces of photos gone or changed: zeroed in the file, and out of the WAL
     return ScanSummary(
         folder=root,
         photos=len(plan.to_process) + len(plan.restat) + plan.unchanged,

@@ -6,15 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Path, Query, Request, Response, UploadFile
 
-from ..apikeys import ApiKey
 from ..choices import QualityFilter
 from ..draw import thumbnail
 from ..errors import FaceprintError, PersonNotFoundError
 from ..gallery import Gallery
 from ..pipeline import ImageResult
-from ..tenancy import CollectionSettings, collection_settings
+from ..tenancy import CollectionSettings, collection_settings, keep_thumbnail
+from ..tenancy import thumbnail as thumbnail_of
 from . import schemas
-from .context import AdminKey, EnrollKey, ReadKey, Service, Upload, read_upload, service_of
+from .context import AdminKey, EnrollKey, ReadKey, Upload, read_upload, service_of
 from .problems import ERROR_RESPONSES, Problem
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
@@ -179,7 +179,6 @@ async def merge_person(
             if source.id == target.id:
                 raise Problem(422, "Cannot merge", "a person cannot be merged into themselves")
             person = gallery.merge(source.id, target.id)
-        service.tenancy.thumbnail_path(key.tenant, collection, source.id).unlink(missing_ok=True)
         service.record(key, "person.merge", collection, f"{person_id}->{body.into}", templates=person.template_count)
         return person.to_dict()
 
@@ -195,7 +194,6 @@ async def delete_person(
     def delete() -> None:
         with service.collection(key.tenant, collection) as gallery:
             person = gallery.remove_person(person_in(gallery, person_id).id)
-        service.tenancy.thumbnail_path(key.tenant, collection, person_id).unlink(missing_ok=True)
         service.record(key, "person.delete", collection, person_id, templates=person.template_count)
 
     await service.run(delete)
@@ -232,9 +230,8 @@ async def add_faces(
         with service.collection(key.tenant, collection) as gallery:
             person_in(gallery, person_id)  # still there
             enrollment = gallery.enroll_results(name, results, largest=largest, quality_filter=quality)
-            keep_thumbnail = collection_settings(gallery).thumbnails
-        if keep_thumbnail:
-            _keep_thumbnail(service, key, collection, person_id, results, enrollment.rejected, uploads)
+            if collection_settings(gallery).thumbnails:
+                _keep_thumbnail(gallery, person_id, results, enrollment.rejected, uploads)
         refused = [{"image": s, "kind": type(e).__name__, "reason": str(e)} for s, e in enrollment.rejected]
         service.record(key, "faces.add", collection, person_id, added=len(enrollment.added), refused=len(refused))
         return {
@@ -249,22 +246,19 @@ async def add_faces(
 
 
 def _keep_thumbnail(
-    service: Service,
-    key: ApiKey,
-    collection: str,
+    gallery: Gallery,
     person_id: int,
     results: list[ImageResult],
     rejected: list[tuple[str, FaceprintError]],
     uploads: list[Upload],
 ) -> None:
     """The person's thumbnail, from the first accepted photo, unless they have one."""
-    if service.tenancy.thumbnail_path(key.tenant, collection, person_id).exists():
+    if thumbnail_of(gallery, person_id) is not None:
         return
     refused = {source for source, _ in rejected}
     for result, upload in zip(results, uploads):
         if result.faces and result.source not in refused:
-            jpeg = thumbnail(upload.data, result.faces[0].box)
-            service.tenancy.save_thumbnail(key.tenant, collection, person_id, jpeg)
+            keep_thumbnail(gallery, person_id, thumbnail(upload.data, result.faces[0].box))
             return
 
 
@@ -281,10 +275,10 @@ async def get_thumbnail(request: Request, *, collection: CollectionName, person_
     def read() -> bytes:
         with service.collection(key.tenant, collection) as gallery:
             person_in(gallery, person_id)
-        path = service.tenancy.thumbnail_path(key.tenant, collection, person_id)
-        if not path.is_file():
+            jpeg = thumbnail_of(gallery, person_id)
+        if jpeg is None:
             raise Problem(404, "No thumbnail", f"no thumbnail of person {person_id} (none kept, or no photo yet)")
-        return path.read_bytes()
+        return jpeg
 
     return Response(await service.run(read), media_type="image/jpeg")
 
