@@ -598,16 +598,16 @@ def model_metadata(data: bytes) -> dict[str, str]:
     """The ``metadata_props`` of a serialized ONNX model, read from the protobuf wire format without
     ``onnx``: every top-level field is walked, so a truncated or foreign file raises ``ValueError``."""
     props = {}
-    for field, value in _wire_fields(data):
+    for field, value in _wire_fields(memoryview(data)):  # a view: the graph's megabytes are not copied
         if field == _METADATA_FIELD:
-            entry = dict(_wire_fields(_bytes(value)))
-            props[_bytes(entry.get(_KEY_FIELD, b"")).decode()] = _bytes(entry.get(_VALUE_FIELD, b"")).decode()
+            entry = dict(_wire_fields(_delimited(value)))
+            props[str(_delimited(entry.get(_KEY_FIELD)), "utf-8")] = str(_delimited(entry.get(_VALUE_FIELD)), "utf-8")
     return props
 
 
-def _wire_fields(data: bytes) -> list[tuple[int, bytes | int]]:
-    """``(field number, value)`` of a protobuf message: length-delimited values as bytes, others as ints."""
-    fields: list[tuple[int, bytes | int]] = []
+def _wire_fields(data: memoryview) -> list[tuple[int, memoryview | int]]:
+    """``(field number, value)`` of a protobuf message: length-delimited values as views, others as ints."""
+    fields: list[tuple[int, memoryview | int]] = []
     position = 0
     while position < len(data):
         key, position = _varint(data, position)
@@ -626,7 +626,7 @@ def _wire_fields(data: bytes) -> list[tuple[int, bytes | int]]:
     return fields
 
 
-def _varint(data: bytes, position: int) -> tuple[int, int]:
+def _varint(data: memoryview, position: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         if position >= len(data) or shift > 63:
@@ -638,9 +638,12 @@ def _varint(data: bytes, position: int) -> tuple[int, int]:
             return value, position
 
 
-def _bytes(value: bytes | int) -> bytes:
-    if not isinstance(value, bytes):
-        raise ValueError("a string field is not length-delimited")
+def _delimited(value: memoryview | int | None) -> memoryview:
+    """A length-delimited field's bytes (an absent field is empty, as protobuf has it)."""
+    if value is None:
+        return memoryview(b"")
+    if not isinstance(value, memoryview):
+        raise ValueError("a message or string field is not length-delimited")
     return value
 
 
