@@ -38,6 +38,7 @@ def main() -> None:
     app = create_app(ServiceSettings(data))
     step("create the app")
     step("import onnxruntime", lambda: __import__("onnxruntime"))
+    step("import the graph loaders (resnet_onnx, zoo_onnx)", lambda: __import__("faceprint.zoo_onnx"))
     from faceprint import resnet_onnx, zoo_onnx
 
     step("dlib's 5-point shape predictor", lambda: models.shape_predictor(5))
