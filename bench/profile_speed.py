@@ -18,18 +18,19 @@ from pathlib import Path
 import numpy as np
 
 from common import cpu_seconds, faces_dev, read_images
-from faceprint.models import FUSED, SFACE
+from faceprint.models import DLIB_RESNET, FUSED, SFACE
 from faceprint.pipeline import DEFAULT_OPTIONS, PipelineOptions, process_files
 
 #: Spelled out (as bench/accuracy.py's variants), so that a change of the profiles does not change the benchmark.
 PIPELINES: dict[str, PipelineOptions] = {
-    "auto + dlib's ResNet (default)": DEFAULT_OPTIONS,
-    "yunet + dlib's ResNet": PipelineOptions(detector="yunet"),
-    "auto + fused": PipelineOptions(model=FUSED),
-    "yunet + fused": PipelineOptions(detector="yunet", model=FUSED),
+    "default (yunet + fused, SFace without flip)": DEFAULT_OPTIONS,
+    "auto + dlib's ResNet (classic)": PipelineOptions(detector="auto", model=DLIB_RESNET),
+    "yunet + dlib's ResNet (fast)": PipelineOptions(detector="yunet", model=DLIB_RESNET),
+    "auto + fused": PipelineOptions(detector="auto", model=FUSED, unflipped=()),
+    "yunet + fused": PipelineOptions(detector="yunet", model=FUSED, unflipped=()),
     "yunet + fused, no flip": PipelineOptions(detector="yunet", model=FUSED, flip=False),
     "yunet + fused, SFace without flip": PipelineOptions(detector="yunet", model=FUSED, unflipped=(SFACE.model_id,)),
-    "yunet + dlib's ResNet, no flip": PipelineOptions(detector="yunet", flip=False),
+    "yunet + dlib's ResNet, no flip": PipelineOptions(detector="yunet", model=DLIB_RESNET, flip=False),
 }
 WORKERS = 2
 

@@ -5,7 +5,7 @@
     python bench/service.py throughput [--images 200 --workers 2 --clients 8 --seconds 20 --batch-images 8]
                                                                     HTTP recognize vs `faceprint identify` on the
                                                                     same faces-dev images; p99/p50 at 80% load
-    python bench/service.py startup [--templates 50000]             process start -> first recognize answer
+    python bench/service.py startup [--templates 50000] [--phases]  process start -> first recognize answer
 
 Every run starts its own `faceprint serve` on a free port of 127.0.0.1 with a fresh data directory, and
 stops it. The machine is shared: compare figures within one run.
@@ -296,6 +296,8 @@ def startup(args: argparse.Namespace) -> None:
         f"startup: {templates} templates: process start -> /health {health:.2f} s, -> /ready {ready:.2f} s, "
         f"-> first recognize answer {first:.2f} s (that request {first - ready:.2f} s; the next one {warm:.2f} s)"
     )
+    if args.phases:  # the same start-up step by step, in a fresh interpreter over the same collection
+        subprocess.run([sys.executable, str(Path(__file__).with_name("startup_phases.py")), str(data)], check=True)
 
 
 def main() -> None:
@@ -315,6 +317,7 @@ def main() -> None:
     run.add_argument("--batch-images", type=int, default=8, help="1: no batching across requests (A/B)")
     run = commands.add_parser("startup")
     run.add_argument("--templates", type=int, default=50_000)
+    run.add_argument("--phases", action="store_true", help="then where the time goes (bench/startup_phases.py)")
     args = parser.parse_args()
     {"load": load, "memory": memory, "throughput": throughput, "startup": startup}[args.command](args)
 

@@ -1,4 +1,5 @@
-"""Start-up cost: ``import faceprint`` against ``import numpy``, and ``faceprint --help`` / ``--version``.
+"""Start-up cost: ``import faceprint`` against ``import numpy``, ``faceprint --help`` / ``--version``, and a
+fresh process's first ``faceprint.embed`` (the default pipeline's models loaded from their cache).
 
 Each figure is the median of ``--runs`` fresh interpreters (imports are timed inside the process,
 commands as whole processes from outside), so the operating system's file cache is warm and the
@@ -19,6 +20,9 @@ from pathlib import Path
 
 #: What ``import faceprint`` must not load (issue: "import faceprint is cheap").
 HEAVY = ("cv2", "dlib", "onnxruntime", "faiss", "rich", "matplotlib", "scipy")
+#: A committed photo of one face.
+PHOTO = Path(__file__).parents[1] / "src" / "faceprint" / "samples" / "Kit_Harington_0001.jpg"
+EMBED = "import sys, faceprint; assert len(faceprint.embed(sys.argv[1])) == 1"
 
 
 def import_seconds(module: str) -> float:
@@ -38,6 +42,11 @@ def command_seconds(*args: str) -> float:
     return time.perf_counter() - started
 
 
+def first_embed_seconds() -> float:
+    """A whole process that embeds one photo: the default pipeline's start-up as a script sees it."""
+    return command_seconds(sys.executable, "-c", EMBED, str(PHOTO))
+
+
 def median(measure: Callable[[], float], runs: int) -> float:
     return statistics.median(measure() for _ in range(runs))
 
@@ -49,11 +58,13 @@ def main() -> None:
     cli = str(Path(sys.executable).with_name("faceprint"))
     numpy = median(lambda: import_seconds("numpy"), args.runs)
     faceprint = median(lambda: import_seconds("faceprint"), args.runs)
+    first_embed_seconds()  # a first run converts and caches the models' graphs where none are cached yet
     rows = [
         ("import numpy", numpy),
         ("import faceprint", faceprint),
         ("faceprint --help", median(lambda: command_seconds(cli, "--help"), args.runs)),
         ("faceprint --version", median(lambda: command_seconds(cli, "--version"), args.runs)),
+        ("python: import faceprint, first faceprint.embed", median(first_embed_seconds, args.runs)),
     ]
     print(f"| what | median of {args.runs} (s) |\n| --- | --- |")
     for name, seconds in rows:

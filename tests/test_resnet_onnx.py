@@ -17,7 +17,7 @@ from faceprint.errors import ModelError
 from faceprint.image import load_image
 from faceprint.resnet_onnx import OnnxEmbedder, OnnxResnet
 
-from .conftest import HIRES
+from .conftest import HIRES, run_python
 
 DAT = models.model_path(models.DLIB_RESNET.file)
 #: dlib's float32 conv and gemm loops sum in another order than onnxruntime's kernels.
@@ -115,10 +115,32 @@ def test_the_cache_is_reused_and_a_corrupt_one_rebuilt(tmp_path: Path, monkeypat
     assert resnet_onnx.resnet_onnx_bytes(DAT, tmp_path) == built
 
     monkeypatch.setattr(resnet_onnx, "build_onnx", real_build)
-    for corrupt in (b"not a model", built[: len(built) // 2]):
+    for corrupt in (b"not a model", built[: len(built) // 2], built[:-1]):  # [:-1]: the metadata cut short
         cached.write_bytes(corrupt)
         assert resnet_onnx.resnet_onnx_bytes(DAT, tmp_path) == built
         assert cached.read_bytes() == built
+
+
+def test_the_cache_check_reads_the_metadata_onnx_reads() -> None:
+    data = resnet_onnx.resnet_onnx_bytes(DAT)
+    expected = {prop.key: prop.value for prop in onnx.load_model_from_string(data).metadata_props}
+    assert (
+        resnet_onnx.model_metadata(data)
+        == expected
+        == {"source_sha256": resnet_onnx.file_sha256(DAT), "graph_version": str(resnet_onnx.GRAPH_VERSION)}
+    )
+
+
+def test_the_default_pipeline_loads_neither_onnx_nor_dlibs_hog_detector_once_graphs_are_cached() -> None:
+    """onnx (about 0.7 s) is for converting; the default pipeline detects with YuNet (HOG: about 2 s to load)."""
+    code = (
+        "import sys, faceprint; from faceprint import models; faceprint.embed(sys.argv[1]); "
+        "print('onnx' in sys.modules, models.hog_detector.cache_info().currsize)"
+    )
+    photo = str(sorted(HIRES.glob("*/*.jpg"))[0])
+    run_python(code, photo)  # converts and caches the graphs where this machine has not yet
+    result = run_python(code, photo)
+    assert result.returncode == 0 and result.stdout.split() == ["False", "0"], result.stdout + result.stderr
 
 
 def test_an_unwritable_cache_still_gives_the_model(tmp_path: Path) -> None:

@@ -34,16 +34,19 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from google.protobuf.message import DecodeError
-from onnx import TensorProto, helper, numpy_helper
 
 from .errors import ModelError
 from .models import DLIB_RESNET, model_path
+
+if TYPE_CHECKING:
+    import onnx
+
+# ``onnx`` is imported only where a graph is built (about 0.7 s, 2 s under load): a process that finds its
+# converted graphs cached never loads it (BENCHMARKS.md, "Start-up").
 
 # -- dlib's network, as parsed ------------------------------------------------------------
 
@@ -404,11 +407,15 @@ class _Graph:
         return f"{stem}_{self.count}"
 
     def constant(self, stem: str, value: np.ndarray) -> str:
+        from onnx import numpy_helper
+
         name = self.name(stem)
         self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
     def node(self, op: str, inputs: list[str], shape: tuple[int, ...] | None, **attrs: Any) -> str:
+        from onnx import helper
+
         output = self.name(op.lower())
         self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
         if shape is not None:
@@ -417,6 +424,8 @@ class _Graph:
 
     def preprocess(self, layer: InputLayer) -> str:
         """uint8 NHWC RGB to dlib's float NCHW ``(pixel - mean) / 256`` (exact: 1/256 is a power of 2)."""
+        from onnx import TensorProto
+
         pixels = self.node("Cast", [INPUT_NAME], None, to=TensorProto.FLOAT)
         nchw = self.node("Transpose", [pixels], None, perm=[0, 3, 1, 2])
         mean = self.constant("mean", np.array(layer.mean_rgb, dtype=np.float32).reshape(1, 3, 1, 1))
@@ -490,6 +499,9 @@ class _Graph:
 
 def build_onnx(net: DlibNet, *, source_sha256: str = "") -> onnx.ModelProto:
     """The ONNX model of ``net``: input ``chips``, uint8 (N, 150, 150, 3) RGB; output ``descriptors``, (N, 128)."""
+    import onnx
+    from onnx import TensorProto, helper
+
     graph = _Graph()
     x = graph.preprocess(net.input)
     tags: dict[str, str] = {}
@@ -564,16 +576,75 @@ def cached_onnx_bytes(cached: Path, digest: str, graph_version: int, build: Call
 
 def stamp(model: onnx.ModelProto, source_sha256: str, graph_version: int) -> None:
     """Record in ``model`` what it was converted from, for :func:`cached_onnx_bytes`."""
+    from onnx import helper
+
     helper.set_model_props(model, {"source_sha256": source_sha256, "graph_version": str(graph_version)})
 
 
 def _read_valid_cache(path: Path, digest: str, graph_version: int) -> bytes | None:
     try:
         data = path.read_bytes()
-        props = {p.key: p.value for p in onnx.load_model_from_string(data).metadata_props}
-    except (OSError, DecodeError):
+        props = model_metadata(data)
+    except (OSError, ValueError):
         return None
     return data if props == {"source_sha256": digest, "graph_version": str(graph_version)} else None
+
+
+#: ``ModelProto.metadata_props`` and the fields of each entry (``StringStringEntryProto``) in onnx.proto.
+_METADATA_FIELD, _KEY_FIELD, _VALUE_FIELD = 14, 1, 2
+
+
+def model_metadata(data: bytes) -> dict[str, str]:
+    """The ``metadata_props`` of a serialized ONNX model, read from the protobuf wire format without
+    ``onnx``: every top-level field is walked, so a truncated or foreign file raises ``ValueError``."""
+    props = {}
+    for field, value in _wire_fields(memoryview(data)):  # a view: the graph's megabytes are not copied
+        if field == _METADATA_FIELD:
+            entry = dict(_wire_fields(_delimited(value)))
+            props[str(_delimited(entry.get(_KEY_FIELD)), "utf-8")] = str(_delimited(entry.get(_VALUE_FIELD)), "utf-8")
+    return props
+
+
+def _wire_fields(data: memoryview) -> list[tuple[int, memoryview | int]]:
+    """``(field number, value)`` of a protobuf message: length-delimited values as views, others as ints."""
+    fields: list[tuple[int, memoryview | int]] = []
+    position = 0
+    while position < len(data):
+        key, position = _varint(data, position)
+        field, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            value, position = _varint(data, position)
+            fields.append((field, value))
+            continue
+        size = {1: 8, 5: 4}.get(wire_type)
+        if wire_type == 2:
+            size, position = _varint(data, position)
+        if size is None or field == 0 or position + size > len(data):
+            raise ValueError(f"not a protobuf message (field {field}, wire type {wire_type} at byte {position})")
+        fields.append((field, data[position : position + size] if wire_type == 2 else 0))
+        position += size
+    return fields
+
+
+def _varint(data: memoryview, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if position >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[position]
+        value |= (byte & 0x7F) << shift
+        position, shift = position + 1, shift + 7
+        if byte < 0x80:
+            return value, position
+
+
+def _delimited(value: memoryview | int | None) -> memoryview:
+    """A length-delimited field's bytes (an absent field is empty, as protobuf has it)."""
+    if value is None:
+        return memoryview(b"")
+    if not isinstance(value, memoryview):
+        raise ValueError("a message or string field is not length-delimited")
+    return value
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

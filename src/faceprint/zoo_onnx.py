@@ -22,14 +22,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
 
 from .errors import ModelError
 from .models import SFACE_FILE, YUNET_FILE, PackagedFile, packaged_path
 from .resnet_onnx import cached_onnx_bytes, default_cache_dir, file_sha256, stamp
+
+if TYPE_CHECKING:
+    import onnx
+
+# As in resnet_onnx, ``onnx`` is imported only where a graph is converted: cached graphs load without it.
 
 #: Bump when the conversion changes: cached graphs of another version are rebuilt.
 GRAPH_VERSION = 1
@@ -61,6 +65,8 @@ def _converted(
     ) / f"{name}-{digest[:16]}-g{GRAPH_VERSION}.onnx"
 
     def build() -> onnx.ModelProto:
+        import onnx
+
         model = convert(onnx.load(path))
         stamp(model, digest, GRAPH_VERSION)
         onnx.checker.check_model(model)
@@ -91,6 +97,8 @@ def _convert_sface(model: onnx.ModelProto) -> onnx.ModelProto:
 def dequantized(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` with every DequantizeLinear of constants, and every Reshape of constants, folded into
     fp32 initializers; only the inputs a node reads and no initializer provides stay graph inputs."""
+    from onnx import numpy_helper
+
     graph = model.graph
     constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
     kept = []
@@ -112,6 +120,8 @@ def dequantized(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _fold(node: onnx.NodeProto, inputs: list[np.ndarray]) -> np.ndarray:
+    from onnx import helper
+
     attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
     if node.op_type == "Reshape":
         data, shape = inputs
@@ -144,6 +154,8 @@ def dequantize(
 
 def prelu_rewritten(model: onnx.ModelProto) -> onnx.ModelProto:
     """Every PRelu with a constant slope ``a`` replaced by ``x * a + Relu(x) * (1 - a)``."""
+    from onnx import helper, numpy_helper
+
     graph = model.graph
     slopes = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
     nodes = []

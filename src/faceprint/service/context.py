@@ -87,7 +87,7 @@ WARM = threading.Event()
 
 def warm_up() -> None:
     """Load the default pipeline's models in a thread, once per process, so that no request pays for it
-    (about 5 s: dlib's HOG detector and the embedding's runtime; BENCHMARKS.md, "Service")."""
+    (YuNet, dlib's 5-point shape predictor, dlib's ResNet and SFace: 0.5-1 s; BENCHMARKS.md, "Service")."""
 
     def run() -> None:
         sample = resources.files("faceprint.samples") / "Kit_Harington_0001.jpg"
