@@ -14,6 +14,7 @@ stops it. The machine is shared: compare figures within one run.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,7 @@ class Server:
     """A fresh data directory with a key and a collection ``bench``, and `faceprint serve` on it."""
 
     def __init__(self, *args: str, data: Path | None = None) -> None:
+        self.owns_data = data is None  # a data directory of its own is removed when the server stops
         self.data = data or Path(tempfile.mkdtemp(prefix="faceprint-bench-"))
         _, token = KeyStore(self.data).create("bench", ["read", "enroll", "recognize", "admin"])
         self.headers = {"Authorization": f"Bearer {token}"}
@@ -80,6 +82,8 @@ class Server:
 
     def stop(self) -> None:
         stop_server(self.process)
+        if self.owns_data:
+            shutil.rmtree(self.data, ignore_errors=True)
 
 
 def _children(pid: int) -> list[int]:
@@ -232,6 +236,7 @@ def throughput(args: argparse.Namespace) -> None:
         paced, paced_errors = _paced(server, probes, 0.8 * http_rate, args.seconds)
     finally:
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
     print(
         f"throughput: `faceprint identify` {cli_rate:.1f} images/s (whole command, {args.workers} workers); "
         f"HTTP recognize {http_rate:.1f} images/s ({args.workers} server workers, {args.clients} clients, "
@@ -296,8 +301,11 @@ def startup(args: argparse.Namespace) -> None:
         f"startup: {templates} templates: process start -> /health {health:.2f} s, -> /ready {ready:.2f} s, "
         f"-> first recognize answer {first:.2f} s (that request {first - ready:.2f} s; the next one {warm:.2f} s)"
     )
-    if args.phases:  # the same start-up step by step, in a fresh interpreter over the same collection
-        subprocess.run([sys.executable, str(Path(__file__).with_name("startup_phases.py")), str(data)], check=True)
+    try:
+        if args.phases:  # the same start-up step by step, in a fresh interpreter over the same collection
+            subprocess.run([sys.executable, str(Path(__file__).with_name("startup_phases.py")), str(data)], check=True)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def main() -> None:
