@@ -12,14 +12,13 @@ import hashlib
 import hmac
 import os
 import secrets
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from .choices import SCOPES, Scope
+from .datadir import open_data_db
 from .errors import AccessError
 
 PREFIX = "fpk"
@@ -72,11 +71,7 @@ class KeyStore:
     """The API keys of a data directory (``<data>/keys.db``, SQLite in WAL mode)."""
 
     def __init__(self, data_dir: str | os.PathLike) -> None:
-        path = Path(data_dir) / KEYS_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(_SCHEMA)
+        self._db = open_data_db(data_dir, KEYS_FILE, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()

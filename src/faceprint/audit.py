@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
+
+from .datadir import open_data_db
 
 AUDIT_FILE = "audit.db"
 
@@ -51,11 +51,7 @@ class AuditLog:
     """The audit log of a data directory (``<data>/audit.db``, SQLite in WAL mode, shared by every process)."""
 
     def __init__(self, data_dir: str | os.PathLike) -> None:
-        path = Path(data_dir) / AUDIT_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_data_db(data_dir, AUDIT_FILE, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()
