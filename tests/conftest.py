@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from faceprint import Gallery
+from faceprint.library import scan
 from faceprint.pipeline import ImageResult, process_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +46,15 @@ def people_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for person in PERSONS:
         shutil.copytree(HIRES / person, root / person)
     return root
+
+
+@pytest.fixture(scope="module")
+def scanned_library(people_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The faces-hires people scanned into a gallery (15 photos, a face each), nobody enrolled; copy it to change it."""
+    db = tmp_path_factory.mktemp("library") / "g.db"
+    with Gallery(db) as gallery:
+        scan(gallery, people_dir, workers=2)
+    return db
 
 
 def hires_rows() -> list[dict[str, str]]:

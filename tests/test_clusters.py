@@ -17,18 +17,9 @@ from faceprint.library import Clusters, clustering, scan
 from .conftest import KIT, OBAMA
 
 
-@pytest.fixture(scope="module")
-def scanned(people_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The faces-hires people (a folder each, 15 photos) scanned into a gallery, nobody enrolled."""
-    db = tmp_path_factory.mktemp("scanned") / "library.db"
-    with Gallery(db) as gallery:
-        scan(gallery, people_dir, workers=2)
-    return db
-
-
 @pytest.fixture()
-def gallery(scanned: Path, tmp_path: Path) -> Gallery:
-    shutil.copy(scanned, tmp_path / "library.db")
+def gallery(scanned_library: Path, tmp_path: Path) -> Gallery:
+    shutil.copy(scanned_library, tmp_path / "library.db")
     g = Gallery(tmp_path / "library.db")
     yield g
     g.close()
@@ -155,9 +146,9 @@ def test_whispers_keep_existing_labels_and_let_a_lone_face_wait() -> None:
     assert found[7] == clustering.WAITING
 
 
-def test_clusters_commands_from_update_to_naming_with_a_contact_sheet(scanned: Path, tmp_path: Path) -> None:
+def test_clusters_commands_from_update_to_naming_with_a_contact_sheet(scanned_library: Path, tmp_path: Path) -> None:
     db = tmp_path / "library.db"
-    shutil.copy(scanned, db)
+    shutil.copy(scanned_library, db)
 
     def run(*args: object, code: int = 0) -> str:
         result = CliRunner().invoke(app, ["clusters", *map(str, args), "--db", str(db)])

@@ -120,15 +120,6 @@ def test_milvus_lite_keeps_a_removed_persons_vectors_in_its_segment_files(tmp_pa
 # --- photo libraries (faceprint.library): faces and thumbnails follow the same rules ---------------------------
 
 
-@pytest.fixture(scope="module")
-def scanned_library(people_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The faces-hires people scanned into a gallery (15 photos, a face each), nobody enrolled."""
-    db = tmp_path_factory.mktemp("library") / "g.db"
-    with Gallery(db) as gallery:
-        scan(gallery, people_dir, workers=2)
-    return db
-
-
 @pytest.fixture()
 def library_copy(scanned_library: Path, tmp_path: Path) -> Path:
     """A copy of the scanned library alone in its folder (the folder every byte of which is scanned)."""
