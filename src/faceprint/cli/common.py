@@ -212,21 +212,26 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def _columns(*after_count: ProgressColumn) -> tuple[ProgressColumn, ...]:
+    """A bar's columns: description, bar, done of total, ``after_count``, elapsed time and ETA."""
+    return (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *after_count,
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+
+
 @contextmanager
 def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator[Callable[[int], None]]:
     """A Rich progress bar with ETA on stderr; yields ``advance(n)``. Hidden for tiny batches."""
     if not enabled or total < 4:
         yield lambda n: None
         return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    with Progress(*_columns(), console=err_console, transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
 
@@ -242,17 +247,8 @@ class _RateColumn(ProgressColumn):
 def progress_reporter(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
     """A Rich progress bar with rate and ETA on stderr, driven by a library ``on_progress(description, done,
     total)`` callback (``faceprint.progress``): one bar per description, each gone when it is complete."""
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
     tasks: dict[str, TaskID] = {}
-    with Progress(*columns, console=err_console, transient=True, disable=not enabled) as progress:
+    with Progress(*_columns(_RateColumn()), console=err_console, transient=True, disable=not enabled) as progress:
 
         def report(description: str, done: int, total: int) -> None:
             if description not in tasks:
