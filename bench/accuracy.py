@@ -49,6 +49,7 @@ VARIANTS: dict[str, PipelineOptions] = {
     "jitter-5": dataclasses.replace(BASE, jitter=5),
     "dlib-backend": dataclasses.replace(BASE, backend="dlib"),
     "yunet": dataclasses.replace(BASE, detector="yunet"),
+    "yunet-int8": dataclasses.replace(BASE, detector="yunet", precision="int8"),
     "sface-yunet": dataclasses.replace(BASE, detector="yunet", model=SFACE, alignment="detector"),
     "sface-dlib68": dataclasses.replace(BASE, detector="yunet", model=SFACE, alignment="dlib68"),
     "sface-auto": dataclasses.replace(BASE, model=SFACE),  # auto gives no points of its own: dlib 68 -> 5

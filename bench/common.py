@@ -32,8 +32,10 @@ CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 #: faceprint modules whose code shapes a template; editing any of them invalidates cached embeddings.
 _PIPELINE_MODULES = (
     *("pipeline", "detection", "align", "embedding", "resnet_onnx", "image", "models", "types", "choices"),
-    *("yunet", "sface", "zoo_onnx"),
+    *("yunet", "sface", "zoo_onnx", "int8"),
 )
+#: Data files that shape a template as code does (the int8 graph's activation ranges).
+_PIPELINE_DATA = ("data/dlib-resnet-int8-ranges.json",)
 #: Which face of an image is kept; change it whenever ``_run_faceprint`` chooses differently (it keys the cache).
 FACE_CHOICE = "main face"
 #: Detection is single-threaded dlib code, so one process per core; the benchmark machine has 2.
@@ -155,6 +157,8 @@ def describe_options(options: PipelineOptions) -> str:
     described = (
         f"detector {options.detector}, upsample {upsample}, flip {flip}, jitter {options.jitter}, {options.backend}"
     )
+    if options.precision != "fp32":
+        described += f" {options.precision}"
     if options.model != PipelineOptions().model:
         points = "YuNet's" if options.alignment == "detector" and options.detector == "yunet" else "dlib 68 ->"
         described += f", model {options.model.model_id} on {points} 5 points"
@@ -163,7 +167,8 @@ def describe_options(options: PipelineOptions) -> str:
 
 def _pipeline_code_digest() -> str:
     package = Path(faceprint.__file__).parent
-    sources = b"".join((package / f"{name}.py").read_bytes() for name in _PIPELINE_MODULES)
+    files = [*(f"{name}.py" for name in _PIPELINE_MODULES), *_PIPELINE_DATA]
+    sources = b"".join((package / name).read_bytes() for name in files)
     return hashlib.sha256(sources).hexdigest()
 
 

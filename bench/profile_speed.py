@@ -26,6 +26,7 @@ PIPELINES: dict[str, PipelineOptions] = {
     "default (yunet + fused, SFace without flip)": DEFAULT_OPTIONS,
     "auto + dlib's ResNet (classic)": PipelineOptions(detector="auto", model=DLIB_RESNET),
     "yunet + dlib's ResNet (fast)": PipelineOptions(detector="yunet", model=DLIB_RESNET),
+    "yunet + dlib's ResNet int8 (fast now)": PipelineOptions(detector="yunet", model=DLIB_RESNET, precision="int8"),
     "auto + fused": PipelineOptions(detector="auto", model=FUSED, unflipped=()),
     "yunet + fused": PipelineOptions(detector="yunet", model=FUSED, unflipped=()),
     "yunet + fused, no flip": PipelineOptions(detector="yunet", model=FUSED, flip=False),

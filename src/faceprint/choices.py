@@ -18,6 +18,11 @@ DETECTORS: tuple[DetectorName, ...] = get_args(DetectorName)
 Backend = Literal["onnx", "dlib"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
+#: The precision dlib's ResNet runs at on onnxruntime: float, or its int8 graph (about twice as fast on a CPU,
+#: templates of the same model; faceprint.int8).
+Precision = Literal["fp32", "int8"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+
 #: Which 5 points align a face for a model on the ArcFace template (SFace): the detector's own where it
 #: gives them (YuNet), else dlib's 68-point fit reduced to 5; or always the latter.
 AlignmentPoints = Literal["detector", "dlib68"]

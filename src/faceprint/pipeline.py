@@ -20,7 +20,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from . import align, attributes, quality
-from .choices import AlignmentPoints, AttributeName, Backend, DetectorName
+from .choices import AlignmentPoints, AttributeName, Backend, DetectorName, Precision
 from .detection import DEFAULT_MAX_SIDE, Detection, detect_boxes
 from .embedding import Chip, embed_chips, embedder
 from .errors import FaceprintError, ManyFacesError, NoFaceError
@@ -52,6 +52,9 @@ class PipelineOptions:
     unflipped: tuple[str, ...] = (SFACE.model_id,)
     jitter: int = 0
     backend: Backend = "onnx"
+    #: dlib's ResNet on onnxruntime as its float graph or its int8 one (about twice as fast, the same accuracy
+    #: and model id; BENCHMARKS.md, "Issue 13: int8"). SFace runs in float either way.
+    precision: Precision = "fp32"
     #: onnxruntime threads per process (None: every core for the embedding, 1 for the small attribute
     #: models; worker processes use 1 each).
     threads: int | None = None
@@ -127,6 +130,7 @@ def embed_located(located: Sequence[LocatedFace], options: PipelineOptions = DEF
         backend=options.backend,
         threads=options.threads,
         model=options.model,
+        precision=options.precision,
     )
     return [
         dataclasses.replace(item.face, template=Template(vector, options.model.model_id))

@@ -4,9 +4,10 @@
 ``ACCURATE`` is the default pipeline (``PipelineOptions()``): YuNet detection with dlib's ResNet and SFace
 fused (SFace aligned on YuNet's 5 points, without its mirror image), 256-d templates: 99.85% on faces-dev
 and, at FPIR 1e-2, FNIR 0.9% at 10,000 templates with one photo per person; 0.89-1.03x the classic
-profile's throughput. ``FAST``: YuNet detection with dlib's ResNet alone (99.55%, 1.5-2.0x the classic
-profile's throughput). ``CLASSIC``: the former default, HOG with the CNN as fallback and dlib's ResNet
-(99.65%; 128-d templates, the model of face_recognition): FNIR 40% in the same search. A gallery's
+profile's throughput. ``FAST``: YuNet detection with dlib's ResNet alone, run as its int8 graph
+(faceprint.int8: the float graph's accuracy and model id at about half its CPU). ``CLASSIC``: the former
+default, HOG with the CNN as fallback and dlib's ResNet (99.65%; 128-d templates, the model of
+face_recognition): FNIR 40% in the same search. A gallery's
 templates say which pipeline it needs (:func:`options_for_model`): a gallery of dlib's ResNet keeps
 ``CLASSIC``, and ``faceprint people reembed`` moves it to the default model.
 """
@@ -20,7 +21,7 @@ from .models import DLIB_RESNET, EmbeddingModel
 from .pipeline import DEFAULT_OPTIONS, PipelineOptions
 
 ACCURATE = DEFAULT_OPTIONS
-FAST = PipelineOptions(detector="yunet", model=DLIB_RESNET)
+FAST = PipelineOptions(detector="yunet", model=DLIB_RESNET, precision="int8")
 CLASSIC = PipelineOptions(detector="auto", model=DLIB_RESNET)
 
 PROFILES: dict[ProfileName, PipelineOptions] = {"accurate": ACCURATE, "fast": FAST, "classic": CLASSIC}

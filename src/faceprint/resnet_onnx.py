@@ -28,17 +28,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import os
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import onnxruntime as ort
 
+from .choices import PRECISIONS, Precision
 from .errors import ModelError
 from .models import DLIB_RESNET, model_path
 
@@ -365,6 +368,11 @@ def match_anet(net: DlibNet) -> list[tuple[str, Layer]]:
 
 #: Bumped whenever the emitted graph changes, so that stale cached models are rebuilt.
 GRAPH_VERSION = 1
+#: Bumped whenever the int8 quantization changes (faceprint.int8 or how INT8_RANGES is recorded).
+INT8_RECIPE = 1
+#: Each activation's range over dlib chips of faces-dev's main faces and their mirror images, recorded on the
+#: float graph by tools/resnet_int8_ranges.py: numbers only, so int8 graphs build offline anywhere.
+INT8_RANGES = "dlib-resnet-int8-ranges.json"
 OPSET = 17
 INPUT_NAME = "chips"
 OUTPUT_NAME = "descriptors"
@@ -542,8 +550,9 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def cached_model_path(dat_sha256: str, cache_dir: Path) -> Path:
-    return cache_dir / f"dlib-resnet-{dat_sha256[:16]}-g{GRAPH_VERSION}.onnx"
+def cached_model_path(dat_sha256: str, cache_dir: Path, precision: Precision = "fp32") -> Path:
+    quantized = f"-int8r{INT8_RECIPE}" if precision == "int8" else ""
+    return cache_dir / f"dlib-resnet-{dat_sha256[:16]}-g{GRAPH_VERSION}{quantized}.onnx"
 
 
 def resnet_onnx_bytes(dat_path: str | os.PathLike | None = None, cache_dir: Path | None = None) -> bytes:
@@ -558,7 +567,45 @@ def resnet_onnx_bytes(dat_path: str | os.PathLike | None = None, cache_dir: Path
     )
 
 
-def cached_onnx_bytes(cached: Path, digest: str, graph_version: int, build: Callable[[], onnx.ModelProto]) -> bytes:
+def resnet_int8_bytes(dat_path: str | os.PathLike | None = None, cache_dir: Path | None = None) -> bytes:
+    """dlib's ResNet quantized to int8 (:mod:`faceprint.int8`) with the shipped activation ranges
+    (:data:`INT8_RANGES`): from the cache, else built from the float graph and cached."""
+    dat_path = Path(dat_path) if dat_path is not None else model_path(DLIB_RESNET.file)
+    digest = file_sha256(dat_path)
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+
+    def build() -> onnx.ModelProto:
+        import onnx
+
+        from . import int8
+
+        model = int8.quantize(onnx.load_from_string(resnet_onnx_bytes(dat_path, cache_dir)), int8_ranges(digest))
+        stamp(model, digest, int8_version())
+        return model
+
+    return cached_onnx_bytes(cached_model_path(digest, cache_dir, "int8"), digest, int8_version(), build)
+
+
+def int8_version() -> str:
+    """What an int8 graph is stamped with: the float graph's version and the quantization recipe's."""
+    return f"{GRAPH_VERSION}-int8r{INT8_RECIPE}"
+
+
+def int8_ranges(dat_sha256: str) -> dict[str, tuple[float, float]]:
+    """The shipped activation ranges, checked to be those of this ``.dat`` file's float graph."""
+    table = json.loads(resources.files("faceprint.data").joinpath(INT8_RANGES).read_text())
+    made_for = (table["source_sha256"], table["graph_version"], table["recipe"])
+    if made_for != (dat_sha256, GRAPH_VERSION, INT8_RECIPE):
+        raise ModelError(
+            f"{INT8_RANGES} was recorded for another model or conversion ({made_for}); "
+            "rebuild it with tools/resnet_int8_ranges.py"
+        )
+    return {name: (low, high) for name, (low, high) in table["ranges"].items()}
+
+
+def cached_onnx_bytes(
+    cached: Path, digest: str, graph_version: int | str, build: Callable[[], onnx.ModelProto]
+) -> bytes:
     """A converted model: from ``cached`` if valid, else ``build()`` in memory and cached there.
 
     A cached file is used only if it decodes and its metadata names the source's sha256
@@ -574,14 +621,14 @@ def cached_onnx_bytes(cached: Path, digest: str, graph_version: int, build: Call
     return data
 
 
-def stamp(model: onnx.ModelProto, source_sha256: str, graph_version: int) -> None:
+def stamp(model: onnx.ModelProto, source_sha256: str, graph_version: int | str) -> None:
     """Record in ``model`` what it was converted from, for :func:`cached_onnx_bytes`."""
     from onnx import helper
 
     helper.set_model_props(model, {"source_sha256": source_sha256, "graph_version": str(graph_version)})
 
 
-def _read_valid_cache(path: Path, digest: str, graph_version: int) -> bytes | None:
+def _read_valid_cache(path: Path, digest: str, graph_version: int | str) -> bytes | None:
     try:
         data = path.read_bytes()
         props = model_metadata(data)
@@ -720,6 +767,8 @@ class OnnxResnet:
 
     The session is created on the first :meth:`embed`, from the cached ONNX model (built on
     first use). ``threads`` defaults to every core; CUDA is used where onnxruntime has it.
+    ``precision="int8"`` runs the int8 graph (:func:`resnet_int8_bytes`): about twice as fast on a
+    CPU, descriptors within cosine ~0.9995 of the float ones (BENCHMARKS.md, "Issue 13: int8").
     """
 
     def __init__(
@@ -730,10 +779,14 @@ class OnnxResnet:
         batch_size: int = 32,
         cache_dir: Path | None = None,
         providers: Sequence[str] | None = None,
+        precision: Precision = "fp32",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         self.chip_size = (DLIB_RESNET.chip_size, DLIB_RESNET.chip_size)
         self.batch_size = batch_size
-        self._session = LazySession(lambda: resnet_onnx_bytes(dat_path, cache_dir), threads, providers)
+        load = resnet_int8_bytes if precision == "int8" else resnet_onnx_bytes
+        self._session = LazySession(lambda: load(dat_path, cache_dir), threads, providers)
 
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """``(N, 128)`` float32 descriptors of 150x150 uint8 RGB chips from ``align.face_chip``."""
@@ -743,9 +796,9 @@ class OnnxResnet:
 
 
 @functools.cache
-def shared_resnet(threads: int | None = None) -> OnnxResnet:
-    """The process's one :class:`OnnxResnet` per thread count (its session is built on first use)."""
-    return OnnxResnet(threads=threads)
+def shared_resnet(threads: int | None = None, precision: Precision = "fp32") -> OnnxResnet:
+    """The process's one :class:`OnnxResnet` per thread count and precision (its session is built on first use)."""
+    return OnnxResnet(threads=threads, precision=precision)
 
 
 class OnnxEmbedder:
