@@ -33,11 +33,11 @@ import numpy as np
 import common
 import fusion
 from faceprint.evaluation import metrics
-from faceprint.models import FUSED, SFACE
+from faceprint.models import DLIB_RESNET, FUSED, SFACE
 from faceprint.pipeline import PipelineOptions
 
 #: The knobs compared, spelled out so that a change of the library defaults does not change the benchmark.
-BASE = PipelineOptions(detector="auto", upsample=None, flip=True, jitter=0, backend="onnx")
+BASE = PipelineOptions(detector="auto", upsample=None, flip=True, jitter=0, backend="onnx", model=DLIB_RESNET)
 VARIANTS: dict[str, PipelineOptions] = {
     "hog": dataclasses.replace(BASE, detector="hog"),
     "auto": BASE,
