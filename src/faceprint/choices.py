@@ -29,7 +29,7 @@ AlignmentPoints = Literal["detector", "dlib68"]
 ALIGNMENT_POINTS: tuple[AlignmentPoints, ...] = get_args(AlignmentPoints)
 
 #: A pipeline profile (``faceprint.profiles``): ``accurate`` (YuNet, dlib's ResNet and SFace fused: the default),
-#: ``fast`` (YuNet + dlib's ResNet) or ``classic`` (HOG/CNN + dlib's ResNet: the former default, 128-d templates).
+#: ``fast`` (YuNet + dlib's ResNet, int8) or ``classic`` (HOG/CNN + dlib's ResNet: the former default, 128-d templates).
 ProfileName = Literal["fast", "accurate", "classic"]
 PROFILES: tuple[ProfileName, ...] = get_args(ProfileName)
 

@@ -148,7 +148,7 @@ ProfileOption = Annotated[
     typer.Option(
         "--profile",
         help="Pipeline: accurate (YuNet, dlib's ResNet and SFace fused: the default for new galleries), fast "
-        "(YuNet + dlib's ResNet) or classic (HOG/CNN + dlib's ResNet, the former default); "
+        "(YuNet + dlib's ResNet as int8) or classic (HOG/CNN + dlib's ResNet, the former default); "
         "default: the gallery's model, else accurate.",
         show_default=False,
     ),
