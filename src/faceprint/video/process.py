@@ -223,8 +223,10 @@ class VideoProcessor:
     def _observe(self, tracks: list[Track], frame: Frame) -> None:
         assert self.resolver is not None
         for track in tracks:
-            located = locate_face(frame.pixels, track.detection, self.pipeline)
             identity = self.resolver.identity(track.id, frame.time)
+            if track.partial:
+                continue  # half a face says little about whose it is, and may outweigh the whole one
+            located = locate_face(frame.pixels, track.detection, self.pipeline)
             shot = Shot(frame.index, frame.time, located, _crop(frame.pixels, track.detection.box))
             identity.observe(shot, self.options.identity)
 
