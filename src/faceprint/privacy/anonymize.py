@@ -43,11 +43,16 @@ _MASK_COLOUR = (0, 0, 0)
 #: upsampling (faces down to ~40 px, like ``remaining_faces``), and a face hidden behind
 #: something is kept masked at its predicted place for 2 s.
 THOROUGH = VideoOptions(
-    detect_every=2, react_after=1, detect_max_side=1280, detect_upsample=1, tracker=TrackerOptions(max_coast=2.0)
+    detector="hog",
+    detect_every=2,
+    react_after=1,
+    detect_max_side=1280,
+    detect_upsample=1,
+    tracker=TrackerOptions(max_coast=2.0),
 )
-#: Several times faster, for footage whose faces are large (over ~110 px at 720p): the
-#: recognition defaults' detector (960 px, upsampled only below 640 px), every 3rd frame.
-FAST = VideoOptions(detect_every=3, react_after=1, tracker=TrackerOptions(max_coast=2.0))
+#: Several times faster, for footage whose faces are large (over ~110 px at 720p): HOG as video
+#: recognition ran it before YuNet (960 px, upsampled only below 640 px), every 3rd frame.
+FAST = VideoOptions(detector="hog", detect_every=3, react_after=1, tracker=TrackerOptions(max_coast=2.0))
 #: YuNet on the whole frame (up to 1920 px: faces from ~20 px of a 1080p frame), every 2nd frame and at
 #: once when something moves (a newcomer is hidden from its first frame: every frame in a moving crowd);
 #: the tracks carry every face through the frames between detections. It keeps
