@@ -10,6 +10,7 @@ import doctest
 import importlib
 import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -37,7 +38,7 @@ from faceprint.video import (
     timeline_summary,
 )
 from faceprint.video.identity import IdentityResolver, Shot
-from faceprint.video.source import StreamSource
+from faceprint.video.source import Frame, StreamSource, read_ahead
 from faceprint.video.tracker import Tracker
 
 from .conftest import KIT, ROSE, SHARED_DATA
@@ -247,6 +248,25 @@ def test_stream_reconnects_after_a_drop(crossing: Clip, tmp_path: Path) -> None:
     gone = StreamSource(str(path), reconnect_attempts=3, sleep=lambda seconds: path.unlink(missing_ok=True))
     assert len(list(gone)) == len(crossing.frames)
     assert gone.reconnects == 0
+
+
+def test_read_ahead_keeps_the_order_and_raises_errors_where_they_happen(crossing: Clip) -> None:
+    frames = frames_of(crossing)[:5]
+    assert [f.index for f in read_ahead(iter(frames))] == [0, 1, 2, 3, 4]
+
+    def broken() -> Iterator[Frame]:
+        yield from frames[:3]
+        raise InvalidImageError("frame 3 is corrupt")
+
+    seen = []
+    with pytest.raises(InvalidImageError, match="frame 3"):
+        for frame in read_ahead(broken()):
+            seen.append(frame.index)
+    assert seen == [0, 1, 2]
+    # A consumer that stops early stops the reader too.
+    ahead = read_ahead(iter(frames))
+    next(ahead)
+    ahead.close()
 
 
 def test_bad_video_inputs_raise_clear_errors(tmp_path: Path) -> None:
