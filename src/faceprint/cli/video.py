@@ -102,10 +102,8 @@ def video(
     from ..video import IdentityOptions, Timeline, VideoOptions, VideoProcessor, open_source, timeline_summary
     from ..video.output import VideoWriter
 
-    identity = IdentityOptions(fpir=fpir)
-    options = VideoOptions(detect_every=every, identify=not no_identify, identity=identity)
-    if detector is not None:
-        options = dataclasses.replace(options, detector=detector)
+    options = VideoOptions(detect_every=every, identify=not no_identify, identity=IdentityOptions(fpir=fpir))
+    options = dataclasses.replace(options, detector=detector or options.detector)  # None: the library's default
     with contextlib.ExitStack() as stack:
         gallery = None if no_identify else _naming_gallery(stack, db)
         frames = stack.enter_context(open_source(source))
