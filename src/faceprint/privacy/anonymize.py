@@ -193,11 +193,14 @@ def _obscure(region: np.ndarray, method: Method) -> np.ndarray:
         small = cv2.resize(region, blocks, interpolation=cv2.INTER_AREA)
         return cv2.resize(small, (width, height), interpolation=cv2.INTER_NEAREST)
     # So strong that not even the face's outline survives (a detector still finds a face-shaped
-    # blur); blurring a shrunken copy is as strong and much faster than blurring the region. (Shrinking
-    # large regions further to blur them cheaper left a face for the leak check on the Hamilton clip.)
+    # blur); blurring a shrunken copy is as strong and much faster than blurring the region. OpenCV's stack
+    # blur approximates the Gaussian at a cost that does not grow with its kernel (a 1080p crowd frame's
+    # blurring: 34 -> 6 ms CPU); shrinking large regions further instead left faces for the leak check.
     small = cv2.resize(region, (max(1, width // 8), max(1, height // 8)), interpolation=cv2.INTER_AREA)
     sigma = max(1.0, min(small.shape[:2]) / 4)
-    blurred = cv2.GaussianBlur(small, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    side = 2 * int(3 * sigma) + 1
+    padded = cv2.copyMakeBorder(small, side, side, side, side, cv2.BORDER_REPLICATE)
+    blurred = cv2.stackBlur(padded, (side, side))[side:-side, side:-side]
     return cv2.resize(blurred, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
