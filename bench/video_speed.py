@@ -41,9 +41,10 @@ sys.path.insert(0, str(ROOT))
 from tests.video_clips import Clip, crossing_clip, make_gallery, occlusion_clip  # noqa: E402
 
 from faceprint import Gallery  # noqa: E402
-from faceprint.choices import DetectorName  # noqa: E402
+from faceprint.choices import DetectorName, ProfileName  # noqa: E402
 from faceprint.pipeline import find_faces  # noqa: E402
 from faceprint.privacy import FAST, THOROUGH, YUNET, anonymize_video, remaining_faces  # noqa: E402
+from faceprint.profiles import PROFILES  # noqa: E402
 from faceprint.types import Box  # noqa: E402
 from faceprint.video import VideoOptions, VideoProcessor, open_source  # noqa: E402
 from faceprint.video.source import Frame  # noqa: E402
@@ -190,6 +191,13 @@ def main() -> None:
     parser.add_argument("--detectors", nargs="+", choices=("hog", "yunet"), default=["hog", "yunet"])
     parser.add_argument("--intervals", nargs="+", type=int, default=list(INTERVALS))
     parser.add_argument("--no-naive", action="store_true", help="Skip the detect-and-embed-every-frame loop.")
+    parser.add_argument(
+        "--profiles",
+        nargs="+",
+        choices=list(PROFILES),
+        default=["accurate"],
+        help="Speed: the galleries' pipelines (accurate: the default; fast and classic: dlib's ResNet).",
+    )
     parser.add_argument("--anonymizers", nargs="+", choices=list(ANONYMIZERS), default=list(ANONYMIZERS))
     parser.add_argument("--only-real", action="store_true", help="Leaks: only the real videos.")
     args = parser.parse_args()
@@ -200,15 +208,24 @@ def main() -> None:
     }
     find_faces([clips["crossing 1280x720"].frames[0]])  # load every model before timing
     if "speed" in args.parts:
-        speed(clips, args.detectors, args.intervals, not args.no_naive)
+        for profile in args.profiles:
+            speed(clips, args.detectors, args.intervals, not args.no_naive, profile)
     if "leaks" in args.parts:
         leaks(args.frames, clips, {name: ANONYMIZERS[name] for name in args.anonymizers}, args.only_real)
     print(f"load average after: {Path('/proc/loadavg').read_text().strip()}", file=sys.stderr)
 
 
-def speed(clips: dict[str, Clip], detectors: Sequence[DetectorName], intervals: Sequence[int], naive: bool) -> None:
+def speed(
+    clips: dict[str, Clip],
+    detectors: Sequence[DetectorName],
+    intervals: Sequence[int],
+    naive: bool,
+    profile: ProfileName = "accurate",
+) -> None:
     work = Path(tempfile.mkdtemp(prefix="faceprint-video-bench-"))
-    gallery = make_gallery(work / "gallery.db")
+    gallery = make_gallery(work / "gallery.db", PROFILES[profile])
+    # Rows name the gallery's profile unless it is the default one.
+    shown_profile = "" if profile == "accurate" else f", {profile} gallery"
     paths = {name: clip.write(work / f"{name.split()[0]}.mp4") for name, clip in clips.items()}
     print(
         "| clip, method | frames | frames/s | real-time factor | detector runs | faces embedded | "
@@ -219,7 +236,8 @@ def speed(clips: dict[str, Clip], detectors: Sequence[DetectorName], intervals: 
         for detector, every in itertools.product(detectors, intervals):
             print(f"  {name} {detector} every {every} ...", file=sys.stderr, flush=True)
             run = run_tracked(paths[name], gallery, every, clip, detector)
-            print(fps_row(f"{name}, tracked, {detector}, detect every {every}", run, clip.fps), flush=True)
+            label = f"{name}, tracked, {detector}{shown_profile}, detect every {every}"
+            print(fps_row(label, run, clip.fps), flush=True)
         if naive:
             print(f"  {name} naive ...", file=sys.stderr, flush=True)
             run = run_naive(paths[name], gallery, clip)
@@ -230,7 +248,8 @@ def speed(clips: dict[str, Clip], detectors: Sequence[DetectorName], intervals: 
         print(f"  {video.name} ...", file=sys.stderr, flush=True)
         for detector in detectors:
             run = run_tracked(video, gallery, 5, None, detector)
-            print(fps_row(f"{video.name} ({size}, real), tracked, {detector}, detect every 5", run, fps), flush=True)
+            label = f"{video.name} ({size}, real), tracked, {detector}{shown_profile}, detect every 5"
+            print(fps_row(label, run, fps), flush=True)
         if naive:
             run = run_naive(video, gallery, None)
             print(fps_row(f"{video.name} ({size}, real), naive", run, fps), flush=True)

@@ -46,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fpir", type=float, default=None)
     parser.add_argument("--every", type=int, default=5)
+    parser.add_argument("--detector", choices=("hog", "yunet"), default=VideoOptions.detector)
     args = parser.parse_args()
     path = common.CACHE_DIR / "video-strangers.db"
     if not path.exists():
@@ -54,7 +55,9 @@ def main() -> None:
     miranda = []
     clip = common.shared_data() / "video" / "short_hamilton_clip.mp4"
     with Gallery(path) as gallery, open_source(clip) as source:
-        options = VideoOptions(detect_every=args.every, identity=IdentityOptions(fpir=args.fpir))
+        options = VideoOptions(
+            detect_every=args.every, detector=args.detector, identity=IdentityOptions(fpir=args.fpir)
+        )
         processor = VideoProcessor(gallery, options, fps=source.fps)
         for result in processor.run(source):
             labels = [f.label for f in result.faces if not f.coasting]

@@ -125,6 +125,18 @@ def test_anonymize_photos_of_a_folder_keeps_its_tree(tmp_path: Path, gallery: Ga
         anonymize_image(MULTI, selection=Selection(keep=frozenset({"Nobody"})), gallery=gallery)
 
 
+def test_overlapping_boxes_are_hidden_once_as_the_rectangle_around_them() -> None:
+    pixels = load_image(MULTI).pixels
+    first, second, apart = Box(10, 20, 110, 140), Box(90, 100, 200, 180), Box(300, 20, 360, 90)
+    masked = hide(pixels, [first, second, apart], "mask")
+    # The two overlapping boxes become one: the corners between them are hidden too; the third stays alone.
+    assert (masked[20:180, 10:200] == 0).all() and (masked[20:90, 300:360] == 0).all()
+    assert np.array_equal(masked[200:], pixels[200:]) and np.array_equal(masked[:, 200:300], pixels[:, 200:300])
+    # Blurred once over the rectangle, the same as the rectangle's own blur.
+    around = hide(pixels, [Box(10, 20, 200, 180)], "blur")[20:180, 10:200]
+    assert np.array_equal(hide(pixels, [first, second], "blur")[20:180, 10:200], around)
+
+
 def test_hide_methods_and_bad_arguments() -> None:
     pixels = load_image(MULTI).pixels
     box = Box(10, 20, 110, 140)

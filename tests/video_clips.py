@@ -188,11 +188,12 @@ def crossing_clip(scale: float = 1.0, frames: int = 50) -> Clip:
     return make_clip(walkers, size=(round(w), round(h)), frames=frames, seed=11)
 
 
-def make_gallery(path: Path):
-    """A gallery with the ``ENROLLED`` people (their other photo than the clips' sprites)."""
+def make_gallery(path: Path, options=None):
+    """A gallery with the ``ENROLLED`` people (their other photo than the clips' sprites); ``options``: its
+    pipeline (None: the default)."""
     from faceprint import Gallery
 
-    gallery = Gallery(path)
+    gallery = Gallery(path, options=options)
     for name, photo in ENROLLED.items():
         gallery.enroll(name, [HIRES / photo])
     return gallery

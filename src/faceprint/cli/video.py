@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,7 +49,8 @@ EveryOption = Annotated[
     int, typer.Option("--every", min=1, help="Run the face detector every N frames (sooner on motion or a lost face).")
 ]
 VideoDetectorOption = Annotated[
-    DetectorName, typer.Option("--detector", help="Face detector (yunet: several times faster, finds smaller faces).")
+    DetectorName | None,
+    typer.Option("--detector", help="Face detector (default: the video default, YuNet; hog: dlib's HOG)."),
 ]
 EventsOption = Annotated[
     Path | None, typer.Option("--events", help="Event timeline: .jsonl (one line per track, live) or .json.")
@@ -90,7 +92,7 @@ def video(
     events: EventsOption = None,
     crops: Annotated[Path | None, typer.Option("--crops", help="Folder for each track's best-shot crop.")] = None,
     every: EveryOption = 5,
-    detector: VideoDetectorOption = "hog",
+    detector: VideoDetectorOption = None,
     no_identify: Annotated[bool, typer.Option("--no-identify", help="Track faces without naming them.")] = False,
     fpir: FpirOption = None,
     db: DbOption = None,
@@ -100,8 +102,8 @@ def video(
     from ..video import IdentityOptions, Timeline, VideoOptions, VideoProcessor, open_source, timeline_summary
     from ..video.output import VideoWriter
 
-    identity = IdentityOptions(fpir=fpir)
-    options = VideoOptions(detect_every=every, detector=detector, identify=not no_identify, identity=identity)
+    options = VideoOptions(detect_every=every, identify=not no_identify, identity=IdentityOptions(fpir=fpir))
+    options = dataclasses.replace(options, detector=detector or options.detector)  # None: the library's default
     with contextlib.ExitStack() as stack:
         gallery = None if no_identify else _naming_gallery(stack, db)
         frames = stack.enter_context(open_source(source))

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import glob
 import os
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,3 +194,41 @@ class StreamSource(FrameSource):
 
     def close(self) -> None:
         self._capture.release()
+
+
+def read_ahead(frames: Iterable[Frame], depth: int = 2) -> Iterator[Frame]:
+    """``frames``, decoded up to ``depth`` frames ahead in a thread of their own: OpenCV decodes without the
+    GIL, so decoding overlaps the caller's work on the next core. Errors are raised where the frame would
+    have come; stopping early stops the thread."""
+    ahead: queue.Queue[Frame | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Frame | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for frame in frames:
+                if not put(frame):
+                    return
+        except BaseException as error:  # handed to the consumer, raised there
+            put(error)
+            return
+        put(None)
+
+    reader = threading.Thread(target=read, name="faceprint-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while (item := ahead.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()

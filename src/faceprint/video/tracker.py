@@ -1,11 +1,19 @@
 """Multi-face tracking between detections: a constant-velocity Kalman filter per face, and
 Hungarian assignment of detections to predicted boxes (IoU, with a centre-distance fallback
 for tracks coasting through an occlusion, whose prediction may have drifted off the face).
+
+A detection much narrower than its height says (its track's widest recent shape) is a *partial*
+view: a face half hidden behind something at its side (YuNet still finds those; HOG's square boxes
+never are). Its visible edge is the one nearer the prediction; the track is corrected with a box
+of the face's whole width on that edge, so the hidden part neither shrinks the track nor slows it
+down (it would otherwise lag behind the face and lose it where it comes out on the other side),
+and ``partial`` tells the identity not to take that view as evidence.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +24,16 @@ from ..detection import Detection
 from ..types import Box
 
 _NO_MATCH = 1e6
+#: A detection narrower than this share of the width its height gives at its track's widest recent shape
+#: (height / width, the lowest of the last ``_SHAPES`` whole views) is a partial view. On the occlusion clip
+#: YuNet's boxes of Kit's face are 0.95-1.0 of that width in the open and 0.55-0.88 at the pillar's edges
+#: (BENCHMARKS.md, "Issue 13: speed").
+PARTIAL_WIDTH = 0.9
+_SHAPES = 10
+#: The narrowest shape (height / width) of a whole face's box: YuNet's main face on 420 faces-dev and faces-hires
+#: photos is 1.12-1.53 (99th percentile), 1.8 at most; its boxes of half-hidden faces on the synthetic clips
+#: 1.9-2.25 (HOG's boxes are square). A track starting on a narrower box starts on a partial view.
+NARROWEST_WHOLE_SHAPE = 1.8
 
 
 @dataclass(frozen=True)
@@ -36,6 +54,8 @@ class Track:
         self.id = track_id
         box = detection.box
         self.aspect = box.height / max(box.width, 1.0)
+        #: Shapes (height / width) of the last whole views.
+        self.shapes = deque([min(self.aspect, NARROWEST_WHOLE_SHAPE)], maxlen=_SHAPES)
         self.kalman = _kalman(box)
         self.hits = 1
         self.first_frame = frame_index
@@ -44,6 +64,8 @@ class Track:
         self.box = box
         #: Detection rounds in a row that did not see this face.
         self.missed = 0
+        #: The last detection saw only part of the face (see the module docstring).
+        self.partial = self.aspect > NARROWEST_WHOLE_SHAPE
 
     def predict(self) -> Box:
         """Advance the state one frame; ``box`` becomes the predicted box."""
@@ -59,6 +81,12 @@ class Track:
 
     def update(self, detection: Detection, frame_index: int) -> None:
         box = detection.box
+        whole_width = box.height / min(self.shapes)
+        self.partial = box.width < PARTIAL_WIDTH * whole_width
+        if self.partial:
+            box = _whole_face(box, self.box, whole_width)
+        else:
+            self.shapes.append(box.height / max(box.width, 1.0))
         centre = np.array([[(box.left + box.right) / 2], [(box.top + box.bottom) / 2], [box.width]], np.float32)
         state = self.kalman.correct(centre)
         self.aspect = box.height / max(box.width, 1.0)
@@ -81,6 +109,13 @@ class Track:
         cx, cy, width = float(state[0, 0]), float(state[1, 0]), max(float(state[2, 0]), 1.0)
         height = width * self.aspect
         return Box(cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2)
+
+
+def _whole_face(seen: Box, predicted: Box, width: float) -> Box:
+    """A partial view grown to ``width`` from its edge nearer the prediction (the other is the hidden side)."""
+    if abs(seen.left - predicted.left) <= abs(seen.right - predicted.right):
+        return Box(seen.left, seen.top, seen.left + width, seen.bottom)
+    return Box(seen.right - width, seen.top, seen.right, seen.bottom)
 
 
 def _kalman(box: Box) -> cv2.KalmanFilter:
