@@ -69,13 +69,15 @@ def test_a_stale_gallery_is_measured_in_the_background_while_a_search_answers_wi
             assert answer.basis is not None and "stale" in answer.basis and MEASURING in answer.basis
             assert answer.threshold == gallery.identification_point(refresh=False).threshold
         assert gallery.identification_stats()["underway"] == MEASURING
+        late = enroll_random(gallery, range(100, 103), seed=2)  # enrollments go on meanwhile (5%: fresh after)
         go_on.set()
         assert gallery.background.wait(60)
         tail = gallery.measured_tail()
-        assert tail is not None and tail.templates == templates and gallery.background.measured == tail
-        assert gallery.background.error is None
-        after = gallery.identify_templates(vectors[:1])[0]
+        assert tail is not None and gallery.background.measured == tail and gallery.background.error is None
+        assert tail.templates == templates, "stored with the size it was measured at, not the size it ended at"
+        after = gallery.identify_templates(late[:1])[0]
         assert after.basis is not None and after.basis.startswith("measured on this gallery")
+        assert after.match is not None and after.match.name == "p100"
         assert current_lease(gallery.store) is None, "the lease is given back"
 
 

@@ -21,16 +21,15 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..errors import FaceprintError
 from ..match import GalleryTail
 from .sqlite import SQLiteStore
-
-if TYPE_CHECKING:
-    from . import Gallery
+from .store import GalleryStore
 
 #: Gallery meta key of the lease of the one process measuring the gallery (JSON, ``Lease``).
 LEASE_KEY = "identification_refresh_lease"
@@ -40,6 +39,18 @@ LEASE_SECONDS = 120.0
 MEASURING = "measuring this gallery anew in the background"
 #: After a measurement failed, the next search tries again only this much later (not at every search).
 RETRY_AFTER_SECONDS = LEASE_SECONDS
+
+
+class Measurable(Protocol):
+    """What a background measurement needs of the gallery it measures (``faceprint.gallery.Gallery``)."""
+
+    @property
+    def path(self) -> str | Path: ...
+    @property
+    def store(self) -> GalleryStore: ...
+    def measure_identification(
+        self, *, store: SQLiteStore | None = None, between_chunks: Callable[[SQLiteStore], None] | None = None
+    ) -> GalleryTail: ...
 
 
 class Cancelled(Exception):
@@ -121,7 +132,7 @@ class BackgroundMeasurement:
     """The background measurement of one opened gallery (``Gallery(refresh="background")``): started by a search
     that finds the measurement stale, at most one at a time, stopped when the gallery closes."""
 
-    def __init__(self, gallery: Gallery, key: bytes | None, *, lease_seconds: float = LEASE_SECONDS) -> None:
+    def __init__(self, gallery: Measurable, key: bytes | None, *, lease_seconds: float = LEASE_SECONDS) -> None:
         self.gallery = gallery
         self.key = key  # the gallery's master key: the thread opens its own connection with it
         self.lease_seconds = lease_seconds
@@ -146,13 +157,15 @@ class BackgroundMeasurement:
         other = current_lease(self.gallery.store)
         return None if other is None else f"being measured anew by process {other.pid} on {other.host}"
 
-    def start(self) -> str | None:
+    def start(self) -> str:
         """Start measuring unless this process measures already, another holds the lease, or the last attempt
-        failed a short while ago; what is under way, in words (None: nothing)."""
+        failed a short while ago; what is under way (or why nothing is), in words."""
         with self._lock:
             underway = self.underway()
-            if underway is not None or time.monotonic() - self._failed_at < RETRY_AFTER_SECONDS:
+            if underway is not None:
                 return underway
+            if time.monotonic() - self._failed_at < RETRY_AFTER_SECONDS:
+                return f"the last background measurement failed ({self.error}); it is tried again later"
             self._stop.clear()
             self._thread = threading.Thread(
                 target=self._run, name=f"faceprint-measure {self.gallery.path}", daemon=True
