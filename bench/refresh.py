@@ -9,7 +9,8 @@ and cached by it under bench/.cache), copied to a temporary folder so that nothi
 ``measure`` times a measurement made at once (wall and CPU seconds; the searches it makes: up to 20,000). With
 ``--background``, the gallery is then made stale (11% more templates: fresh distractor people) and searched one
 template at a time: the first search starts the background measurement, and searches (and an enrollment about
-every second) go on until it is stored; their latencies are compared with the same searches before it began.
+every second) go on until it is stored; their latencies are compared with the same searches before it began (the
+search index takes the 11% in before the first of them: that is the index's cost, not the measurement's).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import distractors
 import open_set
 from faceprint import Gallery, Template
+from faceprint.gallery.refresh import MEASURING
 from faceprint.pipeline import DEFAULT_OPTIONS
 
 #: Searches timed before the background measurement, as the baseline.
@@ -86,7 +88,8 @@ def background_refresh(path: Path) -> dict:
         newcomers = generator.sample(grown, 1, rng)[0]
         for n, vector in enumerate(newcomers):
             gallery.add_templates(f"new{n}", [Template(vector, gallery.model_id)])
-        searches, enrollments, bases = [], [], set()
+        gallery.search_templates(probes[:1], 1)  # the index takes the newcomers in first: not what is measured here
+        searches, enrollments, bound = [], [], 0
         start = time.perf_counter()
         last_enrollment = start
         while True:
@@ -94,7 +97,7 @@ def background_refresh(path: Path) -> dict:
             began = time.perf_counter()
             answer = gallery.identify_templates(probe[None])[0]
             searches.append(time.perf_counter() - began)
-            bases.add(answer.basis)
+            bound += MEASURING in (answer.basis or "")
             if began - last_enrollment >= 1.0:
                 vector = generator.sample(1, 1, rng)[0][0]
                 last_enrollment = time.perf_counter()
@@ -114,7 +117,8 @@ def background_refresh(path: Path) -> dict:
             "search_before": percentiles(baseline),
             "search_during": percentiles(searches),
             "enrollment_during": percentiles(enrollments) if enrollments else None,
-            "bases": sorted(b for b in bases if b),
+            "searches_with_the_bound": bound,
+            "basis_after": gallery.identification_point().basis,
         }
 
 

@@ -83,14 +83,14 @@ MEASURE_SEARCHES = 20_000
 #: HTTP service) keeps those used most recently; 64 MiB is 65,536 people of 256-d templates.
 CENTROID_CACHE_BYTES = 64 * 2**20
 #: Galleries up to this size measure themselves on the search that finds their measurement missing or stale: it
-#: costs that search 1.5 s of CPU at 5,000 templates, but 4.4 s at 10,000 and 16 s at 20,000 (the searches grow
+#: costs that search 1.7 s of CPU at 5,000 templates, but 4.9 s at 10,000 and 16 s at 20,000 (the searches grow
 #: with the size, and so does each one; BENCHMARKS.md, "Open-set identification at an FPIR"). Larger ones decide
 #: with the size-scaled bound (the shipped tail, extrapolated below its floor: strict, never "uncertain" for want
 #: of a measurement) until a background measurement (``faceprint.gallery.refresh``) or ``faceprint calibrate
 #: --gallery`` has stored a fresh one.
 AUTO_MEASURE_TEMPLATES = 5_000
 #: A measurement searches this many templates at a time: a search of the foreground waits for one chunk at most.
-MEASURE_CHUNK = 512
+MEASURE_CHUNK = 256
 
 
 def default_gallery_path() -> str | Path:
