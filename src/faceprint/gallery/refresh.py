@@ -200,7 +200,7 @@ class BackgroundMeasurement:
                     release_lease(store, self._owner)
         except Cancelled:
             pass
-        except Exception as exc:
+        except Exception as exc:  # a thread has no caller to raise to: kept in ``error``, and searches say it
             self._failed(exc)
         finally:
             store.close()
