@@ -508,7 +508,7 @@ class Gallery:
         searches: int = MEASURE_SEARCHES,
         seed: int = 0,
         store: SQLiteStore | None = None,
-        between_chunks: Callable[[SQLiteStore], None] | None = None,
+        before_chunk: Callable[[], None] | None = None,
     ) -> GalleryTail:
         """Measure what a stranger's search meets in this gallery and store it: the templates of randomly
         chosen people (up to ``searches`` in all) are searched through the index, each against everyone but
@@ -516,7 +516,7 @@ class Gallery:
         is a best-impostor score at this size (``faceprint.match.GalleryTail``), the size it had when the searches
         began. ``on_progress`` (the gallery's) is told how the searches advance, ``MEASURE_CHUNK`` at a time.
         ``store``: another connection to this gallery's file to read and write through (a background measurement's),
-        told to ``between_chunks`` after each chunk (which may raise to stop)."""
+        ``before_chunk()`` is called before each chunk (it may raise to stop the measurement)."""
         start = time.perf_counter()
         reader = store if store is not None else self.store
         people = [p for p in reader.people() if p.template_count]
@@ -534,13 +534,13 @@ class Gallery:
         best: list[float] = []
         self._report("measuring identification", 0, len(ids))
         for first in range(0, len(ids), MEASURE_CHUNK):
+            if before_chunk is not None:
+                before_chunk()
             chunk = slice(first, first + MEASURE_CHUNK)
             exclude = [owner[int(i)] for i in ids[chunk]]
             found = self._rank(vectors[chunk], 1, exclude=exclude, spare=spare, store=reader, centroids=centroids)
             best.extend(scores[0][1] for scores in found if scores)
             self._report("measuring identification", min(first + MEASURE_CHUNK, len(ids)), len(ids))
-            if store is not None and between_chunks is not None:
-                between_chunks(store)
         tail = GalleryTail.from_scores(
             np.array(best, np.float64),
             calibration=self.calibration(),

@@ -15,6 +15,7 @@ process on this machine, has gone (killed).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -49,7 +50,7 @@ class Measurable(Protocol):
     @property
     def store(self) -> GalleryStore: ...
     def measure_identification(
-        self, *, store: SQLiteStore | None = None, between_chunks: Callable[[SQLiteStore], None] | None = None
+        self, *, store: SQLiteStore | None = None, before_chunk: Callable[[], None] | None = None
     ) -> GalleryTail: ...
 
 
@@ -194,7 +195,8 @@ class BackgroundMeasurement:
         try:
             if claim_lease(store, self._owner, seconds=self.lease_seconds):
                 try:
-                    self.measured = self.gallery.measure_identification(store=store, between_chunks=self._renew)
+                    renew = functools.partial(self._renew, store)
+                    self.measured = self.gallery.measure_identification(store=store, before_chunk=renew)
                     self.error = None
                 finally:
                     release_lease(store, self._owner)
@@ -206,7 +208,7 @@ class BackgroundMeasurement:
             store.close()
 
     def _renew(self, store: SQLiteStore) -> None:
-        """Between two chunks: stop if told to, and keep the lease (a write every third of its length)."""
+        """Before each chunk: stop if told to, and keep the lease (a write every third of its length)."""
         if self._stop.is_set():
             raise Cancelled
         lease = Lease.parse(store.meta(LEASE_KEY))
