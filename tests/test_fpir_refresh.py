@@ -1,5 +1,6 @@
-"""A stale large gallery measures itself anew in the background while searches answer with the bound: one process
-at a time (a lease in the gallery), a killed measurer's lease freed, short CLI runs told how to refresh."""
+"""A stale large gallery measures itself anew in the background while searches (the library's, the service's)
+answer with the bound: one process at a time (a lease in the gallery), a killed measurer's lease freed, short CLI
+runs told how to refresh."""
 
 from __future__ import annotations
 
@@ -9,17 +10,23 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 import faceprint.gallery as gallery_module
 from faceprint import Gallery, Template
+from faceprint.apikeys import KeyStore
 from faceprint.cli import app
 from faceprint.gallery.refresh import LEASE_KEY, MEASURING, Lease, claim_lease, current_lease, release_lease
 from faceprint.gallery.sqlite import SQLiteStore
+from faceprint.service.app import create_app
+from faceprint.service.settings import ServiceSettings
+from faceprint.tenancy import GALLERY_FILE, Tenancy
 
 PEOPLE = 40
 MEASURING_PROGRESS = "measuring identification"
@@ -197,22 +204,40 @@ def test_a_killed_measurer_leaves_no_lease_that_blocks_the_next(tmp_path: Path) 
         assert gallery.measured_tail().templates == gallery.template_count()
 
 
-def test_identify_on_the_command_line_says_once_that_the_calibration_is_stale(tmp_path: Path) -> None:
-    """Just above the size a gallery measures itself at on a search: a short run decides with the bound at once,
-    says so in every result and once on stderr, with the command that refreshes it, and measures nothing."""
+def test_identify_on_the_command_line_says_once_that_the_calibration_is_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A short run decides with the bound at once, says so in every result and once on stderr, with the command
+    that refreshes it, and measures nothing."""
+    monkeypatch.setattr(gallery_module, "AUTO_MEASURE_TEMPLATES", 0)  # every gallery is "large"
     path = tmp_path / "g.db"
-    rng = np.random.default_rng(0)
-    with Gallery(path) as gallery:
-        people, size = 11, gallery_module.AUTO_MEASURE_TEMPLATES + 11
-        vectors = rng.normal(size=(size, gallery.options.model.dimension)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        for person, rows in enumerate(np.array_split(vectors, people)):
-            gallery.add_templates(f"p{person}", [Template(v, gallery.model_id) for v in rows])
+    stale_gallery(path)
     photos = sorted(str(p) for p in Path("tests/data/faces-hires/Rose_Leslie").glob("*.jpg"))[:2]
     result = CliRunner().invoke(app, ["identify", *photos, "--db", str(path), "--json"])
     answers = json.loads(result.stdout)
-    assert all("no measurement of this gallery" in face["basis"] for answer in answers for face in answer["faces"])
+    assert all("stale" in face["basis"] for answer in answers for face in answer["faces"])
     assert result.stderr.count("faceprint calibrate --gallery") == 1
-    assert f"holds {size:,} templates and has never measured itself" in result.stderr
+    assert f"it measured itself at {PEOPLE} templates and holds {PEOPLE * 3 // 2} now" in result.stderr
     with Gallery(path, refresh="never") as gallery:
-        assert gallery.measured_tail() is None, "a short run does not measure"
+        assert gallery.measured_tail().templates == PEOPLE, "a short run does not measure"
+
+
+def test_the_service_answers_a_stale_collection_with_the_bound_while_it_measures_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gallery_module, "AUTO_MEASURE_TEMPLATES", 0)  # every collection is "large"
+    _, token = KeyStore(tmp_path).create("acme", ["read", "enroll", "recognize", "admin"])
+    headers = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(ServiceSettings(tmp_path)), raise_server_exceptions=False) as client:
+        assert client.post("/v1/collections", json={"name": "big"}, headers=headers).status_code == 201
+        vectors = stale_gallery(Tenancy(tmp_path).collection_dir("acme", "big") / GALLERY_FILE)
+        found = client.post("/v1/collections/big/search", json={"templates": [vectors[0].tolist()]}, headers=headers)
+        assert found.status_code == 200, found.text
+        (answer,) = found.json()["results"]
+        assert "stale" in answer["basis"] and MEASURING in answer["basis"] and answer["name"] == "p0"
+        deadline = time.monotonic() + 60
+        while not client.get("/v1/collections/big", headers=headers).json()["identification"]["fresh"]:
+            assert time.monotonic() < deadline, "the collection measured itself in the background"
+            time.sleep(0.05)
+        again = client.post("/v1/collections/big/search", json={"templates": [vectors[0].tolist()]}, headers=headers)
+        assert again.json()["results"][0]["basis"].startswith("measured on this gallery")

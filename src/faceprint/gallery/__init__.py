@@ -210,9 +210,10 @@ class Gallery:
     ``options``: the pipeline; by default, the one of the model the gallery's templates hold
     (``faceprint.profiles.options_for_model``), and ``PipelineOptions()`` for a new gallery.
     A gallery measures what strangers' searches meet in it (``measure_identification``) when a search finds that
-    measurement missing or stale: at once up to ``measure_at_once`` templates; beyond, with ``refresh="background"``
-    (SQLite galleries), in a thread while searches decide with the bound for the current size
-    (``faceprint.gallery.refresh``); with ``"never"``, not at all (``faceprint calibrate --gallery`` does it).
+    measurement missing or stale: at once up to ``measure_at_once`` templates (default ``AUTO_MEASURE_TEMPLATES``);
+    beyond, with ``refresh="background"`` (SQLite galleries), in a thread while searches decide with the bound for
+    the current size (``faceprint.gallery.refresh``); with ``"never"``, not at all (``faceprint calibrate
+    --gallery`` does it).
 
     >>> from faceprint import Gallery
     >>> with Gallery("/tmp/doctest-gallery.db") as gallery:
@@ -234,12 +235,12 @@ class Gallery:
         create: bool = True,
         key: bytes | None = None,
         refresh: Refresh = "background",
-        measure_at_once: int = AUTO_MEASURE_TEMPLATES,
+        measure_at_once: int | None = None,
     ) -> None:
         self.fmr = fmr
         self.fpir = fpir
         self.refresh = refresh
-        self.measure_at_once = measure_at_once
+        self.measure_at_once = AUTO_MEASURE_TEMPLATES if measure_at_once is None else measure_at_once
         self._centroid_cache = _CentroidCache()
         self._mode = index or _from_env("FACEPRINT_INDEX", MODES)
         self._storage = index_storage or _from_env("FACEPRINT_INDEX_STORAGE", STORAGES)
