@@ -49,7 +49,7 @@ def copied_gallery(size: int, folder: Path) -> Path:
 
 
 def measure_at_once(path: Path) -> dict:
-    with Gallery(path, refresh="never") as gallery:
+    with Gallery(path, measure_in_background=False) as gallery:
         gallery.index_stats()  # opens the index: not part of the measurement
         wall, cpu = time.perf_counter(), time.process_time()
         tail = gallery.measure_identification()

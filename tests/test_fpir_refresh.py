@@ -100,7 +100,7 @@ def test_a_small_gallery_still_measures_itself_on_the_search(tmp_path: Path) -> 
 def test_never_refresh_decides_with_the_bound_and_says_why(tmp_path: Path) -> None:
     path = tmp_path / "g.db"
     stale_gallery(path)
-    with Gallery(path, measure_at_once=0, refresh="never") as gallery:
+    with Gallery(path, measure_at_once=0, measure_in_background=False) as gallery:
         point = gallery.identification_point()
         assert point.measured is None and "stale" in point.basis and MEASURING not in point.basis
         assert gallery.background is not None and not gallery.background.running
@@ -190,7 +190,7 @@ def test_a_killed_measurer_leaves_no_lease_that_blocks_the_next(tmp_path: Path) 
     process = measurer(path)
     try:
         assert process.stdout.readline() == "measuring\n"  # type: ignore[union-attr]
-        with Gallery(path, measure_at_once=0, refresh="never") as gallery:
+        with Gallery(path, measure_at_once=0, measure_in_background=False) as gallery:
             assert current_lease(gallery.store).pid == process.pid
             assert f"being measured anew by process {process.pid}" in gallery.identification_stats()["underway"]
         process.send_signal(signal.SIGKILL)
@@ -218,7 +218,7 @@ def test_identify_on_the_command_line_says_once_that_the_calibration_is_stale(
     assert all("stale" in face["basis"] for answer in answers for face in answer["faces"])
     assert result.stderr.count("faceprint calibrate --gallery") == 1
     assert f"it measured itself at {PEOPLE} templates and holds {PEOPLE * 3 // 2} now" in result.stderr
-    with Gallery(path, refresh="never") as gallery:
+    with Gallery(path, measure_in_background=False) as gallery:
         assert gallery.measured_tail().templates == PEOPLE, "a short run does not measure"
 
 

@@ -28,12 +28,6 @@ ALIGNMENT_POINTS: tuple[AlignmentPoints, ...] = get_args(AlignmentPoints)
 ProfileName = Literal["fast", "accurate", "classic"]
 PROFILES: tuple[ProfileName, ...] = get_args(ProfileName)
 
-#: What a gallery too large to measure itself at once (``Gallery(measure_at_once=...)``) does when a search finds
-#: its own measurement stale or missing: measure itself in a background thread (processes that keep it open), or
-#: not (short runs: ``faceprint calibrate --gallery`` does it); it decides with the size bound meanwhile.
-Refresh = Literal["background", "never"]
-REFRESHES: tuple[Refresh, ...] = get_args(Refresh)
-
 #: Face attributes that ``faceprint.analyze`` can estimate.
 AttributeName = Literal["age", "gender", "expression", "pose"]
 ATTRIBUTES: tuple[AttributeName, ...] = get_args(AttributeName)

@@ -34,7 +34,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from ..choices import DetectorName, ProfileName, Refresh
+from ..choices import DetectorName, ProfileName
 from ..errors import (
     AccessError,
     DatasetError,
@@ -304,15 +304,14 @@ def open_gallery(
     create: bool = True,
     profile: ProfileName | None = None,
     detector: DetectorName | None = None,
-    refresh: Refresh = "never",
     **options: Any,
 ) -> Gallery:
-    """``Gallery(db, create=create, refresh=refresh, **options)`` with the pipeline of ``profile`` (default: the one
-    of the gallery's model) and ``detector`` (default: that pipeline's), that shows building its search index as a
+    """``Gallery(db, create=create, **options)`` with the pipeline of ``profile`` (default: the one of the
+    gallery's model) and ``detector`` (default: that pipeline's), that shows building its search index as a
     progress bar on stderr (only in a terminal, and from 10,000 templates: smaller builds take a few seconds).
     Commands that only read a gallery pass ``create=False``: a mistyped --db is an error, not a new gallery. A
-    short command does not measure a large gallery in the background (``refresh="never"``): it would be dropped
-    when the command ends; ``warn_if_stale`` tells the user instead."""
+    command does not measure a large gallery in the background (``measure_in_background=False``): the measurement
+    would be dropped when the command ends; ``warn_if_stale`` tells the user instead."""
     bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=err_console, transient=True)
     tasks: dict[str, TaskID] = {}
 
@@ -332,7 +331,14 @@ def open_gallery(
     from ..gallery import Gallery  # here, not at the top: see faceprint.cli
 
     pipeline = pipeline_options(profile, detector) if profile is not None else None
-    gallery = Gallery(db, options=pipeline, on_progress=on_progress, create=create, refresh=refresh, **options)
+    gallery = Gallery(
+        db,
+        options=pipeline,
+        on_progress=on_progress,
+        create=create,
+        measure_in_background=False,
+        **options,
+    )
     if profile is None and detector is not None:  # the gallery's own pipeline, detecting with --detector
         gallery.options = dataclasses.replace(gallery.options, detector=detector)
     return gallery

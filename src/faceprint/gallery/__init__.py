@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 import platformdirs
 
-from ..choices import MODES, STORAGES, AttributeName, Mode, QualityFilter, Refresh, Storage
+from ..choices import MODES, STORAGES, AttributeName, Mode, QualityFilter, Storage
 from ..errors import FaceprintError, GalleryError, LowQualityError, ModelError, PersonNotFoundError
 from ..image import ImageSource
 from ..index import GalleryIndex
@@ -211,9 +211,9 @@ class Gallery:
     (``faceprint.profiles.options_for_model``), and ``PipelineOptions()`` for a new gallery.
     A gallery measures what strangers' searches meet in it (``measure_identification``) when a search finds that
     measurement missing or stale: at once up to ``measure_at_once`` templates (default ``AUTO_MEASURE_TEMPLATES``);
-    beyond, with ``refresh="background"`` (SQLite galleries), in a thread while searches decide with the bound for
-    the current size (``faceprint.gallery.refresh``); with ``"never"``, not at all (``faceprint calibrate
-    --gallery`` does it).
+    beyond, with ``measure_in_background`` (SQLite galleries), in a thread while searches decide with the bound for
+    the current size (``faceprint.gallery.refresh``); without, not at all (``faceprint calibrate --gallery`` does
+    it: short runs, whose thread would be dropped when they end).
 
     >>> from faceprint import Gallery
     >>> with Gallery("/tmp/doctest-gallery.db") as gallery:
@@ -234,12 +234,12 @@ class Gallery:
         on_progress: OnProgress | None = None,
         create: bool = True,
         key: bytes | None = None,
-        refresh: Refresh = "background",
+        measure_in_background: bool = True,
         measure_at_once: int | None = None,
     ) -> None:
         self.fmr = fmr
         self.fpir = fpir
-        self.refresh = refresh
+        self.measure_in_background = measure_in_background
         self.measure_at_once = AUTO_MEASURE_TEMPLATES if measure_at_once is None else measure_at_once
         self._centroid_cache = _CentroidCache()
         self._mode = index or _from_env("FACEPRINT_INDEX", MODES)
@@ -563,7 +563,7 @@ class Gallery:
         """What this gallery identifies with (``faceprint.match.identification_point``) at ``fpir``, else the
         gallery's ``fpir``, else the default: for its size now, corrected by its own measurement where that is
         fresh. With ``refresh``, a missing or stale measurement is made anew: at once up to ``measure_at_once``
-        templates, else in the background (``refresh="background"``), the bound deciding meanwhile (its ``basis``
+        templates, else in the background (``measure_in_background``), the bound deciding meanwhile (its ``basis``
         says so)."""
         templates = self.template_count()
         measured = self.measured_tail()
@@ -571,7 +571,7 @@ class Gallery:
         if refresh and templates and (measured is None or not measured.fresh(templates)):
             if templates <= self.measure_at_once:
                 measured = self.measure_identification()
-            elif self.refresh == "background" and self.background is not None:
+            elif self.measure_in_background and self.background is not None:
                 underway = self.background.start()
         point = identification_point(
             self.model_id,

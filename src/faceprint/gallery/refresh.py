@@ -130,7 +130,7 @@ def release_lease(store: SQLiteStore, owner: str) -> None:
 
 
 class BackgroundMeasurement:
-    """The background measurement of one opened gallery (``Gallery(refresh="background")``): started by a search
+    """The background measurement of one opened gallery (``Gallery(measure_in_background=True)``): started by a search
     that finds the measurement stale, at most one at a time, stopped when the gallery closes."""
 
     def __init__(self, gallery: Measurable, key: bytes | None, *, lease_seconds: float = LEASE_SECONDS) -> None:
