@@ -24,6 +24,7 @@ from faceprint.apikeys import KeyStore
 from faceprint.cli import app
 from faceprint.gallery.refresh import LEASE_KEY, MEASURING, Lease, claim_lease, current_lease, release_lease
 from faceprint.gallery.sqlite import SQLiteStore
+from faceprint.protect import new_key
 from faceprint.service.app import create_app
 from faceprint.service.settings import ServiceSettings
 from faceprint.tenancy import GALLERY_FILE, Tenancy
@@ -241,3 +242,13 @@ def test_the_service_answers_a_stale_collection_with_the_bound_while_it_measures
             time.sleep(0.05)
         again = client.post("/v1/collections/big/search", json={"templates": [vectors[0].tolist()]}, headers=headers)
         assert again.json()["results"][0]["basis"].startswith("measured on this gallery")
+
+
+def test_an_encrypted_gallery_measures_itself_in_the_background_with_its_key(tmp_path: Path) -> None:
+    key = new_key()
+    with Gallery(tmp_path / "g.db", key=key) as gallery:
+        enroll_random(gallery, range(PEOPLE))
+    with Gallery(tmp_path / "g.db", key=key, measure_at_once=0) as gallery:
+        assert MEASURING in gallery.identification_point().basis
+        assert gallery.background is not None and gallery.background.wait(60)
+        assert gallery.background.error is None and gallery.measured_tail().templates == PEOPLE
