@@ -288,6 +288,9 @@ class TemplateIdentification:
     fpir: float
     #: Why the face is not named, or named only with doubt (None for a plain match).
     reason: str | None = None
+    #: What ``threshold`` was read from (``IdentificationPoint.basis``): the gallery's own measurement, or the bound
+    #: for its size while that measurement is missing or stale (and whether it is being measured anew).
+    basis: str | None = None
 
     @property
     def name(self) -> str:
@@ -302,6 +305,7 @@ class TemplateIdentification:
             "similarity": round(self.match.similarity, 4) if self.match else None,
             "fpir": self.fpir,
             "threshold": None if self.threshold is None else round(self.threshold, 4),
+            "basis": self.basis,
             "candidates": [c.to_dict() for c in self.candidates],
         }
 

@@ -284,6 +284,20 @@ def warn_if_empty(gallery: Gallery, consequence: str) -> None:
         err_console.print(f"[yellow]warning:[/] the gallery {gallery.path} is empty: {consequence}")
 
 
+def warn_if_stale(gallery: Gallery, db: str | Path | None) -> None:
+    """Say once that identification decided with the size bound, because the gallery's own measurement is
+    missing or stale (a short run does not wait for it to be made anew), and how to refresh it."""
+    why = gallery.stale_measurement()
+    if why is not None:
+        option = f" --db {db}" if db is not None else ""
+        err_console.print(
+            f"[yellow]note:[/] the gallery {gallery.path} decided with the bound for its size, strict (fewer names), "
+            f"not with its own calibration: {why}. Refresh it with: faceprint calibrate --gallery{option}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def open_gallery(
     db: str | Path | None,
     *,
@@ -295,7 +309,9 @@ def open_gallery(
     """``Gallery(db, create=create, **options)`` with the pipeline of ``profile`` (default: the one of the
     gallery's model) and ``detector`` (default: that pipeline's), that shows building its search index as a
     progress bar on stderr (only in a terminal, and from 10,000 templates: smaller builds take a few seconds).
-    Commands that only read a gallery pass ``create=False``: a mistyped --db is an error, not a new gallery."""
+    Commands that only read a gallery pass ``create=False``: a mistyped --db is an error, not a new gallery. A
+    command does not measure a large gallery in the background (``measure_in_background=False``): the measurement
+    would be dropped when the command ends; ``warn_if_stale`` tells the user instead."""
     bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=err_console, transient=True)
     tasks: dict[str, TaskID] = {}
 
@@ -315,7 +331,14 @@ def open_gallery(
     from ..gallery import Gallery  # here, not at the top: see faceprint.cli
 
     pipeline = pipeline_options(profile, detector) if profile is not None else None
-    gallery = Gallery(db, options=pipeline, on_progress=on_progress, create=create, **options)
+    gallery = Gallery(
+        db,
+        options=pipeline,
+        on_progress=on_progress,
+        create=create,
+        measure_in_background=False,
+        **options,
+    )
     if profile is None and detector is not None:  # the gallery's own pipeline, detecting with --detector
         gallery.options = dataclasses.replace(gallery.options, detector=detector)
     return gallery

@@ -33,6 +33,7 @@ from .common import (
     print_json,
     progress_bar,
     warn_if_empty,
+    warn_if_stale,
 )
 
 if TYPE_CHECKING:
@@ -154,6 +155,7 @@ def identify(
         answers = gallery.identify_files(
             paths, top_k=top_k, fpir=fpir, attributes=wanted, workers=workers, on_done=advance
         )
+        warn_if_stale(gallery, db)
     if out is not None and not answers[0].result.error:
         draw.save_annotated(paths[0], [i.face for i in answers[0].faces], [i.name for i in answers[0].faces], out)
     _report_identification(answers, json_output, bool(wanted))

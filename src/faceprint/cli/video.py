@@ -34,6 +34,7 @@ from .common import (
     open_gallery,
     print_json,
     warn_if_empty,
+    warn_if_stale,
 )
 
 if TYPE_CHECKING:
@@ -119,9 +120,12 @@ def video(
 
 
 def _naming_gallery(stack: contextlib.ExitStack, db: str | None) -> Gallery:
-    """The gallery that names the faces, open for the rest of the command; a warning when it is empty."""
+    """The gallery that names the faces, open for the rest of the command; a warning when it is empty, and a note
+    when it decides with the bound for its size (the run's rule is fixed at its start: it would not use a
+    measurement made meanwhile)."""
     gallery = stack.enter_context(open_gallery(db))
     warn_if_empty(gallery, "every face will be unknown")
+    warn_if_stale(gallery, db)
     return gallery
 
 

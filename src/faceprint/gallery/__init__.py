@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,7 @@ from ..errors import FaceprintError, GalleryError, LowQualityError, ModelError, 
 from ..image import ImageSource
 from ..index import GalleryIndex
 from ..match import (
+    STALE_AFTER,
     Calibration,
     GalleryTail,
     IdentificationPoint,
@@ -52,6 +54,7 @@ from ..quality import problems_for
 from ..types import Candidate, Decision, Face, Identification, Template, TemplateIdentification, Verification
 from .names import name_key, normalize_name
 from .records import NewTemplate, Person, TemplateRecord
+from .refresh import BackgroundMeasurement
 from .sqlite import SQLiteStore
 from .store import GalleryStore, open_store
 
@@ -79,10 +82,15 @@ MEASURE_SEARCHES = 20_000
 #: Memory a gallery's cache of person centroids may hold (float32 vectors): a gallery kept open for long (the
 #: HTTP service) keeps those used most recently; 64 MiB is 65,536 people of 256-d templates.
 CENTROID_CACHE_BYTES = 64 * 2**20
-#: Galleries up to this size measure themselves on a search when their measurement is missing or stale
-#: (seconds); larger ones decide with the size-scaled bound (the shipped tail, extrapolated below its floor:
-#: strict, never "uncertain" for want of a measurement) until ``faceprint calibrate --gallery``.
-AUTO_MEASURE_TEMPLATES = 20_000
+#: Galleries up to this size measure themselves on the search that finds their measurement missing or stale: it
+#: costs that search 1.7 s of CPU at 5,000 templates, but 4.9 s at 10,000 and 16 s at 20,000 (the searches grow
+#: with the size, and so does each one; BENCHMARKS.md, "Open-set identification at an FPIR"). Larger ones decide
+#: with the size-scaled bound (the shipped tail, extrapolated below its floor: strict, never "uncertain" for want
+#: of a measurement) until a background measurement (``faceprint.gallery.refresh``) or ``faceprint calibrate
+#: --gallery`` has stored a fresh one.
+AUTO_MEASURE_TEMPLATES = 5_000
+#: A measurement searches this many templates at a time: a search of the foreground waits for one chunk at most.
+MEASURE_CHUNK = 256
 
 
 def default_gallery_path() -> str | Path:
@@ -201,6 +209,11 @@ class Gallery:
     opened without its key, or with another, is a ``KeyRequiredError`` and nothing changes.
     ``options``: the pipeline; by default, the one of the model the gallery's templates hold
     (``faceprint.profiles.options_for_model``), and ``PipelineOptions()`` for a new gallery.
+    A gallery measures what strangers' searches meet in it (``measure_identification``) when a search finds that
+    measurement missing or stale: at once up to ``measure_at_once`` templates (default ``AUTO_MEASURE_TEMPLATES``);
+    beyond, with ``measure_in_background`` (SQLite galleries), in a thread while searches decide with the bound for
+    the current size (``faceprint.gallery.refresh``); without, not at all (``faceprint calibrate --gallery`` does
+    it: short runs, whose thread would be dropped when they end).
 
     >>> from faceprint import Gallery
     >>> with Gallery("/tmp/doctest-gallery.db") as gallery:
@@ -221,17 +234,23 @@ class Gallery:
         on_progress: OnProgress | None = None,
         create: bool = True,
         key: bytes | None = None,
+        measure_in_background: bool = True,
+        measure_at_once: int | None = None,
     ) -> None:
         self.fmr = fmr
         self.fpir = fpir
-        self._centroid_cache: OrderedDict[int, np.ndarray] = OrderedDict()  # least recently used first
-        self._centroid_generation = -1
+        self.measure_in_background = measure_in_background
+        self.measure_at_once = AUTO_MEASURE_TEMPLATES if measure_at_once is None else measure_at_once
+        self._centroid_cache = _CentroidCache()
         self._mode = index or _from_env("FACEPRINT_INDEX", MODES)
         self._storage = index_storage or _from_env("FACEPRINT_INDEX_STORAGE", STORAGES)
         self._on_progress = on_progress
         location = path if path is not None else default_gallery_path()
-        self.store: GalleryStore = open_store(location, create=create, key=key if key is not None else key_from_env())
+        key = key if key is not None else key_from_env()
+        self.store: GalleryStore = open_store(location, create=create, key=key)
         self.path = self.store.path
+        #: The measurement of this gallery under way in the background (SQLite galleries; see ``refresh``).
+        self.background = BackgroundMeasurement(self, key) if isinstance(self.store, SQLiteStore) else None
         self.options = options if options is not None else _options_of_templates(self.store)
         try:
             #: The only way this gallery searches (the store's own: exact or HNSW for SQLite, Milvus's for Milvus).
@@ -252,10 +271,16 @@ class Gallery:
         self.close()
 
     def close(self) -> None:
+        """Close the gallery; a background measurement under way is dropped (after its current chunk)."""
+        self._stop_measuring()
         try:
             self.index.close()
         finally:
             self.store.close()
+
+    def _stop_measuring(self) -> None:
+        if self.background is not None:
+            self.background.stop()
 
     @property
     def model_id(self) -> str:
@@ -412,6 +437,7 @@ class Gallery:
             raise GalleryError(
                 f"{self.path}: re-embedding needs an SQLite gallery (a Milvus collection's dimension is fixed)"
             )
+        self._stop_measuring()  # it measures the templates about to be replaced
         faces = self.store.query("SELECT model_id FROM face WHERE model_id != ? LIMIT 1", (options.model.model_id,))
         if faces:  # they would be left behind, of another model than the templates
             raise ModelError(
@@ -477,58 +503,109 @@ class Gallery:
         except (json.JSONDecodeError, ModelError) as exc:
             raise ModelError(f"{self.path}: stored identification tail unreadable ({exc})") from None
 
-    def measure_identification(self, *, searches: int = MEASURE_SEARCHES, seed: int = 0) -> GalleryTail:
+    def measure_identification(
+        self,
+        *,
+        searches: int = MEASURE_SEARCHES,
+        seed: int = 0,
+        store: SQLiteStore | None = None,
+        before_chunk: Callable[[], None] | None = None,
+    ) -> GalleryTail:
         """Measure what a stranger's search meets in this gallery and store it: the templates of randomly
         chosen people (up to ``searches`` in all) are searched through the index, each against everyone but
         its own person, with the same person-level scores as ``identify``; the best score of each search
-        is a best-impostor score at this size (``faceprint.match.GalleryTail``)."""
+        is a best-impostor score at this size (``faceprint.match.GalleryTail``), the size it had when the searches
+        began. ``on_progress`` (the gallery's) is told how the searches advance, ``MEASURE_CHUNK`` at a time.
+        ``store``: another connection to this gallery's file to read and write through (a background measurement's),
+        ``before_chunk()`` is called before each chunk (it may raise to stop the measurement)."""
         start = time.perf_counter()
-        people = [p for p in self.store.people() if p.template_count]
+        reader = store if store is not None else self.store
+        people = [p for p in reader.people() if p.template_count]
         order = np.random.default_rng(seed).permutation(len(people))
         owner: dict[int, int] = {}
         for index in order:
             if len(owner) >= searches:
                 break
             person = people[int(index)]
-            owner.update((t.id, person.id) for t in self.store.templates_of(person.id) if t.model_id == self.model_id)
-        ids, vectors = self.store.vectors(np.fromiter(owner, np.int64, len(owner)), self.model_id)
-        found = self.rank_people(vectors, 1, exclude=[owner[int(i)] for i in ids]) if len(ids) else []
-        best = np.array([people_scores[0][1] for people_scores in found if people_scores], np.float64)
+            owner.update((t.id, person.id) for t in reader.templates_of(person.id) if t.model_id == self.model_id)
+        ids, vectors = reader.vectors(np.fromiter(owner, np.int64, len(owner)), self.model_id)
+        templates = reader.template_count(self.model_id)
+        spare = max((p.template_count for p in people), default=0)  # k grows by the left-out person's templates
+        centroids = _CentroidCache()  # its own: a measurement's 20,000 people would flush the searches' cache
+        best: list[float] = []
+        self._report("measuring identification", 0, len(ids))
+        for first in range(0, len(ids), MEASURE_CHUNK):
+            if before_chunk is not None:
+                before_chunk()
+            chunk = slice(first, first + MEASURE_CHUNK)
+            exclude = [owner[int(i)] for i in ids[chunk]]
+            found = self._rank(vectors[chunk], 1, exclude=exclude, spare=spare, store=reader, centroids=centroids)
+            best.extend(scores[0][1] for scores in found if scores)
+            self._report("measuring identification", min(first + MEASURE_CHUNK, len(ids)), len(ids))
         tail = GalleryTail.from_scores(
-            best,
+            np.array(best, np.float64),
             calibration=self.calibration(),
             people=len(people),
-            templates=self.template_count(),
+            templates=templates,
             seconds=time.perf_counter() - start,
         )
-        self.store.set_meta(TAIL_KEY, json.dumps(tail.to_dict()))
+        if store is not None:  # the result is not content: no generation bump, no check of every page
+            store.swap_meta(TAIL_KEY, lambda _: json.dumps(tail.to_dict()))
+        else:
+            self.store.set_meta(TAIL_KEY, json.dumps(tail.to_dict()))
         return tail
+
+    def _report(self, description: str, done: int, total: int) -> None:
+        if self._on_progress is not None:
+            self._on_progress(description, done, total)
 
     def identification_point(self, fpir: float | None = None, *, refresh: bool = True) -> IdentificationPoint:
         """What this gallery identifies with (``faceprint.match.identification_point``) at ``fpir``, else the
         gallery's ``fpir``, else the default: for its size now, corrected by its own measurement where that is
-        fresh. With ``refresh``, a small gallery whose measurement is missing or stale measures itself first."""
+        fresh. With ``refresh``, a missing or stale measurement is made anew: at once up to ``measure_at_once``
+        templates, else in the background (``measure_in_background``), the bound deciding meanwhile (its ``basis``
+        says so)."""
         templates = self.template_count()
         measured = self.measured_tail()
-        stale = measured is None or not measured.fresh(templates)
-        if refresh and stale and 0 < templates <= AUTO_MEASURE_TEMPLATES:
-            measured = self.measure_identification()
-        return identification_point(
+        underway = None
+        if refresh and templates and (measured is None or not measured.fresh(templates)):
+            if templates <= self.measure_at_once:
+                measured = self.measure_identification()
+            elif self.measure_in_background and self.background is not None:
+                underway = self.background.start()
+        point = identification_point(
             self.model_id,
             templates=templates,
             fpir=fpir if fpir is not None else self.fpir,
             stored=self.stored_calibration(),
             measured=measured,
         )
+        return point if underway is None else dataclasses.replace(point, basis=f"{point.basis}; {underway}")
+
+    def stale_measurement(self) -> str | None:
+        """Why identification decides with the size bound rather than this gallery's own measurement (None: it
+        does not: the measurement is fresh, or the gallery is small enough to make it on its next search)."""
+        templates = self.template_count()
+        measured = self.measured_tail()
+        if templates <= self.measure_at_once or (measured is not None and measured.fresh(templates)):
+            return None
+        if measured is None:
+            return f"it holds {templates:,} templates and has never measured itself"
+        return (
+            f"it measured itself at {measured.templates:,} templates and holds {templates:,} now "
+            f"(stale beyond {STALE_AFTER:.0%})"
+        )
 
     def identification_stats(self, fpir: float | None = None, *, measure: bool = False) -> dict[str, Any]:
         """What identification decides with now: the gallery's own measurement (None if never made; made
-        anew first with ``measure``) and whether it is fresh, and the point at ``fpir`` it gives."""
+        anew first with ``measure``) and whether it is fresh, a measurement under way (``faceprint.gallery.refresh``),
+        and the point at ``fpir`` it gives."""
         measured = self.measure_identification() if measure else self.measured_tail()
         point = self.identification_point(fpir, refresh=False)
         return {
             "measured": measured.to_dict() if measured else None,
             "fresh": point.measured is not None,
+            "underway": self.background.underway() if self.background is not None else None,
             "point": point.to_dict(),
         }
 
@@ -609,7 +686,9 @@ class Gallery:
             )
             match = _assign([ranked], point.threshold)[0] if point.threshold is not None else None
             decision, reason = _decision((), ranked, match, point)
-            answers.append(TemplateIdentification(ranked, match, point.threshold, decision, point.fpir, reason))
+            answers.append(
+                TemplateIdentification(ranked, match, point.threshold, decision, point.fpir, reason, point.basis)
+            )
         return answers
 
     def _query_vectors(self, vectors: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
@@ -645,51 +724,42 @@ class Gallery:
         on faces-dev with 3 photos per person it misses a third to a quarter as many mated searches at
         FPIR 1e-2 as the best score over their templates (``bench/open_set.py --aggregations``), and with
         one photo it is that photo's score. The candidates are the owners of the nearest templates."""
-        k = top_k * _TEMPLATES_PER_CANDIDATE
-        if exclude is not None:
-            k += max(p.template_count for p in self.store.people())
-        _, template_ids = self.search_templates(queries, k)
-        persons = self.store.persons_of(np.unique(template_ids[template_ids >= 0]))
+        spare = max((p.template_count for p in self.store.people()), default=0) if exclude is not None else 0
+        return self._rank(
+            queries, top_k, exclude=exclude, spare=spare, store=self.store, centroids=self._centroid_cache
+        )
+
+    def _rank(
+        self,
+        queries: np.ndarray,
+        top_k: int,
+        *,
+        exclude: Sequence[int] | None,
+        spare: int,
+        store: GalleryStore,
+        centroids: _CentroidCache,
+    ) -> list[list[tuple[int, float]]]:
+        """``rank_people`` reading through ``store`` with ``centroids``; ``spare`` more templates are fetched (the
+        most a left-out person holds)."""
+        _, template_ids = self.search_templates(queries, top_k * _TEMPLATES_PER_CANDIDATE + spare)
+        persons = store.persons_of(np.unique(template_ids[template_ids >= 0]))
         rows = []
         for row, row_ids in enumerate(template_ids):
             left_out = exclude[row] if exclude is not None else None
             owners = (persons.get(int(t)) for t in row_ids)  # None: a template removed since the search
             rows.append(list(dict.fromkeys(p for p in owners if p is not None and p != left_out)))
-        centroids = self._centroids({p for row in rows for p in row})
+        found = centroids.of({p for row in rows for p in row}, store, self.model_id, self.options.model.dimension)
         nearest = []
         for query, candidates in zip(queries, rows):
-            people = [p for p in candidates if p in centroids]  # a person removed since the search is skipped
-            scores = np.stack([centroids[p] for p in people]) @ query if people else np.zeros(0)
+            people = [p for p in candidates if p in found]  # a person removed since the search is skipped
+            scores = np.stack([found[p] for p in people]) @ query if people else np.zeros(0)
             order = np.argsort(-scores, kind="stable")[:top_k]
             nearest.append([(people[i], float(scores[i])) for i in order])
         return nearest
 
     def _centroids(self, people: set[int]) -> dict[int, np.ndarray]:
-        """Normalised mean template of each of ``people``. Cached until the gallery changes (any enrollment or
-        removal, by any process), within ``CENTROID_CACHE_BYTES``: the least recently used are dropped first."""
-        cache = self._centroid_cache
-        generation = self.store.generation()
-        if generation != self._centroid_generation:
-            cache.clear()
-            self._centroid_generation = generation
-        for person in people & cache.keys():
-            cache.move_to_end(person)
-        missing = people - cache.keys()
-        owner = {
-            t.id: person for person in missing for t in self.store.templates_of(person) if t.model_id == self.model_id
-        }
-        found = self.store.vectors(np.fromiter(owner, np.int64, len(owner)), self.model_id) if owner else ((), ())
-        sums: dict[int, np.ndarray] = {}
-        for template_id, vector in zip(*found):
-            person = owner[int(template_id)]
-            sums[person] = sums[person] + vector if person in sums else vector.astype(np.float32)
-        computed = {p: v / max(float(np.linalg.norm(v)), 1e-12) for p, v in sums.items()}
-        answer = {p: cache[p] for p in people if p in cache} | computed
-        cache.update(computed)
-        limit = max(CENTROID_CACHE_BYTES // (4 * self.options.model.dimension), 1)
-        while len(cache) > limit:
-            cache.popitem(last=False)
-        return answer
+        """Normalised mean template of each of ``people`` (``_CentroidCache``)."""
+        return self._centroid_cache.of(people, self.store, self.model_id, self.options.model.dimension)
 
     def person_centroids(self) -> tuple[list[int], list[str], np.ndarray]:
         """Every person's id, name and centroid (the vector ``rank_people`` scores them by), in id order: the rows
@@ -769,6 +839,8 @@ class Gallery:
         master key opens it no more. The vectors are not re-encrypted."""
         if not isinstance(self.store, SQLiteStore):
             raise GalleryError(f"{self.path}: faceprint encrypts SQLite galleries only")
+        self._stop_measuring()
+        self.background = BackgroundMeasurement(self, new_key)  # its own connection opens with the new key
         if not self.store.encrypted:
             self.store.close()
             self.store = SQLiteStore(Path(self.path), key=new_key)
@@ -802,6 +874,47 @@ class Gallery:
         return compare(template, Template(centroid, self.model_id), fmr=point.fmr, calibration=point.calibration)
 
 
+class _CentroidCache:
+    """Each person's normalised mean template, kept until the gallery changes (any enrollment or removal, by any
+    process), within ``CENTROID_CACHE_BYTES``: the least recently used are dropped first. One thread at a time."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[int, np.ndarray] = OrderedDict()  # least recently used first
+        self._generation = -1
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def of(self, people: set[int], store: GalleryStore, model_id: str, dimension: int) -> dict[int, np.ndarray]:
+        with self._lock:
+            cache = self._entries
+            generation = store.generation()
+            if generation != self._generation:
+                cache.clear()
+                self._generation = generation
+            for person in people & cache.keys():
+                cache.move_to_end(person)
+            computed = _centroids_of(people - cache.keys(), store, model_id)
+            answer = {p: cache[p] for p in people if p in cache} | computed
+            cache.update(computed)
+            limit = max(CENTROID_CACHE_BYTES // (4 * dimension), 1)
+            while len(cache) > limit:
+                cache.popitem(last=False)
+            return answer
+
+
+def _centroids_of(people: set[int], store: GalleryStore, model_id: str) -> dict[int, np.ndarray]:
+    """Normalised mean of each person's templates of ``model_id``, read from ``store``."""
+    owner = {t.id: person for person in people for t in store.templates_of(person) if t.model_id == model_id}
+    found = store.vectors(np.fromiter(owner, np.int64, len(owner)), model_id) if owner else ((), ())
+    sums: dict[int, np.ndarray] = {}
+    for template_id, vector in zip(*found):
+        person = owner[int(template_id)]
+        sums[person] = sums[person] + vector if person in sums else vector.astype(np.float32)
+    return {p: v / max(float(np.linalg.norm(v)), 1e-12) for p, v in sums.items()}
+
+
 Choice = TypeVar("Choice", bound=str)
 
 
@@ -830,7 +943,7 @@ def _identification(
 ) -> Identification:
     """The decision for one face, with the reason it is not (or only doubtfully) named."""
     decision, reason = _decision(face.quality.problems, candidates, match, point)
-    return Identification(candidates, match, point.threshold, decision, point.fpir, reason, face=face)
+    return Identification(candidates, match, point.threshold, decision, point.fpir, reason, point.basis, face=face)
 
 
 def _decision(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -358,17 +358,20 @@ class SQLiteStore:
         self._db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """An immediate (write-locking) transaction that bumps the generation on commit."""
+    def transaction(self, *, content: bool = True) -> Iterator[sqlite3.Connection]:
+        """An immediate (write-locking) transaction that bumps the generation on commit (unless it writes
+        bookkeeping only, ``content=False``: the gallery's people and templates are as they were)."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 raise GalleryError(f"{self.path}: gallery is busy or read-only ({exc})") from None
             try:
-                self._check_before_first_write()
+                if content:  # bookkeeping touches a meta row: checking every page under the write lock costs seconds
+                    self._check_before_first_write()
                 yield self._db
-                self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+                if content:
+                    self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
                 self._db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 self._rollback()
@@ -422,6 +425,18 @@ class SQLiteStore:
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def swap_meta(self, key: str, change: Callable[[str | None], str | None]) -> str | None:
+        """Read ``key`` and write ``change(value)`` in its place (None: remove it) in one short write transaction:
+        a compare-and-set across processes, for bookkeeping such as a lease (the generation does not move)."""
+        with self.transaction(content=False) as db:
+            rows = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchall()
+            value = change(rows[0][0] if rows else None)
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            return value
 
     # --- people ---------------------------------------------------------------------------
 

@@ -129,6 +129,8 @@ class Recognized(Shape):
     similarity: float | None
     fpir: float
     threshold: float | None
+    #: What the threshold was read from: the collection's own measurement, or the bound for its size meanwhile.
+    basis: str | None = None
     candidates: list[Candidate]
 
 
