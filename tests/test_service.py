@@ -300,7 +300,7 @@ def test_pixel_limit_and_request_size_limit(data_dir: Path, keys: Keys) -> None:
 
 def test_health_ready_metrics_docs_and_page(client: TestClient, keys: Keys, enrolled: dict[str, int]) -> None:
     assert client.get("/health").json()["status"] == "ok"
-    from faceprint.service.context import WARM
+    from faceprint.service.warm import WARM
 
     assert WARM.wait(120)  # the models load in the background after a start
     assert client.get("/ready").json() == {"status": "ready"}
@@ -384,8 +384,9 @@ def test_concurrent_requests_images_are_batched_and_each_gets_its_own_results() 
     from concurrent.futures import ThreadPoolExecutor
 
     from faceprint.pipeline import DEFAULT_OPTIONS
-    from faceprint.service.context import PIPELINE, ImageBatcher
+    from faceprint.service.context import ImageBatcher
     from faceprint.service.metrics import Metrics
+    from faceprint.service.warm import PIPELINE
 
     photos = [p.read_bytes() for p in (*KIT, *ROSE, MULTI)]
     metrics = Metrics()

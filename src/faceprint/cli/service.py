@@ -45,6 +45,10 @@ def serve(
     ] = 8,
 ) -> None:
     """Serve the HTTP API (/v1, docs at /docs) and the web page (/) until interrupted."""
+    if workers == 1:  # the app runs in this process: its models load while uvicorn, fastapi and the routes import
+        from ..service.warm import warm_up
+
+        warm_up()
     uvicorn = _server_package()
     from ..service.settings import SETTINGS_ENV, ServiceSettings
 

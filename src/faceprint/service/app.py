@@ -16,9 +16,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from . import collections, recognition, schemas, videos
-from .context import WARM, AdminKey, ReadKey, Service, service_of, warm_up
+from .context import AdminKey, ReadKey, Service, service_of
 from .problems import ERROR_RESPONSES, Problem, install, problem_response
 from .settings import ServiceSettings
+from .warm import WARM, warm_up
 
 API_DESCRIPTION = """Face recognition as a service: collections of enrolled people per tenant, recognition that
 answers `unknown` for strangers at a stated false-positive identification rate (FPIR), verification at a stated

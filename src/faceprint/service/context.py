@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import resources
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, UploadFile
@@ -25,11 +24,12 @@ from ..choices import Scope
 from ..errors import AccessError
 from ..gallery import Gallery
 from ..image import sniff_format
-from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files
+from ..pipeline import ImageResult, PipelineOptions, process_files
 from ..tenancy import GALLERY_FILE, Tenancy
 from .metrics import Metrics
 from .problems import Problem
 from .settings import ServiceSettings
+from .warm import PIPELINE
 
 T = TypeVar("T")
 
@@ -74,30 +74,6 @@ class _OpenCollection:
     lock: threading.Lock
     #: (device, inode) of the gallery file it opened: a collection deleted and made anew is another file.
     file_id: tuple[int, int]
-
-
-#: Held by whatever runs the pipeline in this process: one image (or video frame) at a time. dlib's detector
-#: and shape predictor are shared objects that are not safe to use from two threads at once (under load the
-#: server died with "free(): corrupted unsorted chunks"); more processes (``--workers``) use more cores.
-PIPELINE = threading.Lock()
-_warming = threading.Lock()
-#: Set once this process has run the default pipeline: its models are loaded (``/ready`` waits for it).
-WARM = threading.Event()
-
-
-def warm_up() -> None:
-    """Load the default pipeline's models in a thread, once per process, so that no request pays for it
-    (YuNet, dlib's 5-point shape predictor, dlib's ResNet and SFace: 0.5-1 s; BENCHMARKS.md, "Service")."""
-
-    def run() -> None:
-        sample = resources.files("faceprint.samples") / "Kit_Harington_0001.jpg"
-        with PIPELINE:
-            list(process_files([sample.read_bytes()], DEFAULT_OPTIONS, workers=1))
-        WARM.set()
-
-    with _warming:
-        if not any(t.name == "faceprint-warm-up" for t in threading.enumerate()) and not WARM.is_set():
-            threading.Thread(target=run, name="faceprint-warm-up", daemon=True).start()
 
 
 @dataclass
