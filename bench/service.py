@@ -3,8 +3,9 @@
     python bench/service.py load [--clients 16 --seconds 60]        recognize + enroll: req/s, p50/p99, errors, lost
     python bench/service.py memory [--requests 10000]               server RSS after 10% and 100% of the requests
     python bench/service.py throughput [--images 200 --workers 2 --clients 8 --seconds 20 --batch-images 8]
-                                                                    HTTP recognize vs `faceprint identify` on the
+                                       [--rate R]                   HTTP recognize vs `faceprint identify` on the
                                                                     same faces-dev images; p99/p50 at 80% load
+                                                                    (--rate R: only the paced load, at R req/s)
     python bench/service.py startup [--templates 50000 --runs 1 --data DIR] [--phases]
                                                                     process start -> first recognize answer
 
@@ -226,59 +227,85 @@ def memory(args: argparse.Namespace) -> None:
 
 def throughput(args: argparse.Namespace) -> None:
     paths = [common.faces_dev() / p for p in common.read_images(common.faces_dev())[0][: args.images]]
-    folder = Path(tempfile.mkdtemp(prefix="faceprint-bench-images-"))
-    for path in paths:
-        (folder / path.name).write_bytes(path.read_bytes())
+    probes = [p.read_bytes() for p in paths]
     server = Server("--workers", str(args.workers), "--batch-images", str(args.batch_images))
     try:
         with httpx.Client(timeout=120) as client:
             server.enroll(client, "Kit Harington", (HIRES / "Kit_Harington" / "Kit_Harington_0001.jpg").read_bytes())
+            while client.get(f"{server.base}/ready").status_code != 200:  # every worker warms up at its start
+                time.sleep(0.1)
+        if args.rate is None:
+            cli_rate = _cli_rate(server, paths, args.workers)
+
+            def request(client: httpx.Client, number: int, turn: int) -> None:
+                answer = server.recognize(client, probes[(number * 997 + turn) % len(probes)])
+                assert answer.status_code == 200, answer.text
+
+            latencies, errors = drive(args.clients, args.seconds, request)
+            http_rate = len(latencies) / args.seconds
+            print(
+                f"throughput: `faceprint identify` {cli_rate:.1f} images/s (whole command, {args.workers} workers); "
+                f"HTTP recognize {http_rate:.1f} images/s ({args.workers} server workers, {args.clients} clients, "
+                f"{percentiles(latencies)}, errors {len(errors)}) = {http_rate / cli_rate * 100:.0f}% of the CLI"
+            )
+        rate = args.rate or 0.8 * http_rate
+        cpu, load = server.cpu_seconds(), os.getloadavg()[0]
+        paced, paced_errors = _paced(server, probes, rate, args.seconds)
+        cpu = (server.cpu_seconds() - cpu) / args.seconds
+    finally:
+        server.stop()
+    ratio = np.percentile(paced, 99) / np.percentile(paced, 50)
+    print(
+        f"  paced at {rate:.1f} req/s{'' if args.rate else ' (80% of that load)'}, batches of up to "
+        f"{args.batch_images}: {percentiles(paced)}, p99/p50 {ratio:.2f}, errors {len(paced_errors)}; server CPU "
+        f"{cpu:.2f} cores, machine load {load:.1f} -> {os.getloadavg()[0]:.1f}"
+    )
+
+
+def _cli_rate(server: Server, paths: list[Path], workers: int) -> float:
+    """Images per second of `faceprint identify` over ``paths`` against the server's collection (whole command)."""
+    folder = Path(tempfile.mkdtemp(prefix="faceprint-bench-images-"))
+    try:
+        for path in paths:
+            (folder / path.name).write_bytes(path.read_bytes())
         gallery = Tenancy(server.data).collection_dir("bench", "bench") / "gallery.db"
         start = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "faceprint", "identify", str(folder), "--db", str(gallery), "--json",
-             "--workers", str(args.workers)],
+             "--workers", str(workers)],
             capture_output=True, check=False,
         )  # fmt: skip
-        cli_rate = len(paths) / (time.perf_counter() - start)
-        probes = [p.read_bytes() for p in paths]
-
-        def request(client: httpx.Client, number: int, turn: int) -> None:
-            answer = server.recognize(client, probes[(number * 997 + turn) % len(probes)])
-            assert answer.status_code == 200, answer.text
-
-        latencies, errors = drive(args.clients, args.seconds, request)
-        http_rate = len(latencies) / args.seconds
-        paced, paced_errors = _paced(server, probes, 0.8 * http_rate, args.seconds)
+        return len(paths) / (time.perf_counter() - start)
     finally:
-        server.stop()
         shutil.rmtree(folder, ignore_errors=True)
-    print(
-        f"throughput: `faceprint identify` {cli_rate:.1f} images/s (whole command, {args.workers} workers); "
-        f"HTTP recognize {http_rate:.1f} images/s ({args.workers} server workers, {args.clients} clients, "
-        f"{percentiles(latencies)}, errors {len(errors)}) = {http_rate / cli_rate * 100:.0f}% of the CLI"
-    )
-    ratio = np.percentile(paced, 99) / np.percentile(paced, 50)
-    print(f"  at 80% of that load ({0.8 * http_rate:.1f} req/s): {percentiles(paced)}, p99/p50 {ratio:.2f}, "
-          f"errors {len(paced_errors)}")  # fmt: skip
 
 
 def _paced(server: Server, probes: list[bytes], rate: float, seconds: float) -> tuple[list[float], list[str]]:
-    """Requests sent at a fixed rate (open loop, each in its own thread): latencies and errors."""
+    """Requests sent at a fixed rate, each in its own thread whatever the answers take (an open loop: a slow
+    answer does not hold the next request back), over kept-alive connections as a client library keeps them:
+    latencies and errors."""
     latencies: list[float] = []
     errors: list[str] = []
+    local = threading.local()
+    clients: list[httpx.Client] = []
 
     def one(index: int) -> None:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(timeout=120)
+            clients.append(local.client)
         start = time.perf_counter()
-        with httpx.Client(timeout=120) as client:
-            answer = server.recognize(client, probes[index % len(probes)])
+        answer = server.recognize(local.client, probes[index % len(probes)])
         (latencies.append(time.perf_counter() - start) if answer.status_code == 200 else errors.append(answer.text))
 
-    with ThreadPoolExecutor(64) as pool:
-        begin = time.perf_counter()
-        for index in range(int(rate * seconds)):
-            time.sleep(max(0.0, begin + index / rate - time.perf_counter()))
-            pool.submit(one, index)
+    try:
+        with ThreadPoolExecutor(64) as pool:
+            begin = time.perf_counter()
+            for index in range(int(rate * seconds)):
+                time.sleep(max(0.0, begin + index / rate - time.perf_counter()))
+                pool.submit(one, index)
+    finally:
+        for client in clients:
+            client.close()
     return latencies, errors
 
 
@@ -347,6 +374,7 @@ def main() -> None:
     run.add_argument("--clients", type=int, default=8)
     run.add_argument("--seconds", type=float, default=20)
     run.add_argument("--batch-images", type=int, default=8, help="1: no batching across requests (A/B)")
+    run.add_argument("--rate", type=float, help="only the paced load, at this many requests per second")
     run = commands.add_parser("startup")
     run.add_argument("--templates", type=int, default=50_000)
     run.add_argument("--phases", action="store_true", help="then where the time goes (bench/startup_phases.py)")

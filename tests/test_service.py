@@ -255,6 +255,16 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(data_dir: Path, keys: Key
         assert limited.get("/v1/me", headers=keys.admin).status_code == 200  # per key
 
 
+def test_a_keys_rate_holds_across_server_processes_sharing_a_data_directory(tmp_path: Path) -> None:
+    """Two apps on one data directory, as ``--workers 2`` runs them: the key gets its burst once, not twice."""
+    _, token = KeyStore(tmp_path).create("acme", ["read"])
+    settings = ServiceSettings(tmp_path, rate_per_second=0.5, rate_burst=3)
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        answers = [(first, second)[turn % 2].get("/v1/me", headers=bearer(token)) for turn in range(6)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429, 429, 429]
+        assert all(int(a.headers["Retry-After"]) >= 1 for a in answers[3:])
+
+
 def test_the_audit_log_names_keys_and_counts_never_images(
     client: TestClient, keys: Keys, enrolled: dict[str, int]
 ) -> None:

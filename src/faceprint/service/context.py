@@ -7,7 +7,6 @@ import dataclasses
 import math
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from ..errors import AccessError
 from ..gallery import Gallery
 from ..image import sniff_format
 from ..pipeline import ImageResult, PipelineOptions, process_files
+from ..ratelimit import RateLimits
 from ..tenancy import GALLERY_FILE, Tenancy
 from .metrics import Metrics
 from .problems import Problem
@@ -40,32 +40,6 @@ class Upload:
 
     name: str
     data: bytes
-
-
-class RateLimiter:
-    """A token bucket per API key: ``rate`` requests per second on average, ``burst`` at once."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, key_id: str) -> None:
-        """One request of ``key_id``, or a 429 problem saying when to retry."""
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key_id, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            if tokens < 1.0:
-                self._buckets[key_id] = (tokens, now)
-                wait = math.ceil((1.0 - tokens) / self.rate)
-                raise Problem(
-                    429,
-                    "Too many requests",
-                    f"rate limit of this key: retry in {wait} s",
-                    headers={"Retry-After": str(wait)},
-                )
-            self._buckets[key_id] = (tokens - 1.0, now)
 
 
 @dataclass
@@ -152,7 +126,7 @@ class Service:
         self.keys = KeyStore(settings.data_dir)
         self.audit = AuditLog(settings.data_dir)
         self.metrics = Metrics()
-        self.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
+        self.limits = RateLimits(settings.data_dir, settings.rate_per_second, settings.rate_burst)
         self.batcher = ImageBatcher(self.metrics, settings.batch_images)
         self._keys_lock = threading.Lock()
         self._open: dict[tuple[str, str], _OpenCollection] = {}
@@ -173,6 +147,24 @@ class Service:
     def authenticate(self, token: str) -> ApiKey:
         with self._keys_lock:
             return self.keys.authenticate(token)
+
+    def admit(self, token: str) -> ApiKey:
+        """The key of ``token``, valid now and within its rate (shared by every server process), or a 401 or
+        429 problem (call from a worker thread: both are SQLite reads or writes)."""
+        try:
+            key = self.authenticate(token)
+        except AccessError as error:
+            raise Problem(401, "Invalid API key", str(error)) from None
+        wait = self.limits.take(key.id)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            raise Problem(
+                429,
+                "Too many requests",
+                f"rate limit of this key: retry in {seconds} s",
+                headers={"Retry-After": str(seconds)},
+            )
+        return key
 
     # --- collections ----------------------------------------------------------------------
 
@@ -259,11 +251,7 @@ def require(scope: Scope) -> Callable[..., Any]:
         if credentials is None:
             raise Problem(401, "API key required", "send the key as 'Authorization: Bearer fpk_...'")
         service = service_of(request)
-        try:
-            key = service.authenticate(credentials.credentials)
-        except AccessError as error:
-            raise Problem(401, "Invalid API key", str(error)) from None
-        service.limiter.take(key.id)
+        key = await service.run(lambda: service.admit(credentials.credentials))
         if not key.allows(scope):
             raise Problem(403, "Scope missing", f"this key lacks the {scope!r} scope")
         request.state.key = key
