@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -320,6 +321,7 @@ def test_health_ready_metrics_docs_and_page(client: TestClient, keys: Keys, enro
         'faceprint_requests_total{method="POST",route="/v1/collections/{collection}/recognize",status="200"}' in metrics
     )
     assert "faceprint_request_seconds_bucket" in metrics and "faceprint_queue_depth 0" in metrics
+    assert f'faceprint_process{{pid="{os.getpid()}"}} 1' in metrics  # whose figures (per process)
     assert int(metrics.split("\nfaceprint_faces_processed_total ")[1].split()[0]) >= 2
     assert "/v1/collections/{collection}/recognize" in client.get("/openapi.json").json()["paths"]
     assert client.get("/docs").status_code == 200
