@@ -6,6 +6,7 @@
                                        [--rate R]                   HTTP recognize vs `faceprint identify` on the
                                                                     same faces-dev images; p99/p50 at 80% load
                                                                     (--rate R: only the paced load, at R req/s)
+    python bench/service.py ratelimit [--requests 5000]             the shared rate limit's cost per request
     python bench/service.py startup [--templates 50000 --runs 1 --data DIR] [--phases]
                                                                     process start -> first recognize answer
 
@@ -38,6 +39,7 @@ from tests.service_server import free_port, start_server, stop_server  # noqa: E
 
 from faceprint.apikeys import KeyStore  # noqa: E402
 from faceprint.gallery.records import NewTemplate  # noqa: E402
+from faceprint.ratelimit import RateLimits  # noqa: E402
 from faceprint.tenancy import Tenancy  # noqa: E402
 
 HIRES = ROOT / "tests" / "data" / "faces-hires"
@@ -359,6 +361,21 @@ def _random_collection(data: Path, count: int) -> None:
         gallery.rebuild_index()  # as a served collection would have it: the saved index on disk
 
 
+def rate_limit(args: argparse.Namespace) -> None:
+    """What the shared rate limit costs a request: one token taken from the key's bucket in limits.db."""
+    data = Path(tempfile.mkdtemp(prefix="faceprint-bench-"))
+    try:
+        limits = RateLimits(data, rate=1e9, burst=10**9)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(args.requests):
+            limits.take("bench")
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        limits.close()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    print(f"rate limit: {wall / args.requests * 1e6:.0f} us wall, {cpu / args.requests * 1e6:.0f} us CPU per request")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -380,8 +397,11 @@ def main() -> None:
     run.add_argument("--phases", action="store_true", help="then where the time goes (bench/startup_phases.py)")
     run.add_argument("--runs", type=int, default=1, help="server starts on the same collection, one after another")
     run.add_argument("--data", type=Path, help="a data directory to keep (and reuse) the collection in")
+    run = commands.add_parser("ratelimit")
+    run.add_argument("--requests", type=int, default=5000)
     args = parser.parse_args()
-    {"load": load, "memory": memory, "throughput": throughput, "startup": startup}[args.command](args)
+    handlers = {"load": load, "memory": memory, "throughput": throughput, "startup": startup, "ratelimit": rate_limit}
+    handlers[args.command](args)
 
 
 if __name__ == "__main__":
