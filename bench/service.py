@@ -39,7 +39,6 @@ from tests.service_server import free_port, start_server, stop_server  # noqa: E
 
 from faceprint.apikeys import KeyStore  # noqa: E402
 from faceprint.gallery.records import NewTemplate  # noqa: E402
-from faceprint.ratelimit import RateLimits  # noqa: E402
 from faceprint.tenancy import Tenancy  # noqa: E402
 
 HIRES = ROOT / "tests" / "data" / "faces-hires"
@@ -363,6 +362,8 @@ def _random_collection(data: Path, count: int) -> None:
 
 def rate_limit(args: argparse.Namespace) -> None:
     """What the shared rate limit costs a request: one token taken from the key's bucket in limits.db."""
+    from faceprint.ratelimit import RateLimits  # here: the other commands also run on checkouts without it
+
     data = Path(tempfile.mkdtemp(prefix="faceprint-bench-"))
     try:
         limits = RateLimits(data, rate=1e9, burst=10**9)
