@@ -3,9 +3,12 @@
     python bench/service.py load [--clients 16 --seconds 60]        recognize + enroll: req/s, p50/p99, errors, lost
     python bench/service.py memory [--requests 10000]               server RSS after 10% and 100% of the requests
     python bench/service.py throughput [--images 200 --workers 2 --clients 8 --seconds 20 --batch-images 8]
-                                                                    HTTP recognize vs `faceprint identify` on the
+                                       [--rate R]                   HTTP recognize vs `faceprint identify` on the
                                                                     same faces-dev images; p99/p50 at 80% load
-    python bench/service.py startup [--templates 50000] [--phases]  process start -> first recognize answer
+                                                                    (--rate R: only the paced load, at R req/s)
+    python bench/service.py ratelimit [--requests 5000]             the shared rate limit's cost per request
+    python bench/service.py startup [--templates 50000 --runs 1 --data DIR] [--phases]
+                                                                    process start -> first recognize answer
 
 Every run starts its own `faceprint serve` on a free port of 127.0.0.1 with a fresh data directory, and
 stops it. The machine is shared: compare figures within one run.
@@ -14,6 +17,7 @@ stops it. The machine is shared: compare figures within one run.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -45,7 +49,7 @@ FAST = ["--rate-limit", "1000000", "--rate-burst", "1000000"]
 class Server:
     """A fresh data directory with a key and a collection ``bench``, and `faceprint serve` on it."""
 
-    def __init__(self, *args: str, data: Path | None = None) -> None:
+    def __init__(self, *args: str, data: Path | None = None, poll: float = 0.2) -> None:
         self.owns_data = data is None  # a data directory of its own is removed when the server stops
         self.data = data or Path(tempfile.mkdtemp(prefix="faceprint-bench-"))
         _, token = KeyStore(self.data).create("bench", ["read", "enroll", "recognize", "admin"])
@@ -55,12 +59,18 @@ class Server:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.started = time.perf_counter()
-        self.process = start_server(self.data, self.port, *FAST, *args)
+        self.process = start_server(self.data, self.port, *FAST, *args, poll=poll)
+        self.health = time.perf_counter() - self.started
 
     def rss_mib(self) -> float:
         """Resident memory of the server process and its children (uvicorn's workers), in MiB."""
         pids = [self.process.pid, *_children(self.process.pid)]
         return sum(_rss_kib(pid) for pid in pids) / 1024
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process and its children have used so far."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        return sum(_cpu_ticks(pid) for pid in [self.process.pid, *_children(self.process.pid)]) / ticks
 
     def enroll(self, client: httpx.Client, name: str, photo: bytes) -> tuple[int, list[int]]:
         person = client.post(f"{self.base}/v1/collections/bench/people", json={"name": name}, headers=self.headers)
@@ -89,6 +99,14 @@ class Server:
 def _children(pid: int) -> list[int]:
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()
     return [int(p) for p in found]
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
 
 
 def _rss_kib(pid: int) -> int:
@@ -210,102 +228,153 @@ def memory(args: argparse.Namespace) -> None:
 
 def throughput(args: argparse.Namespace) -> None:
     paths = [common.faces_dev() / p for p in common.read_images(common.faces_dev())[0][: args.images]]
-    folder = Path(tempfile.mkdtemp(prefix="faceprint-bench-images-"))
-    for path in paths:
-        (folder / path.name).write_bytes(path.read_bytes())
+    probes = [p.read_bytes() for p in paths]
     server = Server("--workers", str(args.workers), "--batch-images", str(args.batch_images))
     try:
         with httpx.Client(timeout=120) as client:
             server.enroll(client, "Kit Harington", (HIRES / "Kit_Harington" / "Kit_Harington_0001.jpg").read_bytes())
+            while client.get(f"{server.base}/ready").status_code != 200:  # every worker warms up at its start
+                time.sleep(0.1)
+        if args.rate is None:
+            cli_rate = _cli_rate(server, paths, args.workers)
+
+            def request(client: httpx.Client, number: int, turn: int) -> None:
+                answer = server.recognize(client, probes[(number * 997 + turn) % len(probes)])
+                assert answer.status_code == 200, answer.text
+
+            latencies, errors = drive(args.clients, args.seconds, request)
+            http_rate = len(latencies) / args.seconds
+            print(
+                f"throughput: `faceprint identify` {cli_rate:.1f} images/s (whole command, {args.workers} workers); "
+                f"HTTP recognize {http_rate:.1f} images/s ({args.workers} server workers, {args.clients} clients, "
+                f"{percentiles(latencies)}, errors {len(errors)}) = {http_rate / cli_rate * 100:.0f}% of the CLI"
+            )
+        rate = args.rate or 0.8 * http_rate
+        cpu, load = server.cpu_seconds(), os.getloadavg()[0]
+        paced, paced_errors = _paced(server, probes, rate, args.seconds)
+        cpu = (server.cpu_seconds() - cpu) / args.seconds
+    finally:
+        server.stop()
+    ratio = np.percentile(paced, 99) / np.percentile(paced, 50)
+    print(
+        f"  paced at {rate:.1f} req/s{'' if args.rate else ' (80% of that load)'}, batches of up to "
+        f"{args.batch_images}: {percentiles(paced)}, p99/p50 {ratio:.2f}, errors {len(paced_errors)}; server CPU "
+        f"{cpu:.2f} cores, machine load {load:.1f} -> {os.getloadavg()[0]:.1f}"
+    )
+
+
+def _cli_rate(server: Server, paths: list[Path], workers: int) -> float:
+    """Images per second of `faceprint identify` over ``paths`` against the server's collection (whole command)."""
+    folder = Path(tempfile.mkdtemp(prefix="faceprint-bench-images-"))
+    try:
+        for path in paths:
+            (folder / path.name).write_bytes(path.read_bytes())
         gallery = Tenancy(server.data).collection_dir("bench", "bench") / "gallery.db"
         start = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "faceprint", "identify", str(folder), "--db", str(gallery), "--json",
-             "--workers", str(args.workers)],
+             "--workers", str(workers)],
             capture_output=True, check=False,
         )  # fmt: skip
-        cli_rate = len(paths) / (time.perf_counter() - start)
-        probes = [p.read_bytes() for p in paths]
-
-        def request(client: httpx.Client, number: int, turn: int) -> None:
-            answer = server.recognize(client, probes[(number * 997 + turn) % len(probes)])
-            assert answer.status_code == 200, answer.text
-
-        latencies, errors = drive(args.clients, args.seconds, request)
-        http_rate = len(latencies) / args.seconds
-        paced, paced_errors = _paced(server, probes, 0.8 * http_rate, args.seconds)
+        return len(paths) / (time.perf_counter() - start)
     finally:
-        server.stop()
         shutil.rmtree(folder, ignore_errors=True)
-    print(
-        f"throughput: `faceprint identify` {cli_rate:.1f} images/s (whole command, {args.workers} workers); "
-        f"HTTP recognize {http_rate:.1f} images/s ({args.workers} server workers, {args.clients} clients, "
-        f"{percentiles(latencies)}, errors {len(errors)}) = {http_rate / cli_rate * 100:.0f}% of the CLI"
-    )
-    ratio = np.percentile(paced, 99) / np.percentile(paced, 50)
-    print(f"  at 80% of that load ({0.8 * http_rate:.1f} req/s): {percentiles(paced)}, p99/p50 {ratio:.2f}, "
-          f"errors {len(paced_errors)}")  # fmt: skip
 
 
 def _paced(server: Server, probes: list[bytes], rate: float, seconds: float) -> tuple[list[float], list[str]]:
-    """Requests sent at a fixed rate (open loop, each in its own thread): latencies and errors."""
+    """Requests sent at a fixed rate, each in its own thread whatever the answers take (an open loop: a slow
+    answer does not hold the next request back), over kept-alive connections as a client library keeps them:
+    latencies and errors."""
     latencies: list[float] = []
     errors: list[str] = []
+    local = threading.local()
+    clients: list[httpx.Client] = []
 
     def one(index: int) -> None:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(timeout=120)
+            clients.append(local.client)
         start = time.perf_counter()
-        with httpx.Client(timeout=120) as client:
-            answer = server.recognize(client, probes[index % len(probes)])
+        answer = server.recognize(local.client, probes[index % len(probes)])
         (latencies.append(time.perf_counter() - start) if answer.status_code == 200 else errors.append(answer.text))
 
-    with ThreadPoolExecutor(64) as pool:
-        begin = time.perf_counter()
-        for index in range(int(rate * seconds)):
-            time.sleep(max(0.0, begin + index / rate - time.perf_counter()))
-            pool.submit(one, index)
+    try:
+        with ThreadPoolExecutor(64) as pool:
+            begin = time.perf_counter()
+            for index in range(int(rate * seconds)):
+                time.sleep(max(0.0, begin + index / rate - time.perf_counter()))
+                pool.submit(one, index)
+    finally:
+        for client in clients:
+            client.close()
     return latencies, errors
 
 
 def startup(args: argparse.Namespace) -> None:
-    data = Path(tempfile.mkdtemp(prefix="faceprint-bench-"))
+    data = args.data or Path(tempfile.mkdtemp(prefix="faceprint-bench-"))
+    try:
+        if not Tenancy(data).exists("bench", "bench"):
+            _random_collection(data, args.templates)
+        with Tenancy(data).open("bench", "bench") as gallery:
+            templates = gallery.template_count()
+        group = GROUP.read_bytes()
+        for _ in range(args.runs):
+            # The first recognize request is sent as soon as /health answers (asked every 10 ms): it waits in the
+            # server for whatever of the start-up is left (the models' warm-up), as a client's first request would.
+            server = Server(data=data, poll=0.01)
+            try:
+                with httpx.Client(timeout=120) as client:
+                    answer = server.recognize(client, group)
+                    first = time.perf_counter() - server.started
+                    cpu = server.cpu_seconds()
+                    assert answer.status_code == 200, answer.text
+                    again = time.perf_counter()
+                    server.recognize(client, group)
+                    warm = time.perf_counter() - again
+            finally:
+                server.stop()
+            print(
+                f"startup: {templates} templates: process start -> /health {server.health:.2f} s, "
+                f"-> first recognize answer {first:.2f} s, server CPU time by then {cpu:.2f} s (the request sent at "
+                f"/health; the next one {warm:.2f} s)"
+            )
+        if args.phases:  # the same start-up step by step, in a fresh interpreter over the same collection
+            subprocess.run([sys.executable, str(Path(__file__).with_name("startup_phases.py")), str(data)], check=True)
+    finally:
+        if args.data is None:
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def _random_collection(data: Path, count: int) -> None:
+    """The collection bench/bench of ``count`` random templates (5 per person) with its saved index."""
     with Tenancy(data).create("bench", "bench") as gallery:
         rng = np.random.default_rng(0)
         per_person, dimension = 5, gallery.options.model.dimension
-        for start in range(0, args.templates // per_person, 500):
+        for start in range(0, count // per_person, 500):
             with gallery.store.transaction() as db:
-                for person in range(start, min(start + 500, args.templates // per_person)):
+                for person in range(start, min(start + 500, count // per_person)):
                     vectors = rng.normal(size=dimension) + 0.4 * rng.normal(size=(per_person, dimension))
                     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
                     person_id = gallery.store.ensure_person(db, f"person-{person:05d}", None, None)
                     gallery.store.add_templates(db, person_id, [NewTemplate(v, gallery.model_id) for v in vectors])
         gallery.rebuild_index()  # as a served collection would have it: the saved index on disk
-        templates = gallery.template_count()
-    group = GROUP.read_bytes()
-    started = time.perf_counter()
-    server = Server(data=data)
+
+
+def rate_limit(args: argparse.Namespace) -> None:
+    """What the shared rate limit costs a request: one token taken from the key's bucket in limits.db."""
+    from faceprint.ratelimit import RateLimits  # here: the other commands also run on checkouts without it
+
+    data = Path(tempfile.mkdtemp(prefix="faceprint-bench-"))
     try:
-        with httpx.Client(timeout=120) as client:
-            health = time.perf_counter() - started
-            while client.get(f"{server.base}/ready").status_code != 200:
-                time.sleep(0.05)
-            ready = time.perf_counter() - started
-            answer = server.recognize(client, group)
-            first = time.perf_counter() - started
-            assert answer.status_code == 200, answer.text
-            again = time.perf_counter()
-            server.recognize(client, group)
-            warm = time.perf_counter() - again
-    finally:
-        server.stop()
-    print(
-        f"startup: {templates} templates: process start -> /health {health:.2f} s, -> /ready {ready:.2f} s, "
-        f"-> first recognize answer {first:.2f} s (that request {first - ready:.2f} s; the next one {warm:.2f} s)"
-    )
-    try:
-        if args.phases:  # the same start-up step by step, in a fresh interpreter over the same collection
-            subprocess.run([sys.executable, str(Path(__file__).with_name("startup_phases.py")), str(data)], check=True)
+        limits = RateLimits(data, rate=1e9, burst=10**9)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(args.requests):
+            limits.take("bench")
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        limits.close()
     finally:
         shutil.rmtree(data, ignore_errors=True)
+    print(f"rate limit: {wall / args.requests * 1e6:.0f} us wall, {cpu / args.requests * 1e6:.0f} us CPU per request")
 
 
 def main() -> None:
@@ -323,11 +392,17 @@ def main() -> None:
     run.add_argument("--clients", type=int, default=8)
     run.add_argument("--seconds", type=float, default=20)
     run.add_argument("--batch-images", type=int, default=8, help="1: no batching across requests (A/B)")
+    run.add_argument("--rate", type=float, help="only the paced load, at this many requests per second")
     run = commands.add_parser("startup")
     run.add_argument("--templates", type=int, default=50_000)
     run.add_argument("--phases", action="store_true", help="then where the time goes (bench/startup_phases.py)")
+    run.add_argument("--runs", type=int, default=1, help="server starts on the same collection, one after another")
+    run.add_argument("--data", type=Path, help="a data directory to keep (and reuse) the collection in")
+    run = commands.add_parser("ratelimit")
+    run.add_argument("--requests", type=int, default=5000)
     args = parser.parse_args()
-    {"load": load, "memory": memory, "throughput": throughput, "startup": startup}[args.command](args)
+    handlers = {"load": load, "memory": memory, "throughput": throughput, "startup": startup, "ratelimit": rate_limit}
+    handlers[args.command](args)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(data_dir: Path, port: int, *args: str) -> subprocess.Popen[bytes]:
-    """``faceprint serve`` in a new process group, answering /health (or an error naming its output)."""
+def start_server(data_dir: Path, port: int, *args: str, poll: float = 0.2) -> subprocess.Popen[bytes]:
+    """``faceprint serve`` in a new process group, answering /health (asked every ``poll`` seconds), or an error
+    naming its output."""
     command = [sys.executable, "-m", "faceprint", "serve", "--data-dir", str(data_dir), "--port", str(port), *args]
     log = open(data_dir / f"server-{port}.log", "ab")  # noqa: SIM115 - the server writes to it until stopped
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -33,7 +34,7 @@ def start_server(data_dir: Path, port: int, *args: str) -> subprocess.Popen[byte
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
                 return process
         except OSError:
-            time.sleep(0.2)
+            time.sleep(poll)
     stop_server(process)
     raise RuntimeError("server did not answer /health within 60 s")
 

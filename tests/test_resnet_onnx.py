@@ -104,7 +104,7 @@ def test_the_cache_is_reused_and_a_corrupt_one_rebuilt(tmp_path: Path, monkeypat
     built = resnet_onnx.resnet_onnx_bytes(DAT, tmp_path)
     cached = resnet_onnx.cached_model_path(resnet_onnx.file_sha256(DAT), tmp_path)
     assert cached.read_bytes() == built
-    assert [p.name for p in tmp_path.iterdir()] == [cached.name]  # no temporary file left
+    assert {p.name for p in tmp_path.iterdir()} == {cached.name, resnet_onnx.DIGESTS_FILE}  # no temporary file
 
     real_build = resnet_onnx.build_onnx
 
@@ -119,6 +119,65 @@ def test_the_cache_is_reused_and_a_corrupt_one_rebuilt(tmp_path: Path, monkeypat
         cached.write_bytes(corrupt)
         assert resnet_onnx.resnet_onnx_bytes(DAT, tmp_path) == built
         assert cached.read_bytes() == built
+
+
+def test_model_digests_are_remembered_until_the_file_changes_and_a_damaged_memo_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "model.dat"
+    source.write_bytes(b"weights" * 1000)
+    cache = tmp_path / "cache"
+    first = resnet_onnx.known_sha256(source, cache)
+    assert first == resnet_onnx.file_sha256(source)
+
+    real_hash = resnet_onnx.file_sha256
+
+    def fail(path: object) -> str:
+        raise AssertionError("hashed again although the file did not change")
+
+    monkeypatch.setattr(resnet_onnx, "file_sha256", fail)
+    assert resnet_onnx.known_sha256(source, cache) == first
+
+    monkeypatch.setattr(resnet_onnx, "file_sha256", real_hash)
+    source.write_bytes(b"WEIGHTS" * 1000)  # same size, new content: ctime (and mtime) change
+    changed = resnet_onnx.known_sha256(source, cache)
+    assert changed == resnet_onnx.file_sha256(source) != first
+
+    for damage in (b"{not json", b"[1, 2]", b'{"%s": [1, 2]}' % str(source.resolve()).encode()):
+        (cache / resnet_onnx.DIGESTS_FILE).write_bytes(damage)
+        assert resnet_onnx.known_sha256(source, cache) == changed
+        monkeypatch.setattr(resnet_onnx, "file_sha256", fail)
+        assert resnet_onnx.known_sha256(source, cache) == changed  # remembered again
+        monkeypatch.setattr(resnet_onnx, "file_sha256", real_hash)
+
+
+def test_the_optimised_graph_is_saved_reused_with_the_same_descriptors_and_a_damaged_one_remade(
+    tmp_path: Path, cache_dir: Path, chips: list[np.ndarray]
+) -> None:
+    plain = OnnxResnet(threads=1, cache_dir=cache_dir, providers=["CPUExecutionProvider"])
+    plain._session._saved = None  # the session made from the cached graph, optimised as it loads
+    expected = plain.embed(chips[:4])
+    saved = resnet_onnx.optimised_path(resnet_onnx.resnet_graph_path(DAT, cache_dir))
+
+    def made() -> np.ndarray:
+        return OnnxResnet(threads=1, cache_dir=cache_dir, providers=["CPUExecutionProvider"]).embed(chips[:4])
+
+    np.testing.assert_array_equal(made(), expected)  # optimised and saved on the way
+    assert saved.is_file() and not [p for p in saved.parent.iterdir() if p.name.endswith(".tmp")]
+    before = saved.stat().st_mtime_ns
+    np.testing.assert_array_equal(made(), expected)  # loaded from the saved graph, not optimised again
+    assert saved.stat().st_mtime_ns == before
+
+    def unused() -> bytes:
+        raise AssertionError("optimised again although the saved graph is there")
+
+    options = plain._session._options
+    resnet_onnx.optimised_session(saved, unused, options)
+    full = saved.read_bytes()
+    for damage in (b"not a model", full[: len(full) // 2]):
+        saved.write_bytes(damage)
+        np.testing.assert_array_equal(made(), expected)
+        resnet_onnx.optimised_session(saved, unused, options)  # made again, whole
 
 
 def test_the_cache_check_reads_the_metadata_onnx_reads() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -255,6 +256,16 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(data_dir: Path, keys: Key
         assert limited.get("/v1/me", headers=keys.admin).status_code == 200  # per key
 
 
+def test_a_keys_rate_holds_across_server_processes_sharing_a_data_directory(tmp_path: Path) -> None:
+    """Two apps on one data directory, as ``--workers 2`` runs them: the key gets its burst once, not twice."""
+    _, token = KeyStore(tmp_path).create("acme", ["read"])
+    settings = ServiceSettings(tmp_path, rate_per_second=0.5, rate_burst=3)
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        answers = [(first, second)[turn % 2].get("/v1/me", headers=bearer(token)) for turn in range(6)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429, 429, 429]
+        assert all(int(a.headers["Retry-After"]) >= 1 for a in answers[3:])
+
+
 def test_the_audit_log_names_keys_and_counts_never_images(
     client: TestClient, keys: Keys, enrolled: dict[str, int]
 ) -> None:
@@ -300,7 +311,7 @@ def test_pixel_limit_and_request_size_limit(data_dir: Path, keys: Keys) -> None:
 
 def test_health_ready_metrics_docs_and_page(client: TestClient, keys: Keys, enrolled: dict[str, int]) -> None:
     assert client.get("/health").json()["status"] == "ok"
-    from faceprint.service.context import WARM
+    from faceprint.service.warm import WARM
 
     assert WARM.wait(120)  # the models load in the background after a start
     assert client.get("/ready").json() == {"status": "ready"}
@@ -310,6 +321,7 @@ def test_health_ready_metrics_docs_and_page(client: TestClient, keys: Keys, enro
         'faceprint_requests_total{method="POST",route="/v1/collections/{collection}/recognize",status="200"}' in metrics
     )
     assert "faceprint_request_seconds_bucket" in metrics and "faceprint_queue_depth 0" in metrics
+    assert f'faceprint_process{{pid="{os.getpid()}"}} 1' in metrics  # whose figures (per process)
     assert int(metrics.split("\nfaceprint_faces_processed_total ")[1].split()[0]) >= 2
     assert "/v1/collections/{collection}/recognize" in client.get("/openapi.json").json()["paths"]
     assert client.get("/docs").status_code == 200
@@ -384,8 +396,9 @@ def test_concurrent_requests_images_are_batched_and_each_gets_its_own_results() 
     from concurrent.futures import ThreadPoolExecutor
 
     from faceprint.pipeline import DEFAULT_OPTIONS
-    from faceprint.service.context import PIPELINE, ImageBatcher
+    from faceprint.service.context import ImageBatcher
     from faceprint.service.metrics import Metrics
+    from faceprint.service.warm import PIPELINE
 
     photos = [p.read_bytes() for p in (*KIT, *ROSE, MULTI)]
     metrics = Metrics()

@@ -155,6 +155,18 @@ def test_two_worker_processes_share_a_collection(tmp_path: Path) -> None:
         assert len({process_of(base) for _ in range(40)}) == 2  # two processes answer
 
 
+def test_a_keys_rate_limit_holds_across_two_worker_processes(tmp_path: Path) -> None:
+    """Requests on fresh connections land on both processes; together they let the key its burst, once."""
+    headers = _setup(tmp_path)
+    with running_server(tmp_path, "--workers", "2", "--rate-limit", "0.01", "--rate-burst", "5") as base:
+        statuses = []
+        for _ in range(20):
+            with httpx.Client(timeout=60) as fresh:
+                statuses.append(fresh.get(f"{base}/v1/me", headers=headers).status_code)
+        assert statuses == [200] * 5 + [429] * 15
+        assert len({process_of(base) for _ in range(40)}) == 2  # both processes answer
+
+
 def process_of(base: str) -> int:
     with httpx.Client(timeout=60) as client:
         return int(client.get(f"{base}/health").json()["process"])

@@ -30,6 +30,7 @@ import functools
 import hashlib
 import json
 import os
+import platform
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -550,17 +551,59 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+#: The sha256 of model files hashed before, by path: ``[size, mtime_ns, ctime_ns, inode, sha256]``.
+DIGESTS_FILE = "sha256.json"
+
+
+def known_sha256(path: str | os.PathLike, cache_dir: Path | None = None) -> str:
+    """``file_sha256(path)``, remembered between processes in the cache directory under the file's size,
+    mtime, ctime and inode: a changed file (its ctime changes with any write, and cannot be set back) is
+    hashed again. Saves hashing ~60 MB of model sources at every start (BENCHMARKS.md, "Service")."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+    memo_path = (cache_dir if cache_dir is not None else default_cache_dir()) / DIGESTS_FILE
+    memo = _read_digests(memo_path)
+    known = memo.get(str(path))
+    if isinstance(known, list) and len(known) == 5 and known[:4] == key and isinstance(known[4], str):
+        return known[4]
+    digest = file_sha256(path)
+    memo = {**_read_digests(memo_path), str(path): [*key, digest]}  # read again: another process may have added
+    with contextlib.suppress(OSError):  # read-only cache: hash again next time
+        _write_atomically(memo_path, json.dumps(memo, indent=0).encode())
+    return digest
+
+
+def _read_digests(path: Path) -> dict[str, Any]:
+    """The remembered digests, or none if the file is missing or damaged (it is then written anew)."""
+    try:
+        memo = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return memo if isinstance(memo, dict) else {}
+
+
 def cached_model_path(dat_sha256: str, cache_dir: Path, precision: Precision = "fp32") -> Path:
     quantized = f"-int8r{INT8_RECIPE}" if precision == "int8" else ""
     return cache_dir / f"dlib-resnet-{dat_sha256[:16]}-g{GRAPH_VERSION}{quantized}.onnx"
 
 
+def resnet_graph_path(
+    dat_path: str | os.PathLike | None = None, cache_dir: Path | None = None, precision: Precision = "fp32"
+) -> Path:
+    """Where the ONNX model of dlib's ResNet (at ``precision``) is cached (it may not be there yet)."""
+    dat_path = Path(dat_path) if dat_path is not None else model_path(DLIB_RESNET.file)
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+    return cached_model_path(known_sha256(dat_path, cache_dir), cache_dir, precision)
+
+
 def resnet_onnx_bytes(dat_path: str | os.PathLike | None = None, cache_dir: Path | None = None) -> bytes:
     """The serialized ONNX model of dlib's ResNet: from the cache, else built in memory and cached."""
     dat_path = Path(dat_path) if dat_path is not None else model_path(DLIB_RESNET.file)
-    digest = file_sha256(dat_path)
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+    digest = known_sha256(dat_path, cache_dir)
     return cached_onnx_bytes(
-        cached_model_path(digest, cache_dir if cache_dir is not None else default_cache_dir()),
+        cached_model_path(digest, cache_dir),
         digest,
         GRAPH_VERSION,
         lambda: build_onnx(read_dlib_net(dat_path), source_sha256=digest),
@@ -571,8 +614,8 @@ def resnet_int8_bytes(dat_path: str | os.PathLike | None = None, cache_dir: Path
     """dlib's ResNet quantized to int8 (:mod:`faceprint.int8`) with the shipped activation ranges
     (:data:`INT8_RANGES`): from the cache, else built from the float graph and cached."""
     dat_path = Path(dat_path) if dat_path is not None else model_path(DLIB_RESNET.file)
-    digest = file_sha256(dat_path)
     cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+    digest = known_sha256(dat_path, cache_dir)
 
     def build() -> onnx.ModelProto:
         import onnx
@@ -712,6 +755,55 @@ def _write_atomically(path: Path, data: bytes) -> None:
 # -- runtime ------------------------------------------------------------------------------
 
 
+@functools.cache
+def _machine_tag() -> str:
+    """What an optimised graph was made for: onnxruntime's version, the machine, the CPU's instruction sets
+    (onnxruntime's fully optimised graphs use the CPU's vector width, so they suit only the CPU they were made on)."""
+    flags = ""
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        flags = next((line for line in lines if line.startswith(("flags", "Features"))), "")
+    text = f"{ort.__version__} {platform.machine()} {platform.processor()} {flags}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def optimised_path(graph: Path) -> Path:
+    """Where onnxruntime's optimised form of the cached ``graph`` is kept, for this onnxruntime and CPU."""
+    return graph.with_name(f"{graph.stem}.ort-{_machine_tag()}.onnx")
+
+
+def optimised_session(
+    path: Path, load: Callable[[], bytes | str], options: Callable[[], ort.SessionOptions]
+) -> ort.InferenceSession:
+    """A CPU session from onnxruntime's optimised graph saved at ``path``, loaded with graph optimisation off
+    (the session starts 2-3x faster; BENCHMARKS.md, "Service"). Missing or unreadable (onnxruntime refuses a
+    damaged file), it is made from ``load()`` with full optimisation and saved there for the next process."""
+    providers = ["CPUExecutionProvider"]
+    if path.is_file():
+        ready = options()
+        ready.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            return ort.InferenceSession(os.fspath(path), ready, providers=providers)
+        except Exception:  # onnxruntime's load errors share no narrower base class
+            path.unlink(missing_ok=True)
+    fresh = options()
+    fresh.log_severity_level = 3  # not its warning that the saved graph suits this CPU only: it is keyed by it
+    temporary = None
+    with contextlib.suppress(OSError):  # an unwritable cache directory: optimise again next time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
+        fresh.optimized_model_filepath = temporary  # written by onnxruntime as the session is made
+    try:
+        session = ort.InferenceSession(load(), fresh, providers=providers)
+        if temporary is not None:
+            os.replace(temporary, path)  # readers never see half a graph
+    finally:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+    return session
+
+
 def default_providers() -> list[str]:
     """CUDA when this onnxruntime build has it, else the CPU."""
     if "CUDAExecutionProvider" in ort.get_available_providers():
@@ -720,10 +812,20 @@ def default_providers() -> list[str]:
 
 
 class LazySession:
-    """An onnxruntime session created on first use (thread-safe), with explicit thread counts."""
+    """An onnxruntime session created on first use (thread-safe), with explicit thread counts.
 
-    def __init__(self, load: Callable[[], bytes | str], threads: int | None, providers: Sequence[str] | None) -> None:
+    ``saved``, where given, names the cached graph whose onnxruntime-optimised form is kept beside it (on the
+    CPU only): see :func:`optimised_session`."""
+
+    def __init__(
+        self,
+        load: Callable[[], bytes | str],
+        threads: int | None,
+        providers: Sequence[str] | None,
+        saved: Callable[[], Path] | None = None,
+    ) -> None:
         self._load = load
+        self._saved = saved
         self.threads = threads if threads is not None else (os.cpu_count() or 1)
         self.providers = list(providers) if providers is not None else default_providers()
         self._session: ort.InferenceSession | None = None
@@ -732,14 +834,20 @@ class LazySession:
     def get(self) -> ort.InferenceSession:
         with self._lock:
             if self._session is None:
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = self.threads
-                options.inter_op_num_threads = 1
-                # Idle threads must not spin: callers run dlib's detectors and shape predictors between
-                # batches, and spinning threads took their cores (HOG 2-3x slower; BENCHMARKS.md, compat).
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                self._session = ort.InferenceSession(self._load(), options, providers=self.providers)
+                if self._saved is not None and self.providers == ["CPUExecutionProvider"]:
+                    self._session = optimised_session(optimised_path(self._saved()), self._load, self._options)
+                else:
+                    self._session = ort.InferenceSession(self._load(), self._options(), providers=self.providers)
             return self._session
+
+    def _options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        # Idle threads must not spin: callers run dlib's detectors and shape predictors between
+        # batches, and spinning threads took their cores (HOG 2-3x slower; BENCHMARKS.md, compat).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return options
 
     def run(self, batch: np.ndarray, batch_size: int) -> np.ndarray:
         session = self.get()
@@ -786,7 +894,12 @@ class OnnxResnet:
         self.chip_size = (DLIB_RESNET.chip_size, DLIB_RESNET.chip_size)
         self.batch_size = batch_size
         load = resnet_int8_bytes if precision == "int8" else resnet_onnx_bytes
-        self._session = LazySession(lambda: load(dat_path, cache_dir), threads, providers)
+        self._session = LazySession(
+            lambda: load(dat_path, cache_dir),
+            threads,
+            providers,
+            saved=lambda: resnet_graph_path(dat_path, cache_dir, precision),
+        )
 
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """``(N, 128)`` float32 descriptors of 150x150 uint8 RGB chips from ``align.face_chip``."""

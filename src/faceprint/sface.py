@@ -14,7 +14,7 @@ import numpy as np
 from .align import ARCFACE_SIZE
 from .models import SFACE
 from .resnet_onnx import LazySession
-from .zoo_onnx import sface_onnx_bytes
+from .zoo_onnx import sface_graph_path, sface_onnx_bytes
 
 
 class OnnxSFace:
@@ -23,7 +23,7 @@ class OnnxSFace:
 
     def __init__(self, *, threads: int | None = None, batch_size: int = 32) -> None:
         self.batch_size = batch_size
-        self._session = LazySession(sface_onnx_bytes, threads, None)
+        self._session = LazySession(sface_onnx_bytes, threads, None, sface_graph_path)
 
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """``(N, 128)`` float32 raw features of 112x112 uint8 RGB chips."""

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from .resnet_onnx import LazySession
-from .zoo_onnx import yunet_onnx_bytes
+from .zoo_onnx import yunet_graph_path, yunet_onnx_bytes
 
 STRIDES = (8, 16, 32)
 #: Padding multiple: the coarsest stride.
@@ -55,7 +55,7 @@ def detect(
 def session(threads: int | None = 1) -> LazySession:
     """The process's YuNet session per thread count (one thread by default: detection runs per image,
     and worker processes fill the cores)."""
-    return LazySession(yunet_onnx_bytes, threads, ["CPUExecutionProvider"])
+    return LazySession(yunet_onnx_bytes, threads, ["CPUExecutionProvider"], yunet_graph_path)
 
 
 def padded_size(height: int, width: int) -> tuple[int, int]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import ModelError
 from .models import SFACE_FILE, YUNET_FILE, PackagedFile, packaged_path
-from .resnet_onnx import cached_onnx_bytes, default_cache_dir, file_sha256, stamp
+from .resnet_onnx import cached_onnx_bytes, default_cache_dir, known_sha256, stamp
 
 if TYPE_CHECKING:
     import onnx
@@ -49,6 +49,28 @@ def sface_onnx_bytes(cache_dir: Path | None = None, source: Path | None = None) 
     return _converted(SFACE_FILE, "sface", _convert_sface, cache_dir, source)
 
 
+def yunet_graph_path(cache_dir: Path | None = None, source: Path | None = None) -> Path:
+    """Where YuNet's fp32 graph is cached (it may not be there yet)."""
+    return _cached_path(YUNET_FILE, "yunet", cache_dir, source)[0]
+
+
+def sface_graph_path(cache_dir: Path | None = None, source: Path | None = None) -> Path:
+    """Where SFace's fp32 graph is cached (it may not be there yet)."""
+    return _cached_path(SFACE_FILE, "sface", cache_dir, source)[0]
+
+
+def _cached_path(
+    packaged: PackagedFile, name: str, cache_dir: Path | None, source: Path | None
+) -> tuple[Path, Path, str]:
+    """The cached graph's path, its source file and the source's sha256 (a packaged file must be the published one)."""
+    path = source if source is not None else packaged_path(packaged)
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+    digest = known_sha256(path, cache_dir)
+    if source is None and digest != packaged.sha256:
+        raise ModelError(f"{path}: sha256 {digest} is not the published {packaged.sha256} (reinstall the package)")
+    return cache_dir / f"{name}-{digest[:16]}-g{GRAPH_VERSION}.onnx", path, digest
+
+
 def _converted(
     packaged: PackagedFile,
     name: str,
@@ -56,13 +78,7 @@ def _converted(
     cache_dir: Path | None,
     source: Path | None,
 ) -> bytes:
-    path = source if source is not None else packaged_path(packaged)
-    digest = file_sha256(path)
-    if source is None and digest != packaged.sha256:
-        raise ModelError(f"{path}: sha256 {digest} is not the published {packaged.sha256} (reinstall the package)")
-    cached = (
-        cache_dir if cache_dir is not None else default_cache_dir()
-    ) / f"{name}-{digest[:16]}-g{GRAPH_VERSION}.onnx"
+    cached, path, digest = _cached_path(packaged, name, cache_dir, source)
 
     def build() -> onnx.ModelProto:
         import onnx

@@ -45,6 +45,8 @@ def serve(
     ] = 8,
 ) -> None:
     """Serve the HTTP API (/v1, docs at /docs) and the web page (/) until interrupted."""
+    if workers == 1:
+        _load_models_early()
     uvicorn = _server_package()
     from ..service.settings import SETTINGS_ENV, ServiceSettings
 
@@ -59,6 +61,14 @@ def serve(
     os.environ[SETTINGS_ENV] = settings.to_env()  # read by each worker process
     console.print(f"faceprint service on http://{host}:{port}/ (data: {settings.data_dir})")
     uvicorn.run("faceprint.service.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+
+
+def _load_models_early() -> None:
+    """With one worker the app runs in this process: its models load while uvicorn, fastapi and the routes import
+    (BENCHMARKS.md, "Service")."""
+    from ..service.warm import warm_up
+
+    warm_up()
 
 
 def _server_package() -> Any:

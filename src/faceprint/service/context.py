@@ -7,12 +7,10 @@ import dataclasses
 import math
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import resources
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, UploadFile
@@ -25,11 +23,13 @@ from ..choices import Scope
 from ..errors import AccessError
 from ..gallery import Gallery
 from ..image import sniff_format
-from ..pipeline import DEFAULT_OPTIONS, ImageResult, PipelineOptions, process_files
+from ..pipeline import ImageResult, PipelineOptions, process_files
+from ..ratelimit import RateLimits
 from ..tenancy import GALLERY_FILE, Tenancy
 from .metrics import Metrics
 from .problems import Problem
 from .settings import ServiceSettings
+from .warm import PIPELINE
 
 T = TypeVar("T")
 
@@ -42,62 +42,12 @@ class Upload:
     data: bytes
 
 
-class RateLimiter:
-    """A token bucket per API key: ``rate`` requests per second on average, ``burst`` at once."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, key_id: str) -> None:
-        """One request of ``key_id``, or a 429 problem saying when to retry."""
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key_id, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            if tokens < 1.0:
-                self._buckets[key_id] = (tokens, now)
-                wait = math.ceil((1.0 - tokens) / self.rate)
-                raise Problem(
-                    429,
-                    "Too many requests",
-                    f"rate limit of this key: retry in {wait} s",
-                    headers={"Retry-After": str(wait)},
-                )
-            self._buckets[key_id] = (tokens - 1.0, now)
-
-
 @dataclass
 class _OpenCollection:
     gallery: Gallery
     lock: threading.Lock
     #: (device, inode) of the gallery file it opened: a collection deleted and made anew is another file.
     file_id: tuple[int, int]
-
-
-#: Held by whatever runs the pipeline in this process: one image (or video frame) at a time. dlib's detector
-#: and shape predictor are shared objects that are not safe to use from two threads at once (under load the
-#: server died with "free(): corrupted unsorted chunks"); more processes (``--workers``) use more cores.
-PIPELINE = threading.Lock()
-_warming = threading.Lock()
-#: Set once this process has run the default pipeline: its models are loaded (``/ready`` waits for it).
-WARM = threading.Event()
-
-
-def warm_up() -> None:
-    """Load the default pipeline's models in a thread, once per process, so that no request pays for it
-    (YuNet, dlib's 5-point shape predictor, dlib's ResNet and SFace: 0.5-1 s; BENCHMARKS.md, "Service")."""
-
-    def run() -> None:
-        sample = resources.files("faceprint.samples") / "Kit_Harington_0001.jpg"
-        with PIPELINE:
-            list(process_files([sample.read_bytes()], DEFAULT_OPTIONS, workers=1))
-        WARM.set()
-
-    with _warming:
-        if not any(t.name == "faceprint-warm-up" for t in threading.enumerate()) and not WARM.is_set():
-            threading.Thread(target=run, name="faceprint-warm-up", daemon=True).start()
 
 
 @dataclass
@@ -176,7 +126,7 @@ class Service:
         self.keys = KeyStore(settings.data_dir)
         self.audit = AuditLog(settings.data_dir)
         self.metrics = Metrics()
-        self.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
+        self.limits = RateLimits(settings.data_dir, settings.rate_per_second, settings.rate_burst)
         self.batcher = ImageBatcher(self.metrics, settings.batch_images)
         self._keys_lock = threading.Lock()
         self._open: dict[tuple[str, str], _OpenCollection] = {}
@@ -197,6 +147,24 @@ class Service:
     def authenticate(self, token: str) -> ApiKey:
         with self._keys_lock:
             return self.keys.authenticate(token)
+
+    def admit(self, token: str) -> ApiKey:
+        """The key of ``token``, valid now and within its rate (shared by every server process), or a 401 or
+        429 problem (call from a worker thread: both are SQLite reads or writes)."""
+        try:
+            key = self.authenticate(token)
+        except AccessError as error:
+            raise Problem(401, "Invalid API key", str(error)) from None
+        wait = self.limits.take(key.id)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            raise Problem(
+                429,
+                "Too many requests",
+                f"rate limit of this key: retry in {seconds} s",
+                headers={"Retry-After": str(seconds)},
+            )
+        return key
 
     # --- collections ----------------------------------------------------------------------
 
@@ -283,11 +251,7 @@ def require(scope: Scope) -> Callable[..., Any]:
         if credentials is None:
             raise Problem(401, "API key required", "send the key as 'Authorization: Bearer fpk_...'")
         service = service_of(request)
-        try:
-            key = service.authenticate(credentials.credentials)
-        except AccessError as error:
-            raise Problem(401, "Invalid API key", str(error)) from None
-        service.limiter.take(key.id)
+        key = await service.run(lambda: service.admit(credentials.credentials))
         if not key.allows(scope):
             raise Problem(403, "Scope missing", f"this key lacks the {scope!r} scope")
         request.state.key = key

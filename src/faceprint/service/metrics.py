@@ -1,11 +1,13 @@
 """Prometheus text metrics of one server process: requests, latency, faces processed, queue depth.
 
 Kept by hand (a few counters and one histogram) rather than with prometheus_client: nothing to install, and
-the text format is small. With ``--workers N`` each process answers with its own figures.
+the text format is small. With ``--workers N`` each process answers with its own figures, and says which it is
+(``faceprint_process{pid="..."} 1``): a scrape lands on whichever process takes the connection.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -53,6 +55,9 @@ class Metrics:
             return "\n".join(self._lines()) + "\n"
 
     def _lines(self) -> Iterator[str]:
+        yield "# HELP faceprint_process The server process whose figures these are (one per --workers process)."
+        yield "# TYPE faceprint_process gauge"
+        yield f'faceprint_process{{pid="{os.getpid()}"}} 1'
         yield "# HELP faceprint_requests_total HTTP requests answered."
         yield "# TYPE faceprint_requests_total counter"
         for (method, route, status), count in sorted(self.requests.items()):

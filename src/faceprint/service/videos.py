@@ -10,17 +10,23 @@ import logging
 import queue
 import shutil
 import threading
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, File, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
 from ..errors import CollectionNotFoundError
-from ..video.jobs import JobStatus, VideoJobs, sniff_video
 from . import schemas
 from .collections import CollectionName
-from .context import PIPELINE, RecognizeKey, Service, service_of
+from .context import RecognizeKey, Service, service_of
 from .problems import ERROR_RESPONSES, Problem
+from .warm import PIPELINE
+
+if TYPE_CHECKING:
+    from ..video.jobs import JobStatus, VideoJobs
+
+# ``faceprint.video`` is imported with the first video request, not at the server's start (it is not needed
+# for the first recognize answer; BENCHMARKS.md, "Service").
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 log = logging.getLogger("faceprint.service")
@@ -59,7 +65,7 @@ class JobRunner:
                 self.service.metrics.jobs(-1)
 
     def _run(self, tenant: str, job_id: str) -> None:
-        jobs = VideoJobs(self.service.tenancy.jobs_dir(tenant))
+        jobs = _jobs(self.service, tenant)
         try:
             job = jobs.status(job_id)
             with self.service.tenancy.open(tenant, job.collection) as gallery:
@@ -92,13 +98,15 @@ async def submit_video(
     data = await video.read(limit + 1)
     if len(data) > limit:
         raise Problem(413, "Upload too large", f"the video is larger than the limit of {limit} bytes")
+    from ..video.jobs import sniff_video
+
     if not sniff_video(data):
         raise Problem(415, "Not a video", "not an MP4, MOV, WebM, Matroska or AVI video (by its content)")
 
     def create() -> JobStatus:
         if not service.tenancy.exists(key.tenant, collection):
             raise CollectionNotFoundError(f"no collection {collection!r}")
-        return VideoJobs(service.tenancy.jobs_dir(key.tenant)).create(collection, data, fpir=fpir)
+        return _jobs(service, key.tenant).create(collection, data, fpir=fpir)
 
     job = await service.run(create)
     runner_of(service).submit(key.tenant, job)
@@ -124,14 +132,20 @@ async def get_job_events(request: Request, *, job_id: JobId, key: RecognizeKey) 
     ``faceprint video --events``)."""
     service = service_of(request)
     _job(service, key.tenant, job_id)
-    path = VideoJobs(service.tenancy.jobs_dir(key.tenant)).events_path(job_id)
+    path = _jobs(service, key.tenant).events_path(job_id)
     if not path.exists():
         raise Problem(404, "No events yet", f"job {job_id} has not started")
     return FileResponse(path, media_type="application/x-ndjson")
 
 
+def _jobs(service: Service, tenant: str) -> VideoJobs:
+    from ..video.jobs import VideoJobs
+
+    return VideoJobs(service.tenancy.jobs_dir(tenant))
+
+
 def _job(service: Service, tenant: str, job_id: str) -> JobStatus:
     try:
-        return VideoJobs(service.tenancy.jobs_dir(tenant)).status(job_id)
+        return _jobs(service, tenant).status(job_id)
     except FileNotFoundError:
         raise Problem(404, "No such job", f"no job {job_id}") from None

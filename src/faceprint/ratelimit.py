@@ -1,0 +1,59 @@
+"""Per-key request rates of the service, shared by every server process of a data directory.
+
+A token bucket per API key (``rate`` requests per second on average, ``burst`` at once) kept in
+``<data>/limits.db`` rather than in each process's memory: with ``faceprint serve --workers N`` a key gets
+its rate once, not N times. Each request takes a token in one SQLite statement (an atomic upsert), without
+an fsync (``synchronous=NORMAL`` in WAL mode: a power cut may forget the last tokens taken, which only
+hands a key a few requests back). Cost per request: BENCHMARKS.md, "Service".
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .datadir import open_data_db
+
+LIMITS_FILE = "limits.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS bucket (
+    key_id TEXT PRIMARY KEY,
+    tokens REAL NOT NULL,
+    updated REAL NOT NULL
+)
+"""
+
+# The bucket refilled since it was last taken from (wall-clock seconds: every process shares them; a clock
+# set back refills nothing), less the token of this request, only where a whole token is there.
+_TAKE = """
+INSERT INTO bucket (key_id, tokens, updated) VALUES (:key, :burst - 1, :now)
+ON CONFLICT (key_id) DO UPDATE
+SET tokens = min(:burst, tokens + max(0, :now - updated) * :rate) - 1, updated = :now
+WHERE min(:burst, tokens + max(0, :now - updated) * :rate) >= 1
+RETURNING tokens
+"""
+
+
+class RateLimits:
+    """The token buckets of a data directory's API keys."""
+
+    def __init__(self, data_dir: str | os.PathLike, rate: float, burst: int) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"a rate limit needs rate > 0 and burst >= 1 (got {rate}, {burst})")
+        self.rate, self.burst = rate, burst
+        self._db = open_data_db(data_dir, LIMITS_FILE, _SCHEMA)
+        self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def take(self, key_id: str) -> float:
+        """One request of ``key_id``: 0 if it may go ahead, else the seconds until it may (nothing is taken)."""
+        now = time.time()
+        taken = self._db.execute(_TAKE, {"key": key_id, "burst": self.burst, "now": now, "rate": self.rate})
+        if taken.fetchone() is not None:
+            return 0.0
+        tokens, updated = self._db.execute("SELECT tokens, updated FROM bucket WHERE key_id = ?", (key_id,)).fetchone()
+        available = min(self.burst, tokens + max(0.0, now - updated) * self.rate)
+        return max((1.0 - available) / self.rate, 1e-3)
