@@ -62,10 +62,12 @@ def search_depth(count: int) -> int:
 class HNSWIndex:
     """Cosine (inner product of unit vectors) HNSW search over template ids."""
 
-    def __init__(self, index: faiss.IndexIDMap, source: Path | None = None) -> None:
+    def __init__(self, index: faiss.IndexIDMap, *, read_only: bool = False, source: Path | None = None) -> None:
         self._index = index
         self._graph = cast(faiss.IndexHNSW, faiss.downcast_index(index.index))
-        self._source = source  # the file a read-only memory-mapped graph comes from
+        #: A memory-mapped view: its vectors cannot be changed in place (``copy()`` first).
+        self.read_only = read_only
+        self._source = source  # the plain file a read-only view comes from (None: a sealed file's memory file)
         self._fixed_depth: int | None = None
         self._dead = int(np.count_nonzero(self._ids() == _NONE))
         self._lookup: tuple[np.ndarray, np.ndarray] | None = None
@@ -103,18 +105,21 @@ class HNSWIndex:
     @classmethod
     def load(cls, path: Path, *, view: bool, sealer: Sealer | None = None, context: bytes = b"") -> HNSWIndex:
         """A saved index; ``view`` memory-maps it read-only (instant open, pages read as searched); ``sealer``
-        opens a file ``save`` sealed with ``context`` (read whole and decrypted: never a view)."""
-        if sealer is not None:
-            # Decrypted as faiss reads it (about the time of reading a plain file; BENCHMARKS.md, "Privacy").
-            with sealer.reading(path, context) as read:
-                index = faiss.read_index(faiss.PyCallbackIOReader(read, _READ_CHUNK))  # type: ignore[attr-defined]
-        else:
+        opens a file ``save`` sealed with ``context``: decrypted into an anonymous memory file that is then
+        memory-mapped (``view``, where the system has such files), or into faiss as it reads (writable)."""
+        if sealer is None:
             index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if view else 0)
+        elif view and (memory_file := _memory_file()) is not None:
+            index = _read_through(memory_file, sealer.chunks(path, context))
+        else:
+            chunks = sealer.chunks(path, context)
+            index = faiss.read_index(faiss.PyCallbackIOReader(_ChunkReader(chunks), _READ_CHUNK))  # type: ignore[attr-defined]
+            view = False
         if not isinstance(index, faiss.IndexIDMap) or not isinstance(
             faiss.downcast_index(index.index), faiss.IndexHNSW
         ):
             raise ValueError(f"{path}: not a faceprint HNSW index")
-        return cls(index, path if view else None)
+        return cls(index, read_only=view, source=path if view and sealer is None else None)
 
     def copy(self) -> HNSWIndex:
         """A private, writable copy (of a memory-mapped view, say)."""
@@ -132,7 +137,8 @@ class HNSWIndex:
         if sealer is None:
             faiss.write_index(self._index, str(partial))
         else:
-            partial.write_bytes(sealer.seal(faiss.serialize_index(self._index).tobytes(), context))
+            with sealer.writing(partial, context) as write:
+                faiss.write_index(self._index, faiss.PyCallbackIOWriter(write))  # type: ignore[attr-defined]
         with open(partial, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(partial, path)
@@ -199,7 +205,7 @@ class HNSWIndex:
         """Overwrite the stored vectors of removed templates (tombstones) with zeros, so that a saved graph keeps no
         trace of them. The zeroed nodes still link the graph; searches pass through them as before (never returning
         them) until the owner rebuilds it (``dead_share``). Not on a read-only memory-mapped view: ``copy()`` first."""
-        if self._source is not None:
+        if self.read_only:
             raise ValueError("a memory-mapped graph is read-only: scrub a copy")
         dead = np.flatnonzero(self._ids() == _NONE)
         if len(dead):
@@ -254,6 +260,51 @@ class HNSWIndex:
             return np.full(len(template_ids), -1, np.int64)
         at = np.searchsorted(sorted_ids, template_ids).clip(max=len(sorted_ids) - 1)
         return np.where(sorted_ids[at] == template_ids, labels[at], -1)
+
+
+def _memory_file() -> int | None:
+    """A new anonymous file in memory (never on disk) that faiss can open by name, or None where there is none."""
+    if not hasattr(os, "memfd_create") or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        return os.memfd_create("faceprint-index", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    except OSError:  # e.g. a sandbox that forbids it
+        return None
+
+
+def _read_through(memory_file: int, chunks: Iterator[bytes]) -> faiss.Index:
+    """The index whose bytes ``chunks`` gives, written to ``memory_file`` and memory-mapped from it: opening costs
+    one decryption pass and the graph's links, as a plain file's view does. The file is sealed against changes
+    before faiss maps it and closed after (the mapping keeps it, and it goes with the index)."""
+    import fcntl  # where memory files exist (Linux), so does fcntl
+
+    try:
+        for chunk in chunks:  # each one authenticated: faiss reads nothing before the whole file has been
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(memory_file, view) :]
+        seals = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+        fcntl.fcntl(memory_file, fcntl.F_ADD_SEALS, seals)
+        return faiss.read_index(f"/proc/self/fd/{memory_file}", faiss.IO_FLAG_MMAP_IFC)
+    finally:
+        os.close(memory_file)
+
+
+class _ChunkReader:
+    """``read(n)`` over decrypted chunks, for faiss's callback reader (where no memory file can be made)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def __call__(self, count: int) -> bytes:
+        while len(self._pending) < count:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._pending += chunk
+        given, self._pending = self._pending[:count], self._pending[count:]
+        return given
 
 
 @contextlib.contextmanager
