@@ -16,6 +16,8 @@ import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from .errors import KeyRequiredError
 
 #: The environment variable naming the master key file.
@@ -122,21 +124,47 @@ class Sealer:
         """The plaintext of a file ``writing`` sealed, chunk by chunk, each authenticated before it is given out (one
         chunk in memory at a time). ``KeyRequiredError`` at the first chunk that does not open; ``ValueError`` for a
         file that is not sealed in chunks."""
-        with open(path, "rb") as f:
-            header = f.read(_HEADER_BYTES)
-            chunk_bytes = int.from_bytes(header[len(_FILE_MAGIC) : len(_FILE_MAGIC) + 4], "big")
-            if len(header) < _HEADER_BYTES or not header.startswith(_FILE_MAGIC) or not 0 < chunk_bytes <= 1 << 28:
-                raise ValueError(f"{path} is not a file faceprint sealed in chunks")
-            left = os.fstat(f.fileno()).st_size - _HEADER_BYTES
-            position = 0
-            while True:
-                sealed = f.read(min(chunk_bytes + OVERHEAD, left))
-                left -= len(sealed)
-                context = _chunk_context(associated, header, position, last=not left)
-                yield self.open(sealed, context, f"{path} (chunk {position})")
-                if not left:
-                    return
-                position += 1
+        for sealed, context, what in _sealed_chunks(path, associated):
+            yield self.open(sealed, context, what)
+
+    def read_array(self, path: Path, associated: bytes) -> np.ndarray:
+        """The plaintext of a file ``writing`` sealed, as bytes in one array, decrypted chunk by chunk into it (no
+        other copy is made; numpy backs a large array with huge pages where the system allows, which makes filling
+        it cheaper). Errors as ``chunks``."""
+        size = os.path.getsize(path) - _HEADER_BYTES
+        chunks = max(1, -(-size // (_chunk_bytes(path) + OVERHEAD)))
+        plaintext, at = np.empty(size - chunks * OVERHEAD, np.uint8), 0
+        for sealed, context, what in _sealed_chunks(path, associated):
+            chunk = self.open(sealed, context, what)
+            plaintext[at : at + len(chunk)] = np.frombuffer(chunk, np.uint8)
+            at += len(chunk)
+        return plaintext
+
+
+def _chunk_bytes(path: Path) -> int:
+    """The chunk size of a file ``Sealer.writing`` sealed (``ValueError`` if it is not one)."""
+    with open(path, "rb") as f:
+        header = f.read(_HEADER_BYTES)
+    chunk_bytes = int.from_bytes(header[len(_FILE_MAGIC) : len(_FILE_MAGIC) + 4], "big")
+    if len(header) < _HEADER_BYTES or not header.startswith(_FILE_MAGIC) or not 0 < chunk_bytes <= 1 << 28:
+        raise ValueError(f"{path} is not a file faceprint sealed in chunks")
+    return chunk_bytes
+
+
+def _sealed_chunks(path: Path, associated: bytes) -> Iterator[tuple[bytes, bytes, str]]:
+    """Each sealed chunk of a file ``Sealer.writing`` sealed, with the associated data it must open with."""
+    chunk_bytes = _chunk_bytes(path)
+    with open(path, "rb") as f:
+        header = f.read(_HEADER_BYTES)
+        left = os.fstat(f.fileno()).st_size - _HEADER_BYTES
+        position = 0
+        while True:
+            sealed = f.read(min(chunk_bytes + OVERHEAD, left))
+            left -= len(sealed)
+            yield sealed, _chunk_context(associated, header, position, last=not left), f"{path} (chunk {position})"
+            if not left:
+                return
+            position += 1
 
 
 def wrap_data_key(data_key: bytes, master_key: bytes, owner: str) -> str:

@@ -67,7 +67,9 @@ class HNSWIndex:
         self._graph = cast(faiss.IndexHNSW, faiss.downcast_index(index.index))
         #: A memory-mapped view: its vectors cannot be changed in place (``copy()`` first).
         self.read_only = read_only
-        self._source = source  # the plain file a read-only view comes from (None: a sealed file's memory file)
+        self._source = source  # the plain file a read-only view comes from (None: a sealed file's decrypted bytes)
+        #: The decrypted bytes of a sealed file that the graph's vectors are a view of (kept alive with it).
+        self._plaintext: np.ndarray | None = None
         self._fixed_depth: int | None = None
         self._dead = int(np.count_nonzero(self._ids() == _NONE))
         self._lookup: tuple[np.ndarray, np.ndarray] | None = None
@@ -105,12 +107,15 @@ class HNSWIndex:
     @classmethod
     def load(cls, path: Path, *, view: bool, sealer: Sealer | None = None, context: bytes = b"") -> HNSWIndex:
         """A saved index; ``view`` memory-maps it read-only (instant open, pages read as searched); ``sealer``
-        opens a file ``save`` sealed with ``context``: decrypted into an anonymous memory file that is then
-        memory-mapped (``view``, where the system has such files), or into faiss as it reads (writable)."""
+        opens a file ``save`` sealed with ``context``: decrypted whole into memory that the graph's vectors are then
+        a read-only view of (``view``, with a faiss that can), or decrypted into faiss as it reads (writable)."""
+        plaintext = None
         if sealer is None:
             index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if view else 0)
-        elif view and (memory_file := _memory_file()) is not None:
-            index = _read_through(memory_file, sealer.chunks(path, context))
+        elif view and hasattr(faiss, "ZeroCopyIOReader"):
+            plaintext = sealer.read_array(path, context)
+            reader = faiss.ZeroCopyIOReader(faiss.swig_ptr(plaintext), len(plaintext))
+            index = faiss.read_index(reader, faiss.IO_FLAG_MMAP_IFC)
         else:
             chunks = sealer.chunks(path, context)
             index = faiss.read_index(faiss.PyCallbackIOReader(_ChunkReader(chunks), _READ_CHUNK))  # type: ignore[attr-defined]
@@ -119,7 +124,9 @@ class HNSWIndex:
             faiss.downcast_index(index.index), faiss.IndexHNSW
         ):
             raise ValueError(f"{path}: not a faceprint HNSW index")
-        return cls(index, read_only=view, source=path if view and sealer is None else None)
+        loaded = cls(index, read_only=view, source=path if view and sealer is None else None)
+        loaded._plaintext = plaintext
+        return loaded
 
     def copy(self) -> HNSWIndex:
         """A private, writable copy (of a memory-mapped view, say)."""
@@ -262,36 +269,8 @@ class HNSWIndex:
         return np.where(sorted_ids[at] == template_ids, labels[at], -1)
 
 
-def _memory_file() -> int | None:
-    """A new anonymous file in memory (never on disk) that faiss can open by name, or None where there is none."""
-    if not hasattr(os, "memfd_create") or not os.path.isdir("/proc/self/fd"):
-        return None
-    try:
-        return os.memfd_create("faceprint-index", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    except OSError:  # e.g. a sandbox that forbids it
-        return None
-
-
-def _read_through(memory_file: int, chunks: Iterator[bytes]) -> faiss.Index:
-    """The index whose bytes ``chunks`` gives, written to ``memory_file`` and memory-mapped from it: opening costs
-    one decryption pass and the graph's links, as a plain file's view does. The file is sealed against changes
-    before faiss maps it and closed after (the mapping keeps it, and it goes with the index)."""
-    import fcntl  # where memory files exist (Linux), so does fcntl
-
-    try:
-        for chunk in chunks:  # each one authenticated: faiss reads nothing before the whole file has been
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(memory_file, view) :]
-        seals = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
-        fcntl.fcntl(memory_file, fcntl.F_ADD_SEALS, seals)
-        return faiss.read_index(f"/proc/self/fd/{memory_file}", faiss.IO_FLAG_MMAP_IFC)
-    finally:
-        os.close(memory_file)
-
-
 class _ChunkReader:
-    """``read(n)`` over decrypted chunks, for faiss's callback reader (where no memory file can be made)."""
+    """``read(n)`` over decrypted chunks, for faiss's callback reader."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
