@@ -13,13 +13,17 @@ memory-maps (the alternative), or into faiss as it reads (the fallback for a fai
 from __future__ import annotations
 
 import argparse
+import csv
+import itertools
 import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import faiss
@@ -31,19 +35,28 @@ from faceprint.gallery.sqlite import SQLiteStore
 from faceprint.index import hnsw
 from faceprint.index.hnsw import HNSWIndex
 from faceprint.pipeline import DEFAULT_OPTIONS
-from faceprint.protect import Sealer, new_key
+from faceprint.protect import Sealer, new_key, read_key_file
 
 PER_PERSON = 5
 
 
 def write(path: Path, vectors: np.ndarray, key: bytes | None) -> None:
+    """A gallery of ``vectors``, ``PER_PERSON`` templates per person."""
+    people = (
+        (f"person {first // PER_PERSON}", vectors[first : first + PER_PERSON])
+        for first in range(0, len(vectors), PER_PERSON)
+    )
+    write_people(path, people, key)
+
+
+def write_people(path: Path, people: Iterable[tuple[str, np.ndarray]], key: bytes | None) -> None:
     model = DEFAULT_OPTIONS.model.model_id
     store = SQLiteStore(path, key=key)
-    for start in range(0, len(vectors), 50_000):
+    batches = iter(people)
+    while batch := list(itertools.islice(batches, 10_000)):
         with store.transaction() as db:
-            for first in range(start, min(start + 50_000, len(vectors)), PER_PERSON):
-                person = store.ensure_person(db, f"person {first // PER_PERSON}", None, None)
-                rows = vectors[first : first + PER_PERSON]
+            for name, rows in batch:
+                person = store.ensure_person(db, name, None, None)
                 store.add_templates(db, person, [NewTemplate(v, model) for v in rows])
     store.close()
 
@@ -161,17 +174,85 @@ def throughput(size: int, rounds: int, queries: int, folder: Path) -> dict:
     return report
 
 
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def identify_throughput(photos: int, rounds: int, distractors: int, folder: Path) -> dict:
+    """``faceprint identify`` (fresh processes, the default model) over ``photos`` faces-dev probe photos against
+    the same gallery plain and encrypted, in interleaved rounds: wall and CPU seconds (the process and its
+    workers) per photo. The gallery: faces-dev's identification gallery (609 people, their templates from the
+    cached embedding run) and ``distractors`` random templates of the model, ``PER_PERSON`` a person."""
+    from common import embed_faceprint, faces_dev, read_images
+    from faceprint.protect import KEY_FILE_VARIABLE, write_key_file
+
+    root = faces_dev()
+    paths, _ = read_images(root)
+    embeddings = embed_faceprint(root, paths, DEFAULT_OPTIONS, label="faces-dev")
+    row_of = {path: row for row, path in enumerate(paths)}
+    gallery, probe_rows = (read_csv(root / f"identify_{part}.csv") for part in ("gallery", "probes"))
+    probes = [root / r["path"] for r in probe_rows][:photos]
+    enrolled: dict[str, list[np.ndarray]] = {}
+    for row in gallery:
+        vector = embeddings.vectors[row_of[row["path"]]]
+        if not np.isnan(vector).any():
+            enrolled.setdefault(row["identity"].replace("_", " "), []).append(vector)
+    rng = np.random.default_rng(distractors)
+    noise = unit_rows(distractors, DEFAULT_OPTIONS.model.dimension, rng)
+    people = [*((name, np.stack(rows)) for name, rows in enrolled.items())]
+    people += [(f"distractor {i}", noise[i : i + PER_PERSON]) for i in range(0, distractors, PER_PERSON)]
+    key_file = write_key_file(folder / "master.key")
+    environments = {"plain": dict(os.environ), "encrypted": {**os.environ, KEY_FILE_VARIABLE: str(key_file)}}
+    for name in environments:
+        write_people(folder / f"{name}.db", people, read_key_file(key_file) if name == "encrypted" else None)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in environments}
+    answers: dict[str, list[str]] = {}
+    for _ in range(rounds):
+        for name, environment in environments.items():
+            command = [
+                sys.executable,
+                "-m",
+                "faceprint",
+                "identify",
+                *map(str, probes),
+                "--db",
+                str(folder / f"{name}.db"),
+            ]
+            before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+            done = subprocess.run(
+                [*command, "--workers", "2", "--json"], env=environment, capture_output=True, text=True
+            )
+            wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            times[name].append((wall / len(probes), cpu / len(probes)))
+            answers[name] = [face["name"] for photo in json.loads(done.stdout) for face in photo["faces"]]
+    if answers["plain"] != answers["encrypted"]:
+        raise SystemExit("plain and encrypted galleries named the faces differently")
+    report: dict = {"photos": len(probes), "templates": sum(len(rows) for _, rows in people)}
+    for name, pairs in times.items():
+        report[f"{name}_wall_ms_per_photo"] = 1000 * statistics.median(p[0] for p in pairs)
+        report[f"{name}_cpu_ms_per_photo"] = 1000 * statistics.median(p[1] for p in pairs)
+        report[f"{name}_cpu_ms_per_photo_rounds"] = [round(1000 * p[1], 2) for p in pairs]
+    report["named_faces"] = sum(n != "unknown" for n in answers["plain"])
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--open-sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--gallery-open-sizes", type=int, nargs="*", default=[100_000])
     parser.add_argument("--throughput-sizes", type=int, nargs="*", default=[20_000])
+    parser.add_argument("--identify-photos", type=int, default=0, help="faceprint identify over this many photos")
+    parser.add_argument("--distractors", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--queries", type=int, default=500)
     args = parser.parse_args()
     runs = [(open_times, size, (args.rounds,)) for size in args.open_sizes]
     runs += [(gallery_open_times, size, (args.rounds,)) for size in args.gallery_open_sizes]
     runs += [(throughput, size, (args.rounds, args.queries)) for size in args.throughput_sizes]
+    if args.identify_photos:
+        runs.append((identify_throughput, args.identify_photos, (args.rounds, args.distractors)))
     for measure, size, extra in runs:
         with tempfile.TemporaryDirectory() as folder:
             report = measure(size, *extra, Path(folder))  # type: ignore[operator]
