@@ -82,7 +82,7 @@ class Sealer:
         nonce = secrets.token_bytes(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, message, associated)
 
-    def open(self, sealed: bytes, associated: bytes, what: str) -> bytes:
+    def open(self, sealed: bytes | memoryview, associated: bytes, what: str) -> bytes:
         """The message; ``KeyRequiredError`` naming ``what`` if the key is wrong or the bytes were changed or moved."""
         from cryptography.exceptions import InvalidTag
 
@@ -151,15 +151,16 @@ def _chunk_bytes(path: Path) -> int:
     return chunk_bytes
 
 
-def _sealed_chunks(path: Path, associated: bytes) -> Iterator[tuple[bytes, bytes, str]]:
+def _sealed_chunks(path: Path, associated: bytes) -> Iterator[tuple[memoryview, bytes, str]]:
     """Each sealed chunk of a file ``Sealer.writing`` sealed, with the associated data it must open with."""
     chunk_bytes = _chunk_bytes(path)
-    with open(path, "rb") as f:
+    buffer = memoryview(bytearray(chunk_bytes + OVERHEAD))  # one buffer for every chunk: each is opened before the next
+    with open(path, "rb", buffering=0) as f:
         header = f.read(_HEADER_BYTES)
         left = os.fstat(f.fileno()).st_size - _HEADER_BYTES
         position = 0
         while True:
-            sealed = f.read(min(chunk_bytes + OVERHEAD, left))
+            sealed = buffer[: f.readinto(buffer[: min(chunk_bytes + OVERHEAD, left)])]
             left -= len(sealed)
             yield sealed, _chunk_context(associated, header, position, last=not left), f"{path} (chunk {position})"
             if not left:
