@@ -182,6 +182,8 @@ def test_malformed_probes_are_problem_documents_never_server_errors(served: Serv
         "a ciphertext damaged": encrypted._pack([parts[0][:40] + bytes(len(parts[0]) - 40), *parts[1:]]),
         "other parameters": from_other_parameters,
         "a length beyond the body": (2**63).to_bytes(8, "little") + b"SEAL",
+        "a million empty ciphertexts": bytes(8 * 1_000_000),
+        "framing cut short": b"\x01\x00\x00",
     }
     for name, body in bodies.items():
         answer = served.client.post(SCORES, params=version, content=body, headers=served.admin)

@@ -541,14 +541,17 @@ class PrivateGallery:
 def score_probe(scorer: Scorer, rows: PlainRows | EncryptedRows, probe: bytes) -> bytes:
     """``PrivateGallery.score`` for ``rows``: the encrypted scores message, or ``ProbeError``."""
     try:
+        count = len(_unpack(probe))  # counted before any is loaded: a message of a million empty parts costs nothing
+    except struct.error:
+        raise ProbeError("not a message of ciphertexts (its framing is cut short)") from None
+    if count != rows.layout.ciphertexts_per_block:
+        raise ProbeError(
+            f"a probe of {count} ciphertexts, where this gallery's layout needs {rows.layout.ciphertexts_per_block}"
+        )
+    try:
         ciphertexts = ciphertexts_from_bytes(scorer.context, probe)
     except GalleryError as error:
         raise ProbeError(str(error)) from None
-    if len(ciphertexts) != rows.layout.ciphertexts_per_block:
-        raise ProbeError(
-            f"a probe of {len(ciphertexts)} ciphertexts, where this gallery's layout needs "
-            f"{rows.layout.ciphertexts_per_block}"
-        )
     try:
         return ciphertexts_to_bytes(scorer.score(ciphertexts, rows.blocks, isinstance(rows, EncryptedRows)))
     except (ValueError, RuntimeError) as exc:  # SEAL refuses ciphertexts valid alone but not for these rows
