@@ -4,7 +4,9 @@ A gallery's *data key* (random, 256 bits) encrypts every vector; the user's *mas
 ``$FACEPRINT_KEY_FILE``) only wraps the data key, which the gallery stores wrapped. Changing the master key
 (``faceprint rekey``) therefore re-wraps 32 bytes rather than re-encrypting every row. Each sealed vector carries
 its own random 96-bit nonce and is bound by GCM's associated data to what it belongs to (template id and model
-id for a gallery row), so a row copied onto another row, or a wrapped key onto another gallery, fails to open.
+id for a gallery row), so a row copied onto another row, or a wrapped key onto another gallery, fails to open. A
+file (a saved search index) is sealed in chunks, each its own message bound to the file, its position in it and
+whether it is the last (``Sealer.writing``), so that reading it authenticates each chunk before using it.
 """
 
 from __future__ import annotations
