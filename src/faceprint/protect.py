@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import mmap
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -131,16 +132,25 @@ class Sealer:
 
     def read_array(self, path: Path, associated: bytes) -> np.ndarray:
         """The plaintext of a file ``writing`` sealed, as bytes in one array, decrypted chunk by chunk into it (no
-        other copy is made; numpy backs a large array with huge pages where the system allows, which makes filling
-        it cheaper). Errors as ``chunks``."""
+        other copy is made). Errors as ``chunks``."""
         size = os.path.getsize(path) - _HEADER_BYTES
         chunks = max(1, -(-size // (_chunk_bytes(path) + OVERHEAD)))
-        plaintext, at = np.empty(size - chunks * OVERHEAD, np.uint8), 0
+        plaintext, at = _fresh_memory(size - chunks * OVERHEAD), 0
         for sealed, context, what in _sealed_chunks(path, associated):
             chunk = self.open(sealed, context, what)
             plaintext[at : at + len(chunk)] = np.frombuffer(chunk, np.uint8)
             at += len(chunk)
         return plaintext
+
+
+def _fresh_memory(size: int) -> np.ndarray:
+    """``size`` writable bytes, the pages given by the kernel in one call where it can (``MAP_POPULATE``, Linux):
+    steadier than faulting each page in as it is first written, and than huge pages, which may stall the first write
+    while the kernel compacts memory (BENCHMARKS.md, "Privacy")."""
+    if not hasattr(mmap, "MAP_POPULATE") or size <= 0:
+        return np.empty(size, np.uint8)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
+    return np.frombuffer(mmap.mmap(-1, size, flags=flags), np.uint8)
 
 
 def _chunk_bytes(path: Path) -> int:
