@@ -27,6 +27,7 @@ reveal the secret key to whoever also sees the ciphertexts).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -34,7 +35,7 @@ import struct
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -160,20 +161,36 @@ def _context(parameters: Parameters) -> Any:
     return context
 
 
-def _to_bytes(item: Any) -> bytes:
-    """A SEAL object's serialisation, compressed (SEAL's Python binding saves to files only)."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "item")
-        item.save(path)
-        return Path(path).read_bytes()
+def _to_bytes(items: Iterable[Any]) -> list[bytes]:
+    """SEAL objects' serialisations, compressed (SEAL's Python binding saves to files only: one scratch file for
+    all of them, in memory where the system has a memory file system)."""
+    with _scratch_file() as path:
+        saved = []
+        for item in items:
+            item.save(path)
+            saved.append(Path(path).read_bytes())
+        return saved
 
 
-def _from_bytes(item: Any, context: Any, data: bytes) -> Any:
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "item")
-        Path(path).write_bytes(data)
-        item.load(context, path)
-    return item
+def _from_bytes(make: Callable[[], Any], context: Any, blobs: Iterable[bytes]) -> list[Any]:
+    """SEAL objects (each from ``make()``) loaded from their serialisations."""
+    with _scratch_file() as path:
+        loaded = []
+        for blob in blobs:
+            Path(path).write_bytes(blob)
+            item = make()
+            item.load(context, path)
+            loaded.append(item)
+        return loaded
+
+
+@contextlib.contextmanager
+def _scratch_file() -> Iterator[str]:
+    """A path in a new private folder (removed after): under /dev/shm where it exists, so that what passes through it
+    (a secret key, on saving or loading one) is never written to a disk."""
+    memory = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(dir=memory) as folder:
+        yield os.path.join(folder, "item")
 
 
 def _pack(parts: Sequence[bytes]) -> bytes:
@@ -206,7 +223,7 @@ class Scorer:
 
     def load_ciphertexts(self, blobs: Sequence[bytes]) -> list[Any]:
         seal = _seal()
-        return [_from_bytes(seal.Ciphertext(), self.context, blob) for blob in blobs]
+        return _from_bytes(seal.Ciphertext, self.context, blobs)
 
     def score(self, probe: Sequence[Any], blocks: Sequence[Sequence[Any]], encrypted: bool) -> list[Any]:
         """One ciphertext of partial scores per block: the sum of the probe's ciphertexts times the block's
@@ -251,7 +268,7 @@ class ClientKey:
         except OSError as exc:
             raise KeyRequiredError(f"{target}: cannot write a key there ({exc.strerror})") from None
         with os.fdopen(descriptor, "wb") as f:
-            f.write(_KEY_MAGIC + _pack([header, _to_bytes(self._secret_key)]))
+            f.write(_KEY_MAGIC + _pack([header, *_to_bytes([self._secret_key])]))
         return target
 
     @classmethod
@@ -264,12 +281,12 @@ class ClientKey:
             degree, bits, scale = header.decode().split(":")
             parameters = Parameters(int(degree), tuple(int(b) for b in bits.split(",")), int(scale))
             context = _context(parameters)
-            return cls(parameters, context, _from_bytes(_seal().SecretKey(), context, secret))
+            return cls(parameters, context, _from_bytes(_seal().SecretKey, context, [secret])[0])
         except (OSError, ValueError, RuntimeError, struct.error) as exc:
             raise KeyRequiredError(f"{path}: not a readable faceprint private key ({exc})") from None
 
     def key_bytes(self) -> int:
-        return len(_to_bytes(self._secret_key))
+        return len(_to_bytes([self._secret_key])[0])
 
     def _encrypt(self, values: np.ndarray) -> Any:
         seal = _seal()
@@ -286,12 +303,12 @@ class ClientKey:
         """``encrypt_probe`` as a message for the server, half the size: a ciphertext encrypted with the secret key
         travels as its seed and one polynomial (SEAL's seeded serialisation), which the server expands on loading."""
         self._check_probe(probe, layout)
-        seal, messages = _seal(), []
+        seal, seeded = _seal(), []
         for values in layout.probe_values(probe):
             plain = seal.Plaintext()
             self._encoder.encode(values.tolist(), 2.0**self.parameters.scale_bits, plain)
-            messages.append(_to_bytes(self._encryptor.encrypt_symmetric(plain)))
-        return _pack(messages)
+            seeded.append(self._encryptor.encrypt_symmetric(plain))
+        return _pack(_to_bytes(seeded))
 
     @staticmethod
     def _check_probe(probe: np.ndarray, layout: Layout) -> None:
@@ -320,13 +337,13 @@ class ClientKey:
 
 def ciphertexts_to_bytes(ciphertexts: Sequence[Any]) -> bytes:
     """Ciphertexts as one message (a probe, or scores) for transport."""
-    return _pack([_to_bytes(c) for c in ciphertexts])
+    return _pack(_to_bytes(ciphertexts))
 
 
 def ciphertexts_from_bytes(context: Any, data: bytes) -> list[Any]:
     seal = _seal()
     try:
-        return [_from_bytes(seal.Ciphertext(), context, blob) for blob in _unpack(data)]
+        return _from_bytes(seal.Ciphertext, context, _unpack(data))
     except (RuntimeError, ValueError, struct.error) as exc:
         raise GalleryError(f"not a message of ciphertexts for these parameters ({exc})") from None
 
@@ -454,7 +471,7 @@ class EncryptedRows:
 
     def save(self, path: Path) -> None:
         header = "\n".join([self.model_id, str(self.dimension), str(self.segments), *(n for _, n in self.labels)])
-        parts = [header.encode(), *(_to_bytes(c) for block in self.blocks for c in block)]
+        parts = [header.encode(), *_to_bytes(c for block in self.blocks for c in block)]
         partial = path.with_name(path.name + ".partial")
         partial.write_bytes(_GALLERY_MAGIC + _pack(parts))
         os.replace(partial, path)
