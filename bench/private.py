@@ -146,6 +146,58 @@ def speed(key: ClientKey, scorer: Scorer, size: int, dimension: int, probes: int
     return report
 
 
+def service(key: ClientKey, people: int, probes: int) -> dict:
+    """Through the service (``faceprint.service.private``, the ASGI test client in this process): a collection of
+    ``people`` (one random template of the default model each); the first manifest (its rows prepared), a second one
+    (prepared rows reused), and per probe the whole exchange (encrypt, post, decrypt, decide) and its post alone."""
+    import tempfile
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+    from faceprint.apikeys import KeyStore
+    from faceprint.encrypted import RemoteGallery, identify_privately
+    from faceprint.service.app import create_app
+    from faceprint.service.settings import ServiceSettings
+    from faceprint.tenancy import Tenancy
+    from faceprint.types import Template
+
+    rng = np.random.default_rng(people)
+    vectors = rng.normal(size=(people, DEFAULT_OPTIONS.model.dimension))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with tempfile.TemporaryDirectory() as folder, Tenancy(Path(folder)).create("bench", "staff") as gallery:
+        for n, vector in enumerate(vectors):
+            gallery.add_templates(f"person {n}", [Template(vector.astype(np.float32), gallery.model_id)])
+        _, token = KeyStore(Path(folder)).create("bench", ["recognize"])
+        headers = {"Authorization": f"Bearer {token}"}
+        with TestClient(create_app(ServiceSettings(Path(folder), rate_per_second=1e6, rate_burst=10**6))) as client:
+            manifests = [timed(lambda: client.get("/v1/collections/staff/private", headers=headers).json())]
+            manifests.append(timed(lambda: client.get("/v1/collections/staff/private", headers=headers).json()))
+            manifest = manifests[-1][0]
+            posts: list[float] = []
+
+            def post(probe: bytes) -> bytes:
+                started = time.perf_counter()
+                answer = client.post(
+                    "/v1/collections/staff/private/scores",
+                    params={"version": manifest["version"]},
+                    content=probe,
+                    headers=headers,
+                )
+                posts.append(time.perf_counter() - started)
+                return answer.content
+
+            server = RemoteGallery(manifest, post, key.parameters)
+            exchanges = [timed(lambda v=v: identify_privately(key, v, server))[1] for v in vectors[:probes]]
+    return {
+        "service_people": people,
+        "first_manifest_s": manifests[0][1],
+        "cached_manifest_s": manifests[1][1],
+        "exchange_s": statistics.median(exchanges),
+        "post_s": statistics.median(posts),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10_000, 100_000])
@@ -153,6 +205,7 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=5)
     parser.add_argument("--modes", nargs="+", default=["plain", "encrypted"], choices=["plain", "encrypted"])
     parser.add_argument("--no-hit-rate", action="store_true")
+    parser.add_argument("--service", type=int, nargs="*", default=[], help="collections of this many people, served")
     args = parser.parse_args()
     key, scorer = ClientKey.generate(), Scorer()
     print(
@@ -161,6 +214,8 @@ def main() -> None:
     )
     if not args.no_hit_rate:
         print(json.dumps(hit_rate(key, scorer, args.model)), flush=True)
+    for people in args.service:
+        print(json.dumps(service(key, people, args.probes)), flush=True)
     for size in args.sizes:
         print(
             json.dumps(speed(key, scorer, size, EMBEDDING_MODELS[args.model].dimension, args.probes, args.modes)),

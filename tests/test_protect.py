@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from faceprint import protect
 from faceprint.cli import app
 from faceprint.cli.common import exit_code_for
 from faceprint.errors import KeyRequiredError
 from faceprint.gallery import Gallery
 from faceprint.models import EMBEDDING_MODELS
-from faceprint.protect import KEY_FILE_VARIABLE, new_key, read_key_file, write_key_file
+from faceprint.protect import KEY_FILE_VARIABLE, OVERHEAD, Sealer, new_key, read_key_file, write_key_file
 from faceprint.types import Template
 
 runner = CliRunner()
@@ -123,7 +124,72 @@ def test_the_saved_search_index_of_an_encrypted_gallery_is_sealed(tmp_path: Path
     with Gallery(path, key=key, index="hnsw") as gallery:
         _, found = gallery.search_templates(templates[7].vector[None], 1)
         assert gallery.index.rebuild_reason is None  # type: ignore[attr-defined]  # opened, not rebuilt
-    assert found[0, 0] == 8
+        # decrypted into memory that the graph's vectors are a read-only view of, as a plain file's are of the disk
+        assert gallery.index.stats()["memory_mapped"]  # type: ignore[attr-defined]
+        new = random_templates(gallery, 1, seed=60)
+        added = gallery.add_templates("Lou", new)
+        _, after = gallery.search_templates(np.stack([templates[7].vector, new[0].vector]), 1)
+    assert found[0, 0] == 8 and after[:, 0].tolist() == [8, added[0]]
+
+
+def test_a_sealed_index_opens_with_a_faiss_that_cannot_read_from_memory_without_a_copy(
+    tmp_path: Path, key: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from faceprint.index import hnsw
+
+    path = tmp_path / "g.db"
+    with Gallery(path, key=key, index="hnsw") as gallery:
+        templates = random_templates(gallery, 50, seed=61)
+        gallery.add_templates("Kit", templates)
+        gallery.rebuild_index()
+    monkeypatch.delattr(hnsw.faiss, "ZeroCopyIOReader")  # as in faiss versions without it
+    with Gallery(path, key=key, index="hnsw") as gallery:
+        _, found = gallery.search_templates(np.stack([t.vector for t in templates[:5]]), 1)
+        stats = gallery.index.stats()  # type: ignore[attr-defined]
+    assert stats["rebuilt"] is None and not stats["memory_mapped"]
+    assert found[:, 0].tolist() == [1, 2, 3, 4, 5]
+
+
+def test_a_file_sealed_in_chunks_refuses_chunks_cut_moved_added_or_taken_from_another_file(
+    tmp_path: Path, key: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(protect, "CHUNK_BYTES", 64)
+    sealer, context = Sealer(key), b"the index of gallery 1"
+    data = np.random.default_rng(62).bytes(64 * 4 + 10)  # five chunks, the last one short
+    first, second = tmp_path / "first", tmp_path / "second"
+    for path in (first, second):
+        with sealer.writing(path, context) as write:
+            write(data[:100])
+            write(data[100:])
+    assert b"".join(sealer.chunks(first, context)) == data
+    header, body = _header_and_chunks(first)
+    other_header, other_body = _header_and_chunks(second)
+    altered = {
+        "cut at a chunk boundary": header + b"".join(body[:3]),
+        "cut inside a chunk": header + b"".join(body)[:-5],
+        "cut to the header": header,
+        "two chunks swapped": header + body[1] + body[0] + b"".join(body[2:]),
+        "a chunk dropped": header + b"".join(body[1:]),
+        "a chunk repeated": header + body[0] + b"".join(body),
+        "a chunk added after the last": header + b"".join(body) + body[2],
+        "a chunk from another file": header + other_body[0] + b"".join(body[1:]),
+        "another file's header": other_header + b"".join(body),
+    }
+    for name, content in altered.items():
+        first.write_bytes(content)
+        with pytest.raises(KeyRequiredError, match="does not open"):
+            b"".join(sealer.chunks(first, context))
+            pytest.fail(f"{name}: opened")
+    with pytest.raises(KeyRequiredError):
+        b"".join(sealer.chunks(second, b"the index of gallery 2"))
+    with pytest.raises(KeyRequiredError):
+        b"".join(Sealer(new_key()).chunks(second, context))
+
+
+def _header_and_chunks(path: Path) -> tuple[bytes, list[bytes]]:
+    raw = path.read_bytes()
+    header, body, size = raw[: protect._HEADER_BYTES], raw[protect._HEADER_BYTES :], protect.CHUNK_BYTES + OVERHEAD
+    return header, [body[i : i + size] for i in range(0, len(body), size)]
 
 
 def test_rekey_on_the_command_line_makes_a_new_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,19 +27,30 @@ reveal the secret key to whoever also sees the ciphertexts).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
 import struct
 import tempfile
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .errors import GalleryError, KeyRequiredError, ModelError, PersonNotFoundError
-from .match import IdentificationPoint, check_same_model, identification_point
+from .errors import (
+    AccessError,
+    CollectionNotFoundError,
+    GalleryError,
+    KeyRequiredError,
+    ModelError,
+    PersonNotFoundError,
+)
+from .match import Calibration, GalleryTail, IdentificationPoint, check_same_model, identification_point
 from .types import UNKNOWN, Candidate, Decision, Template
 
 if TYPE_CHECKING:
@@ -150,20 +161,36 @@ def _context(parameters: Parameters) -> Any:
     return context
 
 
-def _to_bytes(item: Any) -> bytes:
-    """A SEAL object's serialisation, compressed (SEAL's Python binding saves to files only)."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "item")
-        item.save(path)
-        return Path(path).read_bytes()
+def _to_bytes(items: Iterable[Any]) -> list[bytes]:
+    """SEAL objects' serialisations, compressed (SEAL's Python binding saves to files only: one scratch file for
+    all of them, in memory where the system has a memory file system)."""
+    with _scratch_file() as path:
+        saved = []
+        for item in items:
+            item.save(path)
+            saved.append(Path(path).read_bytes())
+        return saved
 
 
-def _from_bytes(item: Any, context: Any, data: bytes) -> Any:
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "item")
-        Path(path).write_bytes(data)
-        item.load(context, path)
-    return item
+def _from_bytes(make: Callable[[], Any], context: Any, blobs: Iterable[bytes]) -> list[Any]:
+    """SEAL objects (each from ``make()``) loaded from their serialisations."""
+    with _scratch_file() as path:
+        loaded = []
+        for blob in blobs:
+            Path(path).write_bytes(blob)
+            item = make()
+            item.load(context, path)
+            loaded.append(item)
+        return loaded
+
+
+@contextlib.contextmanager
+def _scratch_file() -> Iterator[str]:
+    """A path in a new private folder (removed after): under /dev/shm where it exists, so that what passes through it
+    (a secret key, on saving or loading one) is never written to a disk."""
+    memory = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(dir=memory) as folder:
+        yield os.path.join(folder, "item")
 
 
 def _pack(parts: Sequence[bytes]) -> bytes:
@@ -196,7 +223,7 @@ class Scorer:
 
     def load_ciphertexts(self, blobs: Sequence[bytes]) -> list[Any]:
         seal = _seal()
-        return [_from_bytes(seal.Ciphertext(), self.context, blob) for blob in blobs]
+        return _from_bytes(seal.Ciphertext, self.context, blobs)
 
     def score(self, probe: Sequence[Any], blocks: Sequence[Sequence[Any]], encrypted: bool) -> list[Any]:
         """One ciphertext of partial scores per block: the sum of the probe's ciphertexts times the block's
@@ -241,7 +268,7 @@ class ClientKey:
         except OSError as exc:
             raise KeyRequiredError(f"{target}: cannot write a key there ({exc.strerror})") from None
         with os.fdopen(descriptor, "wb") as f:
-            f.write(_KEY_MAGIC + _pack([header, _to_bytes(self._secret_key)]))
+            f.write(_KEY_MAGIC + _pack([header, *_to_bytes([self._secret_key])]))
         return target
 
     @classmethod
@@ -254,12 +281,12 @@ class ClientKey:
             degree, bits, scale = header.decode().split(":")
             parameters = Parameters(int(degree), tuple(int(b) for b in bits.split(",")), int(scale))
             context = _context(parameters)
-            return cls(parameters, context, _from_bytes(_seal().SecretKey(), context, secret))
+            return cls(parameters, context, _from_bytes(_seal().SecretKey, context, [secret])[0])
         except (OSError, ValueError, RuntimeError, struct.error) as exc:
             raise KeyRequiredError(f"{path}: not a readable faceprint private key ({exc})") from None
 
     def key_bytes(self) -> int:
-        return len(_to_bytes(self._secret_key))
+        return len(_to_bytes([self._secret_key])[0])
 
     def _encrypt(self, values: np.ndarray) -> Any:
         seal = _seal()
@@ -276,12 +303,12 @@ class ClientKey:
         """``encrypt_probe`` as a message for the server, half the size: a ciphertext encrypted with the secret key
         travels as its seed and one polynomial (SEAL's seeded serialisation), which the server expands on loading."""
         self._check_probe(probe, layout)
-        seal, messages = _seal(), []
+        seal, seeded = _seal(), []
         for values in layout.probe_values(probe):
             plain = seal.Plaintext()
             self._encoder.encode(values.tolist(), 2.0**self.parameters.scale_bits, plain)
-            messages.append(_to_bytes(self._encryptor.encrypt_symmetric(plain)))
-        return _pack(messages)
+            seeded.append(self._encryptor.encrypt_symmetric(plain))
+        return _pack(_to_bytes(seeded))
 
     @staticmethod
     def _check_probe(probe: np.ndarray, layout: Layout) -> None:
@@ -310,13 +337,13 @@ class ClientKey:
 
 def ciphertexts_to_bytes(ciphertexts: Sequence[Any]) -> bytes:
     """Ciphertexts as one message (a probe, or scores) for transport."""
-    return _pack([_to_bytes(c) for c in ciphertexts])
+    return _pack(_to_bytes(ciphertexts))
 
 
 def ciphertexts_from_bytes(context: Any, data: bytes) -> list[Any]:
     seal = _seal()
     try:
-        return [_from_bytes(seal.Ciphertext(), context, blob) for blob in _unpack(data)]
+        return _from_bytes(seal.Ciphertext, context, _unpack(data))
     except (RuntimeError, ValueError, struct.error) as exc:
         raise GalleryError(f"not a message of ciphertexts for these parameters ({exc})") from None
 
@@ -444,7 +471,7 @@ class EncryptedRows:
 
     def save(self, path: Path) -> None:
         header = "\n".join([self.model_id, str(self.dimension), str(self.segments), *(n for _, n in self.labels)])
-        parts = [header.encode(), *(_to_bytes(c) for block in self.blocks for c in block)]
+        parts = [header.encode(), *_to_bytes(c for block in self.blocks for c in block)]
         partial = path.with_name(path.name + ".partial")
         partial.write_bytes(_GALLERY_MAGIC + _pack(parts))
         os.replace(partial, path)
@@ -470,10 +497,14 @@ class PrivateGallery:
     """The server's side of an encrypted search: rows to score, who each row is, and the decision point the client
     decides at. A service's endpoint publishes ``manifest()`` and answers ``score(probe message)``."""
 
-    def __init__(self, rows: PlainRows | EncryptedRows, point: IdentificationPoint, scorer: Scorer) -> None:
+    def __init__(
+        self, rows: PlainRows | EncryptedRows, point: IdentificationPoint, scorer: Scorer, version: str | None = None
+    ) -> None:
         self.rows = rows
         self.point = point
         self.scorer = scorer
+        #: The gallery content the rows are of (``ServedGalleries``): a probe encrypted for another is refused.
+        self.version = version
 
     @classmethod
     def of_gallery(cls, gallery: Gallery, fpir: float | None = None, scorer: Scorer | None = None) -> PrivateGallery:
@@ -494,6 +525,10 @@ class PrivateGallery:
         return isinstance(self.rows, EncryptedRows)
 
     @property
+    def model_id(self) -> str:
+        return self.rows.model_id
+
+    @property
     def layout(self) -> Layout:
         return self.rows.layout
 
@@ -505,26 +540,204 @@ class PrivateGallery:
         """What a client needs to encrypt a probe for this gallery and decide from its scores."""
         return {
             "mode": "encrypted" if self.encrypted else "plain",
+            "version": self.version,
             "model_id": self.rows.model_id,
             "parameters": self.scorer.parameters.to_dict(),
             "layout": self.layout.to_dict(),
             "labels": self.labels,
             "point": self.point.to_dict(),
+            "decision_rule": point_document(self.point),
         }
 
     def score(self, probe: bytes) -> bytes:
-        """Encrypted scores (a message of ciphertexts) for an encrypted probe (``ClientKey.encrypt_probe``'s)."""
-        ciphertexts = ciphertexts_from_bytes(self.scorer.context, probe)
-        if len(ciphertexts) != self.layout.ciphertexts_per_block:
-            raise GalleryError(
-                f"a probe of {len(ciphertexts)} ciphertexts, where this gallery's layout needs "
-                f"{self.layout.ciphertexts_per_block}"
-            )
-        return ciphertexts_to_bytes(self.scorer.score(ciphertexts, self.rows.blocks, self.encrypted))
+        """Encrypted scores (a message of ciphertexts) for an encrypted probe (``ClientKey.probe_message``'s);
+        ``ProbeError`` for a message that is not one for this gallery."""
+        return score_probe(self.scorer, self.rows, probe)
+
+
+def score_probe(scorer: Scorer, rows: PlainRows | EncryptedRows, probe: bytes) -> bytes:
+    """``PrivateGallery.score`` for ``rows``: the encrypted scores message, or ``ProbeError``."""
+    try:
+        count = len(_unpack(probe))  # counted before any is loaded: a message of a million empty parts costs nothing
+    except struct.error:
+        raise ProbeError("not a message of ciphertexts (its framing is cut short)") from None
+    if count != rows.layout.ciphertexts_per_block:
+        raise ProbeError(
+            f"a probe of {count} ciphertexts, where this gallery's layout needs {rows.layout.ciphertexts_per_block}"
+        )
+    try:
+        ciphertexts = ciphertexts_from_bytes(scorer.context, probe)
+    except GalleryError as error:
+        raise ProbeError(str(error)) from None
+    try:
+        return ciphertexts_to_bytes(scorer.score(ciphertexts, rows.blocks, isinstance(rows, EncryptedRows)))
+    except (ValueError, RuntimeError) as exc:  # SEAL refuses ciphertexts valid alone but not for these rows
+        raise ProbeError(f"the probe's ciphertexts cannot be scored against this gallery ({exc})") from None
+
+
+class ProbeError(GalleryError):
+    """An encrypted probe message that is not one for this gallery (malformed, other parameters or layout)."""
+
+
+class ScoringServer(Protocol):
+    """What a client needs of a server to identify privately: a ``PrivateGallery`` in the same process, or a
+    ``RemoteGallery`` reached over HTTP."""
+
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def layout(self) -> Layout: ...
+    @property
+    def labels(self) -> list[tuple[int, str]]: ...
+    @property
+    def point(self) -> IdentificationPoint: ...
+    def score(self, probe: bytes) -> bytes: ...
+
+
+def point_document(point: IdentificationPoint) -> dict[str, Any]:
+    """``point`` in full (calibration, size, measured tail), so that a client decides exactly as the gallery would."""
+    calibration = point.calibration
+    return {
+        "calibration": {
+            "model_id": calibration.model_id,
+            "source": calibration.source,
+            "operating_fmr": calibration.operating_fmr,
+            "points": [{"fmr": f, "threshold": t} for f, t in zip(calibration.fmrs, calibration.thresholds)],
+        },
+        "fpir": point.fpir,
+        "templates": point.templates,
+        "comparisons": point.comparisons,
+        "measured": point.measured.to_dict() if point.measured is not None else None,
+        "basis": point.basis,
+    }
+
+
+def point_from_document(document: dict[str, Any]) -> IdentificationPoint:
+    """The point ``point_document`` described (``ModelError`` if the document is malformed)."""
+    try:
+        measured = document["measured"]
+        return IdentificationPoint(
+            Calibration.from_dict(document["calibration"]),
+            float(document["fpir"]),
+            int(document["templates"]),
+            float(document["comparisons"]),
+            GalleryTail.from_dict(measured) if measured is not None else None,
+            str(document["basis"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"malformed decision rule ({type(exc).__name__}: {exc})") from None
+
+
+class RemoteGallery:
+    """A server's gallery as a client sees it: its manifest (``PrivateGallery.manifest``, e.g. from the service's
+    ``GET …/private``) and ``post``, which sends a probe message and returns the server's scores message."""
+
+    def __init__(self, manifest: dict[str, Any], post: Callable[[bytes], bytes], parameters: Parameters) -> None:
+        try:
+            theirs = manifest["parameters"]
+            ours = parameters.to_dict()
+            if {k: theirs[k] for k in ours} != ours:
+                raise KeyRequiredError(f"the server encrypts with other CKKS parameters ({theirs}) than this key")
+            self.model_id: str = manifest["model_id"]
+            self.version: str | None = manifest.get("version")
+            self.layout = Layout(**manifest["layout"])
+            self.labels = [(int(person), str(name)) for person, name in manifest["labels"]]
+            self.point = point_from_document(manifest["decision_rule"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GalleryError(f"not a manifest of an encrypted search ({type(exc).__name__}: {exc})") from None
+        if len(self.labels) != self.layout.rows:
+            raise GalleryError(f"a manifest of {len(self.labels)} labels for {self.layout.rows} rows")
+        self._post = post
+
+    def score(self, probe: bytes) -> bytes:
+        return self._post(probe)
+
+
+def connect(
+    url: str, collection: str, api_key: str, parameters: Parameters, fpir: float | None = None, timeout: float = 120
+) -> RemoteGallery:
+    """The collection ``collection`` of the faceprint service at ``url`` (``faceprint serve``), as a server for
+    ``identify_privately``: the manifest is fetched now; each probe is posted to it, named by the manifest's version.
+    The service's refusals become errors: ``AccessError`` (401, 403), ``CollectionNotFoundError`` (404, also
+    another tenant's), ``GalleryError`` (others; 409: the collection changed since the manifest, fetch it again)."""
+    from urllib.parse import quote, urlencode
+
+    base = f"{url.rstrip('/')}/v1/collections/{quote(collection, safe='')}/private"
+    headers = {"Authorization": f"Bearer {api_key}"}
+    query = urlencode({"fpir": fpir} if fpir is not None else {})
+    manifest = json.loads(_http(f"{base}?{query}", headers, None, timeout))
+    version = urlencode({"version": manifest.get("version") or ""})
+
+    def post(probe: bytes) -> bytes:
+        return _http(
+            f"{base}/scores?{version}", {**headers, "Content-Type": "application/octet-stream"}, probe, timeout
+        )
+
+    return RemoteGallery(manifest, post, parameters)
+
+
+def _http(url: str, headers: dict[str, str], body: bytes | None, timeout: float) -> bytes:
+    """The response body of a GET (or a POST of ``body``); a problem document answered becomes a library error."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, headers=headers, method="GET" if body is None else "POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            data: bytes = response.read()
+            return data
+    except urllib.error.HTTPError as error:
+        try:
+            problem = json.loads(error.read())
+            detail = f"{problem['title']}: {problem['detail']}"
+        except (ValueError, KeyError, TypeError):
+            detail = error.reason
+        kind = {401: AccessError, 403: AccessError, 404: CollectionNotFoundError}.get(error.code, GalleryError)
+        raise kind(f"{url.split('?')[0]}: {error.code} {detail}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise GalleryError(f"{url.split('?')[0]}: cannot reach the service ({error})") from None
+
+
+class ServedGalleries:
+    """A server's mode "plain" galleries, prepared once per gallery content and reused for every probe: encoding
+    each person's centroid (``PlainRows``) is most of ``PrivateGallery.of_gallery``'s time. The content is named by
+    ``version`` (the gallery's id and generation), which a manifest publishes and a probe names back, so that scores
+    are never ranked against the labels of another content."""
+
+    def __init__(self, scorer: Scorer | None = None) -> None:
+        self.scorer = scorer or Scorer()
+        self._prepared: weakref.WeakKeyDictionary[Gallery, tuple[str, PlainRows]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def version(gallery: Gallery) -> str:
+        return f"{gallery.store.meta('gallery_id') or 'gallery'}.{gallery.store.generation()}"
+
+    def rows(self, gallery: Gallery) -> tuple[str, PlainRows]:
+        """``gallery``'s version now and its people's rows, prepared once per version (the caller keeps others from
+        using ``gallery`` meanwhile)."""
+        with self._lock:
+            prepared = self._prepared.get(gallery)
+        for _ in range(3):  # another process may change the gallery while its rows are read
+            version = self.version(gallery)
+            if prepared is not None and prepared[0] == version:
+                return prepared
+            rows = PlainRows.of_gallery(self.scorer, gallery)
+            if self.version(gallery) == version:
+                with self._lock:
+                    self._prepared[gallery] = (version, rows)
+                return version, rows
+        raise GalleryError(f"{gallery.path}: changed while being prepared for encrypted search; try again")
+
+    def private_gallery(self, gallery: Gallery, fpir: float | None = None) -> PrivateGallery:
+        """``gallery``'s people ready to score encrypted probes, decided at its ``identification_point(fpir)``."""
+        point = gallery.identification_point(fpir)  # first: a small gallery may measure itself, a change
+        version, rows = self.rows(gallery)
+        return PrivateGallery(rows, point, self.scorer, version)
 
 
 def identify_privately(
-    key: ClientKey, probe: np.ndarray, server: PrivateGallery, top_k: int = 5
+    key: ClientKey, probe: np.ndarray, server: ScoringServer, top_k: int = 5
 ) -> PrivateIdentification:
     """The whole exchange in one process: the client encrypts ``probe``, the server scores it, the client decrypts,
     ranks and decides (messages cross as bytes, as they would between machines)."""

@@ -4,17 +4,22 @@ A gallery's *data key* (random, 256 bits) encrypts every vector; the user's *mas
 ``$FACEPRINT_KEY_FILE``) only wraps the data key, which the gallery stores wrapped. Changing the master key
 (``faceprint rekey``) therefore re-wraps 32 bytes rather than re-encrypting every row. Each sealed vector carries
 its own random 96-bit nonce and is bound by GCM's associated data to what it belongs to (template id and model
-id for a gallery row), so a row copied onto another row, or a wrapped key onto another gallery, fails to open.
+id for a gallery row), so a row copied onto another row, or a wrapped key onto another gallery, fails to open. A
+file (a saved search index) is sealed in chunks, each its own message bound to the file, its position in it and
+whether it is the last (``Sealer.writing``), so that reading it authenticates each chunk before using it.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import mmap
 import os
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import numpy as np
 
 from .errors import KeyRequiredError
 
@@ -24,6 +29,11 @@ KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # GCM's standard nonce: random per message (2^32 messages per key keep collisions negligible)
 #: Bytes a sealed message adds to its plaintext: the nonce and GCM's 16-byte tag.
 OVERHEAD = NONCE_BYTES + 16
+#: Plaintext bytes per chunk of a file sealed in chunks (a saved search index): reading one holds one chunk.
+CHUNK_BYTES = 1 << 20
+_FILE_MAGIC = b"faceprint sealed in chunks 1\0"
+_FILE_ID_BYTES = 16
+_HEADER_BYTES = len(_FILE_MAGIC) + 4 + _FILE_ID_BYTES
 
 
 def new_key() -> bytes:
@@ -75,7 +85,7 @@ class Sealer:
         nonce = secrets.token_bytes(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, message, associated)
 
-    def open(self, sealed: bytes, associated: bytes, what: str) -> bytes:
+    def open(self, sealed: bytes | memoryview, associated: bytes, what: str) -> bytes:
         """The message; ``KeyRequiredError`` naming ``what`` if the key is wrong or the bytes were changed or moved."""
         from cryptography.exceptions import InvalidTag
 
@@ -87,40 +97,87 @@ class Sealer:
             ) from None
 
     @contextlib.contextmanager
-    def reading(self, path: Path, associated: bytes) -> Iterator[Callable[[int], bytes]]:
-        """``read(n)``: the next plaintext bytes of a file ``seal`` wrote, decrypted as they are read (no copy of
-        the whole file in memory). The file's tag is checked when the block ends: a ``KeyRequiredError`` there
-        means that what was read must be thrown away."""
-        from cryptography.exceptions import InvalidTag
-        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    def writing(self, path: Path, associated: bytes) -> Iterator[Callable[[bytes], None]]:
+        """``write(data)``: appends ``data`` to a new file at ``path``, sealed in chunks of ``CHUNK_BYTES`` that
+        ``chunks`` reads back. Each chunk is its own GCM message bound to ``associated``, the file's header (a random
+        file id), the chunk's position and whether it is the last: a chunk moved, dropped, added or taken from
+        another file fails to open, and a file cut at a chunk boundary too."""
+        header = _FILE_MAGIC + CHUNK_BYTES.to_bytes(4, "big") + secrets.token_bytes(_FILE_ID_BYTES)
+        pending = bytearray()
+        written = 0
+        with open(path, "wb") as f:
+            f.write(header)
 
-        size = path.stat().st_size
-        if size < OVERHEAD:
-            raise KeyRequiredError(f"{path} is too short to be sealed")
-        with open(path, "rb") as f:
-            nonce = f.read(NONCE_BYTES)
-            f.seek(size - 16)
-            tag = f.read(16)
-            f.seek(NONCE_BYTES)
-            decryptor = Cipher(algorithms.AES(self._key), modes.GCM(nonce, tag)).decryptor()
-            decryptor.authenticate_additional_data(associated)
-            left = size - OVERHEAD
+            def seal_chunk(last: bool) -> None:
+                nonlocal written
+                chunk = bytes(pending[:CHUNK_BYTES])
+                f.write(self.seal(chunk, _chunk_context(associated, header, written, last)))
+                del pending[:CHUNK_BYTES]
+                written += 1
 
-            def read(count: int) -> bytes:
-                nonlocal left
-                chunk = f.read(min(count, left))
-                left -= len(chunk)
-                return decryptor.update(chunk)
+            def write(data: bytes) -> None:
+                pending.extend(data)
+                while len(pending) > CHUNK_BYTES:  # the last chunk is never empty unless the whole file is
+                    seal_chunk(last=False)
 
-            yield read
-            while left:
-                read(left)
-            try:
-                decryptor.finalize()
-            except InvalidTag:
-                raise KeyRequiredError(
-                    f"{path} does not open with this key (a wrong key, or the bytes were altered or moved)"
-                ) from None
+            yield write
+            seal_chunk(last=True)
+
+    def chunks(self, path: Path, associated: bytes) -> Iterator[bytes]:
+        """The plaintext of a file ``writing`` sealed, chunk by chunk, each authenticated before it is given out (one
+        chunk in memory at a time). ``KeyRequiredError`` at the first chunk that does not open; ``ValueError`` for a
+        file that is not sealed in chunks."""
+        for sealed, context, what in _sealed_chunks(path, associated):
+            yield self.open(sealed, context, what)
+
+    def read_array(self, path: Path, associated: bytes) -> np.ndarray:
+        """The plaintext of a file ``writing`` sealed, as bytes in one array, decrypted chunk by chunk into it (no
+        other copy is made). Errors as ``chunks``."""
+        size = os.path.getsize(path) - _HEADER_BYTES
+        chunks = max(1, -(-size // (_chunk_bytes(path) + OVERHEAD)))
+        plaintext, at = _fresh_memory(size - chunks * OVERHEAD), 0
+        for sealed, context, what in _sealed_chunks(path, associated):
+            chunk = self.open(sealed, context, what)
+            plaintext[at : at + len(chunk)] = np.frombuffer(chunk, np.uint8)
+            at += len(chunk)
+        return plaintext
+
+
+def _fresh_memory(size: int) -> np.ndarray:
+    """``size`` writable bytes, the pages given by the kernel in one call where it can (``MAP_POPULATE``, Linux):
+    steadier than faulting each page in as it is first written, and than huge pages, which may stall the first write
+    while the kernel compacts memory (BENCHMARKS.md, "Privacy")."""
+    if not hasattr(mmap, "MAP_POPULATE") or size <= 0:
+        return np.empty(size, np.uint8)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
+    return np.frombuffer(mmap.mmap(-1, size, flags=flags), np.uint8)
+
+
+def _chunk_bytes(path: Path) -> int:
+    """The chunk size of a file ``Sealer.writing`` sealed (``ValueError`` if it is not one)."""
+    with open(path, "rb") as f:
+        header = f.read(_HEADER_BYTES)
+    chunk_bytes = int.from_bytes(header[len(_FILE_MAGIC) : len(_FILE_MAGIC) + 4], "big")
+    if len(header) < _HEADER_BYTES or not header.startswith(_FILE_MAGIC) or not 0 < chunk_bytes <= 1 << 28:
+        raise ValueError(f"{path} is not a file faceprint sealed in chunks")
+    return chunk_bytes
+
+
+def _sealed_chunks(path: Path, associated: bytes) -> Iterator[tuple[memoryview, bytes, str]]:
+    """Each sealed chunk of a file ``Sealer.writing`` sealed, with the associated data it must open with."""
+    chunk_bytes = _chunk_bytes(path)
+    buffer = memoryview(bytearray(chunk_bytes + OVERHEAD))  # one buffer for every chunk: each is opened before the next
+    with open(path, "rb", buffering=0) as f:
+        header = f.read(_HEADER_BYTES)
+        left = os.fstat(f.fileno()).st_size - _HEADER_BYTES
+        position = 0
+        while True:
+            sealed = buffer[: f.readinto(buffer[: min(chunk_bytes + OVERHEAD, left)])]
+            left -= len(sealed)
+            yield sealed, _chunk_context(associated, header, position, last=not left), f"{path} (chunk {position})"
+            if not left:
+                return
+            position += 1
 
 
 def wrap_data_key(data_key: bytes, master_key: bytes, owner: str) -> str:
@@ -139,3 +196,7 @@ def unwrap_data_key(wrapped: str, master_key: bytes, owner: str, what: str) -> b
 
 def _wrap_context(owner: str) -> bytes:
     return b"faceprint data key\0" + owner.encode()
+
+
+def _chunk_context(associated: bytes, header: bytes, position: int, last: bool) -> bytes:
+    return associated + b"\0" + header + position.to_bytes(8, "big") + (b"\1" if last else b"\0")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,9 @@ from .common import (
     open_gallery,
     pipeline_options,
 )
+
+if TYPE_CHECKING:
+    from ..encrypted import ClientKey, ScoringServer
 
 
 def register(app: typer.Typer) -> None:
@@ -116,6 +119,22 @@ def remove(
     emit({"gallery": str(gallery), "rows": len(rows.labels)}, f"removed {name} ({len(rows.labels)} rows)", json_output)
 
 
+ServiceUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="FACEPRINT_URL",
+        help="A faceprint service (faceprint serve) whose --collection to search; without it, a local gallery.",
+        show_default=False,
+    ),
+]
+CollectionOption = Annotated[str | None, typer.Option("--collection", help="The service's collection (with --url).")]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="FACEPRINT_API_KEY", help="An API key with the recognize scope (with --url)."),
+]
+
+
 @private.command()
 @handles_errors
 def identify(
@@ -123,25 +142,47 @@ def identify(
     key: KeyOption,
     gallery: EncryptedGalleryOption = None,
     db: DbOption = None,
+    url: ServiceUrlOption = None,
+    collection: CollectionOption = None,
+    api_key: ApiKeyOption = None,
     fpir: FpirOption = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Candidates to list.")] = 5,
     json_output: JsonOption = False,
 ) -> None:
-    """Identify the main face: the probe is encrypted here, scored encrypted, decrypted and decided here."""
+    """Identify the main face: the probe is encrypted here, scored encrypted (by the service at --url, or here
+    against --encrypted-gallery or --db), decrypted and decided here."""
     from ..api import embed
-    from ..encrypted import ClientKey, PrivateGallery, Scorer, identify_privately
+    from ..encrypted import ClientKey, identify_privately
     from ..errors import NoFaceError
     from ..models import EMBEDDING_MODELS
     from ..profiles import options_for_model
 
     client = ClientKey.load(key)
-    if gallery is not None:
-        server = PrivateGallery.of_file(gallery, fpir, Scorer(client.parameters))
-    else:
-        with open_gallery(db, create=False) as opened:
-            server = PrivateGallery.of_gallery(opened, fpir, Scorer(client.parameters))
-    faces = embed(image, options=options_for_model(EMBEDDING_MODELS[server.rows.model_id]))
+    server = _scoring_server(client, url, collection, api_key, gallery, db, fpir)
+    faces = embed(image, options=options_for_model(EMBEDDING_MODELS[server.model_id]))
     if not faces or faces[0].template is None:
         raise NoFaceError(f"{image}: no face found")
     answer = identify_privately(client, faces[0].template.vector, server, top_k)
     emit(answer.to_dict(), f"{image}: {answer.name} ({answer.decision})", json_output)
+
+
+def _scoring_server(
+    client: ClientKey,
+    url: str | None,
+    collection: str | None,
+    api_key: str | None,
+    gallery: Path | None,
+    db: str | None,
+    fpir: float | None,
+) -> ScoringServer:
+    """The service's collection (``--url``), the encrypted gallery file, or the local gallery, as options say."""
+    from ..encrypted import PrivateGallery, Scorer, connect
+
+    if url is not None:
+        if collection is None or api_key is None:
+            raise typer.BadParameter("--url needs --collection and --api-key (or $FACEPRINT_API_KEY)")
+        return connect(url, collection, api_key, client.parameters, fpir)
+    if gallery is not None:
+        return PrivateGallery.of_file(gallery, fpir, Scorer(client.parameters))
+    with open_gallery(db, create=False) as opened:
+        return PrivateGallery.of_gallery(opened, fpir, Scorer(client.parameters))

@@ -62,10 +62,14 @@ def search_depth(count: int) -> int:
 class HNSWIndex:
     """Cosine (inner product of unit vectors) HNSW search over template ids."""
 
-    def __init__(self, index: faiss.IndexIDMap, source: Path | None = None) -> None:
+    def __init__(self, index: faiss.IndexIDMap, *, read_only: bool = False, source: Path | None = None) -> None:
         self._index = index
         self._graph = cast(faiss.IndexHNSW, faiss.downcast_index(index.index))
-        self._source = source  # the file a read-only memory-mapped graph comes from
+        #: A memory-mapped view: its vectors cannot be changed in place (``copy()`` first).
+        self.read_only = read_only
+        self._source = source  # the plain file a read-only view comes from (None: a sealed file's decrypted bytes)
+        #: The decrypted bytes of a sealed file that the graph's vectors are a view of (kept alive with it).
+        self._plaintext: np.ndarray | None = None
         self._fixed_depth: int | None = None
         self._dead = int(np.count_nonzero(self._ids() == _NONE))
         self._lookup: tuple[np.ndarray, np.ndarray] | None = None
@@ -103,18 +107,26 @@ class HNSWIndex:
     @classmethod
     def load(cls, path: Path, *, view: bool, sealer: Sealer | None = None, context: bytes = b"") -> HNSWIndex:
         """A saved index; ``view`` memory-maps it read-only (instant open, pages read as searched); ``sealer``
-        opens a file ``save`` sealed with ``context`` (read whole and decrypted: never a view)."""
-        if sealer is not None:
-            # Decrypted as faiss reads it (about the time of reading a plain file; BENCHMARKS.md, "Privacy").
-            with sealer.reading(path, context) as read:
-                index = faiss.read_index(faiss.PyCallbackIOReader(read, _READ_CHUNK))  # type: ignore[attr-defined]
-        else:
+        opens a file ``save`` sealed with ``context``: decrypted whole into memory that the graph's vectors are then
+        a read-only view of (``view``, with a faiss that can), or decrypted into faiss as it reads (writable)."""
+        plaintext = None
+        if sealer is None:
             index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if view else 0)
+        elif view and hasattr(faiss, "ZeroCopyIOReader"):
+            plaintext = sealer.read_array(path, context)
+            reader = faiss.ZeroCopyIOReader(faiss.swig_ptr(plaintext), len(plaintext))
+            index = faiss.read_index(reader, faiss.IO_FLAG_MMAP_IFC)
+        else:
+            chunks = sealer.chunks(path, context)
+            index = faiss.read_index(faiss.PyCallbackIOReader(_ChunkReader(chunks), _READ_CHUNK))  # type: ignore[attr-defined]
+            view = False
         if not isinstance(index, faiss.IndexIDMap) or not isinstance(
             faiss.downcast_index(index.index), faiss.IndexHNSW
         ):
             raise ValueError(f"{path}: not a faceprint HNSW index")
-        return cls(index, path if view else None)
+        loaded = cls(index, read_only=view, source=path if view and sealer is None else None)
+        loaded._plaintext = plaintext
+        return loaded
 
     def copy(self) -> HNSWIndex:
         """A private, writable copy (of a memory-mapped view, say)."""
@@ -132,7 +144,8 @@ class HNSWIndex:
         if sealer is None:
             faiss.write_index(self._index, str(partial))
         else:
-            partial.write_bytes(sealer.seal(faiss.serialize_index(self._index).tobytes(), context))
+            with sealer.writing(partial, context) as write:
+                faiss.write_index(self._index, faiss.PyCallbackIOWriter(write))  # type: ignore[attr-defined]
         with open(partial, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(partial, path)
@@ -199,7 +212,7 @@ class HNSWIndex:
         """Overwrite the stored vectors of removed templates (tombstones) with zeros, so that a saved graph keeps no
         trace of them. The zeroed nodes still link the graph; searches pass through them as before (never returning
         them) until the owner rebuilds it (``dead_share``). Not on a read-only memory-mapped view: ``copy()`` first."""
-        if self._source is not None:
+        if self.read_only:
             raise ValueError("a memory-mapped graph is read-only: scrub a copy")
         dead = np.flatnonzero(self._ids() == _NONE)
         if len(dead):
@@ -254,6 +267,23 @@ class HNSWIndex:
             return np.full(len(template_ids), -1, np.int64)
         at = np.searchsorted(sorted_ids, template_ids).clip(max=len(sorted_ids) - 1)
         return np.where(sorted_ids[at] == template_ids, labels[at], -1)
+
+
+class _ChunkReader:
+    """``read(n)`` over decrypted chunks, for faiss's callback reader."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def __call__(self, count: int) -> bytes:
+        while len(self._pending) < count:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._pending += chunk
+        given, self._pending = self._pending[:count], self._pending[count:]
+        return given
 
 
 @contextlib.contextmanager

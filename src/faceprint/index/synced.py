@@ -264,16 +264,17 @@ class SyncedIndex:
             raise ValueError(f"unreadable index info {self.info_path} ({exc})") from None
 
     def _open_saved(self, change: int) -> HNSWIndex | None:
-        """The saved graph, memory-mapped, if it is one of this gallery's states; else None (and why)."""
+        """The saved graph, memory-mapped (a sealed one from its decrypted copy in memory), if it is one of this
+        gallery's states; else None (and why)."""
         try:
             info = self.read_info()
             problem = self._mismatch(info, change)
             if problem is None:
                 assert info is not None
                 sealer = self.store.sealer
-                index = HNSWIndex.load(self.path, view=sealer is None, sealer=sealer, context=self._context())
+                index = HNSWIndex.load(self.path, view=True, sealer=sealer, context=self._context())
                 if len(index) == info.count and index.dimension == info.dimension:
-                    self._view, self._change, self._unsaved = sealer is None, info.change, 0
+                    self._view, self._change, self._unsaved = index.read_only, info.change, 0
                     return index
                 problem = f"{self.path} is corrupt: {len(index)} vectors where {info.count} were saved"
         except (OSError, ValueError, RuntimeError, KeyRequiredError) as exc:

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from . import collections, recognition, schemas, videos
+from . import collections, private, recognition, schemas, videos
 from .context import AdminKey, ReadKey, Service, service_of
 from .problems import ERROR_RESPONSES, Problem, install, problem_response
 from .settings import ServiceSettings
@@ -52,6 +52,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     install(app)
     app.include_router(collections.router)
     app.include_router(recognition.router)
+    app.include_router(private.router)
     app.include_router(videos.router)
     app.include_router(_service_routes())
     static = resources.files("faceprint.service") / "static"
