@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,7 @@ from faceprint.library import Clusters, scan
 from faceprint.library.scan import file_digest
 from faceprint.types import Box
 
-from .conftest import KIT, ROSE, SHARED_DATA
+from .conftest import KIT, ROOT, ROSE, SHARED_DATA
 from .video_clips import KIT as KIT_SPRITE
 from .video_clips import Clip, Walker, crossing_clip, make_clip
 
@@ -192,6 +196,49 @@ def test_a_gallery_of_schema_7_upgrades_and_keeps_its_photos(tmp_path: Path, kit
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == max(MIGRATIONS)
         assert conn.execute("SELECT keyframe_every FROM photo ORDER BY id").fetchall() == [(None,), (EVERY,)]
+
+
+_SCAN_VIDEOS = """
+import sys
+from faceprint import Gallery
+from faceprint.library import scan
+with Gallery(sys.argv[1]) as gallery:
+    scan(gallery, sys.argv[2], workers=1, videos=True, keyframe_every=0.2)
+"""
+
+
+@pytest.mark.slow
+def test_a_scan_killed_mid_video_loses_that_video_only_and_the_next_one_completes(
+    tmp_path: Path, kit_clip: tuple[Path, Clip]
+) -> None:
+    folder, db = tmp_path / "library", tmp_path / "g.db"
+    folder.mkdir()
+    for i in range(6):
+        shutil.copy(kit_clip[0], folder / f"kit{i}.mp4")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    process = subprocess.Popen([sys.executable, "-c", _SCAN_VIDEOS, str(db), str(folder)], cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and _videos(db) < 2:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    interrupted = _videos(db)
+    assert 2 <= interrupted < 6, "the kill should land mid-scan"
+    with sqlite3.connect(db) as conn:  # each video stored is whole: its row with its face
+        assert conn.execute("SELECT count(*) FROM face").fetchone()[0] == interrupted
+    with Gallery(db) as gallery:
+        summary = scan(gallery, folder, workers=1, videos=True, keyframe_every=0.2)
+    assert (summary.unchanged, summary.new, summary.faces) == (interrupted, 6 - interrupted, 6 - interrupted)
+
+
+def _videos(db: Path) -> int:
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM photo").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return 0
 
 
 @pytest.mark.shared
