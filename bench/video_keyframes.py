@@ -13,12 +13,17 @@ Clustered (faceprint's Chinese whispers at the clusters' FMR, every face new) th
 with every keyframe face (``keep_repeats``); with the best face of each run (``faceprint.library.keyframes``,
 the default). Reported: faces stored, BCubed precision and F on the photo faces alone (what the video
 faces did to the photos' clusters) and on every labelled face, and the clustering's CPU time.
+
+Then the two real clips of ../shared/data/video (no identity labels) scanned with `faceprint scan --videos`
+at ``--real-every`` seconds, every face kept and the best of each run: faces stored, clusters formed by a
+``clusters update``, and faces per cluster.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.video_clips import Walker, make_clip  # noqa: E402
 
-from faceprint.library import clustering  # noqa: E402
+from faceprint import Gallery  # noqa: E402
+from faceprint.library import Clusters, clustering, scan  # noqa: E402
 from faceprint.library.clusters import CLUSTER_FMR  # noqa: E402
 from faceprint.library.keyframes import KeyframeFace, best_of_runs  # noqa: E402
 from faceprint.match import operating_point  # noqa: E402
@@ -67,7 +73,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--people", type=int, default=40)
     parser.add_argument("--keyframes", type=int, default=15)
+    parser.add_argument("--real-every", type=float, default=0.5)
     args = parser.parse_args()
+    synthetic_clips(args.people, args.keyframes)
+    real_clips(args.real_every)
+
+
+def real_clips(every: float) -> None:
+    print(f"\nthe real clips, a keyframe every {every:g} s:")
+    for keep_repeats in (True, False):
+        with tempfile.TemporaryDirectory() as folder, Gallery(Path(folder) / "g.db") as gallery:
+            summary = scan(gallery, common.shared_data() / "video", videos=True, keyframe_every=every,
+                           keep_repeats=keep_repeats)  # fmt: skip
+            update = Clusters(gallery).update()
+            sizes = sorted((c.faces for c in Clusters(gallery).all_clusters()), reverse=True)
+        name = "every keyframe face" if keep_repeats else "best face of each run"
+        print(
+            f"  {name:<22} {summary.keyframes} keyframes, {summary.faces} faces stored: {update.new_clusters} "
+            f"clusters of {sizes} faces, {update.waiting} faces waiting, {update.below_quality} below the gate"
+        )
+
+
+def synthetic_clips(people_count: int, keyframes: int) -> None:
     root = common.faces_dev()
     paths, identities = common.read_images(root)
     photos = common.embed_faceprint(root, paths, DEFAULT_OPTIONS, label="faces-dev")
@@ -77,19 +104,19 @@ def main() -> None:
     threshold = operating_point(model, fmr=CLUSTER_FMR).threshold
 
     names, counts = np.unique(photo_labels, return_counts=True)
-    people = [str(n) for n in names[counts >= 2]][:: max(1, int((counts >= 2).sum()) // args.people)][: args.people]
+    people = [str(n) for n in names[counts >= 2]][:: max(1, int((counts >= 2).sum()) // people_count)][:people_count]
     every_face: list[tuple[np.ndarray, str]] = []
     runs: list[tuple[np.ndarray, str]] = []
     started = time.perf_counter()
     for seed, person in enumerate(people):
         first = next(p for p, who in zip(paths, identities) if who == person)
-        found = clip_faces(root / first, person, args.keyframes, seed)
+        found = clip_faces(root / first, person, keyframes, seed)
         label = {id(face): (person if mine else "") for face, mine in found}
         faces = [face for face, _ in found]
         every_face += [(f.face.template.vector, label[id(f)]) for f in faces]
         runs += [(f.face.template.vector, label[id(f)]) for f in best_of_runs(faces, threshold)]
     print(
-        f"{len(people)} clips of {args.keyframes} keyframes: {len(every_face)} faces found, "
+        f"{len(people)} clips of {keyframes} keyframes: {len(every_face)} faces found, "
         f"{len(runs)} kept as the best of their run ({time.perf_counter() - started:.0f} s)"
     )
     print(f"model {model}, link threshold {threshold:.4f} (FMR {CLUSTER_FMR:g}); {len(photo_vectors)} photo faces")

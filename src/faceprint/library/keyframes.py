@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FaceprintError
-from ..pipeline import BatchRunner, PipelineOptions
+from ..pipeline import PipelineOptions, process_files
 from ..types import Face
 from ..video.source import Frame, VideoFileSource
 from .catalog import faces_with_thumbnails
@@ -56,7 +56,6 @@ def scan_video(
     *,
     every: float,
     link_threshold: float | None,
-    runner: BatchRunner,
     thumbnail_side: int,
 ) -> VideoScan:
     """The faces of one video's keyframes, the best of each run kept (see the module docstring; every face
@@ -69,7 +68,7 @@ def scan_video(
         try:
             for batch in _batches(source.keyframes(every)):
                 keyframes += len(batch)
-                found.extend(_batch_faces(batch, options, runner, thumbnail_side))
+                found.extend(_batch_faces(batch, options, thumbnail_side))
         finally:
             source.close()
     except FaceprintError as exc:
@@ -89,11 +88,9 @@ def _batches(frames: Iterator[Frame]) -> Iterator[list[Frame]]:
         yield batch
 
 
-def _batch_faces(
-    frames: list[Frame], options: PipelineOptions, runner: BatchRunner, thumbnail_side: int
-) -> Iterator[KeyframeFace]:
-    # One worker: the frames are already decoded here, and a pool per batch would cost more than it saves.
-    results = runner([frame.pixels for frame in frames], options, workers=1, thumbnail_side=thumbnail_side)
+def _batch_faces(frames: list[Frame], options: PipelineOptions, thumbnail_side: int) -> Iterator[KeyframeFace]:
+    # In this process: the frames are decoded here, and a pool of workers per batch would cost more than it saves.
+    results = process_files([frame.pixels for frame in frames], options, workers=1, thumbnail_side=thumbnail_side)
     for frame, result in zip(frames, results):
         for face, thumbnail in faces_with_thumbnails(result):
             yield KeyframeFace(face, thumbnail, frame.index, frame.time)

@@ -113,7 +113,6 @@ def scan(
         keyframe_every,
         None if keep_repeats else operating_point(gallery.model_id, fmr=CLUSTER_FMR).threshold,
         on_progress,
-        runner,
     )
     errors += sampled.errors
     if plan.deleted or plan.changed:
@@ -146,12 +145,15 @@ def plan_scan(root: str, known: dict[str, PhotoRow], keyframe_every: float | Non
     unchanged = changed = 0
     for stat in present:
         row = known.get(stat.path)
-        sampled_as_asked = row is None or row.keyframe_every == (keyframe_every if is_video(stat.path) else None)
-        if row is not None and sampled_as_asked and (row.stat.size, row.stat.mtime_ns) == (stat.size, stat.mtime_ns):
+        wanted = keyframe_every if is_video(stat.path) else None  # how the file's faces are to be found
+        if row is not None and row.keyframe_every != wanted:
+            changed += 1
+            to_process.append(stat)
+        elif row is not None and (row.stat.size, row.stat.mtime_ns) == (stat.size, stat.mtime_ns):
             unchanged += 1
-        elif row is not None and sampled_as_asked and row.sha256 is not None and row.sha256 == file_digest(stat.path):
+        elif row is not None and row.sha256 is not None and row.sha256 == file_digest(stat.path):
             restat.append((row.id, stat))
-        elif row is None and gone and (digest := file_digest(stat.path)) in gone:
+        elif row is None and (digest := _gone_digest(stat.path, gone)) and gone[digest].keyframe_every == wanted:
             restat.append((gone.pop(digest).id, stat))  # moved or renamed: its faces (and decisions) stay
         else:
             changed += row is not None
@@ -159,6 +161,12 @@ def plan_scan(root: str, known: dict[str, PhotoRow], keyframe_every: float | Non
     moved = {photo_id for photo_id, _ in restat}
     deleted = [row.id for path, row in known.items() if path not in seen and row.id not in moved]
     return ScanPlan(to_process, restat, unchanged, changed, deleted)
+
+
+def _gone_digest(path: str, gone: dict[str, PhotoRow]) -> str | None:
+    """The digest of ``path`` when it is that of a file gone from the folder (read only if any is gone)."""
+    digest = file_digest(path) if gone else None
+    return digest if digest in gone else None
 
 
 def is_video(path: str) -> bool:
@@ -268,9 +276,10 @@ def _sample_videos(
     every: float,
     link_threshold: float | None,
     on_progress: OnProgress | None,
-    runner: BatchRunner,
 ) -> _Sampled:
-    """Sample each video and store its faces, a video at a time (its own transaction)."""
+    """Sample each video and store its faces, a video at a time (its own transaction). The keyframes are decoded
+    and go through the pipeline here, with a Ray runner too: shipping each batch of frames to a cluster would
+    cost more than it saves."""
     sampled = _Sampled()
     for done, stat in enumerate(files):
         if on_progress:
@@ -281,7 +290,6 @@ def _sample_videos(
             gallery.options,
             every=every,
             link_threshold=link_threshold,
-            runner=runner,
             thumbnail_side=THUMBNAIL_SIDE,
         )
         stored = catalog.record_video(stat, digest, every, video)
