@@ -26,7 +26,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..library import Clusters
+    from ..library import Clusters, ScanSummary
 
 
 def register(app: typer.Typer) -> None:
@@ -59,17 +59,18 @@ def scan(
             gallery, folder, workers=workers, on_progress=on_progress, runner=runner, videos=videos,
             keyframe_every=keyframe_every,
         )  # fmt: skip
-    if json_output:
-        print_json(summary.to_dict())
-        return
+    emit(summary.to_dict(), _scanned(summary, videos), json_output)
+    for _, error in [] if json_output else summary.errors:
+        console.print(f"[yellow]skipped:[/] {error}", highlight=False)
+
+
+def _scanned(summary: ScanSummary, videos: bool) -> str:
     sampled = f"{summary.videos} videos sampled ({summary.keyframes} keyframes); " if videos else ""
-    console.print(
+    return (
         f"{summary.photos} files in {summary.folder}: {summary.new} new, {summary.changed} changed, "
         f"{summary.moved} moved, {summary.unchanged} unchanged, {summary.deleted} gone; {sampled}"
         f"{summary.faces} faces stored ({summary.seconds:.1f} s)"
     )
-    for _, error in summary.errors:
-        console.print(f"[yellow]skipped:[/] {error}", highlight=False)
 
 
 clusters_app = typer.Typer(

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import GalleryError
 from ..gallery import Gallery
@@ -19,8 +19,8 @@ from ..gallery.sqlite import SQLiteStore
 from ..pipeline import ImageResult
 from ..types import Face
 
-if TYPE_CHECKING:
-    from .keyframes import VideoScan
+#: A face to store: the face, its thumbnail, and for a video's face the frame's number and time (else None).
+FrameFace = tuple[Face, bytes | None, int | None, float | None]
 
 
 @dataclass(frozen=True)
@@ -77,12 +77,13 @@ class Catalog:
                 faces += self._store_faces(db, photo_id, found)
         return faces
 
-    def record_video(self, stat: FileStat, sha256: str | None, every: float, video: VideoScan) -> int:
+    def record_video(
+        self, stat: FileStat, sha256: str | None, every: float, found: Sequence[FrameFace], error: str | None
+    ) -> int:
         """Store one video sampled every ``every`` seconds with the faces kept of its keyframes (one
         transaction: a scan killed meanwhile samples it again): the number of faces stored."""
         with self.store.transaction() as db:
-            photo_id = self._store_photo(db, stat, sha256, video.error, every)
-            found = [(f.face, f.thumbnail, f.frame_index, f.frame_time) for f in video.faces]
+            photo_id = self._store_photo(db, stat, sha256, error, every)
             return self._store_faces(db, photo_id, found)
 
     def _store_photo(
@@ -98,9 +99,7 @@ class Catalog:
             ).fetchone()[0]
         )
 
-    def _store_faces(
-        self, db: Any, photo_id: int, found: Sequence[tuple[Face, bytes | None, int | None, float | None]]
-    ) -> int:
+    def _store_faces(self, db: Any, photo_id: int, found: Sequence[FrameFace]) -> int:
         """Replace a photo's faces by ``found``: ``(face, thumbnail, frame index, frame time)`` each."""
         db.execute("DELETE FROM face WHERE photo_id = ?", (photo_id,))
         # The ids are chosen before inserting (as SQLite would) to seal each face to its row.

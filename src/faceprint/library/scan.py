@@ -292,7 +292,8 @@ def _sample_videos(
             link_threshold=link_threshold,
             thumbnail_side=THUMBNAIL_SIDE,
         )
-        stored = catalog.record_video(stat, digest, every, video)
+        found = [(f.face, f.thumbnail, f.frame_index, f.frame_time) for f in video.faces]
+        stored = catalog.record_video(stat, digest, every, found, video.error)
         sampled.videos += video.error is None
         sampled.keyframes += video.keyframes
         sampled.faces += stored
