@@ -21,7 +21,11 @@ from faceprint.cli import app
 from faceprint.gallery.names import name_key
 from faceprint.gallery.sqlite import APPLICATION_ID, MIGRATIONS
 from faceprint.library import Clusters, scan
+from faceprint.library.clusters import CLUSTER_FMR
+from faceprint.library.keyframes import KeyframeFace, best_of_runs
 from faceprint.library.scan import file_digest
+from faceprint.match import operating_point
+from faceprint.pipeline import process_files
 from faceprint.types import Box
 
 from .conftest import KIT, ROOT, ROSE, SHARED_DATA
@@ -260,3 +264,17 @@ def test_the_real_clips_are_sampled_and_lin_manuel_miranda_recognised_in_them(tm
         )
         assert {Path(path).name for (path,) in lin} == {"short_hamilton_clip.mp4"}
         assert np.all(np.array([r[0] for r in gallery.store.query("SELECT frame_time FROM face")]) >= 0)
+
+
+def test_runs_link_one_person_across_keyframes_and_restart_after_their_span() -> None:
+    kit, rose = (next(iter(process_files([photo], workers=1))).faces[0] for photo in (KIT[0], ROSE[0]))
+    threshold = operating_point(kit.template.model_id, fmr=CLUSTER_FMR).threshold
+    times = [2.0 * k for k in range(36)]  # 70 s, a keyframe every 2 s, both on screen throughout
+    faces = [KeyframeFace(face, None, round(t * 25), t) for t in times for face in (kit, rose)]
+    kept = best_of_runs(faces, threshold, span=30.0)
+    # One face per person per 30 s run (0-28, 30-58, 60-70 s): never one of Kit's runs taking Rose's face.
+    assert sorted((face.face is kit, face.frame_time) for face in kept) == [
+        (who, start) for who in (False, True) for start in (0.0, 30.0, 60.0)
+    ]
+    alone = [KeyframeFace(kit, None, 0, 0.0), KeyframeFace(rose, None, 50, 2.0)]
+    assert len(best_of_runs(alone, threshold)) == 2  # different people in successive keyframes: two runs
