@@ -11,9 +11,12 @@ photo it points to, copied from the faces-dev scan of bench/clustering.py: scann
 take an hour here). Then ``faceprint scan`` of the folder runs as a user runs it, a fresh process, timed end
 to end; it must find every photo unchanged.
 
-Clustering: synthetic faces of the gallery's model fitted to faces-dev (bench/distractors.py: people of 1 to
-5 photos), stored as library faces; ``Clusters.update`` clusters the first ``existing`` (timed), then the
-next ``new`` are added and the incremental update is timed.
+Clustering: synthetic faces of ``--model`` (default: a new gallery's) fitted to the main face of each faces-dev
+photo (bench/distractors.py: people of 1 to 5 photos), stored as library faces; ``Clusters.update`` clusters the
+first ``existing`` (timed once: the clustered gallery is kept in bench/.cache), then the next ``new`` are added
+and the incremental update is timed, wall and CPU.
+
+    python bench/library_scale.py --cluster 100000 10000 --model dlib-resnet-v1
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -31,13 +35,14 @@ import numpy as np
 
 import common
 import distractors
-from clustering import load_faces, scanned
+from clustering import scanned
 from faceprint import Gallery
 from faceprint.gallery.sqlite import SQLiteStore
 from faceprint.library import Clusters
 from faceprint.library.scan import file_digest
 from faceprint.models import EMBEDDING_MODELS
-from faceprint.pipeline import DEFAULT_OPTIONS
+from faceprint.pipeline import DEFAULT_OPTIONS, PipelineOptions
+from faceprint.profiles import options_for_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,41 +94,53 @@ def _copy_scan(source: Path, db: Path, links: list[Path], targets: list[Path]) -
     assert file_digest(str(links[0])) == photos[str(targets[0])][1]
 
 
-def cluster_scale(existing: int, new: int) -> dict:
-    model = DEFAULT_OPTIONS.model
-    vectors, labels, _ = load_faces(scanned(model.model_id))
-    main = labels != ""
-    _, codes = np.unique(labels[main], return_inverse=True)
-    generator = distractors.Generator.fit(
-        distractors.RealTemplates(vectors[main], codes, []), EMBEDDING_MODELS[model.model_id]
-    )
-    rng = np.random.default_rng(0)
-    parts = []
-    while sum(len(p) for p in parts) < existing + new:
-        parts.append(generator.sample(1000, int(rng.integers(1, 6)), rng)[0])
-    synthetic = np.concatenate(parts)[: existing + new].astype("<f4")
-    order = rng.permutation(len(synthetic))  # a person's photos arrive at any time
-    synthetic = synthetic[order]
-    db = common.CACHE_DIR / f"cluster-scale-{existing}-{new}.db"
+def cluster_scale(existing: int, new: int, model_id: str) -> dict:
+    """The first update of ``existing`` synthetic faces (cached in bench/.cache once made), then ``new`` more
+    added and the incremental update timed: wall and CPU seconds (this process, every thread)."""
+    options = options_for_model(EMBEDDING_MODELS[model_id])
+    clustered = common.CACHE_DIR / f"cluster-scale-{model_id}-{existing}-{new}.db"
+    synthetic = _synthetic_faces(options, existing + new)
+    if not clustered.exists():
+        _first_update(clustered, synthetic[:existing], options)
+    db = common.CACHE_DIR / "cluster-scale-run.db"
     db.unlink(missing_ok=True)
-    with Gallery(db) as gallery:
-        _add_faces(db, synthetic[:existing], model.model_id, 0)
-        start = time.perf_counter()
-        first = Clusters(gallery).update()
-        first_seconds = time.perf_counter() - start
-        _add_faces(db, synthetic[existing:], model.model_id, existing)
+    shutil.copy(clustered, db)
+    with Gallery(db, options=options) as gallery:
+        _add_faces(db, synthetic[existing:], model_id, existing)
         start, cpu = time.perf_counter(), time.process_time()
         second = Clusters(gallery).update()
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    db.unlink()
     return {
+        "model": model_id,
         "existing": existing,
         "new": new,
-        "first_update_seconds": first_seconds,
-        "first_update": first.to_dict(),
+        "first_update": json.loads(clustered.with_suffix(".json").read_text()),
         "incremental_seconds": seconds,
         "incremental_cpu_seconds": cpu_seconds,
         "incremental": second.to_dict(),
     }
+
+
+def _synthetic_faces(options: PipelineOptions, count: int) -> np.ndarray:
+    """Synthetic faces of the model fitted to the main face of each faces-dev photo (people of 1 to 5 photos,
+    in random order: a person's photos arrive at any time)."""
+    generator = distractors.Generator.fit(distractors.real_templates(options.model), options.model)
+    rng = np.random.default_rng(0)
+    parts = []
+    while sum(len(p) for p in parts) < count:
+        parts.append(generator.sample(1000, int(rng.integers(1, 6)), rng)[0])
+    synthetic = np.concatenate(parts)[:count].astype("<f4")
+    return synthetic[rng.permutation(len(synthetic))]
+
+
+def _first_update(db: Path, vectors: np.ndarray, options: PipelineOptions) -> None:
+    with Gallery(db, options=options) as gallery:
+        _add_faces(db, vectors, options.model.model_id, 0)
+        start = time.perf_counter()
+        first = Clusters(gallery).update()
+        seconds = time.perf_counter() - start
+    db.with_suffix(".json").write_text(json.dumps({"seconds": seconds, **first.to_dict()}))
 
 
 def _add_faces(db: Path, vectors: np.ndarray | list[bytes], model_id: str, offset: int) -> None:
@@ -175,11 +192,16 @@ def main() -> None:
     parser.add_argument("--rescan", type=int, default=0, metavar="PHOTOS")
     parser.add_argument("--cluster", type=int, nargs=2, default=None, metavar=("EXISTING", "NEW"))
     parser.add_argument("--sealed", type=int, default=0, metavar="FACES")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_OPTIONS.model.model_id,
+        help="clustering: the faces' model [default: a new gallery's]",
+    )
     args = parser.parse_args()
     if args.rescan:
         print(json.dumps(rescan(args.rescan), indent=2), flush=True)
     if args.cluster:
-        print(json.dumps(cluster_scale(*args.cluster), indent=2), flush=True)
+        print(json.dumps(cluster_scale(*args.cluster, args.model), indent=2), flush=True)
     if args.sealed:
         print(json.dumps(sealed_reads(args.sealed), indent=2), flush=True)
 

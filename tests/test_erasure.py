@@ -224,3 +224,24 @@ def test_a_library_scanned_with_a_key_stores_no_face_or_thumbnail_in_the_clear(t
         db.execute("UPDATE face SET vector = (SELECT vector FROM face ORDER BY id LIMIT 1)")
     with Gallery(folder / "g.db", key=key) as gallery, pytest.raises(KeyRequiredError, match="face"):
         library_faces(gallery)
+
+
+def test_video_faces_are_sealed_with_a_key_and_erased_when_the_video_goes(tmp_path: Path) -> None:
+    from .video_clips import crossing_clip
+
+    videos, folder, key = tmp_path / "videos", tmp_path / "gallery", new_key()
+    videos.mkdir()
+    clip = crossing_clip(frames=30).write(videos / "crossing.mp4")
+    with Gallery(folder / "g.db", key=key) as gallery:
+        summary = scan(gallery, videos, workers=1, videos=True, keyframe_every=0.4)
+        vectors, thumbnails = library_faces(gallery)
+        assert summary.faces == len(vectors) >= 2 and all(t.startswith(b"\xff\xd8") for t in thumbnails)
+        clear = fragments(stored_forms(vectors)) + jpeg_fragments(thumbnails)
+        assert files_found_in(folder, clear) == {}
+    with Gallery(tmp_path / "plain" / "g.db") as gallery:  # the same faces unsealed are found: the scan can fail
+        scan(gallery, videos, workers=1, videos=True, keyframe_every=0.4)
+        plain = library_faces(gallery)[0]
+        assert files_found_in(tmp_path / "plain", fragments(stored_forms(plain)))
+        clip.unlink()
+        assert scan(gallery, videos, workers=1, videos=True, keyframe_every=0.4).deleted == 1
+    assert files_found_in(tmp_path / "plain", fragments(stored_forms(plain))) == {}

@@ -26,7 +26,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..library import Clusters
+    from ..library import Clusters, ScanSummary
 
 
 def register(app: typer.Typer) -> None:
@@ -40,26 +40,37 @@ def scan(
     profile: ProfileOption = None,
     workers: WorkersOption = None,
     ray_address: RayAddressOption = None,
+    videos: Annotated[bool, typer.Option("--videos", help="Also sample the video files into keyframes.")] = False,
+    keyframe_every: Annotated[
+        float | None,
+        typer.Option("--keyframe-every", min=0.01, help="Seconds between a video's keyframes [default: 2]."),
+    ] = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Find every face of every photo under FOLDER and store it (template, box, quality, thumbnail) in the
-    gallery. Only new and changed photos are processed; photos gone are forgotten. Safe to interrupt."""
+    """Find every face of every photo under FOLDER (and, with --videos, of every video's keyframes) and store
+    it (template, box, quality, thumbnail) in the gallery. Only new and changed files are processed; files
+    gone are forgotten. Safe to interrupt."""
     from ..library import scan as scan_library
 
     with open_gallery(db, profile=profile) as gallery, progress_reporter(not json_output) as on_progress:
         runner = batch_runner(ray_address)
-        summary = scan_library(gallery, folder, workers=workers, on_progress=on_progress, runner=runner)
-    if json_output:
-        print_json(summary.to_dict())
-        return
-    console.print(
-        f"{summary.photos} photos in {summary.folder}: {summary.new} new, {summary.changed} changed, "
-        f"{summary.moved} moved, {summary.unchanged} unchanged, {summary.deleted} gone; "
+        summary = scan_library(
+            gallery, folder, workers=workers, on_progress=on_progress, runner=runner, videos=videos,
+            keyframe_every=keyframe_every,
+        )  # fmt: skip
+    emit(summary.to_dict(), _scanned(summary, videos), json_output)
+    for _, error in [] if json_output else summary.errors:
+        console.print(f"[yellow]skipped:[/] {error}", highlight=False)
+
+
+def _scanned(summary: ScanSummary, videos: bool) -> str:
+    sampled = f"{summary.videos} videos sampled ({summary.keyframes} keyframes); " if videos else ""
+    return (
+        f"{summary.photos} files in {summary.folder}: {summary.new} new, {summary.changed} changed, "
+        f"{summary.moved} moved, {summary.unchanged} unchanged, {summary.deleted} gone; {sampled}"
         f"{summary.faces} faces stored ({summary.seconds:.1f} s)"
     )
-    for _, error in summary.errors:
-        console.print(f"[yellow]skipped:[/] {error}", highlight=False)
 
 
 clusters_app = typer.Typer(
@@ -128,10 +139,10 @@ def show(cluster: ClusterArg, html: HtmlOption = None, db: DbOption = None, json
         print_json({**found.to_dict(), "face_list": [f.to_dict() for f in faces]})
         return
     console.print(f"[bold]cluster {found.id}[/]: {found.name or 'unnamed'}, {found.faces} faces")
-    table = Table("face", "photo", "box", "quality", "pinned")
+    table = Table("face", "photo or video", "box", "quality", "pinned")
     for f in faces:
         box = ", ".join(f"{v:.0f}" for v in f.box)
-        table.add_row(str(f.id), f.path, box, f"{f.quality:.2f}", "yes" if f.pinned else "")
+        table.add_row(str(f.id), f.source, box, f"{f.quality:.2f}", "yes" if f.pinned else "")
     console.print(table)
 
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 #: Marks the file as a faceprint gallery ("FPRT"), so a foreign SQLite file is never migrated.
 APPLICATION_ID = 0x46505254
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # MIGRATIONS[v] upgrades a gallery at schema version v - 1 to version v.
 MIGRATIONS: dict[int, str] = {
@@ -144,6 +144,14 @@ MIGRATIONS: dict[int, str] = {
         person_id INTEGER PRIMARY KEY REFERENCES person(id) ON DELETE CASCADE,
         jpeg BLOB NOT NULL
     );
+    """,
+    # Video keyframes in a photo library (faceprint.library.keyframes): a video is a ``photo`` row whose
+    # ``keyframe_every`` says how often it was sampled (NULL: a photo; another interval asked for: sampled
+    # again), and each of its faces says which frame it was found in (frame number and time in seconds).
+    8: """
+    ALTER TABLE photo ADD COLUMN keyframe_every REAL;
+    ALTER TABLE face ADD COLUMN frame_index INTEGER;
+    ALTER TABLE face ADD COLUMN frame_time REAL;
     """,
 }
 

@@ -1,6 +1,7 @@
 """The photo library's tables in the gallery file: each photo scanned and every face found in it.
 
-Schema 5 of ``faceprint.gallery.sqlite`` creates them. Each changing method is one transaction, so a scan
+Schema 5 of ``faceprint.gallery.sqlite`` creates them (schema 8 adds videos: a video is a photo row sampled
+every ``keyframe_every`` seconds, its faces with their frame). Each changing method is one transaction, so a scan
 killed at any point leaves whole batches behind it and nothing half-written.
 """
 
@@ -10,12 +11,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from ..errors import GalleryError
 from ..gallery import Gallery
 from ..gallery.sqlite import SQLiteStore
 from ..pipeline import ImageResult
 from ..types import Face
+
+#: A face to store: the face, its thumbnail, and for a video's face the frame's number and time (else None).
+FrameFace = tuple[Face, bytes | None, int | None, float | None]
 
 
 @dataclass(frozen=True)
@@ -29,11 +34,13 @@ class FileStat:
 
 @dataclass(frozen=True)
 class PhotoRow:
-    """A scanned photo as stored: its stat and digest when scanned (``sha256`` None if it was unreadable)."""
+    """A scanned photo as stored: its stat and digest when scanned (``sha256`` None if it was unreadable); a
+    video also says how often it was sampled (``keyframe_every``, seconds)."""
 
     id: int
     stat: FileStat
     sha256: str | None
+    keyframe_every: float | None = None
 
 
 class Catalog:
@@ -50,10 +57,10 @@ class Catalog:
         prefix = folder.rstrip("/") + "/"
         # A range over the unique index on path: every path that starts with the prefix ("0" follows "/").
         rows = self.store.query(
-            "SELECT id, path, size, mtime_ns, sha256 FROM photo WHERE path >= ? AND path < ?",
+            "SELECT id, path, size, mtime_ns, sha256, keyframe_every FROM photo WHERE path >= ? AND path < ?",
             (prefix, prefix[:-1] + "0"),
         )
-        return {row[1]: PhotoRow(row[0], FileStat(row[1], row[2], row[3]), row[4]) for row in rows}
+        return {row[1]: PhotoRow(row[0], FileStat(row[1], row[2], row[3]), row[4], row[5]) for row in rows}
 
     def face_models(self) -> list[str]:
         return [row[0] for row in self.store.query("SELECT DISTINCT model_id FROM face")]
@@ -65,26 +72,47 @@ class Catalog:
         with self.store.transaction() as db:
             for stat, result in scanned:
                 error = str(result.error) if result.error is not None else None
-                photo_id = db.execute(
-                    "INSERT INTO photo (path, size, mtime_ns, sha256, error, scanned_at) VALUES (?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,"
-                    " sha256 = excluded.sha256, error = excluded.error, scanned_at = excluded.scanned_at"
-                    " RETURNING id",
-                    (stat.path, stat.size, stat.mtime_ns, result.sha256, error, _now()),
-                ).fetchone()[0]
-                db.execute("DELETE FROM face WHERE photo_id = ?", (photo_id,))
-                # The ids are chosen before inserting (as SQLite would) to seal each face to its row.
-                next_id = int(db.execute("SELECT coalesce(max(id), 0) + 1 FROM face").fetchone()[0])
-                db.executemany(
-                    "INSERT INTO face (id, photo_id, face_index, model_id, vector, box, quality, quality_report,"
-                    " thumbnail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        self._face_row(next_id + i, photo_id, i, face, thumbnail)
-                        for i, (face, thumbnail) in enumerate(_with_thumbs(result))
-                    ],
-                )
-                faces += len(result.faces)
+                photo_id = self._store_photo(db, stat, result.sha256, error, None)
+                found = [(face, thumbnail, None, None) for face, thumbnail in faces_with_thumbnails(result)]
+                faces += self._store_faces(db, photo_id, found)
         return faces
+
+    def record_video(
+        self, stat: FileStat, sha256: str | None, every: float, found: Sequence[FrameFace], error: str | None
+    ) -> int:
+        """Store one video sampled every ``every`` seconds with the faces kept of its keyframes (one
+        transaction: a scan killed meanwhile samples it again): the number of faces stored."""
+        with self.store.transaction() as db:
+            photo_id = self._store_photo(db, stat, sha256, error, every)
+            return self._store_faces(db, photo_id, found)
+
+    def _store_photo(
+        self, db: Any, stat: FileStat, sha256: str | None, error: str | None, keyframe_every: float | None
+    ) -> int:
+        return int(
+            db.execute(
+                "INSERT INTO photo (path, size, mtime_ns, sha256, error, scanned_at, keyframe_every)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET size = excluded.size,"
+                " mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, error = excluded.error,"
+                " scanned_at = excluded.scanned_at, keyframe_every = excluded.keyframe_every RETURNING id",
+                (stat.path, stat.size, stat.mtime_ns, sha256, error, _now(), keyframe_every),
+            ).fetchone()[0]
+        )
+
+    def _store_faces(self, db: Any, photo_id: int, found: Sequence[FrameFace]) -> int:
+        """Replace a photo's faces by ``found``: ``(face, thumbnail, frame index, frame time)`` each."""
+        db.execute("DELETE FROM face WHERE photo_id = ?", (photo_id,))
+        # The ids are chosen before inserting (as SQLite would) to seal each face to its row.
+        next_id = int(db.execute("SELECT coalesce(max(id), 0) + 1 FROM face").fetchone()[0])
+        db.executemany(
+            "INSERT INTO face (id, photo_id, face_index, model_id, vector, box, quality, quality_report,"
+            " thumbnail, frame_index, frame_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (*self._face_row(next_id + i, photo_id, i, face, thumbnail), frame_index, frame_time)
+                for i, (face, thumbnail, frame_index, frame_time) in enumerate(found)
+            ],
+        )
+        return len(found)
 
     def _face_row(self, face_id: int, photo_id: int, index: int, face: Face, thumbnail: bytes | None) -> tuple:
         if face.template is None:
@@ -126,7 +154,8 @@ class Catalog:
         return int(row[0]), int(row[1])
 
 
-def _with_thumbs(result: ImageResult) -> list[tuple[Face, bytes | None]]:
+def faces_with_thumbnails(result: ImageResult) -> list[tuple[Face, bytes | None]]:
+    """Each face of a pipeline result with its thumbnail (None when none was made)."""
     thumbnails: list[bytes | None] = list(result.thumbnails) or [None] * len(result.faces)
     return list(zip(result.faces, thumbnails))
 

@@ -57,7 +57,8 @@ class Cluster:
 
 @dataclass(frozen=True)
 class LibraryFace:
-    """A face of the library: where it is (photo and box), how good, in which cluster."""
+    """A face of the library: where it is (photo and box; for a video, also the keyframe's frame number and
+    time in seconds), how good, in which cluster."""
 
     id: int
     path: str
@@ -66,9 +67,15 @@ class LibraryFace:
     quality: float
     cluster_id: int | None
     pinned: bool
+    frame_index: int | None = None
+    frame_time: float | None = None
+
+    @property
+    def source(self) -> str:
+        return face_source(self.path, self.frame_time)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "source": self.source}
 
 
 @dataclass(frozen=True)
@@ -262,11 +269,11 @@ class Clusters:
         """The faces of a cluster, best first."""
         self.cluster(cluster_id)
         rows = self.store.query(
-            "SELECT f.id, p.path, f.face_index, f.box, f.quality, f.cluster_id, f.pinned FROM face f"
-            " JOIN photo p ON p.id = f.photo_id WHERE f.cluster_id = ? ORDER BY f.quality DESC, f.id",
+            "SELECT f.id, p.path, f.face_index, f.box, f.quality, f.cluster_id, f.pinned, f.frame_index, f.frame_time"
+            " FROM face f JOIN photo p ON p.id = f.photo_id WHERE f.cluster_id = ? ORDER BY f.quality DESC, f.id",
             (cluster_id,),
         )
-        return [LibraryFace(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], bool(r[6])) for r in rows]
+        return [LibraryFace(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], bool(r[6]), r[7], r[8]) for r in rows]
 
     def thumbnails(self, face_ids: Sequence[int]) -> dict[int, bytes]:
         """The JPEG thumbnail of each face that has one."""
@@ -287,7 +294,8 @@ class Clusters:
         (added to that person if they exist), so identification and later updates recognise them."""
         name = normalize_name(name)
         faces = self.store.query(
-            "SELECT f.id, f.model_id, f.vector, p.sha256, p.path, f.box, f.quality, f.quality_report FROM face f"
+            "SELECT f.id, f.model_id, f.vector, p.sha256, p.path, f.box, f.quality, f.quality_report, f.frame_time"
+            " FROM face f"
             f" JOIN photo p ON p.id = f.photo_id WHERE f.cluster_id = ? AND {_ACCEPTABLE}"
             " ORDER BY f.quality DESC, f.id LIMIT ?",
             (self.cluster(cluster_id).id, best),
@@ -296,7 +304,7 @@ class Clusters:
             raise GalleryError(f"{self.store.path}: cluster {cluster_id} has no face good enough to enroll")
         vectors = self.store.face_vectors(faces, self.gallery.options.model.dimension)
         templates = [
-            NewTemplate(vector, r[1], r[3], r[4], json.loads(r[5]), r[6], json.loads(r[7]))
+            NewTemplate(vector, r[1], r[3], face_source(r[4], r[8]), json.loads(r[5]), r[6], json.loads(r[7]))
             for vector, r in zip(vectors, faces)
         ]
         check_same_model(templates[0].model_id, self.gallery.model_id)
@@ -357,6 +365,11 @@ class Clusters:
         with self.store.transaction() as db:
             db.execute("UPDATE face_cluster SET ignored = ? WHERE id = ?", (int(ignored), cluster.id))
         return self.cluster(cluster.id)
+
+
+def face_source(path: str, frame_time: float | None) -> str:
+    """Where a face is: its photo's path, or its video's with the keyframe's time (a media fragment, ``#t=12.0``)."""
+    return path if frame_time is None else f"{path}#t={frame_time:.1f}"
 
 
 def _cluster(row: Sequence[Any]) -> Cluster:

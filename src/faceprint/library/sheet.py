@@ -34,7 +34,7 @@ def _section(clusters: Clusters, cluster_id: int, faces_shown: int) -> str:
     if cluster.ignored:
         title += " (ignored)"
     figures = [
-        f"<figure title='{html.escape(face.path, quote=True)}'><img alt='face {face.id}' "
+        f"<figure title='{html.escape(face.source, quote=True)}'><img alt='face {face.id}' "
         f"src='data:image/jpeg;base64,{base64.b64encode(thumbnails[face.id]).decode()}'>{face.id}</figure>"
         for face in faces
         if face.id in thumbnails

@@ -7,6 +7,7 @@ included); streams are timed by the wall clock and reconnect after a drop.
 from __future__ import annotations
 
 import glob
+import math
 import os
 import queue
 import threading
@@ -110,6 +111,25 @@ class VideoFileSource(FrameSource):
             stamp = self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
             seconds = stamp if stamp > 0 or index == 0 else index / self.fps
             yield Frame(index, seconds, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            index += 1
+        if index == 0:
+            raise InvalidImageError(f"{self.name}: no frame could be decoded (corrupt or unsupported video)")
+
+    def keyframes(self, every: float) -> Iterator[Frame]:
+        """The first frame, then the first frame at or after each further ``every`` seconds. The frames between
+        are decoded (a codec cannot skip them) but not converted, and seeking is not trusted: containers place
+        it on the nearest key frame, differently from one backend to the next."""
+        if every <= 0:
+            raise ValueError(f"the keyframe interval must be positive, not {every}")
+        index, due = 0, 0.0
+        while self._capture.grab():
+            stamp = self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            seconds = stamp if stamp > 0 or index == 0 else index / self.fps
+            if seconds >= due - 1e-6:
+                ok, bgr = self._capture.retrieve()
+                if ok:
+                    yield Frame(index, seconds, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                    due = (math.floor(seconds / every + 1e-6) + 1) * every  # 1.2 / 0.4 is 2.999...
             index += 1
         if index == 0:
             raise InvalidImageError(f"{self.name}: no frame could be decoded (corrupt or unsupported video)")
