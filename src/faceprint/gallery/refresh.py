@@ -84,13 +84,14 @@ class Lease:
         """Is this lease still in force: not expired, and its holder alive if it runs on this machine?"""
         if now >= self.expires:
             return False
-        return self.host != socket.gethostname() or _alive(self.pid)
+        return self.host != socket.gethostname() or process_alive(self.pid)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine still runs (another user's counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from ..errors import FaceprintError, InvalidImageError
 from ..gallery import Gallery
+from ..gallery.refresh import process_alive
 from .identity import IdentityOptions
 from .process import VideoOptions, VideoProcessor
 from .source import open_source
@@ -78,7 +79,7 @@ class VideoJobs:
         if not job_id.isalnum():
             raise FileNotFoundError(job_id)
         job = JobStatus(**json.loads((self.root / job_id / STATUS).read_text()))
-        if job.state in ("queued", "running") and not _alive(job.owner):
+        if job.state in ("queued", "running") and not process_alive(job.owner):
             return replace(job, state="failed", error="interrupted: the server process running it stopped")
         return job
 
@@ -133,16 +134,6 @@ class VideoJobs:
         partial = path.with_suffix(".part")
         partial.write_text(json.dumps(job.to_dict()))
         os.replace(partial, path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 def _now() -> str:
