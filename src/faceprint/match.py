@@ -20,10 +20,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from .choices import DISCLOSURES, Disclosure
 from .errors import ModelError, UnsupportedFMRError
 from .types import Decision, Template, Verification
 
@@ -141,11 +142,6 @@ class Calibration:
         return "no_match" if similarity < low else "uncertain"
 
 
-#: How much of a decision's evidence a result shows (hill-climbing and model-inversion attacks need many
-#: fine-grained scores): every score, each score only as the calibration band it falls in, or the decision alone.
-Disclosure = Literal["scores", "bands", "decisions"]
-#: From most to least detailed.
-DISCLOSURES: tuple[Disclosure, ...] = ("scores", "bands", "decisions")
 #: The keys of a result's dict that carry a fine-grained score of the probe.
 SCORE_KEYS = ("similarity", "distance", "estimated_fmr")
 
