@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ..export import ExportSummary
     from ..gallery import PeopleEnrollment, PhotoIdentification
     from ..match import Calibration
-    from ..types import Face, Identification
+    from ..types import Face, Identification, Verification
 
 LargestOption = Annotated[
     bool, typer.Option("--largest", help="Use the main face (largest, favouring the centre) when there are several.")
@@ -258,21 +258,26 @@ def verify(
     calibration = calibration_stored_at(db, model_id=options.model.model_id, required=db is not None)
     result = verify_images(image_a, image_b, fmr=fmr, largest=largest, options=options, calibration=calibration)
     shown = disclose(result.to_dict(), disclosure, calibration or load_calibration(options.model.model_id))
-    verdict = "[green]same person[/]" if result.match else "[red]different people[/]"
     if json_output:
         print_json(shown)
-    elif disclosure == "decisions":
-        console.print(f"{verdict} ({result.decision.replace('_', ' ')})")
-    elif disclosure == "bands":
-        console.print(f"{verdict} ({result.decision.replace('_', ' ')}): similarity band {shown['band']}")
     else:
-        console.print(
-            f"{verdict} ({result.decision.replace('_', ' ')}): similarity {result.similarity:.3f} "
-            f"(threshold {result.threshold:.3f} at FMR {result.fmr:g}), distance {result.distance:.3f}, "
-            f"estimated FMR {result.estimated_fmr:.1e}"
-        )
+        console.print(_verdict(result, shown, disclosure))
     if not result.match:
         raise typer.Exit(EXIT_NEGATIVE)
+
+
+def _verdict(result: Verification, shown: dict[str, Any], disclosure: Disclosure) -> str:
+    verdict = "[green]same person[/]" if result.match else "[red]different people[/]"
+    verdict += f" ({result.decision.replace('_', ' ')})"
+    if disclosure == "decisions":
+        return verdict
+    if disclosure == "bands":
+        return f"{verdict}: similarity band {shown['band']}"
+    return (
+        f"{verdict}: similarity {result.similarity:.3f} "
+        f"(threshold {result.threshold:.3f} at FMR {result.fmr:g}), distance {result.distance:.3f}, "
+        f"estimated FMR {result.estimated_fmr:.1e}"
+    )
 
 
 @handles_errors
