@@ -63,6 +63,21 @@ def test_identify_stranger_exits_1(db: Path) -> None:
     assert answer["faces"][0]["name"] == "unknown"
 
 
+def test_identify_and_verify_disclose_bands_or_decisions_only(db: Path) -> None:
+    (banded,) = run_json("identify", KIT[2], "--db", db, "--disclose", "bands")
+    face = banded["faces"][0]
+    assert face["name"] == "Kit_Harington" and face["band"].startswith("fmr")
+    assert "similarity" not in face and all("similarity" not in c for c in face["candidates"])
+    (decided,) = run_json("identify", KIT[2], "--db", db, "--disclose", "decisions")
+    assert [c["name"] for c in decided["faces"][0]["candidates"]] == ["Kit_Harington"]
+    assert "similarity" not in json.dumps(decided) and "band" not in decided["faces"][0]
+    verified = run_json("verify", ROSE[0], ROSE[1], "--disclose", "bands")
+    assert verified["match"] is True and verified["band"].startswith("fmr<=")
+    assert not {"similarity", "distance", "estimated_fmr"} & verified.keys()
+    assert "similarity" not in run("verify", ROSE[0], ROSE[1], "--disclose", "decisions")
+    run("verify", ROSE[0], ROSE[1], "--disclose", "everything", code=2)
+
+
 @pytest.mark.slow
 def test_enroll_with_bad_photo_reports_and_exits_4(db: Path, tmp_path: Path) -> None:
     blank = tmp_path / "blank.png"

@@ -414,3 +414,48 @@ def test_concurrent_requests_images_are_batched_and_each_gets_its_own_results() 
     assert metrics.queue_depth == 0
     assert [r.sha256 for r in results] == [hashlib.sha256(p).hexdigest() for p in photos]
     assert [len(r.faces) for r in results] == [1] * (len(photos) - 1) + [2]
+
+
+def test_a_key_capped_at_bands_never_gets_a_raw_score_by_asking(
+    client: TestClient, keys: Keys, enrolled: dict[str, int], data_dir: Path
+) -> None:
+    _, token = KeyStore(data_dir).create("acme", ["recognize"], disclosure="bands")
+    capped = bearer(token)
+    url = "/v1/collections/staff/recognize"
+    face = client.post(url + "?disclose=scores", files=photo(KIT[2]), headers=capped).json()["faces"][0]
+    assert face["name"] == "Kit Harington" and face["band"].startswith("fmr") and face["similarity"] is None
+    assert all(c["similarity"] is None and c["estimated_fmr"] is None and c["band"] for c in face["candidates"])
+    decided = client.post(url + "?disclose=decisions", files=photo(KIT[2]), headers=capped).json()["faces"][0]
+    assert decided["band"] is None and decided["similarity"] is None
+    assert [c["name"] for c in decided["candidates"]] == ["Kit Harington"]
+    verify_url = f"/v1/collections/staff/people/{enrolled['Rose Leslie']}/verify?disclose=scores"
+    verified = client.post(verify_url, files=photo(ROSE[1]), headers=capped).json()
+    assert verified["match"] and verified["band"].startswith("fmr<=")
+    assert verified["similarity"] is None and verified["distance"] is None and verified["estimated_fmr"] is None
+    assert is_problem(client.post(url + "?disclose=everything", files=photo(KIT[2]), headers=capped), 422)
+
+
+def test_a_request_may_ask_for_decisions_only(client: TestClient, keys: Keys) -> None:
+    files = {**photo(KIT[0], "a"), **photo(KIT[2], "b")}
+    same = client.post("/v1/verify?disclose=decisions", files=files, headers=keys.admin).json()
+    assert same["match"] and same["decision"] and same["similarity"] is None and same["band"] is None
+
+
+def test_a_query_budget_holds_across_server_processes_and_ends_in_429(tmp_path: Path) -> None:
+    from faceprint.api import embed
+
+    store = KeyStore(tmp_path)
+    _, admin = store.create("acme", ALL)
+    _, token = store.create("acme", ["recognize"], budget=3)
+    vector = embed(ROSE[1])[0].template.vector.tolist()  # type: ignore[union-attr]
+    settings = ServiceSettings(tmp_path, rate_per_second=1000, rate_burst=1000)
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        assert first.post("/v1/collections", json={"name": "staff"}, headers=bearer(admin)).status_code == 201
+        search = {"json": {"templates": [vector]}, "headers": bearer(token)}
+        answers = [(first, second)[turn % 2].post("/v1/collections/staff/search", **search) for turn in range(5)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+        assert is_problem(answers[3], 429) and int(answers[3].headers["Retry-After"]) >= 1
+        assert "budget" in answers[3].json()["title"].lower()
+        assert first.post(
+            "/v1/collections/staff/search", json={"templates": [vector]}, headers=bearer(admin)
+        ).is_success

@@ -216,6 +216,16 @@ def test_scope_tenant_and_audit(served: Served, key: ClientKey) -> None:
     assert probe[100:132] not in json.dumps(entries).encode()
 
 
+def test_a_key_capped_below_scores_gets_no_encrypted_scores(served: Served, key: ClientKey) -> None:
+    """The client decrypts raw scores, which no band or decision can coarsen: a capped key is refused them."""
+    _, token = KeyStore(served.data_dir).create("acme", ["recognize"], disclosure="bands")
+    manifest = served.client.get("/v1/collections/staff/private", headers=served.admin).json()
+    layout = encrypted.Layout(**manifest["layout"])
+    probe = key.probe_message(np.ones(layout.dimension) / np.sqrt(layout.dimension), layout)
+    refused = served.client.post(SCORES, params={"version": manifest["version"]}, content=probe, headers=bearer(token))
+    assert refused.status_code == 403 and "capped at bands" in refused.json()["detail"]
+
+
 def test_the_openapi_schema_declares_the_binary_probe_and_scores(served: Served) -> None:
     schema = served.client.get("/openapi.json").json()
     operation = schema["paths"]["/v1/collections/{collection}/private/scores"]["post"]

@@ -126,7 +126,21 @@ def test_keys_are_refused_bad_scopes_tenants_and_naive_expiries(tmp_path: Path) 
         keys.create("acme", ["read"], expires_at=datetime(2030, 1, 1))
     with pytest.raises(AccessError):
         keys.revoke("nope")
+    with pytest.raises(ValueError, match="disclosure"):
+        keys.create("acme", ["recognize"], disclosure="everything")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="budget"):
+        keys.create("acme", ["recognize"], budget=0)
     assert keys.list() == []
+
+
+def test_a_key_store_from_before_disclosure_caps_and_budgets_still_opens(tmp_path: Path) -> None:
+    key, token = KeyStore(tmp_path).create("acme", ["recognize"], disclosure="bands", budget=5)
+    assert (key.disclosure, key.budget) == ("bands", 5)
+    with sqlite3.connect(tmp_path / "keys.db") as old:  # the table as the first key stores had it
+        old.execute("ALTER TABLE api_key DROP COLUMN disclosure")
+        old.execute("ALTER TABLE api_key DROP COLUMN budget")
+    reopened = KeyStore(tmp_path).authenticate(token)
+    assert (reopened.id, reopened.disclosure, reopened.budget) == (key.id, "scores", None)
 
 
 # --- the audit log ---------------------------------------------------------------------------
@@ -209,6 +223,10 @@ def test_apikeys_create_list_revoke_on_the_command_line(tmp_path: Path) -> None:
     assert made.exit_code == 0, made.output
     created = json.loads(made.output)
     assert KeyStore(tmp_path).authenticate(created["key"]).scopes == ("enroll", "read")
+    capped = ["--disclose", "decisions", "--budget", "100", "--json", "--data-dir", str(tmp_path / "capped")]
+    made = runner.invoke(app, ["apikeys", "create", "--tenant", "acme", "--scope", "recognize", *capped])
+    assert made.exit_code == 0, made.output
+    assert (json.loads(made.output)["disclosure"], json.loads(made.output)["budget"]) == ("decisions", 100)
     expiring = runner.invoke(
         app, ["apikeys", "create", "--tenant", "acme", "--scope", "read", "--expires", "2030-01-01", *data]
     )

@@ -36,7 +36,7 @@ _PUBLIC = {
     "api": ("analyze", "detect", "embed", "verify"),
     "gallery": ("Enrollment", "Gallery", "Person", "default_gallery_path"),
     "image": ("load_image",),
-    "match": ("DEFAULT_FMR", "load_calibration", "operating_point"),
+    "match": ("DEFAULT_FMR", "disclose", "load_calibration", "operating_point"),
     "pipeline": ("PipelineOptions", "process_files"),
     "quality": ("QualityThresholds",),
     "types": (
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from .api import analyze, detect, embed, verify
     from .gallery import Enrollment, Gallery, Person, default_gallery_path
     from .image import load_image
-    from .match import DEFAULT_FMR, load_calibration, operating_point
+    from .match import DEFAULT_FMR, disclose, load_calibration, operating_point
     from .pipeline import PipelineOptions, process_files
     from .quality import QualityThresholds
     from .types import (
@@ -116,6 +116,7 @@ __all__ = [
     "analyze",
     "default_gallery_path",
     "detect",
+    "disclose",
     "embed",
     "load_calibration",
     "load_image",

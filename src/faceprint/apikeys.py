@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .choices import SCOPES, Scope
+from .choices import DISCLOSURES, SCOPES, Disclosure, Scope
 from .datadir import open_data_db
 from .errors import AccessError
 
@@ -34,9 +34,13 @@ CREATE TABLE IF NOT EXISTS api_key (
     label TEXT NOT NULL DEFAULT '',
     created_at TEXT NOT NULL,
     expires_at TEXT,
-    revoked_at TEXT
+    revoked_at TEXT,
+    disclosure TEXT NOT NULL DEFAULT 'scores',
+    budget INTEGER
 )
 """
+#: Columns added since the first key stores, each with its definition (added to an older store on opening).
+_ADDED = {"disclosure": "TEXT NOT NULL DEFAULT 'scores'", "budget": "INTEGER"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,10 @@ class ApiKey:
     created_at: str
     expires_at: str | None
     revoked_at: str | None
+    #: The most a response to this key shows of its scores (``faceprint.match.disclose``).
+    disclosure: Disclosure = "scores"
+    #: Recognize/verify/search queries allowed per budget window (``faceprint.ratelimit.QueryBudgets``); None: no cap.
+    budget: int | None = None
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes
@@ -72,25 +80,42 @@ class KeyStore:
 
     def __init__(self, data_dir: str | os.PathLike) -> None:
         self._db = open_data_db(data_dir, KEYS_FILE, _SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(api_key)")}
+        for column, definition in _ADDED.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE api_key ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         self._db.close()
 
     def create(
-        self, tenant: str, scopes: Iterable[str], *, expires_at: datetime | None = None, label: str = ""
+        self,
+        tenant: str,
+        scopes: Iterable[str],
+        *,
+        expires_at: datetime | None = None,
+        label: str = "",
+        disclosure: Disclosure = "scores",
+        budget: int | None = None,
     ) -> tuple[ApiKey, str]:
-        """A new key and its full text (``fpk_<id>_<secret>``), which is not stored and cannot be shown again."""
+        """A new key and its full text (``fpk_<id>_<secret>``), which is not stored and cannot be shown again.
+        ``disclosure`` caps what its responses show of scores; ``budget`` caps its queries per window."""
         from .tenancy import check_name
 
         check_name(tenant, "tenant")
+        if disclosure not in DISCLOSURES:
+            raise ValueError(f"disclosure {disclosure!r}: choose one of {', '.join(DISCLOSURES)}")
+        if budget is not None and budget < 1:
+            raise ValueError(f"a query budget must be at least 1 (got {budget})")
         if expires_at is not None and expires_at.tzinfo is None:
             raise ValueError("an expiry needs a time zone (e.g. 2026-12-31T00:00:00+00:00)")
         key_id, secret, salt = secrets.token_hex(8), secrets.token_urlsafe(32), secrets.token_bytes(16)
+        limits = (disclosure, budget)
         expiry = expires_at.astimezone(timezone.utc).isoformat(timespec="microseconds") if expires_at else None
         self._db.execute(
-            "INSERT INTO api_key (id, tenant, scopes, salt, secret_hash, label, created_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (key_id, tenant, ",".join(parse_scopes(scopes)), salt, _hash(salt, secret), label, _now(), expiry),
+            "INSERT INTO api_key (id, tenant, scopes, salt, secret_hash, label, created_at, expires_at,"
+            " disclosure, budget) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key_id, tenant, ",".join(parse_scopes(scopes)), salt, _hash(salt, secret), label, _now(), expiry, *limits),
         )
         return self.get(key_id), f"{PREFIX}_{key_id}_{secret}"
 
@@ -127,15 +152,15 @@ class KeyStore:
         )
         if not valid:
             raise AccessError("invalid, expired or revoked API key")
-        return _key(row[:7])
+        return _key(row[:-2])
 
 
-_COLUMNS = "id, tenant, scopes, label, created_at, expires_at, revoked_at"
+_COLUMNS = "id, tenant, scopes, label, created_at, expires_at, revoked_at, disclosure, budget"
 
 
 def _key(row: tuple[Any, ...]) -> ApiKey:
-    key_id, tenant, scopes, label, created_at, expires_at, revoked_at = row
-    return ApiKey(key_id, tenant, parse_scopes(scopes.split(",")), label, created_at, expires_at, revoked_at)
+    key_id, tenant, scopes, *rest = row
+    return ApiKey(key_id, tenant, parse_scopes(scopes.split(",")), *rest)
 
 
 def _hash(salt: bytes, secret: str) -> bytes:

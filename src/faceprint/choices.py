@@ -33,6 +33,11 @@ ALIGNMENT_POINTS: tuple[AlignmentPoints, ...] = get_args(AlignmentPoints)
 ProfileName = Literal["fast", "accurate", "classic"]
 PROFILES: tuple[ProfileName, ...] = get_args(ProfileName)
 
+#: How much of a decision's evidence a result shows (``faceprint.match.disclose``): every score, each score only as
+#: the calibration band it falls in, or the decision alone; from most to least detailed.
+Disclosure = Literal["scores", "bands", "decisions"]
+DISCLOSURES: tuple[Disclosure, ...] = get_args(Disclosure)
+
 #: Face attributes that ``faceprint.analyze`` can estimate.
 AttributeName = Literal["age", "gender", "expression", "pose"]
 ATTRIBUTES: tuple[AttributeName, ...] = get_args(AttributeName)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .choices import DISCLOSURES, Disclosure
 from .errors import ModelError, UnsupportedFMRError
 from .types import Decision, Template, Verification
 
@@ -139,6 +140,48 @@ class Calibration:
         if similarity >= high:
             return "match"
         return "no_match" if similarity < low else "uncertain"
+
+
+#: The keys of a result's dict that carry a fine-grained score of the probe.
+SCORE_KEYS = ("similarity", "distance", "estimated_fmr")
+
+
+def least_detailed(*levels: Disclosure) -> Disclosure:
+    """The level that shows least of ``levels`` (a request may ask for less than its key's cap, never more)."""
+    return max(levels, key=DISCLOSURES.index)
+
+
+def score_band(similarity: float, calibration: Calibration) -> str:
+    """The strictest FMR of ``calibration``'s table whose threshold ``similarity`` passes, e.g. ``fmr<=0.0001``;
+    ``fmr>`` its loosest FMR below every threshold."""
+    passed = [fmr for fmr, threshold in zip(calibration.fmrs, calibration.thresholds) if similarity >= threshold]
+    return f"fmr<={passed[-1]:g}" if passed else f"fmr>{calibration.fmrs[0]:g}"
+
+
+def disclose(result: dict[str, Any], level: Disclosure, calibration: Calibration) -> dict[str, Any]:
+    """What ``level`` may show of a result's ``to_dict()`` (``Verification``, ``TemplateIdentification``,
+    ``Identification``): ``scores`` all of it; ``bands`` each score replaced by ``band`` (``score_band``);
+    ``decisions`` no score, and no candidate but the one named. ``calibration``: the one that decided."""
+    if level not in DISCLOSURES:
+        raise ValueError(f"disclosure {level!r}: choose one of {', '.join(DISCLOSURES)}")
+    if level == "scores":
+        return result
+    shown = _without_scores(result, level, calibration)
+    if "candidates" in result:
+        candidates = result["candidates"]
+        if level == "decisions":
+            candidates = [
+                c for c in candidates if result["person_id"] is not None and c["person_id"] == result["person_id"]
+            ]
+        shown["candidates"] = [_without_scores(c, level, calibration) for c in candidates]
+    return shown
+
+
+def _without_scores(result: dict[str, Any], level: Disclosure, calibration: Calibration) -> dict[str, Any]:
+    shown = {key: value for key, value in result.items() if key not in SCORE_KEYS}
+    if level == "bands" and result.get("similarity") is not None:
+        shown["band"] = score_band(result["similarity"], calibration)
+    return shown
 
 
 def parse_calibration(text: str, origin: str) -> Calibration:

@@ -57,3 +57,46 @@ class RateLimits:
         tokens, updated = self._db.execute("SELECT tokens, updated FROM bucket WHERE key_id = ?", (key_id,)).fetchone()
         available = min(self.burst, tokens + max(0.0, now - updated) * self.rate)
         return max((1.0 - available) / self.rate, 1e-3)
+
+
+#: The window a key's query budget is counted in: a UTC day.
+BUDGET_WINDOW = 86_400.0
+
+_BUDGET_SCHEMA = """
+CREATE TABLE IF NOT EXISTS budget (
+    key_id TEXT PRIMARY KEY,
+    window_start REAL NOT NULL,
+    used INTEGER NOT NULL
+)
+"""
+
+# One query counted in the current window (a new window starts the count afresh), only while under budget.
+_SPEND = """
+INSERT INTO budget (key_id, window_start, used) VALUES (:key, :start, 1)
+ON CONFLICT (key_id) DO UPDATE
+SET used = CASE WHEN window_start = :start THEN used + 1 ELSE 1 END, window_start = :start
+WHERE window_start != :start OR used < :budget
+RETURNING used
+"""
+
+
+class QueryBudgets:
+    """Each API key's queries per window (``BUDGET_WINDOW``), counted in ``<data>/limits.db`` beside the rate
+    buckets, so that every server process draws on one budget: score-based attacks (hill-climbing, model
+    inversion) need many queries, which a budget denies them."""
+
+    def __init__(self, data_dir: str | os.PathLike, window: float = BUDGET_WINDOW) -> None:
+        self.window = window
+        self._db = open_data_db(data_dir, LIMITS_FILE, _BUDGET_SCHEMA)
+        self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def spend(self, key_id: str, budget: int) -> float:
+        """One query of ``key_id`` against ``budget``: 0 if it may go ahead, else the seconds until its next
+        window (nothing is counted)."""
+        now = time.time()
+        start = now - now % self.window
+        spent = self._db.execute(_SPEND, {"key": key_id, "start": start, "budget": budget})
+        return 0.0 if spent.fetchone() is not None else max(start + self.window - now, 1e-3)

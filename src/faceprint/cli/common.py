@@ -34,7 +34,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from ..choices import DetectorName, ProfileName
+from ..choices import DetectorName, Disclosure, ProfileName
 from ..errors import (
     AccessError,
     DatasetError,
@@ -130,6 +130,14 @@ AnnotatedOutOption = Annotated[Path | None, typer.Option("--out", help="Annotate
 AttributesListOption = Annotated[
     str | None,
     typer.Option("--attributes", help="Also estimate these face attributes (e.g. age,gender,expression,pose)."),
+]
+DiscloseOption = Annotated[
+    Disclosure,
+    typer.Option(
+        "--disclose",
+        help="Show every score, each only as the calibration band it passes (e.g. fmr<=0.0001), or the decisions "
+        "alone (against score-based attacks on the templates).",
+    ),
 ]
 DetectorOption = Annotated[
     DetectorName,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
+from ..choices import Disclosure
 from .analyze import attribute_cells, parse_attributes
 from .common import (
     EXIT_FACE,
@@ -16,6 +17,7 @@ from .common import (
     AnnotatedOutOption,
     AttributesListOption,
     DbOption,
+    DiscloseOption,
     FmrOption,
     FpirOption,
     JsonOption,
@@ -39,7 +41,8 @@ from .common import (
 if TYPE_CHECKING:
     from ..export import ExportSummary
     from ..gallery import PeopleEnrollment, PhotoIdentification
-    from ..types import Face
+    from ..match import Calibration
+    from ..types import Face, Identification, Verification
 
 LargestOption = Annotated[
     bool, typer.Option("--largest", help="Use the main face (largest, favouring the centre) when there are several.")
@@ -143,6 +146,7 @@ def identify(
     workers: WorkersOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
+    disclosure: DiscloseOption = "scores",
 ) -> None:
     """Name every face in images, against the gallery, at a false-positive identification rate; else `unknown`."""
     from .. import draw
@@ -156,9 +160,10 @@ def identify(
             paths, top_k=top_k, fpir=fpir, attributes=wanted, workers=workers, on_done=advance
         )
         warn_if_stale(gallery, db)
+        calibration = gallery.calibration()
     if out is not None and not answers[0].result.error:
         draw.save_annotated(paths[0], [i.face for i in answers[0].faces], [i.name for i in answers[0].faces], out)
-    _report_identification(answers, json_output, bool(wanted))
+    _report_identification(answers, json_output, bool(wanted), disclosure, calibration)
     _exit_for_identification(answers)
 
 
@@ -178,9 +183,20 @@ def _single_image_for_out(inputs: list[Path], out: Path | None) -> list[Path]:
     return paths
 
 
-def _report_identification(answers: list[PhotoIdentification], json_output: bool, with_attributes: bool) -> None:
+def _report_identification(
+    answers: list[PhotoIdentification],
+    json_output: bool,
+    with_attributes: bool,
+    disclosure: Disclosure,
+    calibration: Calibration,
+) -> None:
+    from ..match import disclose
+
     if json_output:
-        print_json([answer.to_dict() for answer in answers])
+        shown = [
+            {**a.to_dict(), "faces": [disclose(f.to_dict(), disclosure, calibration) for f in a.faces]} for a in answers
+        ]
+        print_json(shown)
         return
     table = Table("image", "face", "similarity", "est. FMR", "runner-up")
     table.add_column("name", no_wrap=True)
@@ -194,19 +210,29 @@ def _report_identification(answers: list[PhotoIdentification], json_output: bool
             blank = [""] * (1 + len(extra_columns))  # decision and attribute columns
             table.add_row(result.source, "-", "", "", "", f"[yellow]{result.error or 'no face'}[/]", *blank)
         for n, ident in enumerate(ids):
-            best = ident.match or (ident.candidates[0] if ident.candidates else None)
-            others = [c for c in ident.candidates if c is not best]
             table.add_row(
                 result.source,
                 str(n),
-                f"{best.similarity:.3f}" if best else "",
-                f"{best.estimated_fmr:.1e}" if best else "",
-                f"{others[0].name} {others[0].similarity:.3f}" if others else "",
+                *_score_cells(ident, disclosure, calibration),
                 f"[green]{ident.name}[/]" if ident.match else "[red]unknown[/]",
                 f"{ident.decision}: {ident.reason}" if ident.reason else ident.decision,
                 *(attribute_cells(ident.face) if with_attributes else ()),
             )
     console.print(table)
+
+
+def _score_cells(ident: Identification, disclosure: Disclosure, calibration: Calibration) -> tuple[str, str, str]:
+    """Similarity, estimated FMR and runner-up cells, as much as ``disclosure`` shows."""
+    from ..match import score_band
+
+    best = ident.match or (ident.candidates[0] if ident.candidates else None)
+    others = [c for c in ident.candidates if c is not best]
+    if best is None or disclosure == "decisions":
+        return "", "", ""
+    if disclosure == "bands":
+        return score_band(best.similarity, calibration), "", others[0].name if others else ""
+    runner_up = f"{others[0].name} {others[0].similarity:.3f}" if others else ""
+    return f"{best.similarity:.3f}", f"{best.estimated_fmr:.1e}", runner_up
 
 
 @handles_errors
@@ -219,27 +245,39 @@ def verify(
     detector: PipelineDetectorOption = None,
     db: DbOption = None,
     json_output: JsonOption = False,
+    disclosure: DiscloseOption = "scores",
 ) -> None:
     """Are the faces in two photos the same person? Exit code 0 if so, 1 if not.
 
     Decides by the calibration stored in the gallery (--db) by `faceprint calibrate`, if any."""
     from ..api import verify as verify_images
     from ..gallery import calibration_stored_at
+    from ..match import disclose, load_calibration
 
     options = pipeline_options(profile, detector)  # a --db given must exist; its calibration, if of this model
     calibration = calibration_stored_at(db, model_id=options.model.model_id, required=db is not None)
     result = verify_images(image_a, image_b, fmr=fmr, largest=largest, options=options, calibration=calibration)
+    shown = disclose(result.to_dict(), disclosure, calibration or load_calibration(options.model.model_id))
     if json_output:
-        print_json(result.to_dict())
+        print_json(shown)
     else:
-        verdict = "[green]same person[/]" if result.match else "[red]different people[/]"
-        console.print(
-            f"{verdict} ({result.decision.replace('_', ' ')}): similarity {result.similarity:.3f} "
-            f"(threshold {result.threshold:.3f} at FMR {result.fmr:g}), distance {result.distance:.3f}, "
-            f"estimated FMR {result.estimated_fmr:.1e}"
-        )
+        console.print(_verdict(result, shown, disclosure))
     if not result.match:
         raise typer.Exit(EXIT_NEGATIVE)
+
+
+def _verdict(result: Verification, shown: dict[str, Any], disclosure: Disclosure) -> str:
+    verdict = "[green]same person[/]" if result.match else "[red]different people[/]"
+    verdict += f" ({result.decision.replace('_', ' ')})"
+    if disclosure == "decisions":
+        return verdict
+    if disclosure == "bands":
+        return f"{verdict}: similarity band {shown['band']}"
+    return (
+        f"{verdict}: similarity {result.similarity:.3f} "
+        f"(threshold {result.threshold:.3f} at FMR {result.fmr:g}), distance {result.distance:.3f}, "
+        f"estimated FMR {result.estimated_fmr:.1e}"
+    )
 
 
 @handles_errors

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..choices import Disclosure
 from .common import JsonOption, console, emit, err_console, handles_errors, print_json
 
 apikeys = typer.Typer(help="API keys of the service: create (shown once), list, revoke.", no_args_is_help=True)
@@ -89,6 +90,12 @@ def create(
         datetime | None, typer.Option("--expires", help="Expiry, UTC unless a zone is given.", show_default=False)
     ] = None,
     label: Annotated[str, typer.Option("--label", help="A note on what the key is for.")] = "",
+    disclosure: Annotated[
+        Disclosure, typer.Option("--disclose", help="The most its recognize/verify answers show of scores.")
+    ] = "scores",
+    budget: Annotated[
+        int | None, typer.Option("--budget", min=1, help="Recognize/verify/search queries allowed per UTC day.")
+    ] = None,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -99,7 +106,9 @@ def create(
 
     expiry = expires.replace(tzinfo=timezone.utc) if expires and expires.tzinfo is None else expires
     try:
-        key, token = KeyStore(_data_dir(data_dir)).create(tenant, scope.split(","), expires_at=expiry, label=label)
+        key, token = KeyStore(_data_dir(data_dir)).create(
+            tenant, scope.split(","), expires_at=expiry, label=label, disclosure=disclosure, budget=budget
+        )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     emit({**key.to_dict(), "key": token}, f"{token}\n(key {key.id}, tenant {tenant}: shown once, keep it)", json_output)

@@ -24,7 +24,7 @@ from ..errors import AccessError
 from ..gallery import Gallery
 from ..image import sniff_format
 from ..pipeline import ImageResult, PipelineOptions, process_files
-from ..ratelimit import RateLimits
+from ..ratelimit import QueryBudgets, RateLimits
 from ..tenancy import GALLERY_FILE, Tenancy
 from .metrics import Metrics
 from .problems import Problem
@@ -127,6 +127,7 @@ class Service:
         self.audit = AuditLog(settings.data_dir)
         self.metrics = Metrics()
         self.limits = RateLimits(settings.data_dir, settings.rate_per_second, settings.rate_burst)
+        self.budgets = QueryBudgets(settings.data_dir)
         self.batcher = ImageBatcher(self.metrics, settings.batch_images)
         self._keys_lock = threading.Lock()
         self._open: dict[tuple[str, str], _OpenCollection] = {}
@@ -165,6 +166,18 @@ class Service:
                 headers={"Retry-After": str(seconds)},
             )
         return key
+
+    def spend(self, key: ApiKey) -> None:
+        """One query of ``key`` against its budget (shared by every server process), or a 429 problem."""
+        wait = 0.0 if key.budget is None else self.budgets.spend(key.id, key.budget)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            raise Problem(
+                429,
+                "Query budget exhausted",
+                f"this key's {key.budget} queries of the day are spent: retry in {seconds} s",
+                headers={"Retry-After": str(seconds)},
+            )
 
     # --- collections ----------------------------------------------------------------------
 
@@ -242,8 +255,9 @@ def service_of(request: Request) -> Service:
 _bearer = HTTPBearer(auto_error=False, description="An API key made by `faceprint apikeys create`.")
 
 
-def require(scope: Scope) -> Callable[..., Any]:
-    """A route dependency: the request's API key, valid now, within its rate, holding ``scope``."""
+def require(scope: Scope, *, query: bool = False) -> Callable[..., Any]:
+    """A route dependency: the request's API key, valid now, within its rate, holding ``scope``; for a ``query``
+    (an answer with scores) within its query budget too."""
 
     async def key_with_scope(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
@@ -254,6 +268,8 @@ def require(scope: Scope) -> Callable[..., Any]:
         key = await service.run(lambda: service.admit(credentials.credentials))
         if not key.allows(scope):
             raise Problem(403, "Scope missing", f"this key lacks the {scope!r} scope")
+        if query:
+            await service.run(lambda: service.spend(key))
         request.state.key = key
         return key
 
@@ -263,6 +279,7 @@ def require(scope: Scope) -> Callable[..., Any]:
 ReadKey = Annotated[ApiKey, Depends(require("read"))]
 EnrollKey = Annotated[ApiKey, Depends(require("enroll"))]
 RecognizeKey = Annotated[ApiKey, Depends(require("recognize"))]
+QueryKey = Annotated[ApiKey, Depends(require("recognize", query=True))]
 AdminKey = Annotated[ApiKey, Depends(require("admin"))]
 
 

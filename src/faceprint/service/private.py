@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from ..encrypted import ProbeError, ServedGalleries, score_probe
 from .collections import CollectionName
-from .context import RecognizeKey, service_of
+from .context import QueryKey, RecognizeKey, service_of
 from .problems import ERROR_RESPONSES, Problem
 from .recognition import Fpir
 from .schemas import Shape
@@ -88,11 +88,13 @@ async def private_scores(
     *,
     collection: CollectionName,
     version: Annotated[str, Query(max_length=200, description="The manifest's version")],
-    key: RecognizeKey,
+    key: QueryKey,
 ) -> Response:
     """Encrypted scores for an encrypted probe (the body: ``ClientKey.probe_message``), one per row of the manifest
     of ``version``; 409 if the collection has changed since (fetch the manifest again). The service holds no key:
     it never sees the probe, the scores or the decision; its audit log records the request, not the probe."""
+    if key.disclosure != "scores":  # the client decrypts raw scores: no band or decision can be imposed on them
+        raise Problem(403, "Scores not disclosed", f"this key is capped at {key.disclosure}: encrypted scores are raw")
     service, served = service_of(request), _served(request)
     probe = await request.body()
     if not probe:

@@ -9,12 +9,14 @@ from fastapi import APIRouter, File, Query, Request, UploadFile
 
 from ..api import verify as verify_images
 from ..apikeys import ApiKey
-from ..choices import AttributeName
+from ..choices import AttributeName, Disclosure
+from ..match import disclose as shown_at
+from ..match import least_detailed, load_calibration
 from ..pipeline import DEFAULT_OPTIONS, ImageResult, single_face
 from ..types import Face
 from . import schemas
 from .collections import CollectionName, PersonId, person_in
-from .context import RecognizeKey, read_upload, service_of
+from .context import QueryKey, RecognizeKey, read_upload, service_of
 from .problems import ERROR_RESPONSES, Problem
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
@@ -26,6 +28,13 @@ Fpir = Annotated[
 Fmr = Annotated[float | None, Query(gt=0, lt=1, description="False-match rate to decide at (default: calibrated)")]
 TopK = Annotated[int, Query(ge=1, le=50, description="Candidates listed per face")]
 Attributes = Annotated[list[AttributeName], Query(description="Face attributes to estimate as well")]
+Disclose = Annotated[
+    Disclosure,
+    Query(
+        description="Every score, each only as the calibration band it passes, or the decisions alone; "
+        "never more than the key's own cap (faceprint apikeys create --disclose)"
+    ),
+]
 
 
 @router.post("/collections/{collection}/recognize", response_model=schemas.Recognition, tags=["recognize"])
@@ -37,7 +46,8 @@ async def recognize(
     fpir: Fpir = None,
     top_k: TopK = 5,
     attributes: Attributes = [],  # noqa: B006 - FastAPI copies a default list per request
-    key: RecognizeKey,
+    disclose: Disclose = "scores",
+    key: QueryKey,
 ) -> dict[str, Any]:
     """Every face of the photo (main faces first, at most the service's limit): a name or ``unknown``, the
     decision and its reason, the FPIR it was decided at, the candidates, the box and the quality report."""
@@ -53,9 +63,11 @@ async def recognize(
         faces = result.faces[: service.settings.max_faces]
         with service.collection(key.tenant, collection) as gallery:
             answers = gallery.identify_faces(faces, top_k=top_k, fpir=fpir)
+            calibration, level = gallery.calibration(), least_detailed(key.disclosure, disclose)
         named_count = sum(a.match is not None for a in answers)
         service.record(key, "recognize", collection, faces=len(answers), named=named_count)
-        return {"image": upload.name, "faces": [a.to_dict() for a in answers], "faces_found": len(result.faces)}
+        shown = [shown_at(a.to_dict(), level, calibration) for a in answers]
+        return {"image": upload.name, "faces": shown, "faces_found": len(result.faces)}
 
     return await service.run(work)
 
@@ -66,7 +78,8 @@ async def search_templates(
     *,
     collection: CollectionName,
     body: schemas.TemplateSearch,
-    key: RecognizeKey,
+    disclose: Disclose = "scores",
+    key: QueryKey,
 ) -> dict[str, Any]:
     """Bring your own template: vectors computed by the collection's model (``faceprint embed``), each decided
     as ``recognize`` decides a face."""
@@ -75,8 +88,9 @@ async def search_templates(
     def work() -> dict[str, Any]:
         with service.collection(key.tenant, collection) as gallery:
             answers = gallery.identify_templates(body.templates, top_k=body.top_k, fpir=body.fpir)
+            calibration, level = gallery.calibration(), least_detailed(key.disclosure, disclose)
         service.record(key, "search", collection, templates=len(answers))
-        return {"results": [a.to_dict() for a in answers]}
+        return {"results": [shown_at(a.to_dict(), level, calibration) for a in answers]}
 
     return await service.run(work)
 
@@ -89,7 +103,8 @@ async def verify(
     b: Annotated[UploadFile, File(description="Another photo of one face")],
     fmr: Fmr = None,
     largest: Annotated[bool, Query(description="Use the main face of a photo with several")] = False,
-    key: RecognizeKey,
+    disclose: Disclose = "scores",
+    key: QueryKey,
 ) -> dict[str, Any]:
     """Are the faces of two photos the same person? Decided at ``fmr`` with the shipped calibration."""
     service = service_of(request)
@@ -100,7 +115,8 @@ async def verify(
         faces = [_one_face(result, largest) for result in service.images([first, second], options)]
         answer = verify_images(faces[0], faces[1], fmr=fmr)
         service.record(key, "verify", match=int(answer.match))
-        return answer.to_dict()
+        calibration = load_calibration(options.model.model_id)
+        return shown_at(answer.to_dict(), least_detailed(key.disclosure, disclose), calibration)
 
     return await service.run(work)
 
@@ -116,7 +132,8 @@ async def verify_person(
     image: Annotated[UploadFile, File(description="A photo of one face")],
     fmr: Fmr = None,
     largest: Annotated[bool, Query(description="Use the main face of a photo with several")] = False,
-    key: RecognizeKey,
+    disclose: Disclose = "scores",
+    key: QueryKey,
 ) -> dict[str, Any]:
     """Is the face of the photo this enrolled person? Decided at ``fmr`` (1:1) with the collection's calibration."""
     service = service_of(request)
@@ -129,8 +146,9 @@ async def verify_person(
         face = _one_face(result, largest)
         with service.collection(key.tenant, collection) as gallery:
             answer = gallery.verify(face, person_in(gallery, person_id).id, fmr=fmr)
+            calibration = gallery.calibration()
         service.record(key, "verify", collection, person_id, match=int(answer.match))
-        return answer.to_dict()
+        return shown_at(answer.to_dict(), least_detailed(key.disclosure, disclose), calibration)
 
     return await service.run(work)
 

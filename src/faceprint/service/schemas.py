@@ -116,8 +116,11 @@ class FaceOut(Shape):
 class Candidate(Shape):
     person_id: int
     name: str
-    similarity: float
-    estimated_fmr: float
+    #: Absent where the key or request discloses less than scores (``faceprint.match.disclose``).
+    similarity: float | None = None
+    estimated_fmr: float | None = None
+    #: The calibration band of the similarity, where bands are disclosed.
+    band: str | None = None
     decision: str | None
 
 
@@ -126,7 +129,8 @@ class Recognized(Shape):
     decision: str
     reason: str | None
     person_id: int | None
-    similarity: float | None
+    similarity: float | None = None
+    band: str | None = None
     fpir: float
     threshold: float | None
     #: What the threshold was read from: the collection's own measurement, or the bound for its size meanwhile.
@@ -158,11 +162,12 @@ class SearchResults(Shape):
 class Verification(Shape):
     match: bool
     decision: str
-    similarity: float
-    distance: float
+    similarity: float | None = None
+    distance: float | None = None
+    band: str | None = None
     threshold: float
     operating_fmr: float
-    estimated_fmr: float
+    estimated_fmr: float | None = None
 
 
 class Detection(Shape):

@@ -139,9 +139,12 @@ async function verify() {
   form.append("b", b);
   const result = await api("POST", "/v1/verify", form);
   $("verify-result").className = result.decision;
+  // A key capped below scores gets a band, or the decision alone (faceprint apikeys create --disclose).
+  const evidence = result.similarity !== null
+    ? `similarity ${result.similarity}, estimated FMR ${result.estimated_fmr.toExponential(1)}, `
+    : result.band ? `similarity band ${result.band}, ` : "";
   $("verify-result").textContent = (result.match ? "Same person" : "Different people") +
-    ` (${result.decision}; similarity ${result.similarity}, decided at FMR ${result.operating_fmr}, ` +
-    `estimated FMR ${result.estimated_fmr.toExponential(1)})`;
+    ` (${result.decision}; ${evidence}decided at FMR ${result.operating_fmr})`;
 }
 
 let webcamShot = null;
