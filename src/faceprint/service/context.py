@@ -158,26 +158,14 @@ class Service:
             raise Problem(401, "Invalid API key", str(error)) from None
         wait = self.limits.take(key.id)
         if wait > 0:
-            seconds = max(1, math.ceil(wait))
-            raise Problem(
-                429,
-                "Too many requests",
-                f"rate limit of this key: retry in {seconds} s",
-                headers={"Retry-After": str(seconds)},
-            )
+            raise _retry_later("Too many requests", "rate limit of this key", wait)
         return key
 
     def spend(self, key: ApiKey) -> None:
         """One query of ``key`` against its budget (shared by every server process), or a 429 problem."""
         wait = 0.0 if key.budget is None else self.budgets.spend(key.id, key.budget)
         if wait > 0:
-            seconds = max(1, math.ceil(wait))
-            raise Problem(
-                429,
-                "Query budget exhausted",
-                f"this key's {key.budget} queries of the day are spent: retry in {seconds} s",
-                headers={"Retry-After": str(seconds)},
-            )
+            raise _retry_later("Query budget exhausted", f"this key's {key.budget} queries of the day are spent", wait)
 
     # --- collections ----------------------------------------------------------------------
 
@@ -304,3 +292,9 @@ def named(result: ImageResult, upload: Upload) -> ImageResult:
     if error is not None:
         error = type(error)(str(error).replace(anonymous, upload.name))
     return dataclasses.replace(result, source=upload.name, error=error)
+
+
+def _retry_later(title: str, detail: str, wait: float) -> Problem:
+    """A 429 problem telling the client to come back in ``wait`` seconds (at least 1, whole)."""
+    seconds = max(1, math.ceil(wait))
+    return Problem(429, title, f"{detail}: retry in {seconds} s", headers={"Retry-After": str(seconds)})
