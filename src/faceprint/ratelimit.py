@@ -10,18 +10,25 @@ hands a key a few requests back). Cost per request: BENCHMARKS.md, "Service".
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 
 from .datadir import open_data_db
 
 LIMITS_FILE = "limits.db"
 
+#: Both tables of the file: the rate buckets and the query budgets.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bucket (
     key_id TEXT PRIMARY KEY,
     tokens REAL NOT NULL,
     updated REAL NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS budget (
+    key_id TEXT PRIMARY KEY,
+    window_start REAL NOT NULL,
+    used INTEGER NOT NULL
+);
 """
 
 # The bucket refilled since it was last taken from (wall-clock seconds: every process shares them; a clock
@@ -35,6 +42,13 @@ RETURNING tokens
 """
 
 
+def _open_limits(data_dir: str | os.PathLike) -> sqlite3.Connection:
+    """The data directory's ``limits.db``, written without an fsync per statement (see above)."""
+    db = open_data_db(data_dir, LIMITS_FILE, _SCHEMA)
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
 class RateLimits:
     """The token buckets of a data directory's API keys."""
 
@@ -42,8 +56,7 @@ class RateLimits:
         if rate <= 0 or burst < 1:
             raise ValueError(f"a rate limit needs rate > 0 and burst >= 1 (got {rate}, {burst})")
         self.rate, self.burst = rate, burst
-        self._db = open_data_db(data_dir, LIMITS_FILE, _SCHEMA)
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = _open_limits(data_dir)
 
     def close(self) -> None:
         self._db.close()
@@ -62,14 +75,6 @@ class RateLimits:
 #: The window a key's query budget is counted in: a UTC day.
 BUDGET_WINDOW = 86_400.0
 
-_BUDGET_SCHEMA = """
-CREATE TABLE IF NOT EXISTS budget (
-    key_id TEXT PRIMARY KEY,
-    window_start REAL NOT NULL,
-    used INTEGER NOT NULL
-)
-"""
-
 # One query counted in the current window (a new window starts the count afresh), only while under budget.
 _SPEND = """
 INSERT INTO budget (key_id, window_start, used) VALUES (:key, :start, 1)
@@ -87,8 +92,7 @@ class QueryBudgets:
 
     def __init__(self, data_dir: str | os.PathLike, window: float = BUDGET_WINDOW) -> None:
         self.window = window
-        self._db = open_data_db(data_dir, LIMITS_FILE, _BUDGET_SCHEMA)
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = _open_limits(data_dir)
 
     def close(self) -> None:
         self._db.close()
