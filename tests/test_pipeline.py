@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ from faceprint.errors import InvalidImageError, ManyFacesError, NoFaceError
 from faceprint.image import load_image
 from faceprint.pipeline import (
     DEFAULT_OPTIONS,
+    _shared_with_pool,
     embed_located,
     find_faces,
     locate_face,
@@ -98,6 +102,28 @@ def test_process_files_in_worker_processes_equals_one_process() -> None:
     assert [result.source for result in pooled] == [result.source for result in alone]
     for a, b in zip(pooled, alone):
         assert_same_faces(a.faces, b.faces)
+
+
+def test_chunks_shared_with_a_pool_come_back_in_order_run_by_the_pool_and_the_caller() -> None:
+    ran: list[int] = []
+
+    def work(chunk: list[int]) -> list[tuple[int, int]]:
+        ran.append(chunk[0])
+        time.sleep(0.01 * (chunk[0] % 3))  # chunks finish out of order
+        return [(item, threading.get_ident()) for item in chunk]
+
+    chunks = [[i, i + 100] for i in range(20)]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(_shared_with_pool(chunks, work, pool, 2))  # type: ignore[arg-type]
+    assert [[item for item, _ in result] for result in results] == chunks
+    ran_by = {ident for result in results for _, ident in result}
+    assert threading.get_ident() in ran_by and len(ran_by) > 1
+    ran.clear()
+    with ThreadPoolExecutor(1) as pool:
+        shared = _shared_with_pool(chunks, work, pool, 1)  # type: ignore[arg-type]
+        next(shared)
+        shared.close()  # the caller stops early: no chunk is started after
+    assert len(ran) < len(chunks)
 
 
 def test_single_face_takes_the_one_face_or_with_largest_the_main_one(batch: list[list[Face]]) -> None:

@@ -13,7 +13,7 @@ import functools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -244,12 +244,43 @@ def process_files(
         )
         yield from _with_progress(results, on_done)
         return
+    # One onnxruntime thread per process: the processes already fill the cores.
+    work = functools.partial(
+        process_chunk, options=dataclasses.replace(options, threads=1), embed=embed, thumbnail_side=thumbnail_side
+    )
+    # This process is one of the ``workers``: one process fewer to start (each costs about a second of CPU,
+    # a fifth of the fast profile's run over 600 images; BENCHMARKS.md, "Issue 13: speed").
     # spawn, not fork: workers must not inherit the parent's threads or open galleries.
-    # One onnxruntime thread per worker: the processes already fill the cores.
-    worker_options = dataclasses.replace(options, threads=1)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        work = functools.partial(process_chunk, options=worker_options, embed=embed, thumbnail_side=thumbnail_side)
-        yield from _with_progress(pool.map(work, chunks), on_done)
+    with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from _with_progress(_shared_with_pool(chunks, work, pool, workers - 1), on_done)
+
+
+def _shared_with_pool(
+    chunks: list[list[ImageSource]],
+    work: Callable[[list[ImageSource]], list[ImageResult]],
+    pool: Executor,
+    pool_size: int,
+) -> Iterator[list[ImageResult]]:
+    """Each chunk's results, in order, the chunks run by the pool and by this process: the pool is kept one chunk
+    ahead of its processes, and this process takes the next chunk whenever the one due is not ready yet."""
+    started: dict[int, Future[list[ImageResult]] | list[ImageResult]] = {}
+    taken = 0
+    try:
+        for due in range(len(chunks)):
+            while True:
+                running = sum(1 for item in started.values() if isinstance(item, Future) and not item.done())
+                for _ in range(min(pool_size + 1 - running, len(chunks) - taken)):
+                    started[taken], taken = pool.submit(work, chunks[taken]), taken + 1
+                ready = started[due]
+                if taken == len(chunks) or not isinstance(ready, Future) or ready.done():
+                    break
+                started[taken], taken = work(chunks[taken]), taken + 1
+            finished = started.pop(due)
+            yield finished.result() if isinstance(finished, Future) else finished
+    finally:  # the caller stopped early or a chunk failed: start no more
+        for item in started.values():
+            if isinstance(item, Future):
+                item.cancel()
 
 
 def _worker_count(requested: int | None, chunks: int) -> int:
