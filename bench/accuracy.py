@@ -59,6 +59,9 @@ VARIANTS: dict[str, PipelineOptions] = {
     "fused-yunet-sface-no-flip": dataclasses.replace(
         BASE, detector="yunet", model=FUSED, alignment="detector", unflipped=(SFACE.model_id,)
     ),
+    "fused-yunet-sface-no-flip-int8": dataclasses.replace(
+        BASE, detector="yunet", model=FUSED, alignment="detector", unflipped=(SFACE.model_id,), precision="int8"
+    ),
     "yunet-no-flip": dataclasses.replace(BASE, detector="yunet", flip=False),
 }
 BASELINE = "face_recognition"

@@ -1,7 +1,7 @@
 """dlib's ResNet as its int8 graph against the float one: templates, decisions, calibration and speed.
 
-On all 1,783 faces-dev images, YuNet + dlib's ResNet (the fast profile's pipeline) with ``precision`` fp32 and
-int8, main face of each image:
+On all 1,783 faces-dev images, YuNet + dlib's ResNet (the fast profile's pipeline; ``--pipeline accurate``: the
+default fused model, whose dlib part runs int8) with ``precision`` fp32 and int8, main face of each image:
 
 1. cosine between each image's int8 and float template (what a gallery of the model id sees change);
 2. the 10-fold protocol on ``pairs.csv`` (every pair counting): accuracy, pairs fixed / broken, McNemar;
@@ -11,7 +11,9 @@ int8, main face of each image:
    shipped table, recorded on all of faces-dev, generalise to faces it has not seen?);
 5. the network alone on one thread: CPU ms per chip, in batches of 2 (one face and its mirror) and 32.
 
-    python bench/int8_parity.py [--workers 2]
+Parts 4 and 5 concern dlib's network alone: ``--pipeline accurate`` runs parts 1-3 only.
+
+    python bench/int8_parity.py [--workers 2] [--pipeline fast|accurate]
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ from faceprint.evaluation.calibration import every_pair
 from faceprint.image import load_image
 from faceprint.match import operating_point
 from faceprint.models import DLIB_RESNET
-from faceprint.pipeline import PipelineOptions, locate_face
+from faceprint.pipeline import DEFAULT_OPTIONS, PipelineOptions, locate_face
 from faceprint.resnet_onnx import LazySession
 
 FLOAT = PipelineOptions(detector="yunet", model=DLIB_RESNET, precision="fp32")
-INT8 = dataclasses.replace(FLOAT, precision="int8")
+#: Each pipeline in float; its int8 twin differs by ``precision`` alone.
+PIPELINES = {"fast": FLOAT, "accurate": dataclasses.replace(DEFAULT_OPTIONS, precision="fp32")}
 FMRS = (1e-2, 1e-3, 1e-4, 1e-5)
 
 
@@ -44,11 +47,11 @@ def describe(values: np.ndarray) -> str:
     return f"min {low:.5f}, 0.1% {tenth:.5f}, 1% {first:.5f}, median {median:.5f}"
 
 
-def templates_and_pairs(root: Path, paths: list[str], identities: list[str], workers: int) -> None:
-    runs = {
-        name: common.embed_faceprint(root, paths, options, label=name, workers=workers)
-        for name, options in (("fp32", FLOAT), ("int8", INT8))
-    }
+def templates_and_pairs(
+    root: Path, paths: list[str], identities: list[str], workers: int, options: PipelineOptions
+) -> None:
+    variants = {"fp32": options, "int8": dataclasses.replace(options, precision="int8")}
+    runs = {name: common.embed_faceprint(root, paths, o, label=name, workers=workers) for name, o in variants.items()}
     found = runs["fp32"].found & runs["int8"].found
     cosine = np.sum(runs["fp32"].vectors[found] * runs["int8"].vectors[found], axis=1)
     print(f"1. cosine int8 vs fp32 template, {int(found.sum())} images: {describe(cosine)}")
@@ -67,7 +70,7 @@ def templates_and_pairs(root: Path, paths: list[str], identities: list[str], wor
           f"breaks {broken}; McNemar p = {metrics.mcnemar_p(correct['int8'], correct['fp32']):.3g}\n")  # fmt: skip
 
     _, codes = np.unique(np.array(identities)[found], return_inverse=True)
-    print("3. every pair at the shipped thresholds of", DLIB_RESNET.model_id)
+    print("3. every pair at the shipped thresholds of", options.model.model_id)
     print(
         "| stated FMR | threshold | FMR fp32 | FMR int8 | TAR fp32 | TAR int8 | genuine pairs int8 fixes / breaks "
         "| TAR at each graph's own threshold (fp32 / int8) |"
@@ -76,7 +79,7 @@ def templates_and_pairs(root: Path, paths: list[str], identities: list[str], wor
     pairs = {name: every_pair(run.vectors[found], codes) for name, run in runs.items()}
     genuine = {name: genuines.scores for name, (_, genuines) in pairs.items()}
     for fmr in FMRS:
-        threshold = operating_point(DLIB_RESNET.model_id, fmr=fmr).threshold
+        threshold = operating_point(options.model.model_id, fmr=fmr).threshold
         false_match = {name: np.mean(impostors.scores >= threshold) for name, (impostors, _) in pairs.items()}
         accepted = {name: scores >= threshold for name, scores in genuine.items()}
         own = {
@@ -142,11 +145,13 @@ def held_out_and_speed(chips: np.ndarray) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=common.DEFAULT_WORKERS)
+    parser.add_argument("--pipeline", choices=list(PIPELINES), default="fast")
     args = parser.parse_args()
     root = common.faces_dev()
     paths, identities = common.read_images(root)
-    templates_and_pairs(root, paths, identities, args.workers)
-    held_out_and_speed(main_face_chips(root, paths))
+    templates_and_pairs(root, paths, identities, args.workers, PIPELINES[args.pipeline])
+    if args.pipeline == "fast":
+        held_out_and_speed(main_face_chips(root, paths))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ class PipelineOptions:
 
     The defaults are YuNet detection and the fused model (dlib's ResNet and SFace, SFace aligned on YuNet's
     5 points): 99.85% on faces-dev, and at FPIR 1e-2 FNIR 0.9% at 10,000 templates with one photo per person
-    (dlib's ResNet alone: 40%). ``faceprint.profiles.CLASSIC`` is the former default (HOG/CNN + dlib's ResNet,
+    (dlib's ResNet alone: 40%). :data:`DEFAULT_OPTIONS`, the default pipeline, runs dlib's part as its int8
+    graph (``precision``). ``faceprint.profiles.CLASSIC`` is the former default (HOG/CNN + dlib's ResNet,
     128-d, face_recognition's model), which galleries of that model keep using.
     """
 
@@ -53,7 +54,9 @@ class PipelineOptions:
     jitter: int = 0
     backend: Backend = "onnx"
     #: dlib's ResNet on onnxruntime as its float graph or its int8 one (about twice as fast, the same accuracy
-    #: and model id; BENCHMARKS.md, "Issue 13: int8"). SFace runs in float either way.
+    #: and model id; BENCHMARKS.md, "Issue 13: int8"). SFace runs in float either way. Float here, so that a
+    #: pipeline spelled out (the classic one: face_recognition's descriptors) stays dlib's own numbers;
+    #: :data:`DEFAULT_OPTIONS` and ``profiles.FAST`` ask for int8.
     precision: Precision = "fp32"
     #: onnxruntime threads per process (None: every core for the embedding, 1 for the small attribute
     #: models; worker processes use 1 each).
@@ -68,7 +71,10 @@ class PipelineOptions:
     attributes: tuple[AttributeName, ...] = ()
 
 
-DEFAULT_OPTIONS = PipelineOptions()
+#: The default pipeline (the accurate profile): dlib's part of the fused model as its int8 graph, which keeps the
+#: fused model's accuracy (99.85% on faces-dev), calibration and model id at 8 ms less CPU per image
+#: (BENCHMARKS.md, "Issue 13: speed, both profiles against the classic one").
+DEFAULT_OPTIONS = PipelineOptions(precision="int8")
 
 
 def find_faces(

@@ -1,10 +1,10 @@
 """Pipeline profiles: options measured to trade accuracy for speed (BENCHMARKS.md, "Speed profiles" and
 "Issue 13: speed").
 
-``ACCURATE`` is the default pipeline (``PipelineOptions()``): YuNet detection with dlib's ResNet and SFace
-fused (SFace aligned on YuNet's 5 points, without its mirror image), 256-d templates: 99.85% on faces-dev
-and, at FPIR 1e-2, FNIR 0.9% at 10,000 templates with one photo per person; 0.89-1.03x the classic
-profile's throughput. ``FAST``: YuNet detection with dlib's ResNet alone, run as its int8 graph
+``ACCURATE`` is the default pipeline (``pipeline.DEFAULT_OPTIONS``): YuNet detection with dlib's ResNet (as its
+int8 graph) and SFace fused (SFace aligned on YuNet's 5 points, without its mirror image), 256-d templates: 99.85%
+on faces-dev and, at FPIR 1e-2, FNIR 0.9% at 10,000 templates with one photo per person; less CPU per image
+than the classic profile. ``FAST``: YuNet detection with dlib's ResNet alone, run as its int8 graph
 (faceprint.int8: the float graph's accuracy and model id at about half its CPU). ``CLASSIC``: the former
 default, HOG with the CNN as fallback and dlib's ResNet (99.65%; 128-d templates, the model of
 face_recognition): FNIR 40% in the same search. A gallery's
@@ -22,7 +22,7 @@ from .pipeline import DEFAULT_OPTIONS, PipelineOptions
 
 ACCURATE = DEFAULT_OPTIONS
 FAST = PipelineOptions(detector="yunet", model=DLIB_RESNET, precision="int8")
-CLASSIC = PipelineOptions(detector="auto", model=DLIB_RESNET)
+CLASSIC = PipelineOptions(detector="auto", model=DLIB_RESNET, precision="fp32")
 
 PROFILES: dict[ProfileName, PipelineOptions] = {"accurate": ACCURATE, "fast": FAST, "classic": CLASSIC}
 

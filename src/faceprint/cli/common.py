@@ -280,7 +280,7 @@ def batch_runner(ray_address: str | None) -> BatchRunner:
 
 
 def pipeline_options(profile: ProfileName | None, detector: DetectorName | None) -> PipelineOptions:
-    """The pipeline of ``profile`` (default: ``PipelineOptions()``), detecting with ``detector`` when given."""
+    """The pipeline of ``profile`` (default: ``pipeline.DEFAULT_OPTIONS``), detecting with ``detector`` when given."""
     from ..profiles import profile_options  # here, not at the top: see faceprint.cli
 
     options = profile_options(profile)

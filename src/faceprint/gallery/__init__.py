@@ -208,7 +208,7 @@ class Gallery:
     AES-256-GCM encrypted (a gallery opened with a key for the first time is encrypted then); an encrypted gallery
     opened without its key, or with another, is a ``KeyRequiredError`` and nothing changes.
     ``options``: the pipeline; by default, the one of the model the gallery's templates hold
-    (``faceprint.profiles.options_for_model``), and ``PipelineOptions()`` for a new gallery.
+    (``faceprint.profiles.options_for_model``), and ``pipeline.DEFAULT_OPTIONS`` for a new gallery.
     A gallery measures what strangers' searches meet in it (``measure_identification``) when a search finds that
     measurement missing or stale: at once up to ``measure_at_once`` templates (default ``AUTO_MEASURE_TEMPLATES``);
     beyond, with ``measure_in_background`` (SQLite galleries), in a thread while searches decide with the bound for
