@@ -254,8 +254,9 @@ def process_files(
     work = functools.partial(
         process_chunk, options=dataclasses.replace(options, threads=1), embed=embed, thumbnail_side=thumbnail_side
     )
-    # This process is one of the ``workers``: one process fewer to start (each costs about a second of CPU,
-    # a fifth of the fast profile's run over 600 images; BENCHMARKS.md, "Issue 13: speed").
+    # This process is one of the ``workers``: one process fewer to start (each costs about a second of CPU, 2 ms
+    # per image over 600 images where the fast profile's marginal cost is 13; BENCHMARKS.md, "Issue 13: speed,
+    # both profiles against the classic one in the same run").
     # spawn, not fork: workers must not inherit the parent's threads or open galleries.
     with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
         yield from _with_progress(_shared_with_pool(chunks, work, pool, workers - 1), on_done)
