@@ -6,6 +6,7 @@ gallery grows, and what does it cost in misses (FNIR)?
     python bench/open_set.py --sizes 100000 --photos 3   # larger (gallery build and calibration are timed)
     python bench/open_set.py --photos 1 3 5 --enroll-at-most 5   # 5 photos: mated searches from the 6th photo on
     python bench/open_set.py --models dlib-resnet-v1 sface-2021dec   # other models (default: the default model)
+    python bench/open_set.py --sizes 1000000 --photos 1 --index exact  # exact search at any size (no HNSW graph)
 
 Data: the 1,783 real faces-dev templates of the model (bench/distractors.py: embedded by the pipeline that
 makes its templates) and synthetic distractor people fitted to them, per model. 30% of the real identities
@@ -16,7 +17,9 @@ each) fill the gallery up to the size, and fresh distractor people (one template
 bring the non-mated searches to ``--non-mated`` in all. The gallery is a real faceprint SQLite gallery
 (bench/.cache/open-set-*.db); its own calibration (``Gallery.measure_identification``) is measured and
 timed, then every search goes through ``Gallery.rank_people`` and the decision of
-``Gallery.identification_point``.
+``Gallery.identification_point``. ``--index`` is the gallery's own search mode (``Gallery(index=...)``):
+``auto`` (the product's: exact below ``faceprint.index.synced.ANN_THRESHOLD`` templates, HNSW from there), or
+``exact``/``hnsw`` at every size.
 
 Reported for each FPIR target: the threshold, the measured FPIR with its 95% Wilson interval (and the count
 of searches), FNIR (a mated search not named as its own person), the share of mated searches answered
@@ -40,7 +43,9 @@ import numpy as np
 
 import common
 import distractors
-from faceprint import Gallery, Template
+from faceprint import Gallery
+from faceprint.choices import MODES, Mode
+from faceprint.gallery.records import NewTemplate
 from faceprint.match import IdentificationPoint, identification_point, operating_point
 from faceprint.models import EMBEDDING_MODELS, EmbeddingModel
 from faceprint.pipeline import DEFAULT_OPTIONS
@@ -52,6 +57,8 @@ WITHHELD = 0.3
 ENROLL_AT_MOST = 3
 FPIRS = (1e-1, 1e-2, 1e-3)
 DATA_VERSION = 1
+#: People written to a benchmark gallery per transaction.
+WRITE_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
@@ -183,19 +190,28 @@ def build_gallery(model: EmbeddingModel, split: Split, size: int, photos: int) -
     with Gallery(partial, index="exact", options=options_for_model(model)) as gallery:
         order = np.argsort(split.enrolled_people, kind="stable")
         people, first = np.unique(split.enrolled_people[order], return_index=True)
-        for person, rows in zip(people, np.split(order, first[1:])):
-            gallery.add_templates(f"p{person}", [Template(v, model.model_id) for v in split.enrolled[rows]])
+        groups = list(zip(people, np.split(order, first[1:])))
+        # What Gallery.add_templates writes, WRITE_CHUNK people per transaction: one fsync'd commit per person
+        # (synchronous=FULL) is ~1.5-5 ms, over an hour at 1M people.
+        store = gallery.store
+        for chunk in range(0, len(groups), WRITE_CHUNK):
+            with store.transaction() as db:
+                for person, rows in groups[chunk : chunk + WRITE_CHUNK]:
+                    person_id = store.ensure_person(db, f"p{person}", None, None)
+                    store.add_templates(db, person_id, [NewTemplate(v, model.model_id) for v in split.enrolled[rows]])
     partial.rename(path)
     return path, time.perf_counter() - start
 
 
-def measure_rule(model: EmbeddingModel, size: int, photos: int, non_mated: int, enroll_at_most: int) -> dict:
+def measure_rule(
+    model: EmbeddingModel, size: int, photos: int, non_mated: int, enroll_at_most: int, index: Mode = "auto"
+) -> dict:
     split = make_split(model, size, photos, non_mated, enroll_at_most)
     path, build_s = build_gallery(model, split, size, photos)
-    with Gallery(path) as gallery:
+    with Gallery(path, index=index) as gallery:
         templates = gallery.template_count()
         start = time.perf_counter()
-        gallery.index_stats()  # opens (or builds) the search index: not part of the measurement
+        index_kind = gallery.index_stats()["kind"]  # opens (or builds) the search index: not part of the measurement
         index_s = time.perf_counter() - start
         start = time.perf_counter()
         tail = gallery.measure_identification()
@@ -218,6 +234,7 @@ def measure_rule(model: EmbeddingModel, size: int, photos: int, non_mated: int, 
         "photos": photos,
         "enroll_at_most": enroll_at_most,
         "people": len(codes),
+        "index": index_kind,
         "searches": {"mated": mated, "non_mated": len(best) - mated, "non_mated_real": split.non_mated_real},
         "build_s": round(build_s, 1),
         "index_s": round(index_s, 1),
@@ -288,6 +305,7 @@ def main() -> None:
     parser.add_argument("--non-mated", type=int, default=6000)
     parser.add_argument("--enroll-at-most", type=int, default=ENROLL_AT_MOST, help="mated searches: photos after this")
     parser.add_argument("--models", nargs="*", choices=list(EMBEDDING_MODELS), default=[DEFAULT_OPTIONS.model.model_id])
+    parser.add_argument("--index", choices=MODES, default="auto", help="the gallery's search (auto: the product's)")
     args = parser.parse_args()
     if max(args.photos) > args.enroll_at_most:
         parser.error("--photos beyond --enroll-at-most would search with enrolled photos")
@@ -298,7 +316,7 @@ def main() -> None:
     for model in models:
         for size in args.sizes:
             for photos in args.photos:
-                result = measure_rule(model, size, photos, args.non_mated, args.enroll_at_most)
+                result = measure_rule(model, size, photos, args.non_mated, args.enroll_at_most, args.index)
                 print(json.dumps(result), flush=True)
 
 
