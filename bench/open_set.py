@@ -88,8 +88,8 @@ def make_split(
     enrolled, enrolled_people, mated, mated_people, strangers = [], [], [], [], []
     for identity in identities:
         rows = rng.permutation(np.flatnonzero(real.identities == identity))
-        if identity in withheld:
-            strangers += rows.tolist()
+        if identity in withheld:  # a stranger searches with as many photos as an enrolled person has at most
+            strangers += rows[:enroll_at_most].tolist()
             continue
         enrolled += rows[:photos].tolist()
         enrolled_people += [int(identity)] * len(rows[:photos])

@@ -378,10 +378,11 @@ class GalleryTail:
     def comparisons_beyond(self, fpir: float, calibration: Calibration) -> float | None:
         """Effective comparisons per template for an ``fpir`` (at the measured size) below the table's deepest point:
         the points' fits (``_point_fits``) continued along their trend, a straight line in log n against log FPIR
-        (least squares), and never below the deepest point's own fit. None within or above the table, or without
-        fits.
+        (least squares), never below the deepest point's own fit, and held from where it reaches ``calibration``'s
+        floor (below it, the shipped tail's extrapolation errs strict by itself: ``Calibration.tail_slope``). None
+        within or above the table, or without fits.
 
-        A person's score is their centroid's (``Gallery.rank_people``): with several photos a person its impostor
+        A person's score is their centroid's (``Gallery.rank_people``): with several photos a person, its impostor
         tail is heavier than the per-comparison one of single templates that ``calibration`` tabulates, so the n
         that makes the shipped tail fit the gallery grows toward the tail (faces-dev, 600 templates, 3 photos: 0.7
         at FPIR 0.3, 1.1 at 0.1, 2 at 0.03), and one n for all points (``comparisons_per_template``) understates
@@ -393,11 +394,19 @@ class GalleryTail:
         if not fits:
             return None
         deepest = fits[-1][1]
-        if len(fits) == 1:
-            return deepest
-        log_fpirs, log_fits = np.log10([f for f, _ in fits]), np.log([n for _, n in fits])
-        slope, intercept = np.polyfit(log_fpirs, log_fits, 1)
-        return max(float(math.exp(intercept + slope * math.log10(fpir))), deepest)
+        log_fpirs, log_fits = np.log([f for f, _ in fits]), np.log([n for _, n in fits])
+        slope, intercept = np.polyfit(log_fpirs, log_fits, 1) if len(fits) > 1 else (0.0, float(log_fits[0]))
+
+        def trend(at: float) -> float:
+            return max(float(math.exp(intercept + slope * math.log(at))), deepest)
+
+        # The FPIR at which the trend's comparisons reach the table's floor FMR: FPIR(n(f)) - f falls as f rises.
+        low, high = math.log(1e-12), math.log(self.fpirs[-1])
+        for _ in range(50):
+            middle = (low + high) / 2
+            reached = fpir_for_fmr(calibration.fmrs[-1], trend(math.exp(middle)) * self.templates)
+            low, high = (middle, high) if reached > math.exp(middle) else (low, middle)
+        return trend(max(fpir, math.exp(high)))
 
 
 def _point_fits(
