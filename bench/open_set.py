@@ -9,22 +9,28 @@ gallery grows, and what does it cost in misses (FNIR)?
 
 Data: the 1,783 real faces-dev templates of the model (bench/distractors.py: embedded by the pipeline that
 makes its templates) and synthetic distractor people fitted to them, per model. 30% of the real identities
-are withheld (every photo of them is a non-mated search); of the others, each person's first 1 or 3 photos
-(in a seeded order) are enrolled and their photos beyond the third (``--enroll-at-most``) are
-the mated searches (the same searches for every number of photos per person). Distractor people (1 or 3 templates
-each) fill the gallery up to the size, and fresh distractor people (one template each, never enrolled)
-bring the non-mated searches to ``--non-mated`` in all. The gallery is a real faceprint SQLite gallery
-(bench/.cache/open-set-*.db); its own calibration (``Gallery.measure_identification``) is measured and
-timed, then every search goes through ``Gallery.rank_people`` and the decision of
-``Gallery.identification_point``.
+are withheld (each searches with up to ``--enroll-at-most`` of their photos as non-mated searches); of the others,
+each person's first 1 or 3 photos (in a seeded order) are enrolled and their photos beyond the third
+(``--enroll-at-most``) are the mated searches (the same searches for every number of photos per person).
+Distractor people (1 or 3 templates each) fill the gallery up to the size, and fresh distractor people (one
+template each, never enrolled) join the real strangers as many per real one as the gallery holds distractor
+people per real person, so that strangers come from the gallery's own population (``strangers_like_the_gallery``),
+at most ``--non-mated`` searches per gallery. Where one gallery gives fewer (600 templates: mostly real people,
+whose strangers must be real too), the split is drawn again with other withheld people (a fold: its own gallery,
+measurement and searches) until the folds together make ``--non-mated`` searches. Each gallery is a real faceprint
+SQLite gallery (bench/.cache/open-set-*.db, ``-foldN`` for the folds after the first); its own calibration
+(``Gallery.measure_identification``) is measured and timed, then every search goes through
+``Gallery.rank_people`` and the decision of ``Gallery.identification_point``.
 
-Reported for each FPIR target: the threshold, the measured FPIR with its 95% Wilson interval (and the count
-of searches), FNIR (a mated search not named as its own person), the share of mated searches answered
-"uncertain", and the same rule without the gallery's measurement (the shipped tail scaled to the size, and
-extrapolated below its lowest FMR where the size needs it: the bound used while a measurement is stale). The
-plain per-comparison threshold of the previous rule (FMR 1e-3) is measured alongside, and so is the previous
-person score (best over their templates) at the threshold that gives the same measured FPIR
-(``old_scores_same_fpir_fnir``).
+Reported for each FPIR target, pooled over the folds (each deciding with its own gallery's threshold): the
+threshold (median and range over folds), the measured FPIR with its 95% Wilson interval and an interval that
+resamples whole strangers (``clustered_interval``: a person's photos, and the same photos in several folds, are
+not independent searches), the count of searches, the FPIR of the real strangers alone, FNIR (a mated search not
+named as its own person), the share of mated searches answered "uncertain", and the same rule without the
+gallery's measurement (the shipped tail scaled to the size, and extrapolated below its lowest FMR where the size
+needs it: the bound used while a measurement is stale). The plain per-comparison threshold of the previous rule
+(FMR 1e-3) is measured alongside, and so is the previous person score (best over their templates) at the
+threshold that gives the same measured FPIR (``old_scores_same_fpir_fnir``).
 """
 
 from __future__ import annotations
