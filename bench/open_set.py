@@ -68,7 +68,8 @@ class Split:
     mated_people: np.ndarray
     non_mated: np.ndarray
     non_mated_real: int
-    #: who each non-mated search is: a faces-dev identity code for the real ones, ``-1 - i`` for fresh distractor i
+    #: who made each non-mated search: a faces-dev identity code, or a negative one for a fresh distractor person
+    #: (each its own, in every fold)
     non_mated_people: np.ndarray
 
 
@@ -118,7 +119,9 @@ def make_split(
         mated_people=np.array(mated_people, np.int64),
         non_mated=np.concatenate([real.vectors[strangers], fresh]).astype(np.float32),
         non_mated_real=len(strangers),
-        non_mated_people=np.concatenate([real.identities[strangers], -1 - np.arange(fresh_people)]).astype(np.int64),
+        non_mated_people=np.concatenate(
+            [real.identities[strangers], -1 - fold * non_mated - np.arange(fresh_people)]
+        ).astype(np.int64),
     )
 
 
@@ -130,7 +133,7 @@ def strangers_like_the_gallery(real_searches: int, real_people: int, synthetic_p
     Real strangers meet a gallery of real people more closely than the distractors do (the generator's tail is a
     little lighter: ``distractors.check``), so a mix richer in distractors than the gallery understates FPIR. At
     600 templates the gallery is 71% (1 photo) or 100% (3 photos) real people, so are its strangers; from 10,000
-    templates on the cap decides, and the real share of strangers (358 of 6,000) is at least the gallery's."""
+    templates on the cap decides, and the real share of strangers (270 of 6,000) is at least the gallery's."""
     matched = round(real_searches * synthetic_people / max(real_people, 1))
     return max(min(matched, non_mated - real_searches), 0)
 
@@ -319,7 +322,6 @@ def measure_rule(model: EmbeddingModel, size: int, photos: int, non_mated: int, 
         "plain_fmr_1e-3": _outcome(folds, [plain] * len(folds), None),
         "rule": [],
     }
-    old_best = np.concatenate([f.old_best for f in folds])
     for fpir in FPIRS:
         points = [f.points[fpir] for f in folds]
         bound = [f.bound[fpir] for f in folds]
@@ -328,7 +330,7 @@ def measure_rule(model: EmbeddingModel, size: int, photos: int, non_mated: int, 
         row["bound"] = _outcome(folds, [p.threshold for p in bound], bound)
         row["bound"]["extrapolated"] = bound[0].extrapolated
         if row["measured"]["false_positives"] is not None:
-            row["old_scores_same_fpir_fnir"] = _fnir_at(folds, old_best, row["measured"]["fpir"])
+            row["old_scores_same_fpir_fnir"] = _fnir_at(folds, row["measured"]["fpir"])
         result["rule"].append(row)
     return result
 
@@ -347,14 +349,11 @@ def best_over_templates(split: Split) -> tuple[np.ndarray, np.ndarray]:
     return best, named
 
 
-def _fnir_at(folds: list[Fold], old_best: np.ndarray, fpir: float) -> float:
+def _fnir_at(folds: list[Fold], fpir: float) -> float:
     """FNIR of the previous person score at the one threshold that gives all folds' non-mated searches ``fpir``."""
-    mated = [len(f.split.mated) for f in folds]
-    ends = np.cumsum([len(f.old_best) for f in folds])
-    parts = np.split(old_best, ends[:-1])
-    non_mated = np.concatenate([part[m:] for part, m in zip(parts, mated)])
+    non_mated = np.concatenate([f.old_best[len(f.split.mated) :] for f in folds])
     threshold = np.quantile(non_mated, 1 - fpir) if fpir > 0 else np.inf
-    hits = np.concatenate([f.old_hit & (part[:m] > threshold) for f, part, m in zip(folds, parts, mated)])
+    hits = np.concatenate([f.old_hit & (f.old_best[: len(f.split.mated)] > threshold) for f in folds])
     return float(1 - hits.mean())
 
 
@@ -366,14 +365,7 @@ def _outcome(folds: list[Fold], thresholds: list[float | None], points: list[Ide
         mated = len(fold.split.mated)
         limit = np.inf if threshold is None else threshold
         false.append(fold.best[mated:] >= limit)
-        # fresh distractors are other people in every fold
-        strangers.append(
-            np.where(
-                fold.split.non_mated_people >= 0,
-                fold.split.non_mated_people,
-                fold.split.non_mated_people - number * 10**7,
-            )
-        )
+        strangers.append(fold.split.non_mated_people)
         real.append(np.arange(len(fold.split.non_mated)) < fold.split.non_mated_real)
         named.append(fold.hit_person & (fold.best[:mated] >= limit))
         point = points[number] if points else None
