@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -81,6 +82,40 @@ def test_a_measurement_decides_while_fresh_and_a_bound_no_looser_once_stale() ->
     assert stale.measured is None and "stale" in stale.basis
     assert stale.comparisons == 1200  # the independence bound: the measured factor (< 1) is not used
     assert stale.threshold is None or stale.threshold >= fresh.threshold
+
+
+def _small_gallery_tail(per_template: Callable[[float], float], templates: int) -> tuple[GalleryTail, Callable]:
+    """A gallery's measured tail when its searches behave like ``per_template(FMR) * templates`` comparisons of the
+    shipped tail (one search per template, at exact quantiles), and the true FPIR at any threshold in the table."""
+    shipped = load_calibration(MODEL)
+
+    def true_fpir(threshold: float) -> float:
+        fmr = shipped.estimated_fmr(threshold)
+        return fpir_for_fmr(fmr, per_template(fmr) * templates)
+
+    grid = np.linspace(shipped.thresholds[0], shipped.thresholds[-1], 4000)
+    quantiles = (np.arange(templates) + 0.5) / templates
+    best = np.interp(-quantiles, -np.array([true_fpir(t) for t in grid]), grid)
+    tail = GalleryTail.from_scores(best, calibration=shipped, people=templates, templates=templates, seconds=0.0)
+    return tail, true_fpir
+
+
+def test_beyond_a_small_gallerys_table_the_promise_holds_for_a_heavier_tail() -> None:
+    """Several photos a person: the centroids' impostor tail is heavier than the shipped one, so the comparisons
+    that fit the measured points grow toward the tail; beyond the table (400 searches reach FPIR 0.03) their trend
+    decides, where one mean fit of all points promised 1e-2 and gave twice that."""
+    templates, shipped = 400, load_calibration(MODEL)
+    tail, true_fpir = _small_gallery_tail(lambda fmr: 0.5 * (fmr / 1e-3) ** -0.35, templates)
+    assert tail.fpirs[-1] > DEFAULT_FPIR
+    point = identification_point(MODEL, templates=templates, measured=tail)
+    assert point.measured is tail and point.threshold is not None
+    assert true_fpir(point.threshold) == pytest.approx(DEFAULT_FPIR, rel=0.15)
+    one_mean = shipped.threshold(fmr_for_fpir(DEFAULT_FPIR, templates * tail.comparisons_per_template))
+    assert true_fpir(one_mean) > 2 * DEFAULT_FPIR
+    # One photo a person: the fits are flat and the trend is the mean fit.
+    flat, _ = _small_gallery_tail(lambda fmr: 0.3, templates)
+    level = identification_point(MODEL, templates=templates, measured=flat)
+    assert level.comparisons_for(DEFAULT_FPIR) == pytest.approx(templates * flat.comparisons_per_template, rel=0.05)
 
 
 def test_an_unsupported_target_answers_uncertain_and_says_why(

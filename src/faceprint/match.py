@@ -375,18 +375,58 @@ class GalleryTail:
             return None
         return float(np.interp(-math.log10(at_measured), [-math.log10(f) for f in self.fpirs], self.thresholds))
 
+    def comparisons_beyond(self, fpir: float, calibration: Calibration) -> float | None:
+        """Effective comparisons per template for an ``fpir`` (at the measured size) below the table's deepest point:
+        the points' fits (``_point_fits``) continued along their trend, a straight line in log n against log FPIR
+        (least squares), never below the deepest point's own fit, and held from where it reaches ``calibration``'s
+        floor (below it, the shipped tail's extrapolation errs strict by itself: ``Calibration.tail_slope``). None
+        within or above the table, or without fits.
+
+        A person's score is their centroid's (``Gallery.rank_people``): with several photos a person, its impostor
+        tail is heavier than the per-comparison one of single templates that ``calibration`` tabulates, so the n
+        that makes the shipped tail fit the gallery grows toward the tail (faces-dev, 600 templates, 3 photos: 0.7
+        at FPIR 0.3, 1.1 at 0.1, 2 at 0.03), and one n for all points (``comparisons_per_template``) understates
+        the FPIR beyond the table 2-3-fold there (BENCHMARKS.md, "Honest at small galleries"). With one photo the
+        fits are flat and so is the trend."""
+        if not self.fpirs or fpir >= self.fpirs[-1]:
+            return None
+        fits = _point_fits(self.fpirs, self.thresholds, calibration, self.templates)
+        if not fits:
+            return None
+        deepest = fits[-1][1]
+        log_fpirs, log_fits = np.log([f for f, _ in fits]), np.log([n for _, n in fits])
+        slope, intercept = np.polyfit(log_fpirs, log_fits, 1) if len(fits) > 1 else (0.0, float(log_fits[0]))
+
+        def trend(at: float) -> float:
+            return max(float(math.exp(intercept + slope * math.log(at))), deepest)
+
+        # The FPIR at which the trend's comparisons reach the table's floor FMR: FPIR(n(f)) - f falls as f rises.
+        low, high = math.log(1e-12), math.log(self.fpirs[-1])
+        for _ in range(50):
+            middle = (low + high) / 2
+            reached = fpir_for_fmr(calibration.fmrs[-1], trend(math.exp(middle)) * self.templates)
+            low, high = (middle, high) if reached > math.exp(middle) else (low, middle)
+        return trend(max(fpir, math.exp(high)))
+
+
+def _point_fits(
+    fpirs: Sequence[float], thresholds: Sequence[float], calibration: Calibration, templates: int
+) -> list[tuple[float, float]]:
+    """``(fpir, n)`` for each measured point inside the shipped table's range: the effective independent comparisons
+    per template n that make 1 - (1 - FMR(t))^(n T) equal the measured FPIR at its threshold t."""
+    low, high = calibration.thresholds[0], calibration.thresholds[-1]
+    return [
+        (fpir, math.log1p(-fpir) / math.log1p(-calibration.estimated_fmr(t)) / max(templates, 1))
+        for fpir, t in zip(fpirs, thresholds)
+        if low < t < high  # at an end of the table the FMR is censored, not measured
+    ]
+
 
 def _fit_comparisons(
     fpirs: Sequence[float], thresholds: Sequence[float], calibration: Calibration, templates: int
 ) -> float | None:
-    """Effective independent comparisons per template: for each measured point inside the shipped table's
-    range, the n that makes 1 - (1 - FMR(t))^n equal the measured FPIR; their geometric mean (None if none)."""
-    low, high = calibration.thresholds[0], calibration.thresholds[-1]
-    fits = [
-        math.log1p(-fpir) / math.log1p(-calibration.estimated_fmr(t)) / max(templates, 1)
-        for fpir, t in zip(fpirs, thresholds)
-        if low < t < high  # at an end of the table the FMR is censored, not measured
-    ]
+    """Effective independent comparisons per template: the geometric mean of the points' fits (None if none)."""
+    fits = [n for _, n in _point_fits(fpirs, thresholds, calibration, templates)]
     return float(math.exp(np.mean(np.log(fits)))) if fits else None
 
 
@@ -399,10 +439,11 @@ class IdentificationPoint:
     FPIR(t) = 1 - (1 - FMR(t))^n with n = T, FMR(t) read from the per-comparison impostor tail (the
     calibration). Comparisons are not independent (a person's templates, look-alikes), so where the gallery
     measured itself (``GalleryTail``, fresh) its measured thresholds decide, and beyond their range the tail
-    with the fitted n; otherwise n = T x max(1, the last fitted factor): the independence bound, never looser
-    than what was measured. Below the table's lowest FMR the tail is extrapolated (``Calibration.tail_threshold``:
-    exponential, up to ``EXTRAPOLATED_DECADES``), so that this bound decides at every size up to 1M templates;
-    ``extrapolated`` says when it does. A target beyond even that is unsupported (``threshold`` None,
+    with the fitted n (past the table's deep end, the fits' trend continued: ``comparisons_for``); otherwise
+    n = T x max(1, the last fitted factor): the independence bound, never looser than what was measured. Below
+    the table's lowest FMR the tail is extrapolated (``Calibration.tail_threshold``: exponential, up to
+    ``EXTRAPOLATED_DECADES``), so that this bound decides at every size up to 1M templates; ``extrapolated`` says
+    when it does. A target beyond even that is unsupported (``threshold`` None,
     ``unsupported`` says why): no name is given.
     """
 
@@ -421,7 +462,16 @@ class IdentificationPoint:
             measured = self.measured.threshold(fpir, self.templates)
             if measured is not None:
                 return measured
-        return self.calibration.tail_threshold(fmr_for_fpir(fpir, self.comparisons))
+        return self.calibration.tail_threshold(fmr_for_fpir(fpir, self.comparisons_for(fpir)))
+
+    def comparisons_for(self, fpir: float) -> float:
+        """Effective independent comparisons of a search, for ``fpir``: beyond the deep end of the gallery's own
+        table, its fits' trend continued (``GalleryTail.comparisons_beyond``); elsewhere ``comparisons``."""
+        if self.measured is None:
+            return self.comparisons
+        at_measured = fpir_for_fmr(fmr_for_fpir(fpir, self.templates), self.measured.templates)
+        per_template = self.measured.comparisons_beyond(at_measured, self.calibration)
+        return self.comparisons if per_template is None else self.templates * per_template
 
     @property
     def extrapolated(self) -> bool:
@@ -430,7 +480,7 @@ class IdentificationPoint:
             return False
         if self.measured is not None and self.measured.threshold(self.fpir, self.templates) is not None:
             return False
-        return fmr_for_fpir(self.fpir, self.comparisons) < self.calibration.fmrs[-1]
+        return fmr_for_fpir(self.fpir, self.comparisons_for(self.fpir)) < self.calibration.fmrs[-1]
 
     @functools.cached_property
     def threshold(self) -> float | None:
@@ -453,7 +503,7 @@ class IdentificationPoint:
         """Why ``fpir`` cannot be promised at this size (None if it can)."""
         if self.threshold is not None:
             return None
-        fmr = fmr_for_fpir(self.fpir, self.comparisons)
+        fmr = fmr_for_fpir(self.fpir, self.comparisons_for(self.fpir))
         floor = self.calibration.fmrs[-1]
         reach = (
             f"the {floor / 10**EXTRAPOLATED_DECADES:g} its tail is extrapolated to"
@@ -484,7 +534,7 @@ class IdentificationPoint:
             "fpir": self.fpir,
             "threshold": self.threshold,
             "templates": self.templates,
-            "comparisons": round(self.comparisons, 1),
+            "comparisons": round(self.comparisons_for(self.fpir), 1),
             "basis": self.basis,
             "extrapolated": self.extrapolated,
             "unsupported": self.unsupported,
