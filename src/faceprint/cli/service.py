@@ -14,6 +14,12 @@ from .common import JsonOption, console, emit, err_console, handles_errors, prin
 
 apikeys = typer.Typer(help="API keys of the service: create (shown once), list, revoke.", no_args_is_help=True)
 
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.add_typer(apikeys, name="apikeys")
+
+
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
