@@ -328,6 +328,20 @@ def test_health_ready_metrics_docs_and_page(client: TestClient, keys: Keys, enro
     assert "faceprint" in client.get("/").text
 
 
+def test_every_error_response_refers_to_the_one_declared_problem_schema(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert schema["components"]["schemas"]["ProblemDocument"]["required"] == ["type", "title", "status", "detail"]
+    errors = [
+        response
+        for operation in (op for path in schema["paths"].values() for op in path.values())
+        for status, response in operation["responses"].items()
+        if status.startswith(("4", "5"))
+    ]
+    assert len(errors) > 100  # every route's
+    refs = {response["content"]["application/json"]["schema"]["$ref"] for response in errors}
+    assert refs == {"#/components/schemas/ProblemDocument"}
+
+
 def test_thumbnails_only_where_the_collection_opted_in(
     client: TestClient, keys: Keys, enrolled: dict[str, int]
 ) -> None:
