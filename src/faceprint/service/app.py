@@ -36,7 +36,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         warm_up()
         # What the imports made (~90k objects: fastapi's, pydantic's, the routes') lives as long as the process:
         # out of the collector's sight, a full collection no longer walks it (110 ms under load; BENCHMARKS.md).
+        # `faceprint serve` turned the collector off for the start-up; it runs again from here on.
         gc.freeze()
+        gc.enable()
         yield
         service.close_collections()
 
