@@ -53,9 +53,6 @@ def serve(
     ] = 8,
 ) -> None:
     """Serve the HTTP API (/v1, docs at /docs) and the web page (/) until interrupted."""
-    # The start-up makes ~90k objects that live as long as the process; the collector would walk them again and
-    # again while they are made (~15% of the start-up's CPU). The app's lifespan freezes them and turns it back on.
-    gc.disable()
     if workers == 1:
         _load_models_early()
     uvicorn = _server_package()
@@ -76,7 +73,10 @@ def serve(
 
 def _load_models_early() -> None:
     """With one worker the app runs in this process: its models load while uvicorn, fastapi and the routes import
-    (BENCHMARKS.md, "Service")."""
+    (BENCHMARKS.md, "Service"). The garbage collector is off meanwhile: it would walk the ~90k long-lived objects of
+    the start-up again and again while they are made (~15% of its CPU); the app's lifespan freezes them and turns
+    it back on."""
+    gc.disable()
     from ..service.warm import warm_up
 
     warm_up()
