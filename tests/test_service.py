@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from faceprint.match import DEFAULT_FPIR, operating_point
 from faceprint.pipeline import DEFAULT_OPTIONS
 from faceprint.service.app import create_app
 from faceprint.service.settings import ServiceSettings
+from faceprint.service.warm import WARM
 
 from .conftest import KIT, MULTI, ROSE
 
@@ -311,7 +313,6 @@ def test_pixel_limit_and_request_size_limit(data_dir: Path, keys: Keys) -> None:
 
 def test_health_ready_metrics_docs_and_page(client: TestClient, keys: Keys, enrolled: dict[str, int]) -> None:
     assert client.get("/health").json()["status"] == "ok"
-    from faceprint.service.warm import WARM
 
     assert WARM.wait(120)  # the models load in the background after a start
     assert client.get("/ready").json() == {"status": "ready"}
@@ -326,6 +327,30 @@ def test_health_ready_metrics_docs_and_page(client: TestClient, keys: Keys, enro
     assert "/v1/collections/{collection}/recognize" in client.get("/openapi.json").json()["paths"]
     assert client.get("/docs").status_code == 200
     assert "faceprint" in client.get("/").text
+
+
+def test_the_garbage_collector_runs_again_once_the_app_has_started(tmp_path: Path) -> None:
+    gc.disable()  # as `faceprint serve` turns it off for its start-up
+    try:
+        with TestClient(create_app(ServiceSettings(tmp_path))) as started:
+            assert gc.isenabled() and started.get("/health").status_code == 200
+            assert WARM.wait(120)  # the models' thread ends before the process does
+    finally:
+        gc.enable()
+
+
+def test_every_error_response_refers_to_the_one_declared_problem_schema(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert schema["components"]["schemas"]["ProblemDocument"]["required"] == ["type", "title", "status", "detail"]
+    errors = [
+        response
+        for operation in (op for path in schema["paths"].values() for op in path.values())
+        for status, response in operation["responses"].items()
+        if status.startswith(("4", "5"))
+    ]
+    assert len(errors) > 100  # every route's
+    refs = {response["content"]["application/json"]["schema"]["$ref"] for response in errors}
+    assert refs == {"#/components/schemas/ProblemDocument"}
 
 
 def test_thumbnails_only_where_the_collection_opted_in(

@@ -31,6 +31,10 @@ AttributesOption = Annotated[
 ]
 
 
+def register(app: typer.Typer) -> None:
+    app.command()(analyze)
+
+
 def parse_attributes(text: str) -> tuple[AttributeName, ...]:
     """``--attributes`` as checked names; a usage error names any unknown one."""
     try:

@@ -10,6 +10,11 @@ import typer
 
 app = typer.Typer(no_args_is_help=True, help="Other libraries' command lines, run by faceprint.")
 
+
+def register(cli: typer.Typer) -> None:
+    cli.add_typer(app, name="compat")
+
+
 #: The original parses every argument, ``--help`` included.
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 

@@ -22,6 +22,10 @@ SAMPLE_PEOPLE = {
 SAMPLE_GROUP_PHOTO = "kit_harington_and_rose_leslie.jpg"
 
 
+def register(app: typer.Typer) -> None:
+    app.command()(demo)
+
+
 @handles_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Where to write the annotated group photo.")] = Path(

@@ -11,6 +11,11 @@ from .common import DbOption, JsonOption, console, emit, handles_errors, open_ga
 
 app = typer.Typer(help="Inspect, rebuild and check the gallery's search index.", no_args_is_help=True)
 
+
+def register(cli: typer.Typer) -> None:
+    cli.add_typer(app, name="index")
+
+
 ModeOption = Annotated[
     Mode, typer.Option("--index", envvar="FACEPRINT_INDEX", help="Search (auto: HNSW from 50,000 templates on).")
 ]

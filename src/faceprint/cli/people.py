@@ -23,6 +23,11 @@ from .common import (
 
 app = typer.Typer(help="List and manage enrolled people.", no_args_is_help=True)
 
+
+def register(cli: typer.Typer) -> None:
+    cli.add_typer(app, name="people")
+
+
 PersonArg = Annotated[str, typer.Argument(help="Name, numeric id or external id.")]
 TargetProfileOption = Annotated[
     ProfileName | None,

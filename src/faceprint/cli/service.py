@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +14,12 @@ from ..choices import Disclosure
 from .common import JsonOption, console, emit, err_console, handles_errors, print_json
 
 apikeys = typer.Typer(help="API keys of the service: create (shown once), list, revoke.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.add_typer(apikeys, name="apikeys")
+
 
 DataDirOption = Annotated[
     Path | None,
@@ -66,7 +73,10 @@ def serve(
 
 def _load_models_early() -> None:
     """With one worker the app runs in this process: its models load while uvicorn, fastapi and the routes import
-    (BENCHMARKS.md, "Service")."""
+    (BENCHMARKS.md, "Service"). The garbage collector is off meanwhile: it would walk the ~90k long-lived objects of
+    the start-up again and again while they are made (~15% of its CPU); the app's lifespan freezes them and turns
+    it back on."""
+    gc.disable()
     from ..service.warm import warm_up
 
     warm_up()

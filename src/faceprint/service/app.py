@@ -36,7 +36,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         warm_up()
         # What the imports made (~90k objects: fastapi's, pydantic's, the routes') lives as long as the process:
         # out of the collector's sight, a full collection no longer walks it (110 ms under load; BENCHMARKS.md).
+        # `faceprint serve` turned the collector off for the start-up; it runs again from here on.
         gc.freeze()
+        gc.enable()
         yield
         service.close_collections()
 
@@ -50,11 +52,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     )
     app.state.service = service
     install(app)
-    app.include_router(collections.router)
-    app.include_router(recognition.router)
-    app.include_router(private.router)
-    app.include_router(videos.router)
-    app.include_router(_service_routes())
+    # The routers' own routes, served as they are (prefix, responses and tags are the routers'): included, FastAPI
+    # would build each route's parameters and response models a second time, at its first request (BENCHMARKS.md).
+    for router in (collections.router, recognition.router, private.router, videos.router, _service_routes()):
+        app.router.routes.extend(router.routes)
     static = resources.files("faceprint.service") / "static"
     app.mount("/ui", StaticFiles(directory=str(static), html=True), name="ui")
 

@@ -96,9 +96,14 @@ def problem_response(problem: Problem) -> JSONResponse:
     )
 
 
-#: Declared for every route in the OpenAPI schema, so that clients (and Schemathesis) know the error shape.
+#: Declared for every route in the OpenAPI schema, so that clients (and Schemathesis) know the error shape. By
+#: reference to the one schema that ``install`` declares: a model here would be a pydantic TypeAdapter per route and
+#: status (~300) made at start-up (BENCHMARKS.md, "Service start-up").
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ProblemDocument, "content": {PROBLEM_TYPE: {}}, "description": description}
+    status: {
+        "content": {PROBLEM_TYPE: {}, "application/json": {"schema": {"$ref": "#/components/schemas/ProblemDocument"}}},
+        "description": description,
+    }
     for status, description in (
         (400, "Malformed request"),
         (401, "Missing or invalid API key"),
@@ -126,7 +131,18 @@ def _methods_of(request: Request) -> list[str]:
 
 
 def install(app: FastAPI) -> None:
-    """Answer every error with a problem document."""
+    """Answer every error with a problem document, declared once in the OpenAPI schema."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = FastAPI.openapi(app)
+        schema.setdefault("components", {}).setdefault("schemas", {})["ProblemDocument"] = (
+            ProblemDocument.model_json_schema(mode="serialization")
+        )
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
