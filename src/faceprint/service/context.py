@@ -76,12 +76,18 @@ class ImageBatcher:
         self._waiting: list[_Images] = []
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._pending = 0
+
+    def busy(self) -> bool:
+        """Whether images of requests wait for, or run in, this process's pipeline."""
+        return self._pending > 0
 
     def images(self, sources: list[bytes], options: PipelineOptions, *, embed: bool = True) -> list[ImageResult]:
         """The pipeline's results for ``sources``, in order (blocks the calling worker thread until done)."""
         item = _Images(sources, options, embed, Future())
         with self._ready:
             self._waiting.append(item)
+            self._pending += len(sources)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="faceprint-images", daemon=True)
                 self._thread.start()
@@ -91,6 +97,8 @@ class ImageBatcher:
             results = item.done.result()
         finally:
             self.metrics.queued(-len(sources))
+            with self._ready:
+                self._pending -= len(sources)
         record("queue", item.started - item.queued)
         record("pipeline", time.perf_counter() - item.started, f"batch of {item.batch_images}")
         return results
@@ -246,8 +254,9 @@ class Service:
         return [named(result, upload) for result, upload in zip(results, uploads)]
 
     def options(self, base: PipelineOptions) -> PipelineOptions:
-        """``base`` within the service's pixel limit."""
-        return dataclasses.replace(base, max_pixels=self.settings.max_pixels)
+        """``base`` within the service's pixel limit, on the process's share of the cores."""
+        threads = base.threads if base.threads is not None else self.settings.pipeline_threads
+        return dataclasses.replace(base, max_pixels=self.settings.max_pixels, threads=threads)
 
     def record(
         self, key: ApiKey, action: str, collection: str | None = None, person: Any = None, **counts: int
