@@ -370,7 +370,8 @@ def _tail_report(answers: list[Answer]) -> str:
     processes = Counter(a.process for a in ok)
     return (
         f"    the middle half (means): {row(middle)}\n"
-        f"    the slowest 1% ({len(slow)}): {row(slow)}; batches {dict(Counter(a.batch for a in slow))}\n"
+        f"    the slowest 1% ({len(slow)}): {row(slow)}; batches {dict(Counter(a.batch for a in slow))}, served by "
+        f"processes that served {sorted(processes[a.process] for a in slow)} requests in all\n"
         f"    requests per server process: {sorted(processes.values(), reverse=True)}; batches of all: "
         f"{dict(sorted(Counter(a.batch for a in ok).items()))}"
     )

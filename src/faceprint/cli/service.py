@@ -58,7 +58,6 @@ def serve(
         rate_per_second=rate_limit,
         rate_burst=rate_burst,
         batch_images=batch_images,
-        workers=workers,
     )
     os.environ[SETTINGS_ENV] = settings.to_env()  # read by each worker process
     console.print(f"faceprint service on http://{host}:{port}/ (data: {settings.data_dir})")

@@ -33,7 +33,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        warm_up(settings.pipeline_threads)
+        warm_up()
         # What the imports made (~90k objects: fastapi's, pydantic's, the routes') lives as long as the process:
         # out of the collector's sight, a full collection no longer walks it (110 ms under load; BENCHMARKS.md).
         gc.freeze()

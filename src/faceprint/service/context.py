@@ -254,9 +254,8 @@ class Service:
         return [named(result, upload) for result, upload in zip(results, uploads)]
 
     def options(self, base: PipelineOptions) -> PipelineOptions:
-        """``base`` within the service's pixel limit, on the process's share of the cores."""
-        threads = base.threads if base.threads is not None else self.settings.pipeline_threads
-        return dataclasses.replace(base, max_pixels=self.settings.max_pixels, threads=threads)
+        """``base`` within the service's pixel limit."""
+        return dataclasses.replace(base, max_pixels=self.settings.max_pixels)
 
     def record(
         self, key: ApiKey, action: str, collection: str | None = None, person: Any = None, **counts: int

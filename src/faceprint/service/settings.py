@@ -29,15 +29,6 @@ class ServiceSettings:
     batch_images: int = 8
     #: Video jobs waiting in this process's queue at most (one runs at a time per process); beyond: 503.
     max_queued_jobs: int = 4
-    #: Server processes (``--workers``) sharing the machine's cores.
-    workers: int = 1
-
-    @property
-    def pipeline_threads(self) -> int | None:
-        """onnxruntime threads per process: every core with one process (None, the library's default), else
-        the process's share of the cores. Each process's threads on every core made their inference wait for
-        each other's (BENCHMARKS.md, "The latency tail")."""
-        return None if self.workers == 1 else max(1, (os.cpu_count() or 1) // self.workers)
 
     @property
     def max_request_bytes(self) -> int:

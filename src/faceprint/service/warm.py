@@ -7,7 +7,6 @@ overlap (BENCHMARKS.md, "Service").
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from importlib import resources
 
@@ -20,18 +19,16 @@ _warming = threading.Lock()
 WARM = threading.Event()
 
 
-def warm_up(threads: int | None = None) -> None:
+def warm_up() -> None:
     """Load the default pipeline's models in a thread, once per process, so that no request pays for it
-    (YuNet, dlib's 5-point shape predictor, dlib's ResNet and SFace: 0.5-1 s; BENCHMARKS.md, "Service"), with
-    the onnxruntime ``threads`` the requests will use (sessions are made per thread count)."""
+    (YuNet, dlib's 5-point shape predictor, dlib's ResNet and SFace: 0.5-1 s; BENCHMARKS.md, "Service")."""
 
     def run() -> None:
         from ..pipeline import DEFAULT_OPTIONS, process_files
 
         sample = resources.files("faceprint.samples") / "Kit_Harington_0001.jpg"
-        options = dataclasses.replace(DEFAULT_OPTIONS, threads=threads)
         with PIPELINE:
-            list(process_files([sample.read_bytes()], options, workers=1))
+            list(process_files([sample.read_bytes()], DEFAULT_OPTIONS, workers=1))
         WARM.set()
 
     with _warming:
