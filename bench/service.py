@@ -314,11 +314,15 @@ async def _open_loop(server: Server, probes: list[bytes], rate: float, seconds: 
 
         async def one(index: int, due: float) -> Answer:
             sent = time.perf_counter()
-            answer = await client.post(
-                f"{server.base}/v1/collections/bench/recognize",
-                files={"image": ("p.jpg", probes[index % len(probes)], "image/jpeg")},
-                headers=server.headers,
-            )
+            try:
+                answer = await client.post(
+                    f"{server.base}/v1/collections/bench/recognize",
+                    files={"image": ("p.jpg", probes[index % len(probes)], "image/jpeg")},
+                    headers=server.headers,
+                )
+            except httpx.HTTPError as error:  # an error, counted as one: the run goes on
+                print("  error:", repr(error)[:200])
+                return Answer(time.perf_counter() - due, sent - due, 0, {}, "?", "?")
             phases, notes = _server_timing(answer.headers.get("server-timing", ""))
             return Answer(
                 time.perf_counter() - due, sent - due, answer.status_code, phases,

@@ -432,26 +432,6 @@ def test_concurrent_requests_images_are_batched_and_each_gets_its_own_results() 
     assert [len(r.faces) for r in results] == [1] * (len(photos) - 1) + [2]
 
 
-def test_a_process_with_images_waiting_hands_the_connection_back(
-    client: TestClient, keys: Keys, enrolled: dict[str, int]
-) -> None:
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-
-    from faceprint.service.warm import PIPELINE
-
-    batcher = client.app.state.service.batcher  # type: ignore[attr-defined]
-    assert "connection" not in client.get("/health").headers  # idle: the connection is kept alive
-    with ThreadPoolExecutor(1) as pool, PIPELINE:  # the recognize request's image waits for the pipeline
-        waiting = pool.submit(client.post, "/v1/collections/staff/recognize", files=photo(KIT[0]), headers=keys.admin)
-        deadline = time.monotonic() + 30
-        while not batcher.busy() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert client.get("/health").headers["connection"] == "close"
-    assert waiting.result(timeout=300).status_code == 200
-    assert "connection" not in client.get("/health").headers
-
-
 def test_a_key_capped_at_bands_never_gets_a_raw_score_by_asking(
     client: TestClient, keys: Keys, enrolled: dict[str, int], data_dir: Path
 ) -> None:

@@ -137,7 +137,7 @@ class _Observed:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", []), *self._headers(timings)]}
+                message = {**message, "headers": [*message.get("headers", []), timings.header_item()]}
             await send(message)
 
         try:
@@ -146,13 +146,6 @@ class _Observed:
             route = scope.get("route")
             path = getattr(route, "path", None) or ("/ui" if scope["path"].startswith("/ui") else "other")
             self.service.metrics.observe(scope["method"], path, status, time.perf_counter() - start)
-
-    def _headers(self, timings: timing.Timings) -> list[tuple[bytes, bytes]]:
-        """Server-Timing; and while other requests' images wait here, the connection is closed after the answer:
-        the client's next request connects anew and goes to whichever process accepts it first (an idle one,
-        sooner), instead of queueing behind this one's work (a kept-alive connection stays with one process)."""
-        headers = [timings.header_item()]
-        return [*headers, (b"connection", b"close")] if self.service.batcher.busy() else headers
 
 
 class _BodyTooLarge(Exception):

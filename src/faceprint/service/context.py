@@ -76,18 +76,12 @@ class ImageBatcher:
         self._waiting: list[_Images] = []
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._pending = 0
-
-    def busy(self) -> bool:
-        """Whether images of requests wait for, or run in, this process's pipeline."""
-        return self._pending > 0
 
     def images(self, sources: list[bytes], options: PipelineOptions, *, embed: bool = True) -> list[ImageResult]:
         """The pipeline's results for ``sources``, in order (blocks the calling worker thread until done)."""
         item = _Images(sources, options, embed, Future())
         with self._ready:
             self._waiting.append(item)
-            self._pending += len(sources)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="faceprint-images", daemon=True)
                 self._thread.start()
@@ -97,8 +91,6 @@ class ImageBatcher:
             results = item.done.result()
         finally:
             self.metrics.queued(-len(sources))
-            with self._ready:
-                self._pending -= len(sources)
         record("queue", item.started - item.queued)
         record("pipeline", time.perf_counter() - item.started, f"batch of {item.batch_images}")
         return results
