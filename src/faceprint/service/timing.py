@@ -3,9 +3,10 @@
 A client's latency is the server's time plus whatever the client and the network add; the header tells the two
 apart (``bench/service.py`` reads it to find what makes the latency tail). Phases: ``admit`` (API key check
 and rate limit), ``queue`` (waiting for the image pipeline), ``pipeline`` (the batch the images ran in; its
-size as the description), ``search`` (the collection's decision), ``audit`` (the audit row), ``loop`` (waiting
-for the event loop after work in a thread: its stalls), ``total`` (the request in the app, up to its answer's
-start) and ``process`` (which server process answered: with ``--workers N``, connections stay with one).
+size as the description), ``search`` (the collection's decision), ``audit`` (queueing the audit row), ``hops``
+(handing work to a worker thread and its result back to the event loop: the loop's stalls show here),
+``total`` (the request in the app, up to its answer's start) and ``process`` (which server process answered:
+with ``--workers N``, a kept-alive connection stays with the process that accepted it).
 Only durations and a process id: nothing about the request's content.
 """
 
