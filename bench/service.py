@@ -17,6 +17,7 @@ stops it. The machine is shared: compare figures within one run.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import compileall
 import os
 import shutil
@@ -25,8 +26,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -253,16 +256,20 @@ def throughput(args: argparse.Namespace) -> None:
             )
         rate = args.rate or 0.8 * http_rate
         cpu, load = server.cpu_seconds(), os.getloadavg()[0]
-        paced, paced_errors = _paced(server, probes, rate, args.seconds)
+        answers = _paced(server, probes, rate, args.seconds)
         cpu = (server.cpu_seconds() - cpu) / args.seconds
     finally:
         server.stop()
-    ratio = np.percentile(paced, 99) / np.percentile(paced, 50)
+    latencies = [a.latency for a in answers if a.status == 200]
+    ratio = np.percentile(latencies, 99) / np.percentile(latencies, 50)
+    server_times = [a.phases.get("total", 0.0) for a in answers if a.status == 200]
     print(
         f"  paced at {rate:.1f} req/s{'' if args.rate else ' (80% of that load)'}, batches of up to "
-        f"{args.batch_images}: {percentiles(paced)}, p99/p50 {ratio:.2f}, errors {len(paced_errors)}; server CPU "
+        f"{args.batch_images}: {percentiles(latencies)}, p99/p50 {ratio:.2f}, errors "
+        f"{sum(a.status != 200 for a in answers)}; in the server: {percentiles(server_times)}; server CPU "
         f"{cpu:.2f} cores, machine load {load:.1f} -> {os.getloadavg()[0]:.1f}"
     )
+    print(_tail_report(answers))
 
 
 def _cli_rate(server: Server, paths: list[Path], workers: int) -> float:
@@ -283,33 +290,97 @@ def _cli_rate(server: Server, paths: list[Path], workers: int) -> float:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _paced(server: Server, probes: list[bytes], rate: float, seconds: float) -> tuple[list[float], list[str]]:
-    """Requests sent at a fixed rate, each in its own thread whatever the answers take (an open loop: a slow
-    answer does not hold the next request back), over kept-alive connections as a client library keeps them:
-    latencies and errors."""
-    latencies: list[float] = []
-    errors: list[str] = []
-    local = threading.local()
-    clients: list[httpx.Client] = []
+@dataclass
+class Answer:
+    """One paced request: its latency counted from when it was due to leave, how late the generator sent it,
+    and the server's own timings of it (``Server-Timing``: phase -> seconds, and the answering process)."""
 
-    def one(index: int) -> None:
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(timeout=120)
-            clients.append(local.client)
-        start = time.perf_counter()
-        answer = server.recognize(local.client, probes[index % len(probes)])
-        (latencies.append(time.perf_counter() - start) if answer.status_code == 200 else errors.append(answer.text))
+    latency: float
+    late: float
+    status: int
+    phases: dict[str, float]
+    process: str
+    batch: str
 
-    try:
-        with ThreadPoolExecutor(64) as pool:
-            begin = time.perf_counter()
-            for index in range(int(rate * seconds)):
-                time.sleep(max(0.0, begin + index / rate - time.perf_counter()))
-                pool.submit(one, index)
-    finally:
-        for client in clients:
-            client.close()
-    return latencies, errors
+
+def _paced(server: Server, probes: list[bytes], rate: float, seconds: float) -> list[Answer]:
+    """Requests sent at a fixed rate whatever the answers take (an open loop: a slow answer does not hold the
+    next request back), from one asyncio loop over kept-alive connections. Each latency counts from when the
+    request was due, so a generator late to send adds to it instead of hiding it."""
+    return asyncio.run(_open_loop(server, probes, rate, seconds))
+
+
+async def _open_loop(server: Server, probes: list[bytes], rate: float, seconds: float) -> list[Answer]:
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+
+        async def one(index: int, due: float) -> Answer:
+            sent = time.perf_counter()
+            try:
+                answer = await client.post(
+                    f"{server.base}/v1/collections/bench/recognize",
+                    files={"image": ("p.jpg", probes[index % len(probes)], "image/jpeg")},
+                    headers=server.headers,
+                )
+            except httpx.HTTPError as error:  # an error, counted as one: the run goes on
+                print("  error:", repr(error)[:200])
+                return Answer(time.perf_counter() - due, sent - due, 0, {}, "?", "?")
+            phases, notes = _server_timing(answer.headers.get("server-timing", ""))
+            return Answer(
+                time.perf_counter() - due, sent - due, answer.status_code, phases,
+                notes.get("process", "?"), notes.get("pipeline", "?"),
+            )  # fmt: skip
+
+        begin, tasks = time.perf_counter() + 0.05, []
+        for index in range(int(rate * seconds)):
+            due = begin + index / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(index, due)))
+        return list(await asyncio.gather(*tasks))
+
+
+def _server_timing(header: str) -> tuple[dict[str, float], dict[str, str]]:
+    """``Server-Timing`` as (phase -> seconds, phase -> description)."""
+    seconds: dict[str, float] = {}
+    notes: dict[str, str] = {}
+    for entry in filter(None, (part.strip() for part in header.split(","))):
+        name, *params = entry.split(";")
+        for param in params:
+            field, _, value = param.partition("=")
+            if field == "dur":
+                seconds[name] = float(value) / 1000
+            elif field == "desc":
+                notes[name] = value.strip('"')
+    return seconds, notes
+
+
+def _tail_report(answers: list[Answer]) -> str:
+    """Where the time of the median request and of the slowest 1% went: each server phase's mean, the server's
+    total, what the client and the network added, and which process and batch sizes served the slowest."""
+    ok = [a for a in answers if a.status == 200]
+    p99 = np.percentile([a.latency for a in ok], 99)
+    slow = [a for a in ok if a.latency >= p99]
+    phases = sorted({phase for a in ok for phase in a.phases} - {"total"})
+
+    def row(group: list[Answer]) -> str:
+        def mean(values: list[float]) -> str:
+            return f"{np.mean(values) * 1000:.0f}"
+
+        parts = [f"{phase} {mean([a.phases.get(phase, 0.0) for a in group])}" for phase in phases]
+        parts.append(f"server total {mean([a.phases.get('total', 0.0) for a in group])}")
+        parts.append(f"client+network {mean([a.latency - a.phases.get('total', 0.0) for a in group])}")
+        parts.append(f"of which sent late {mean([a.late for a in group])}")
+        return ", ".join(parts) + " ms"
+
+    middle = sorted(ok, key=lambda a: a.latency)[len(ok) // 4 : 3 * len(ok) // 4]
+    processes = Counter(a.process for a in ok)
+    return (
+        f"    the middle half (means): {row(middle)}\n"
+        f"    the slowest 1% ({len(slow)}): {row(slow)}; batches {dict(Counter(a.batch for a in slow))}, served by "
+        f"processes that served {sorted(processes[a.process] for a in slow)} requests in all\n"
+        f"    requests per server process: {sorted(processes.values(), reverse=True)}; batches of all: "
+        f"{dict(sorted(Counter(a.batch for a in ok).items()))}"
+    )
 
 
 def startup(args: argparse.Namespace) -> None:

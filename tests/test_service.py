@@ -181,6 +181,22 @@ def test_recognize_names_both_faces_of_the_group_photo(
     assert with_attributes["faces"][0]["face"]["attributes"]["pose"]["yaw"] is not None
 
 
+def test_answers_say_where_their_time_went_in_the_server(
+    client: TestClient, keys: Keys, enrolled: dict[str, int]
+) -> None:
+    answer = client.post("/v1/collections/staff/recognize", files=photo(KIT[0]), headers=keys.admin)
+    entries = dict(entry.split(";", 1) for entry in answer.headers["server-timing"].split(", "))
+    assert {"admit", "queue", "pipeline", "search", "audit", "hops", "total", "process"} <= set(entries)
+    milliseconds = {
+        name: float(value.split("dur=")[1].split(";")[0]) for name, value in entries.items() if "dur=" in value
+    }
+    assert 0 < milliseconds["pipeline"] < milliseconds["total"]
+    assert sum(milliseconds.values()) - milliseconds["total"] <= milliseconds["total"] * 1.01  # phases, not overlaps
+    assert 'desc="batch of 1"' in entries["pipeline"] and entries["process"] == f'desc="{os.getpid()}"'
+    refused = client.post("/v1/collections/staff/recognize", files=photo(KIT[0]), headers=bearer("fpk_wrong"))
+    assert refused.status_code == 401 and "admit;dur=" in refused.headers["server-timing"]
+
+
 def test_search_by_template_decides_like_recognize(client: TestClient, keys: Keys, enrolled: dict[str, int]) -> None:
     from faceprint.api import embed
 

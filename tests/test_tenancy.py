@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -160,6 +163,28 @@ def test_the_audit_log_keeps_who_what_and_how_many_per_tenant(tmp_path: Path) ->
     )
     assert [e.tenant for e in log.entries("globex")] == ["globex"]
     assert (tmp_path / AUDIT_FILE).is_file()
+
+
+def test_recording_an_audit_row_waits_neither_for_the_disk_nor_for_other_writers(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path)
+    other_process = sqlite3.connect(tmp_path / AUDIT_FILE, isolation_level=None)
+    other_process.execute("BEGIN IMMEDIATE")  # holds the database's write lock
+    started = time.perf_counter()
+    for faces in range(20):
+        log.record(key_id="k1", tenant="acme", action="recognize", collection="staff", counts={"faces": faces})
+    assert time.perf_counter() - started < 5  # written in the request's thread, each would wait for the lock (30 s)
+    other_process.execute("COMMIT")
+    assert [entry.counts["faces"] for entry in log.entries("acme")] == list(range(19, -1, -1))
+    log.close()
+
+
+def test_a_process_that_exits_writes_the_audit_rows_it_recorded(tmp_path: Path) -> None:
+    script = (
+        "import sys; from faceprint.audit import AuditLog; log = AuditLog(sys.argv[1])\n"
+        "for i in range(200): log.record(key_id='k1', tenant='acme', action='recognize', counts={'faces': i})"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
+    assert len(AuditLog(tmp_path).entries("acme", limit=500)) == 200
 
 
 # --- the strict quality filter ---------------------------------------------------------------

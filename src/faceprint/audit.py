@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -48,13 +50,30 @@ class AuditEntry:
 
 
 class AuditLog:
-    """The audit log of a data directory (``<data>/audit.db``, SQLite in WAL mode, shared by every process)."""
+    """The audit log of a data directory (``<data>/audit.db``, SQLite in WAL mode, shared by every process).
+
+    Rows are written by a thread of their own, all those recorded meanwhile in one commit (one fsync), so that
+    whoever records does not wait for the disk: the service's requests did, and a disk busy with other writes
+    held some of them for a second (BENCHMARKS.md, "The latency tail"). Each row keeps the time it was
+    recorded at; ``entries``, ``flush`` and ``close`` wait for the rows recorded before them, and a process
+    that exits normally writes them all (the writer is not a daemon thread). A process killed outright loses
+    the rows not yet written (those of the last commit's few milliseconds); a failed write is raised by the
+    next ``record``, ``flush`` or ``entries``.
+    """
 
     def __init__(self, data_dir: str | os.PathLike) -> None:
         self._db = open_data_db(data_dir, AUDIT_FILE, _SCHEMA)
+        self._writer_db = open_data_db(data_dir, AUDIT_FILE, _SCHEMA)
+        self._state = threading.Condition()
+        self._unwritten: list[tuple[Any, ...]] = []
+        self._recorded = self._written = 0
+        self._writer: threading.Thread | None = None
+        self._failure: sqlite3.Error | None = None
 
     def close(self) -> None:
+        self.flush()
         self._db.close()
+        self._writer_db.close()
 
     def record(
         self,
@@ -67,21 +86,52 @@ class AuditLog:
         counts: dict[str, int] | None = None,
     ) -> None:
         at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-        self._db.execute(
-            "INSERT INTO audit (at, key_id, tenant, action, collection, person, counts) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                at,
-                key_id,
-                tenant,
-                action,
-                collection,
-                person,
-                json.dumps({k: int(v) for k, v in (counts or {}).items()}),
-            ),
-        )
+        counted = json.dumps({k: int(v) for k, v in (counts or {}).items()})
+        with self._state:
+            self._raise_failure()
+            self._unwritten.append((at, key_id, tenant, action, collection, person, counted))
+            self._recorded += 1
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write, name="faceprint-audit")
+                self._writer.start()
+
+    def flush(self) -> None:
+        """Wait until every row recorded so far is written."""
+        with self._state:
+            recorded = self._recorded
+            self._state.wait_for(lambda: self._written >= recorded)
+            self._raise_failure()
+
+    def _write(self) -> None:
+        while True:
+            with self._state:
+                rows, self._unwritten = self._unwritten, []
+                if not rows:
+                    self._writer = None
+                    return
+            try:
+                with self._writer_db:
+                    self._writer_db.execute("BEGIN IMMEDIATE")
+                    self._writer_db.executemany(
+                        "INSERT INTO audit (at, key_id, tenant, action, collection, person, counts)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        rows,
+                    )
+            except sqlite3.Error as error:
+                with self._state:
+                    self._failure = error
+            with self._state:
+                self._written += len(rows)
+                self._state.notify_all()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
 
     def entries(self, tenant: str, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         """The tenant's latest entries, newest first (older than entry id ``before``, for paging)."""
+        self.flush()
         rows = self._db.execute(
             "SELECT id, at, key_id, tenant, action, collection, person, counts FROM audit"
             " WHERE tenant = ? AND id < ? ORDER BY id DESC LIMIT ?",

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from . import collections, private, recognition, schemas, videos
+from . import collections, private, recognition, schemas, timing, videos
 from .context import AdminKey, ReadKey, Service, service_of
 from .problems import ERROR_RESPONSES, Problem, install, problem_response
 from .settings import ServiceSettings
@@ -122,7 +122,8 @@ def _service_routes() -> Any:
 
 
 class _Observed:
-    """Counts every request in the metrics, by route template (not by raw path: ids would explode the labels)."""
+    """Counts every request in the metrics, by route template (not by raw path: ids would explode the labels),
+    and tells the client where its time went (``Server-Timing``)."""
 
     def __init__(self, app: ASGIApp, service: Service) -> None:
         self.app, self.service = app, service
@@ -131,12 +132,13 @@ class _Observed:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start, status = time.perf_counter(), 500
+        start, status, timings = time.perf_counter(), 500, timing.start()
 
         async def observed_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), timings.header_item()]}
             await send(message)
 
         try:

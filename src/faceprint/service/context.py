@@ -7,6 +7,7 @@ import dataclasses
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from ..tenancy import GALLERY_FILE, Tenancy
 from .metrics import Metrics
 from .problems import Problem
 from .settings import ServiceSettings
+from .timing import record, timed
 from .warm import PIPELINE
 
 T = TypeVar("T")
@@ -58,6 +60,10 @@ class _Images:
     options: PipelineOptions
     embed: bool
     done: Future[list[ImageResult]]
+    queued: float = dataclasses.field(default_factory=time.perf_counter)
+    #: When its batch started and how many images it held (the request's ``queue`` and ``pipeline`` timings).
+    started: float = 0.0
+    batch_images: int = 0
 
 
 class ImageBatcher:
@@ -82,9 +88,12 @@ class ImageBatcher:
             self._ready.notify()
         self.metrics.queued(len(sources))
         try:
-            return item.done.result()
+            results = item.done.result()
         finally:
             self.metrics.queued(-len(sources))
+        record("queue", item.started - item.queued)
+        record("pipeline", time.perf_counter() - item.started, f"batch of {item.batch_images}")
+        return results
 
     def _next_batch(self) -> list[_Images]:
         with self._ready:
@@ -103,6 +112,9 @@ class ImageBatcher:
         while True:
             batch = self._next_batch()
             sources = [source for item in batch for source in item.sources]
+            started = time.perf_counter()
+            for item in batch:
+                item.started, item.batch_images = started, len(sources)
             try:
                 with PIPELINE:
                     found = process_files(
@@ -152,11 +164,12 @@ class Service:
     def admit(self, token: str) -> ApiKey:
         """The key of ``token``, valid now and within its rate (shared by every server process), or a 401 or
         429 problem (call from a worker thread: both are SQLite reads or writes)."""
-        try:
-            key = self.authenticate(token)
-        except AccessError as error:
-            raise Problem(401, "Invalid API key", str(error)) from None
-        wait = self.limits.take(key.id)
+        with timed("admit"):
+            try:
+                key = self.authenticate(token)
+            except AccessError as error:
+                raise Problem(401, "Invalid API key", str(error)) from None
+            wait = self.limits.take(key.id)
         if wait > 0:
             raise _retry_later("Too many requests", "rate limit of this key", wait)
         return key
@@ -208,8 +221,22 @@ class Service:
 
     async def run(self, work: Callable[[], T]) -> T:
         """Work off the event loop, in a worker thread: gallery work (SQLite, search), and waiting for images
-        (``images``)."""
-        return await run_in_threadpool(work)
+        (``images``). The hand-over to the thread and back to the event loop is timed as ``hops``."""
+        handed = time.perf_counter()
+        began = finished = 0.0
+
+        def timed_work() -> T:
+            nonlocal began, finished
+            began = time.perf_counter()
+            try:
+                return work()
+            finally:
+                finished = time.perf_counter()
+
+        try:
+            return await run_in_threadpool(timed_work)
+        finally:
+            record("hops", (began - handed) + (time.perf_counter() - finished))
 
     def images(self, uploads: list[Upload], options: PipelineOptions, *, embed: bool = True) -> list[ImageResult]:
         """The pipeline's results for uploaded images (call from a worker thread: it waits for the batcher),
@@ -225,14 +252,15 @@ class Service:
     def record(
         self, key: ApiKey, action: str, collection: str | None = None, person: Any = None, **counts: int
     ) -> None:
-        self.audit.record(
-            key_id=key.id,
-            tenant=key.tenant,
-            action=action,
-            collection=collection,
-            person=None if person is None else str(person),
-            counts=counts,
-        )
+        with timed("audit"):
+            self.audit.record(
+                key_id=key.id,
+                tenant=key.tenant,
+                action=action,
+                collection=collection,
+                person=None if person is None else str(person),
+                counts=counts,
+            )
 
 
 def service_of(request: Request) -> Service:

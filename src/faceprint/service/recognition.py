@@ -18,6 +18,7 @@ from . import schemas
 from .collections import CollectionName, PersonId, person_in
 from .context import QueryKey, RecognizeKey, read_upload, service_of
 from .problems import ERROR_RESPONSES, Problem
+from .timing import timed
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
@@ -61,7 +62,7 @@ async def recognize(
         if result.error is not None:
             raise result.error
         faces = result.faces[: service.settings.max_faces]
-        with service.collection(key.tenant, collection) as gallery:
+        with timed("search"), service.collection(key.tenant, collection) as gallery:
             answers = gallery.identify_faces(faces, top_k=top_k, fpir=fpir)
             calibration, level = gallery.calibration(), least_detailed(key.disclosure, disclose)
         named_count = sum(a.match is not None for a in answers)
