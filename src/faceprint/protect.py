@@ -131,7 +131,7 @@ class Sealer:
         sealed_bytes = os.path.getsize(path) - _HEADER_BYTES
         chunks = max(1, -(-sealed_bytes // (_chunk_bytes(path) + OVERHEAD)))
         plaintext = _fresh_memory(max(0, sealed_bytes - chunks * OVERHEAD))
-        into, at = memoryview(plaintext), 0
+        into, at = plaintext.data, 0
         for sealed, context, what in _sealed_chunks(path, associated):
             size = len(sealed) - OVERHEAD
             with _opening(what):
