@@ -162,6 +162,7 @@ def test_a_file_sealed_in_chunks_refuses_chunks_cut_moved_added_or_taken_from_an
             write(data[:100])
             write(data[100:])
     assert b"".join(sealer.chunks(first, context)) == data
+    assert sealer.read_array(first, context).tobytes() == data
     header, body = _header_and_chunks(first)
     other_header, other_body = _header_and_chunks(second)
     altered = {
@@ -179,7 +180,10 @@ def test_a_file_sealed_in_chunks_refuses_chunks_cut_moved_added_or_taken_from_an
         first.write_bytes(content)
         with pytest.raises(KeyRequiredError, match="does not open"):
             b"".join(sealer.chunks(first, context))
-            pytest.fail(f"{name}: opened")
+            pytest.fail(f"{name}: opened chunk by chunk")
+        with pytest.raises(KeyRequiredError, match="does not open"):
+            sealer.read_array(first, context)
+            pytest.fail(f"{name}: opened into an array")
     with pytest.raises(KeyRequiredError):
         b"".join(sealer.chunks(second, b"the index of gallery 2"))
     with pytest.raises(KeyRequiredError):
