@@ -4,13 +4,14 @@
     python bench/throughput.py [--count 200]
 
 Both libraries run on the same images in the same run: the first ``--count`` faces-dev
-(LFW 250x250) images and the 20 committed faces-hires photos (374 to 2333 px). faceprint runs
-with its defaults (``PipelineOptions()``: embedding on onnxruntime) and, as the "before"
-figure, with dlib's own embedding code (``backend="dlib"``), single-process and with its
-worker processes;
-face_recognition runs its documented pipeline (HOG with 1 upsample, 5-point landmarks, one
-ResNet embedding per face), single-process and in a 2-process pool. Per-stage times come from
-single-process runs that time each stage separately.
+(LFW 250x250) images and the 20 committed faces-hires photos (374 to 2333 px). faceprint's classic
+profile is face_recognition's pipeline (HOG/CNN, dlib's 5 points and ResNet; the embedding on onnxruntime): it
+runs single-process and with its worker processes, and, as the "before" figure, with dlib's own embedding code
+(``backend="dlib"``); faceprint's default (accurate: YuNet + the fused model) and fast (YuNet + dlib's ResNet
+int8) profiles run with their worker processes in the same run. face_recognition runs its documented pipeline
+(HOG with 1 upsample, 5-point landmarks, one ResNet embedding per face), single-process and in a 2-process
+pool. Per-stage times (classic profile and face_recognition) come from single-process runs that time each stage
+separately.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from faceprint import align, quality
 from faceprint.detection import detect_boxes
 from faceprint.embedding import embed_chips
 from faceprint.image import iter_image_files, load_image
-from faceprint.pipeline import DEFAULT_OPTIONS, PipelineOptions, process_files
+from faceprint.pipeline import PipelineOptions, process_files
+from faceprint.profiles import ACCURATE, CLASSIC, FAST
 
 ROOT = Path(__file__).resolve().parents[1]
 HIRES = ROOT / "tests" / "data" / "faces-hires"
@@ -62,7 +64,14 @@ def faceprint_stages(paths: Sequence[Path], options: PipelineOptions) -> dict[st
         with clock("align + quality"):
             chips = [_chip_and_quality(pixels, d, fit) for d, fit in zip(detections, fits)]
         with clock("embed"):
-            embed_chips(chips, flip=options.flip, jitter=options.jitter, backend=options.backend)
+            embed_chips(
+                chips,
+                flip=options.flip,
+                jitter=options.jitter,
+                backend=options.backend,
+                model=options.model,
+                precision=options.precision,
+            )
     return dict(clock.spent)
 
 
@@ -110,28 +119,32 @@ def faceprint_pool(paths: Sequence[Path], options: PipelineOptions) -> tuple[flo
 
 def report(name: str, paths: Sequence[Path]) -> None:
     n = len(paths)
-    before = dataclasses.replace(DEFAULT_OPTIONS, backend="dlib")
-    ours, ours_dlib = faceprint_stages(paths, DEFAULT_OPTIONS), faceprint_stages(paths, before)
+    before = dataclasses.replace(CLASSIC, backend="dlib")
+    ours, ours_dlib = faceprint_stages(paths, CLASSIC), faceprint_stages(paths, before)
     theirs = face_recognition_stages(paths)
-    (ours_pool, faces), (dlib_pool, _) = faceprint_pool(paths, DEFAULT_OPTIONS), faceprint_pool(paths, before)
+    (ours_pool, faces), (dlib_pool, _) = faceprint_pool(paths, CLASSIC), faceprint_pool(paths, before)
+    (accurate_pool, _), (fast_pool, _) = faceprint_pool(paths, ACCURATE), faceprint_pool(paths, FAST)
     theirs_pool = face_recognition_pool(paths)
-    print(f"\n### {name}: {n} images, {faces} faces found by faceprint\n")
+    print(f"\n### {name}: {n} images, {faces} faces found by faceprint's classic profile\n")
     print("| pipeline | processes | images/s | ms/image |")
     print("| --- | --- | --- | --- |")
     for label, procs, seconds in (
-        ("faceprint defaults (onnxruntime embedding)", 1, sum(ours.values())),
-        ("faceprint defaults (onnxruntime embedding)", WORKERS, ours_pool),
-        ("faceprint with dlib embedding (before)", 1, sum(ours_dlib.values())),
-        ("faceprint with dlib embedding (before)", WORKERS, dlib_pool),
+        ("faceprint default (accurate: YuNet + fused)", WORKERS, accurate_pool),
+        ("faceprint fast (YuNet + dlib's ResNet int8)", WORKERS, fast_pool),
+        ("faceprint classic (onnxruntime embedding)", 1, sum(ours.values())),
+        ("faceprint classic (onnxruntime embedding)", WORKERS, ours_pool),
+        ("faceprint classic with dlib embedding (before)", 1, sum(ours_dlib.values())),
+        ("faceprint classic with dlib embedding (before)", WORKERS, dlib_pool),
         ("face_recognition (HOG, upsample 1)", 1, sum(theirs.values())),
         ("face_recognition (HOG, upsample 1)", WORKERS, theirs_pool),
     ):
         print(f"| {label} | {procs} | {n / seconds:.1f} | {1000 * seconds / n:.0f} |")
     print(
-        f"\nfaceprint ({WORKERS} processes) vs face_recognition: {sum(theirs.values()) / ours_pool:.2f}x its "
-        f"single-process throughput, {theirs_pool / ours_pool:.2f}x with {WORKERS} processes each\n"
+        f"\nfaceprint classic ({WORKERS} processes) vs face_recognition: {sum(theirs.values()) / ours_pool:.2f}x its "
+        f"single-process throughput, {theirs_pool / ours_pool:.2f}x with {WORKERS} processes each; "
+        f"against the classic profile: fast {ours_pool / fast_pool:.2f}x, accurate {ours_pool / accurate_pool:.2f}x\n"
     )
-    print("| stage (ms/image, 1 process) | faceprint | faceprint, dlib embedding | face_recognition |")
+    print("| stage (ms/image, 1 process) | faceprint classic | faceprint classic, dlib embedding | face_recognition |")
     print("| --- | --- | --- | --- |")
     for stage in ("decode", "detect", "landmarks", "align + quality", "embed", "landmarks + embed"):
         cells = [f"{1000 * s[stage] / n:.1f}" if stage in s else "-" for s in (ours, ours_dlib, theirs)]
@@ -145,8 +158,8 @@ def main() -> None:
     root = faces_dev()
     lfw = [root / p for p in read_images(root)[0][: args.count]]
     print(
-        f"defaults: {DEFAULT_OPTIONS.detector} detector, upsample {DEFAULT_OPTIONS.upsample or 'auto'}, "
-        f"flip {'on' if DEFAULT_OPTIONS.flip else 'off'}, jitter {DEFAULT_OPTIONS.jitter}"
+        f"classic profile: {CLASSIC.detector} detector, upsample {CLASSIC.upsample or 'auto'}, "
+        f"flip {'on' if CLASSIC.flip else 'off'}, jitter {CLASSIC.jitter}"
     )
     report("faces-dev (LFW, 250x250)", lfw)
     report("faces-hires (374-2333 px)", iter_image_files(HIRES))
