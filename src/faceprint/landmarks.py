@@ -1,13 +1,12 @@
-"""dlib's 68-point shape predictor in numpy, from a converted copy of its model that loads in a millisecond.
+"""dlib's shape predictor models, converted once into a file that loads in milliseconds.
 
 dlib parses ``shape_predictor_68_face_landmarks.dat`` (100 MB: every float written as a variable-length
 mantissa and exponent) in 0.55 s of CPU, more than a worker process spends on anything else before its first
 face (BENCHMARKS.md, "Issue 13: worker start-up"). The pipeline fits the 68 points only for some faces (a
 turned head's pose, ``landmarks68``, SFace alone), yet nearly every worker meets one. Here the model is
 converted once into a ``.npy`` file in the user cache directory (keyed by the source's sha256, like the
-converted ONNX graphs), memory-mapped at each start, and run as dlib runs it (``dlib/image_processing/
-shape_predictor.h``): per cascade, the feature pixels are placed by the similarity transform from the mean
-shape to the current one, then every regression tree adds its leaf, in order and in float32.
+converted ONNX graphs; the conversion takes a few seconds, once) and memory-mapped at each start;
+``align.CascadePredictor`` runs it as dlib runs it (``dlib/image_processing/shape_predictor.h``).
 
 dlib's serialization of the model: version (1), the initial shape (a column ``matrix<float>``: minus its rows,
 minus its columns, the values), the forests (a vector per cascade of trees, each tree its splits (``idx1``,
@@ -19,6 +18,7 @@ are two such integers, mantissa and exponent.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import ModelError
 from .models import model_path
-from .resnet_onnx import _Reader, _write_atomically, default_cache_dir, known_sha256
+from .resnet_onnx import DlibReader, default_cache_dir, known_sha256, write_atomically
 
 #: Bump when the conversion changes: cached models of another version are rebuilt.
 CONVERSION_VERSION = 1
@@ -39,7 +39,7 @@ _NUMPY_RUN = 32
 _SPECIAL_EXPONENT = 32000
 
 
-class _FastReader(_Reader):
+class _FastReader(DlibReader):
     """dlib's reader with whole runs of floats decoded by numpy when they all have the common width."""
 
     def read_column(self) -> np.ndarray:
@@ -164,13 +164,11 @@ def load_shape_model(points: int, cache_dir: Path | None = None) -> np.ndarray:
         record[name] = array
     record["source_sha256"] = digest.encode()
     with contextlib.suppress(OSError):
-        _write_atomically(cached, _npy_bytes(record))
+        write_atomically(cached, _npy_bytes(record))
     return record
 
 
 def _npy_bytes(record: np.ndarray) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     np.save(buffer, record, allow_pickle=False)
     return buffer.getvalue()

@@ -112,7 +112,7 @@ def locate_face(pixels: np.ndarray, detection: Detection, options: PipelineOptio
     pose = head_pose(landmarks68 if landmarks68 is not None else landmarks, size)
     if landmarks68 is None and abs(pose.yaw) > options.thresholds.max_abs_yaw:
         # The 5-point estimate overshoots on turned heads (+57 deg where the 68 points give +35): a face it
-        # would refuse gets the solved pose (a 68-point fit, ~1 ms) before the quality gate judges it.
+        # would refuse gets the solved pose (a 68-point fit, ~3 ms) before the quality gate judges it.
         pose = head_pose(points.dlib68, size)
     face = Face(
         box=detection.box,

@@ -127,7 +127,7 @@ _FC_NO_BIAS = 1  # dlib's fc_bias_mode
 _FLOAT_SPECIALS = {32000: np.inf, 32001: -np.inf, 32002: np.nan}
 
 
-class _Reader:
+class DlibReader:
     """Sequential reader of dlib-serialized values."""
 
     def __init__(self, data: bytes) -> None:
@@ -194,7 +194,7 @@ class _Reader:
 
 def read_dlib_net(path: str | os.PathLike) -> DlibNet:
     """Parse a serialized ``loss_metric`` network (dlib's ``anet_type``) into its layers."""
-    reader = _Reader(Path(path).read_bytes())
+    reader = DlibReader(Path(path).read_bytes())
     reader.read_version("add_loss_layer", 1)
     loss = _read_loss(reader)
     wrappers: list[int] = []
@@ -219,7 +219,7 @@ def read_dlib_net(path: str | os.PathLike) -> DlibNet:
     return DlibNet(loss, net_input, tuple(layers))
 
 
-def _read_loss(reader: _Reader) -> str:
+def _read_loss(reader: DlibReader) -> str:
     name = reader.read_str()
     if name != "loss_metric_2":
         raise ModelError(f"dlib model file: loss {name!r}, expected loss_metric_2")
@@ -227,7 +227,7 @@ def _read_loss(reader: _Reader) -> str:
     return name
 
 
-def _read_input(reader: _Reader) -> InputLayer:
+def _read_input(reader: DlibReader) -> InputLayer:
     name = reader.read_str()
     if name != "input_rgb_image_sized":
         raise ModelError(f"dlib model file: input layer {name!r}, expected input_rgb_image_sized")
@@ -235,7 +235,7 @@ def _read_input(reader: _Reader) -> InputLayer:
     return InputLayer(mean, (reader.read_int(), reader.read_int()))
 
 
-def _skip_add_layer_state(reader: _Reader, *, sample_expansion: bool = False) -> None:
+def _skip_add_layer_state(reader: DlibReader, *, sample_expansion: bool = False) -> None:
     """Training state an add_layer writes after its details: 3 flags, 3 tensors (gradients, cached output)."""
     for _ in range(3):
         reader.read_bool()
@@ -245,7 +245,7 @@ def _skip_add_layer_state(reader: _Reader, *, sample_expansion: bool = False) ->
         reader.read_int()
 
 
-def _read_layer(reader: _Reader) -> Layer:
+def _read_layer(reader: DlibReader) -> Layer:
     name = reader.read_str()
     parse = _LAYER_PARSERS.get(name)
     if parse is None:
@@ -253,7 +253,7 @@ def _read_layer(reader: _Reader) -> Layer:
     return parse(reader)
 
 
-def _read_conv(reader: _Reader) -> Conv:
+def _read_conv(reader: DlibReader) -> Conv:
     params = reader.read_tensor().ravel()
     filters, rows, cols = reader.read_ints(3)
     stride, padding = reader.read_pair(), reader.read_pair()
@@ -268,7 +268,7 @@ def _read_conv(reader: _Reader) -> Conv:
     return Conv(weights, bias, stride, padding)
 
 
-def _read_affine(reader: _Reader) -> Affine:
+def _read_affine(reader: DlibReader) -> Affine:
     params = reader.read_tensor().ravel()
     gamma_shape, _beta_shape = reader.read_alias(), reader.read_alias()
     if reader.read_int() != _CONV_MODE:
@@ -277,12 +277,12 @@ def _read_affine(reader: _Reader) -> Affine:
     return Affine(params[:channels], params[channels : 2 * channels])
 
 
-def _read_pool(op: Literal["max", "avg"], reader: _Reader) -> Pool:
+def _read_pool(op: Literal["max", "avg"], reader: DlibReader) -> Pool:
     window, stride, padding = reader.read_pair(), reader.read_pair(), reader.read_pair()
     return Pool(op, window, stride, padding)
 
 
-def _read_fc(reader: _Reader) -> Fc:
+def _read_fc(reader: DlibReader) -> Fc:
     outputs, inputs = reader.read_pair()
     params = reader.read_tensor().ravel()
     reader.read_alias(), reader.read_alias()  # weights (inputs, outputs), then the (empty) biases
@@ -293,7 +293,7 @@ def _read_fc(reader: _Reader) -> Fc:
     return Fc(params[: inputs * outputs].reshape(inputs, outputs))
 
 
-_LAYER_PARSERS: dict[str, Callable[[_Reader], Layer]] = {
+_LAYER_PARSERS: dict[str, Callable[[DlibReader], Layer]] = {
     "con_4": _read_conv,
     "affine_": _read_affine,
     "relu_": lambda reader: Relu(),
@@ -570,7 +570,7 @@ def known_sha256(path: str | os.PathLike, cache_dir: Path | None = None) -> str:
     digest = file_sha256(path)
     memo = {**_read_digests(memo_path), str(path): [*key, digest]}  # read again: another process may have added
     with contextlib.suppress(OSError):  # read-only cache: hash again next time
-        _write_atomically(memo_path, json.dumps(memo, indent=0).encode())
+        write_atomically(memo_path, json.dumps(memo, indent=0).encode())
     return digest
 
 
@@ -660,7 +660,7 @@ def cached_onnx_bytes(
     if data is None:
         data = build().SerializeToString()
         with contextlib.suppress(OSError):  # read-only or full cache directory: serve from memory
-            _write_atomically(cached, data)
+            write_atomically(cached, data)
     return data
 
 
@@ -737,7 +737,7 @@ def _delimited(value: memoryview | int | None) -> memoryview:
     return value
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same directory and ``os.replace``: readers never see half a model."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
