@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import faceprint.gallery as gallery_module
 from faceprint import Gallery
+from faceprint.index import ExactIndex
 from faceprint.index.hnsw import HNSWIndex
 
-from .test_index import clustered, fill
+from .test_index import DIM, clustered, fill
 
 PEOPLE = 400
 FPIR = 0.1
@@ -66,3 +68,29 @@ def test_the_measurement_searches_as_a_confirmed_no_does(tmp_path: Path, monkeyp
         exactly = exact.measure_identification()
     assert through_graph.searches == exactly.searches == 2 * PEOPLE
     assert through_graph.thresholds == pytest.approx(exactly.thresholds, abs=1e-6)
+
+
+@pytest.mark.parametrize("storage", ["f32", "f16"])
+def test_the_exhaustive_scan_finds_what_exact_search_finds_and_follows_every_change(storage: str) -> None:
+    vectors = clustered(200, 2, seed=7).reshape(-1, DIM)
+    graph = HNSWIndex.empty(DIM, storage)
+    graph.add(np.arange(300), vectors[:300])
+    probes = vectors[350:]
+
+    def assert_exact(index: HNSWIndex, live: np.ndarray) -> None:
+        scores, ids = index.scan(probes, 5)
+        exact_scores, exact_ids = ExactIndex(live, vectors[live]).search(probes, 5)
+        # f32: exact scores, so exact search's best first; f16: its own scores (the caller re-scores the
+        # candidates exactly), so exact search's best among them
+        assert all(best in row for best, row in zip(exact_ids[:, 0], ids))
+        if storage == "f32":
+            assert (ids[:, 0] == exact_ids[:, 0]).all()
+        assert scores == pytest.approx(exact_scores, abs=2e-3)
+        assert set(ids.ravel()) <= set(live.tolist())
+
+    assert_exact(graph, np.arange(300))
+    graph.add(np.arange(300, 350), vectors[300:350])  # after the scan's copy was made
+    graph.remove(np.arange(0, 300, 2))  # tombstones: never returned
+    live = np.concatenate([np.arange(1, 300, 2), np.arange(300, 350)])
+    assert_exact(graph, live)
+    assert_exact(graph.copy(), live)
