@@ -6,6 +6,8 @@ so a removed template becomes a tombstone: its id in the graph's id map is set t
 still walk through it (the graph stays navigable) but never return it, and the owner rebuilds the
 graph once tombstones are a large share of it (``dead_share``). A saved graph is one file (vectors,
 links and id map) that faiss memory-maps, so a million-template gallery opens in a fraction of a second.
+``scan`` compares every template instead (through an int8 copy of the vectors): what a gallery confirms a "no" with,
+since the graph sometimes does not return the nearest template at all.
 """
 
 from __future__ import annotations
