@@ -2,6 +2,7 @@
 on one of its cached galleries (built there first), at several HNSW search depths ("ef").
 
     python bench/open_set_misses.py --size 1000000 --photos 1 --depths 224 448 896
+    python bench/open_set_misses.py --size 1000000 --photos 1 --confirm   # a "no" confirmed exhaustively
 
 For each depth: the gallery's own search (``Gallery.rank_people``, the person scores ``identify`` decides with)
 against exact search (the best score over each person's templates, over every template), both at the threshold
@@ -12,12 +13,18 @@ search on one thread (median and p99 over ``--latency-queries``, CPU seconds), a
 the stored calibration's point calls "uncertain", by reason (below the threshold or above it, within the band).
 Figures are at equal measured FPIR, so they need no calibration per depth; the gallery's measurement itself must
 be made with the depth it then decides with (``bench/open_set.py`` does that).
+
+``--confirm``: the same at the default depth with each answer below the stored point's band (FPIR 1e-2; the score
+from which ``identify`` names someone) confirmed over every template (``Gallery.rank_people(confirm_below=...)``),
+the latency of mated and non-mated searches apart (a stranger's search is nearly always confirmed), the share
+confirmed, the memory of the index (with the int8 copy the exhaustive search scans) and the process's peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 
 import numpy as np
@@ -30,20 +37,22 @@ from faceprint.pipeline import DEFAULT_OPTIONS
 FPIR = 1e-2
 
 
-def gallery_answers(gallery: Gallery, queries: np.ndarray, codes: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def gallery_answers(
+    gallery: Gallery, queries: np.ndarray, codes: dict[int, int], confirm_below: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Each query's best person by the gallery's search: score, person code (-1 when none)."""
-    found = gallery.rank_people(queries, 1)
+    found = gallery.rank_people(queries, 1, confirm_below=confirm_below)
     best = np.array([people[0][1] if people else -1.0 for people in found])
     named = np.array([codes[people[0][0]] if people else -1 for people in found])
     return best, named
 
 
-def latency(gallery: Gallery, queries: np.ndarray) -> dict[str, float]:
+def latency(gallery: Gallery, queries: np.ndarray, confirm_below: float | None = None) -> dict[str, float]:
     """CPU seconds of one ``rank_people`` search at a time (the index searches one query on one thread)."""
     spent = []
     for query in queries:
         start = time.process_time()
-        gallery.rank_people(query[None], 1)
+        gallery.rank_people(query[None], 1, confirm_below=confirm_below)
         spent.append(time.process_time() - start)
     return {"median_ms": 1e3 * float(np.median(spent)), "p99_ms": 1e3 * float(np.quantile(spent, 0.99))}
 
@@ -93,6 +102,39 @@ def uncertain_by_reason(gallery: Gallery, best: np.ndarray, mated: int) -> dict[
     }
 
 
+def confirmed(
+    gallery: Gallery,
+    queries: np.ndarray,
+    codes: dict[int, int],
+    exact: tuple[np.ndarray, np.ndarray],
+    mated_people: np.ndarray,
+    latency_queries: int,
+) -> dict[str, object]:
+    """The row of ``--confirm``: each answer below the stored point's band confirmed over every template."""
+    mated = len(mated_people)
+    point = gallery.identification_point(FPIR, refresh=False)
+    assert point.band is not None, "the gallery has no supported point at FPIR 1e-2"
+    confirm_below = point.band[1]
+    graph_best, _ = gallery_answers(gallery, queries, codes)
+    start = time.perf_counter()
+    found = gallery_answers(gallery, queries, codes, confirm_below)
+    row: dict[str, object] = {"depth": "confirmed", "confirm_below": round(confirm_below, 4)}
+    row |= {"search_s": round(time.perf_counter() - start, 1)}
+    row |= {
+        "confirmed_mated": float((graph_best[:mated] < confirm_below).mean()),
+        "confirmed_non_mated": float((graph_best[mated:] < confirm_below).mean()),
+    }
+    row |= decompose(exact, found, mated_people)
+    row |= {"uncertain_at_stored": uncertain_by_reason(gallery, found[0], mated)}
+    row |= {
+        "latency_1_thread_mated": latency(gallery, queries[:mated][:latency_queries], confirm_below),
+        "latency_1_thread_non_mated": latency(gallery, queries[mated:][:latency_queries], confirm_below),
+        "index_memory_mb": round(gallery.index_stats()["memory_bytes"] / 2**20),  # type: ignore[operator]
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1_000_000)
@@ -101,6 +143,7 @@ def main() -> None:
     parser.add_argument("--depths", type=int, nargs="*", default=[])
     parser.add_argument("--latency-queries", type=int, default=300)
     parser.add_argument("--model", choices=list(EMBEDDING_MODELS), default=DEFAULT_OPTIONS.model.model_id)
+    parser.add_argument("--confirm", action="store_true", help="also each 'no' confirmed over every template")
     args = parser.parse_args()
     model = EMBEDDING_MODELS[args.model]
     split = open_set.make_split(model, args.size, args.photos, args.non_mated)
@@ -120,6 +163,10 @@ def main() -> None:
             row |= decompose(exact, found, split.mated_people)
             row |= {"uncertain_at_stored": uncertain_by_reason(gallery, found[0], len(split.mated))}
             row |= {"latency_1_thread": latency(gallery, queries[len(split.mated) :][: args.latency_queries])}
+            print(json.dumps(row), flush=True)
+        if args.confirm:
+            index.expansion_search = None  # type: ignore[union-attr]
+            row = confirmed(gallery, queries, codes, exact, split.mated_people, args.latency_queries)
             print(json.dumps(row), flush=True)
 
 

@@ -513,9 +513,11 @@ class Gallery:
     ) -> GalleryTail:
         """Measure what a stranger's search meets in this gallery and store it: the templates of randomly
         chosen people (up to ``searches`` in all) are searched through the index, each against everyone but
-        its own person, with the same person-level scores as ``identify``; the best score of each search
-        is a best-impostor score at this size (``faceprint.match.GalleryTail``), the size it had when the searches
-        began. ``on_progress`` (the gallery's) is told how the searches advance, ``MEASURE_CHUNK`` at a time.
+        its own person, with the same person-level scores as ``identify``, and over every template (the index's
+        ``exhaustive_search``, where it has one), as ``identify`` confirms each answer that names no one
+        (``rank_people``); the best score of each search is a best-impostor score at this size
+        (``faceprint.match.GalleryTail``), the size it had when the searches began. ``on_progress`` (the
+        gallery's) is told how the searches advance, ``MEASURE_CHUNK`` at a time.
         ``store``: another connection to this gallery's file to read and write through (a background measurement's),
         ``before_chunk()`` is called before each chunk (it may raise to stop the measurement)."""
         start = time.perf_counter()
@@ -539,7 +541,9 @@ class Gallery:
                 before_chunk()
             chunk = slice(first, first + MEASURE_CHUNK)
             exclude = [owner[int(i)] for i in ids[chunk]]
-            found = self._rank(vectors[chunk], 1, exclude=exclude, spare=spare, store=reader, centroids=centroids)
+            found = self._rank(
+                vectors[chunk], 1, exclude=exclude, spare=spare, store=reader, centroids=centroids, exhaustive=True
+            )
             best.extend(scores[0][1] for scores in found if scores)
             self._report("measuring identification", min(first + MEASURE_CHUNK, len(ids)), len(ids))
         tail = GalleryTail.from_scores(
@@ -648,7 +652,7 @@ class Gallery:
         per face than one search each, on a large gallery). Decided at ``fpir`` (``identification_point``);
         a face whose quality report has problems is not named."""
         point = self.identification_point(fpir)
-        found = self._nearest_people([face for faces in photos for face in faces], top_k)
+        found = self._nearest_people([face for faces in photos for face in faces], top_k, _confirm_below(point))
         # Read after the search: a person removed meanwhile is skipped.
         names = self.store.names_of(sorted({person for people in found for person, _ in people}))
         nearest = iter(found)
@@ -677,7 +681,7 @@ class Gallery:
         quality report (none is refused for quality). A wrong dimension is a ``ModelError``."""
         queries = self._query_vectors(vectors)
         point = self.identification_point(fpir)
-        found = self.rank_people(queries, top_k) if len(queries) else []
+        found = self.rank_people(queries, top_k, confirm_below=_confirm_below(point)) if len(queries) else []
         names = self.store.names_of(sorted({person for people in found for person, _ in people}))
         answers = []
         for people in found:
@@ -705,20 +709,35 @@ class Gallery:
             raise ValueError("a template must be finite numbers, not all zero")
         return queries / norms
 
-    def _nearest_people(self, faces: Sequence[Face], top_k: int) -> list[list[tuple[int, float]]]:
+    def _nearest_people(
+        self, faces: Sequence[Face], top_k: int, confirm_below: float | None
+    ) -> list[list[tuple[int, float]]]:
         """For each face, up to ``top_k`` (person id, person score), best first (see ``rank_people``)."""
         if not faces:
             return []
         templates = [template_of(face) for face in faces]
         for template in templates:
             check_same_model(template.model_id, self.model_id)
-        return self.rank_people(np.stack([t.vector for t in templates]), top_k)
+        return self.rank_people(np.stack([t.vector for t in templates]), top_k, confirm_below=confirm_below)
 
     def rank_people(
-        self, queries: np.ndarray, top_k: int, *, exclude: Sequence[int] | None = None
+        self,
+        queries: np.ndarray,
+        top_k: int,
+        *,
+        exclude: Sequence[int] | None = None,
+        confirm_below: float | None = None,
     ) -> list[list[tuple[int, float]]]:
         """For each query vector, up to ``top_k`` (person id, person score), best first; ``exclude[i]``: a
         person left out of query i's answer (leave-one-person-out).
+
+        ``confirm_below``: a query whose best person scores below it (no one: a "no" to be) is searched again
+        over every template (the index's ``exhaustive_search``; HNSW galleries), and its candidates are those
+        of both searches. An HNSW graph sometimes does not return a person's template at all, and what it
+        returns then scores like a stranger's best; confirming every "no" exhaustively means a mate is never
+        lost to the graph, while a match needs no confirmation (the exhaustive search can only add candidates).
+        ``identify`` confirms below the score that names someone (its point's band), and the gallery's own
+        measurement (``measure_identification``) searches exhaustively, so its thresholds hold for such answers.
 
         A person's score is the similarity to their centroid (the normalised mean of their templates):
         on faces-dev with 3 photos per person it misses a third to a quarter as many mated searches at
@@ -726,7 +745,13 @@ class Gallery:
         one photo it is that photo's score. The candidates are the owners of the nearest templates."""
         spare = max((p.template_count for p in self.store.people()), default=0) if exclude is not None else 0
         return self._rank(
-            queries, top_k, exclude=exclude, spare=spare, store=self.store, centroids=self._centroid_cache
+            queries,
+            top_k,
+            exclude=exclude,
+            spare=spare,
+            store=self.store,
+            centroids=self._centroid_cache,
+            confirm_below=confirm_below,
         )
 
     def _rank(
@@ -738,10 +763,37 @@ class Gallery:
         spare: int,
         store: GalleryStore,
         centroids: _CentroidCache,
+        confirm_below: float | None = None,
+        exhaustive: bool = False,
     ) -> list[list[tuple[int, float]]]:
         """``rank_people`` reading through ``store`` with ``centroids``; ``spare`` more templates are fetched (the
-        most a left-out person holds)."""
-        _, template_ids = self.search_templates(queries, top_k * _TEMPLATES_PER_CANDIDATE + spare)
+        most a left-out person holds); ``exhaustive``: every query searched over every template at once."""
+        k = top_k * _TEMPLATES_PER_CANDIDATE + spare
+        found = self.index.exhaustive_search(queries, k) if exhaustive else None
+        template_ids = found[1] if found is not None else self.search_templates(queries, k)[1]
+        nearest = self._people_of(queries, template_ids, top_k, exclude, store, centroids)
+        if confirm_below is None or found is not None:
+            return nearest
+        doubtful = np.flatnonzero([not people or people[0][1] < confirm_below for people in nearest])
+        confirmed = self.index.exhaustive_search(queries[doubtful], k) if len(doubtful) else None
+        if confirmed is not None:
+            candidates = np.concatenate([template_ids[doubtful], confirmed[1]], axis=1)
+            left_out = [exclude[int(i)] for i in doubtful] if exclude is not None else None
+            again = self._people_of(queries[doubtful], candidates, top_k, left_out, store, centroids)
+            for row, people in zip(doubtful, again):
+                nearest[row] = people
+        return nearest
+
+    def _people_of(
+        self,
+        queries: np.ndarray,
+        template_ids: np.ndarray,
+        top_k: int,
+        exclude: Sequence[int] | None,
+        store: GalleryStore,
+        centroids: _CentroidCache,
+    ) -> list[list[tuple[int, float]]]:
+        """The ``top_k`` owners of each query's candidate templates, scored by their centroids, best first."""
         persons = store.persons_of(np.unique(template_ids[template_ids >= 0]))
         rows = []
         for row, row_ids in enumerate(template_ids):
@@ -936,6 +988,12 @@ def _from_env(variable: str, choices: Sequence[Choice]) -> Choice:
         if value == choice:
             return choice
     raise GalleryError(f"${variable} is {value!r}; it must be one of {', '.join(choices)}")
+
+
+def _confirm_below(point: IdentificationPoint) -> float | None:
+    """The score from which ``point`` names someone: answers below it are confirmed exhaustively (``rank_people``);
+    None where its target is unsupported (no one is named, whatever the search finds)."""
+    return point.band[1] if point.band is not None else None
 
 
 def _identification(

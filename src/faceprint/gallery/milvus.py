@@ -436,6 +436,10 @@ class MilvusIndex:
         width = max((len(found) for found in hits), default=0)
         return scores[:, :width], ids[:, :width]
 
+    def exhaustive_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """None: Milvus chooses how its index searches (a "no" of this gallery is not confirmed exhaustively)."""
+        return None
+
     def close(self) -> None:
         """Nothing to release: the index lives in Milvus, reached through the store's client."""
 

@@ -25,6 +25,11 @@ class SearchIndex(Protocol):
 class GalleryIndex(SearchIndex, Protocol):
     """The search index of a gallery store, kept in step with the store's templates by its owner."""
 
+    def exhaustive_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """``search`` comparing every template, for answers an approximate search may have got wrong (its graph
+        can miss the nearest template); None when ``search`` is exact already, or when the index cannot."""
+        ...
+
     def close(self) -> None:
         """Release the index (saving what is worth saving); the store stays open."""
         ...

@@ -6,6 +6,8 @@ so a removed template becomes a tombstone: its id in the graph's id map is set t
 still walk through it (the graph stays navigable) but never return it, and the owner rebuilds the
 graph once tombstones are a large share of it (``dead_share``). A saved graph is one file (vectors,
 links and id map) that faiss memory-maps, so a million-template gallery opens in a fraction of a second.
+``scan`` compares every template instead (through an int8 copy of the vectors): what a gallery confirms a "no" with,
+since the graph sometimes does not return the nearest template at all.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ _SCAN_LIMIT = 32
 _READ_CHUNK = 1 << 22
 #: Accepts every live template id (tombstones are -1).
 _LIVE = faiss.IDSelectorRange(0, np.iinfo(np.int64).max)
+#: An exhaustive search (``scan``) of a float32 graph keeps this many candidates per wanted result from its int8
+#: copy, then scores them with the float32 vectors: the copy's error (about 0.002 in similarity) reorders only
+#: near-ties, never a template this many places down.
+SCAN_FACTOR = 2
 
 
 def search_depth(count: int) -> int:
@@ -80,6 +86,10 @@ class HNSWIndex:
         self._fixed_depth: int | None = None
         self._dead = int(np.count_nonzero(self._ids() == _NONE))
         self._lookup: tuple[np.ndarray, np.ndarray] | None = None
+        #: The int8 copy of a float32 graph's vectors that ``scan`` compares every template with (built on first use).
+        self._int8: faiss.IndexScalarQuantizer | None = None
+        #: Which nodes ``scan`` may return (a bit per node, 0: tombstone), and faiss's selector over it.
+        self._live_nodes: tuple[np.ndarray, faiss.IDSelector] | None = None
 
     @classmethod
     def empty(cls, dimension: int, storage: Storage = "f32") -> HNSWIndex:
@@ -142,6 +152,8 @@ class HNSWIndex:
         else:
             copied = HNSWIndex(cast(faiss.IndexIDMap, faiss.deserialize_index(faiss.serialize_index(self._index))))
         copied._fixed_depth = self._fixed_depth
+        if self._int8 is not None:  # same nodes in the same order: the copy's int8 vectors are these
+            copied._int8 = cast(faiss.IndexScalarQuantizer, faiss.clone_index(self._int8))
         return copied
 
     def save(self, path: Path, *, sealer: Sealer | None = None, context: bytes = b"") -> None:
@@ -188,7 +200,8 @@ class HNSWIndex:
         hnsw: Any = self._graph.hnsw  # faiss's stubs lack its link arrays
         vectors = self._index.ntotal * cast(faiss.IndexFlatCodes, faiss.downcast_index(self._graph.storage)).code_size
         links = hnsw.neighbors.size() * 4 + hnsw.offsets.size() * 8 + hnsw.levels.size() * 4
-        return int(vectors + links + self._index.ntotal * 8)
+        scanned = self._int8.ntotal * self._int8.code_size if self._int8 is not None else 0
+        return int(vectors + links + self._index.ntotal * 8 + scanned)
 
     def __len__(self) -> int:
         return self._index.ntotal - self._dead
@@ -205,7 +218,9 @@ class HNSWIndex:
                 self._index.add_with_ids(vectors[:serial], ids[:serial])
         if len(ids) > serial:
             self._index.add_with_ids(vectors[serial:], ids[serial:])
-        self._lookup = None
+        if self._int8 is not None:  # nodes are appended in order: the copy's rows stay the graph's nodes
+            self._int8.add(vectors)
+        self._lookup = self._live_nodes = None
 
     def remove(self, ids: np.ndarray) -> None:
         """Turn the nodes of ``ids`` into tombstones (ids not in the index are ignored)."""
@@ -213,7 +228,7 @@ class HNSWIndex:
         labels = np.unique(labels[labels >= 0])
         self._ids()[labels] = _NONE
         self._dead += len(labels)
-        self._lookup = None
+        self._lookup = self._live_nodes = None
 
     def scrub_removed(self) -> None:
         """Overwrite the stored vectors of removed templates (tombstones) with zeros, so that a saved graph keeps no
@@ -251,6 +266,62 @@ class HNSWIndex:
             scores, ids = self._index.search(queries, k, params=params)
         scores[ids == _NONE] = -np.inf
         return scores, ids
+
+    def scan(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exhaustive search: every live template compared with each query, ``(similarities, template_ids)`` best
+        first as ``search`` gives them, but never missing a template the graph's links lead away from.
+
+        The comparisons run over a compact copy: a quantised graph's own vectors (their scores are returned: the
+        caller re-scores the candidates exactly, as ``SyncedIndex`` does), or for a float32 graph an int8 copy
+        (a quarter of its vectors' memory, built on first use and kept in step) whose ``SCAN_FACTOR`` x ``k``
+        best are scored with the graph's float32 vectors. One query runs on one thread, a batch on every core.
+        """
+        queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
+        k = min(k, len(self))
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        exact = self.storage == "f32"
+        compact = (
+            self._int8_copy() if exact else cast(faiss.IndexScalarQuantizer, faiss.downcast_index(self._graph.storage))
+        )
+        wanted = min(k * SCAN_FACTOR, len(self)) if exact else k
+        params = faiss.SearchParameters(sel=self._live_selector()) if self._dead else None  # type: ignore[call-arg]
+        with _threads(1 if len(queries) == 1 else os.cpu_count() or 1):
+            scores, nodes = compact.search(queries, wanted, params=params)
+        if exact:
+            scores, nodes = self._rescored(queries, nodes, k)
+        ids = np.where(nodes >= 0, self._ids()[nodes.clip(min=0)], _NONE)
+        scores[ids == _NONE] = -np.inf
+        return scores, ids
+
+    def _rescored(self, queries: np.ndarray, nodes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best of each query's candidate ``nodes`` by their float32 vectors (-1: no candidate)."""
+        found = nodes >= 0
+        vectors = np.zeros((*nodes.shape, queries.shape[1]), np.float32)
+        vectors[found] = self._graph.reconstruct_batch(nodes[found])
+        scores = np.einsum("qd,qkd->qk", queries, vectors)
+        scores[~found] = -np.inf
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(nodes, order, axis=1)
+
+    def _int8_copy(self) -> faiss.IndexScalarQuantizer:
+        """The int8 copy of a float32 graph's vectors, node for node (tombstones included), built on first use."""
+        if self._int8 is None:
+            storage = cast(faiss.IndexFlatCodes, faiss.downcast_index(self._graph.storage))
+            copy = faiss.IndexScalarQuantizer(self.dimension, _QUANTISERS["i8"], faiss.METRIC_INNER_PRODUCT)
+            copy.train(np.stack([-np.ones(self.dimension), np.ones(self.dimension)]).astype(np.float32))
+            if storage.ntotal:  # the graph's vectors in place (a memory map's pages, read once), no float32 copy
+                codes = faiss.rev_swig_ptr(storage.codes.data(), storage.codes.size())
+                copy.add(codes.view(np.float32).reshape(storage.ntotal, self.dimension))
+            self._int8 = copy
+        return self._int8
+
+    def _live_selector(self) -> faiss.IDSelector:
+        """faiss's selector of the graph's live nodes (a bitmap, rebuilt after a change)."""
+        if self._live_nodes is None:
+            bits = np.packbits(self._ids() != _NONE, bitorder="little")
+            self._live_nodes = bits, faiss.IDSelectorBitmap(self._index.ntotal, faiss.swig_ptr(bits))
+        return self._live_nodes[1]
 
     def _ids(self) -> np.ndarray:
         """The template id of every graph node (a writable view of faiss's id map; -1: tombstone)."""

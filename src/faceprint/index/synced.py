@@ -147,14 +147,46 @@ class SyncedIndex:
         with self._lock:
             index = self.refresh()
             if isinstance(index, HNSWIndex) and index.storage != "f32":
-                # In slices: the candidates' vectors of a whole batch at once would take a lot of memory.
-                parts = [self._reranked(index, queries[i : i + 256], k) for i in range(0, len(queries), 256)]
-                return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+                return self._reranked(index.search, queries, k * RERANK_FACTOR, k)
             return index.search(queries, k)
 
-    def _reranked(self, index: HNSWIndex, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Quantised graph scores pick the candidates; the store's float32 vectors score them."""
-        _, candidates = index.search(queries, k * RERANK_FACTOR)
+    def exhaustive_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """``search`` comparing every template (``HNSWIndex.scan``), for the answers the graph may have got wrong;
+        None when the gallery is searched exactly already (below the HNSW threshold, or ``mode="exact"``)."""
+        queries = np.atleast_2d(np.asarray(queries, np.float32))
+        with self._lock:
+            index = self.refresh()
+            if not isinstance(index, HNSWIndex):
+                return None
+            if not len(queries):
+                return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64)
+            if index.storage == "f32":  # in slices: each query's candidates' vectors are read to score them
+                parts = [index.scan(queries[i : i + 256], k) for i in range(0, len(queries), 256)]
+                return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            return self._reranked(index.scan, queries, k * RERANK_FACTOR, k)
+
+    def _reranked(
+        self,
+        candidates_of: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+        queries: np.ndarray,
+        wanted: int,
+        k: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``k`` best of ``wanted`` candidates per query picked by ``candidates_of`` (quantised scores), scored with
+        the store's float32 vectors; in slices (a whole batch's candidates' vectors would take a lot of memory)."""
+        parts = [
+            self._reranked_slice(candidates_of, queries[i : i + 256], wanted, k) for i in range(0, len(queries), 256)
+        ]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _reranked_slice(
+        self,
+        candidates_of: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+        queries: np.ndarray,
+        wanted: int,
+        k: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        _, candidates = candidates_of(queries, wanted)
         ids, vectors = self.store.vectors(np.unique(candidates[candidates >= 0]), self.model_id)
         width = min(k, candidates.shape[1])
         if not len(ids):

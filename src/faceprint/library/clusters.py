@@ -192,7 +192,7 @@ class Clusters:
         point = self.gallery.identification_point()
         if point.threshold is None:
             return 0
-        best = self.gallery.rank_people(vectors[waiting], 1)
+        best = self.gallery.rank_people(vectors[waiting], 1, confirm_below=point.threshold)  # a "no" confirmed
         matched = [
             (int(face), people[0][0])
             for face, people in zip(waiting, best)
