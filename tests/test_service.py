@@ -500,3 +500,39 @@ def test_a_query_budget_holds_across_server_processes_and_ends_in_429(tmp_path: 
         assert first.post(
             "/v1/collections/staff/search", json={"templates": [vector]}, headers=bearer(admin)
         ).is_success
+
+
+def test_the_start_up_helper_answers_as_this_process_would_and_exits_when_retired() -> None:
+    import numpy as np
+
+    from faceprint.pipeline import process_files
+    from faceprint.service.warm import StartHelper
+
+    photos = [MULTI.read_bytes(), b"not an image"]
+    helper = StartHelper()
+    try:
+        helped = helper.images(photos, DEFAULT_OPTIONS, True)
+    finally:
+        helper.retire()
+    assert not helper.process.is_alive()
+    own = list(process_files(photos, DEFAULT_OPTIONS, workers=1, chunk_size=len(photos)))
+    assert helped is not None and [r.sha256 for r in helped] == [r.sha256 for r in own]
+    assert [len(r.faces) for r in helped] == [len(r.faces) for r in own] == [2, 0]
+    assert type(helped[1].error) is type(own[1].error) and helped[1].error is not None
+    for mine, theirs in zip(own[0].faces, helped[0].faces, strict=True):
+        assert mine.box == theirs.box
+        assert np.allclose(mine.template.vector, theirs.template.vector, atol=1e-5)
+
+
+def test_a_batch_runs_in_this_process_when_the_start_up_helper_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faceprint.service import warm
+    from faceprint.service.context import ImageBatcher
+    from faceprint.service.metrics import Metrics
+
+    helper = warm.StartHelper()
+    helper.process.kill()
+    helper.process.join()
+    monkeypatch.setattr(warm, "_helper", helper)
+    monkeypatch.setattr(warm, "WARM", type(WARM)())  # this process's models not loaded: the helper would answer
+    (result,) = ImageBatcher(Metrics()).images([MULTI.read_bytes()], DEFAULT_OPTIONS)
+    assert len(result.faces) == 2 and warm._helper is None and warm.HELPED.is_set()

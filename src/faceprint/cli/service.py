@@ -77,9 +77,9 @@ def _load_models_early() -> None:
     the start-up again and again while they are made (~15% of its CPU); the app's lifespan freezes them and turns
     it back on."""
     gc.disable()
-    from ..service.warm import warm_up
+    from ..service.warm import start_helper
 
-    warm_up()
+    start_helper()
 
 
 def _server_package() -> Any:
