@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -533,6 +534,19 @@ def test_a_batch_runs_in_this_process_when_the_start_up_helper_is_gone(monkeypat
     helper.process.kill()
     helper.process.join()
     monkeypatch.setattr(warm, "_helper", helper)
-    monkeypatch.setattr(warm, "WARM", type(WARM)())  # this process's models not loaded: the helper would answer
     (result,) = ImageBatcher(Metrics()).images([MULTI.read_bytes()], DEFAULT_OPTIONS)
-    assert len(result.faces) == 2 and warm._helper is None and warm.HELPED.is_set()
+    assert len(result.faces) == 2 and not warm.has_helper()
+
+
+def test_the_start_up_helper_exits_once_this_process_has_its_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faceprint.service import warm
+
+    helper = warm.StartHelper()
+    monkeypatch.setattr(warm, "_helper", helper)
+    monkeypatch.setattr(warm, "WARM", type(WARM)())  # this process's models not loaded (as after a start)
+    warm.warm_up()
+    assert warm.WARM.wait(120)
+    deadline = time.monotonic() + 10
+    while warm.has_helper() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not warm.has_helper() and not helper.process.is_alive()

@@ -20,7 +20,7 @@ from . import collections, private, recognition, schemas, timing, videos
 from .context import AdminKey, ReadKey, Service, service_of
 from .problems import ERROR_RESPONSES, Problem, install, problem_response
 from .settings import ServiceSettings
-from .warm import HELPED, HELPER_GRACE, WARM, helper, warm_up
+from .warm import HELPER_GRACE, WARM, has_helper, warm_up
 
 API_DESCRIPTION = """Face recognition as a service: collections of enrolled people per tenant, recognition that
 answers `unknown` for strangers at a stated false-positive identification rate (FPIR), verification at a stated
@@ -33,9 +33,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # With a start-up helper (`faceprint serve`), this process loads its models once the helper has answered:
+        # With a start-up helper (`faceprint serve`) answering, this process loads its models a little later:
         # loading them now would hold the GIL while the first requests are served.
-        warm_up(after=HELPED if helper() is not None else None, at_most=HELPER_GRACE)
+        warm_up(delay=HELPER_GRACE if has_helper() else 0.0)
         # What the imports made (~90k objects: fastapi's, pydantic's, the routes') lives as long as the process:
         # out of the collector's sight, a full collection no longer walks it (110 ms under load; BENCHMARKS.md).
         # `faceprint serve` turned the collector off for the start-up; it runs again from here on.

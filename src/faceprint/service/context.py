@@ -31,7 +31,7 @@ from .metrics import Metrics
 from .problems import Problem
 from .settings import ServiceSettings
 from .timing import record, timed
-from .warm import HELPED, PIPELINE, helper, helper_failed
+from .warm import PIPELINE, helper_images
 
 T = TypeVar("T")
 
@@ -126,16 +126,9 @@ class ImageBatcher:
 
     @staticmethod
     def _run(sources: list[bytes], options: PipelineOptions, embed: bool) -> list[ImageResult]:
-        start_helper = helper()
-        if start_helper is not None:  # this process's models are not loaded yet: the helper's are (or soon)
-            try:
-                results = start_helper.images(sources, options, embed)
-            except Exception:  # the helper is gone or unreadable: this process runs the batch
-                helper_failed()
-                results = None
-            HELPED.set()
-            if results is not None:
-                return results
+        results = helper_images(sources, options, embed)  # while this process's models are not loaded yet
+        if results is not None:
+            return results
         with PIPELINE:
             return list(process_files(sources, options, workers=1, embed=embed, chunk_size=len(sources)))
 

@@ -1,10 +1,10 @@
 """The process's models, loaded once in a background thread so that no request pays for them.
 
-Apart from the web framework: ``faceprint serve --workers 1`` first forks a start-up helper process
-(:func:`start_helper`) that loads the models on the second core while this process imports uvicorn, fastapi and
-the routes (all of it under the GIL: a thread could not overlap it). The first requests' images go to the helper;
-this process loads its own models once the helper has answered (or ``HELPER_GRACE`` seconds after the app started),
-and the helper exits when they are loaded (BENCHMARKS.md, "Service").
+``faceprint serve --workers 1`` first forks a start-up helper process (:func:`start_helper`) that loads the models
+on another core while this process imports uvicorn, fastapi and the routes: a thread could not overlap that work,
+nearly all of it holds the GIL (BENCHMARKS.md, "Service"). The images of the first requests go to the helper; this
+process loads its own models ``HELPER_GRACE`` seconds after its app started (while the helper still answers), and
+the helper exits once they are loaded.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import gc
 import multiprocessing
 import signal
 import threading
+import time
 from importlib import resources
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
@@ -27,23 +28,22 @@ PIPELINE = threading.Lock()
 _warming = threading.Lock()
 #: Set once this process has run the default pipeline: its models are loaded (``/ready`` waits for it).
 WARM = threading.Event()
-#: Set once the start-up helper has answered a batch: this process loads its own models from then on.
-HELPED = threading.Event()
-#: Seconds after the app starts at which this process loads its own models even if no image came.
+#: Seconds between the app's start and this process loading its own models, where a start-up helper answers
+#: meanwhile: loading them holds the GIL for ~0.4 s, which the first requests would wait for.
 HELPER_GRACE = 2.0
 
 
-def warm_up(after: threading.Event | None = None, at_most: float = 0.0) -> None:
-    """Load the default pipeline's models in a thread, once per process, so that no request pays for it
-    (YuNet, dlib's 5-point shape predictor, dlib's ResNet and SFace: 0.5-1 s; BENCHMARKS.md, "Service"); with
-    ``after``, the thread waits for that event (at most ``at_most`` seconds) before it starts loading."""
+def warm_up(delay: float = 0.0) -> None:
+    """Load the default pipeline's models in a thread (after ``delay`` seconds), once per process, so that no
+    request pays for it (YuNet, dlib's 5-point shape predictor, dlib's ResNet and SFace: 0.5-1 s); then retire the
+    start-up helper, if any."""
 
     def run() -> None:
-        if after is not None:
-            after.wait(at_most)
+        time.sleep(delay)
         with PIPELINE:
             _run_sample()
         WARM.set()
+        retire_helper()
 
     with _warming:
         if not any(t.name == "faceprint-warm-up" for t in threading.enumerate()) and not WARM.is_set():
@@ -58,8 +58,8 @@ def _run_sample() -> None:
 
 
 class StartHelper:
-    """A process forked at the start that loads the default pipeline's models at once and runs batches of images
-    through the pipeline, one at a time, until this process has its own models (``retire``)."""
+    """A process forked at the start that loads the default pipeline's models at once, then runs batches of images
+    through the pipeline, one at a time, until the server closes its end of the pipe (``retire``)."""
 
     def __init__(self) -> None:
         context = multiprocessing.get_context("fork")  # before any thread of this process starts: fork is safe
@@ -73,7 +73,7 @@ class StartHelper:
 
     def images(self, sources: list[bytes], options: PipelineOptions, embed: bool) -> list[ImageResult] | None:
         """The pipeline's results for ``sources`` from the helper, or None where the pipeline raised there (the
-        caller runs the batch itself, for the error to be its own); ``OSError`` (``EOFError`` included) or a
+        server runs the batch itself, for the error to be its own); ``OSError`` (``EOFError`` included) or a
         pickling error where the helper is gone or its answer cannot be read."""
         self._connection.send((sources, options, embed))
         results: list[ImageResult] | None = self._connection.recv()
@@ -106,6 +106,7 @@ def _helper_main(connection: Connection, servers_end: Connection) -> None:
 
 
 _helper: StartHelper | None = None
+_helper_lock = threading.Lock()
 
 
 def start_helper() -> None:
@@ -114,16 +115,27 @@ def start_helper() -> None:
     _helper = StartHelper()
 
 
-def helper() -> StartHelper | None:
-    """The start-up helper while this process's own models are not loaded yet; None after (it is retired then)."""
-    global _helper
-    if _helper is not None and WARM.is_set():
-        _helper.retire()
-        _helper = None
-    return _helper
+def has_helper() -> bool:
+    return _helper is not None
 
 
-def helper_failed() -> None:
+def helper_images(sources: list[bytes], options: PipelineOptions, embed: bool) -> list[ImageResult] | None:
+    """The pipeline's results for ``sources`` from the start-up helper, or None where there is none (any more) or
+    it did not answer them: the server then runs them itself. A helper that fails is not asked again."""
     global _helper
-    _helper = None
-    HELPED.set()
+    with _helper_lock:
+        if _helper is None:
+            return None
+        try:
+            return _helper.images(sources, options, embed)
+        except Exception:  # gone (killed, crashed) or unreadable
+            _helper = None
+            return None
+
+
+def retire_helper() -> None:
+    global _helper
+    with _helper_lock:
+        if _helper is not None:
+            _helper.retire()
+            _helper = None
