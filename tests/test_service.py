@@ -511,6 +511,7 @@ def test_the_start_up_helper_answers_as_this_process_would_and_exits_when_retire
 
     photos = [MULTI.read_bytes(), b"not an image"]
     helper = StartHelper()
+    assert helper.ready.wait(120)  # its models loaded (/ready answers 200 from then on)
     try:
         helped = helper.images(photos, DEFAULT_OPTIONS, True)
     finally:

@@ -20,7 +20,7 @@ from . import collections, private, recognition, schemas, timing, videos
 from .context import AdminKey, ReadKey, Service, service_of
 from .problems import ERROR_RESPONSES, Problem, install, problem_response
 from .settings import ServiceSettings
-from .warm import HELPER_GRACE, WARM, has_helper, warm_up
+from .warm import HELPER_GRACE, has_helper, models_loaded, warm_up
 
 API_DESCRIPTION = """Face recognition as a service: collections of enrolled people per tenant, recognition that
 answers `unknown` for strangers at a stated false-positive identification rate (FPIR), verification at a stated
@@ -90,7 +90,7 @@ def _service_routes() -> Any:
         """The models are loaded, the data directory and the key store can be read: the process serves requests
         at full speed (503 while it warms up after a start)."""
         service = service_of(request)
-        if not WARM.is_set():
+        if not models_loaded():
             raise Problem(503, "Not ready", "loading the models", headers={"Retry-After": "1"})
         if not service.settings.data_dir.is_dir():
             raise Problem(503, "Not ready", f"data directory {service.settings.data_dir} is missing")

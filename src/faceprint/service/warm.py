@@ -16,6 +16,7 @@ import threading
 import time
 from importlib import resources
 from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -64,8 +65,10 @@ class StartHelper:
     def __init__(self) -> None:
         context = multiprocessing.get_context("fork")  # before any thread of this process starts: fork is safe
         self._connection, theirs = context.Pipe()
+        #: Set by the helper once its models are loaded.
+        self.ready = context.Event()
         self.process = context.Process(
-            target=_helper_main, args=(theirs, self._connection), name="faceprint-start-helper"
+            target=_helper_main, args=(theirs, self._connection, self.ready), name="faceprint-start-helper"
         )
         self.process.daemon = True
         self.process.start()
@@ -84,13 +87,15 @@ class StartHelper:
         self.process.join(timeout=5)
 
 
-def _helper_main(connection: Connection, servers_end: Connection) -> None:
+def _helper_main(connection: Connection, servers_end: Connection, ready: Event) -> None:
     servers_end.close()  # else the pipe would stay open after the server closes its end: no end of file to read
-    gc.enable()  # `faceprint serve` turned it off for its own start-up
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which then closes the pipe
     from ..pipeline import process_files
 
     _run_sample()
+    ready.set()
+    gc.freeze()  # as the server's lifespan does: the collector was off for the start-up (`faceprint serve`)
+    gc.enable()
     while True:
         try:
             sources, options, embed = connection.recv()
@@ -117,6 +122,13 @@ def start_helper() -> None:
 
 def has_helper() -> bool:
     return _helper is not None
+
+
+def models_loaded() -> bool:
+    """This process's models are loaded, or its start-up helper's are (``/ready``: requests are served at full
+    speed either way)."""
+    helper = _helper
+    return WARM.is_set() or (helper is not None and helper.ready.is_set())
 
 
 def helper_images(sources: list[bytes], options: PipelineOptions, embed: bool) -> list[ImageResult] | None:
