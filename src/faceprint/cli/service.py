@@ -67,7 +67,7 @@ def serve(
         batch_images=batch_images,
     )
     os.environ[SETTINGS_ENV] = settings.to_env()  # read by each worker process
-    console.print(f"faceprint service on http://{host}:{port}/ (data: {settings.data_dir})")
+    typer.echo(f"faceprint service on http://{host}:{port}/ (data: {settings.data_dir})")  # not Rich: BENCHMARKS.md
     uvicorn.run("faceprint.service.app:app_from_env", factory=True, host=host, port=port, workers=workers)
 
 
