@@ -115,8 +115,12 @@ _helper_lock = threading.Lock()
 
 
 def start_helper() -> None:
-    """Fork the start-up helper (``faceprint serve --workers 1``, before uvicorn, fastapi and the routes import)."""
+    """Fork the start-up helper (``faceprint serve --workers 1``, before uvicorn, fastapi and the routes import),
+    once the pipeline's modules are imported: the server needs them as well, and the helper inherits them instead
+    of importing them again (numpy, OpenCV, dlib, Pillow: ~0.25 s of CPU less in all)."""
     global _helper
+    from .. import pipeline  # noqa: F401
+
     _helper = StartHelper()
 
 
