@@ -59,3 +59,14 @@ def test_serve_parses_its_options_without_importing_rich_and_other_commands_stil
     key, _ = KeyStore(tmp_path).create("acme", ["read"], label="the console's row")
     listed = runner.invoke(app, ["apikeys", "list", "--data-dir", str(tmp_path)])
     assert listed.exit_code == 0 and key.id in listed.output and "the console's row" in listed.output
+
+
+def test_a_progress_bar_runs_on_the_lazily_made_console() -> None:
+    from rich.progress import Progress
+
+    from faceprint.cli.common import err_console
+
+    with Progress(console=err_console, transient=True) as progress:  # Rich's Live enters the console it is given
+        task = progress.add_task("scan", total=2)
+        progress.advance(task, 2)
+    assert progress.finished

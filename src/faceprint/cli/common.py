@@ -107,6 +107,13 @@ class _LazyConsole:
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._made(), name, value)
 
+    # Special methods are looked up on the type, not through __getattr__: Rich's Live enters its console.
+    def __enter__(self) -> Console:
+        return self._made().__enter__()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._made().__exit__(*exc_info)
+
 
 console: Console = _LazyConsole()  # type: ignore[assignment]
 err_console: Console = _LazyConsole(stderr=True)  # type: ignore[assignment]
