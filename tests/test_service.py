@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -500,3 +501,53 @@ def test_a_query_budget_holds_across_server_processes_and_ends_in_429(tmp_path: 
         assert first.post(
             "/v1/collections/staff/search", json={"templates": [vector]}, headers=bearer(admin)
         ).is_success
+
+
+def test_the_start_up_helper_answers_as_this_process_would_and_exits_when_retired() -> None:
+    import numpy as np
+
+    from faceprint.pipeline import process_files
+    from faceprint.service.warm import StartHelper
+
+    photos = [MULTI.read_bytes(), b"not an image"]
+    helper = StartHelper()
+    assert helper.ready.wait(120)  # its models loaded (/ready answers 200 from then on)
+    try:
+        helped = helper.images(photos, DEFAULT_OPTIONS, True)
+    finally:
+        helper.retire()
+    assert not helper.process.is_alive()
+    own = list(process_files(photos, DEFAULT_OPTIONS, workers=1, chunk_size=len(photos)))
+    assert helped is not None and [r.sha256 for r in helped] == [r.sha256 for r in own]
+    assert [len(r.faces) for r in helped] == [len(r.faces) for r in own] == [2, 0]
+    assert type(helped[1].error) is type(own[1].error) and helped[1].error is not None
+    for mine, theirs in zip(own[0].faces, helped[0].faces, strict=True):
+        assert mine.box == theirs.box
+        assert np.allclose(mine.template.vector, theirs.template.vector, atol=1e-5)
+
+
+def test_a_batch_runs_in_this_process_when_the_start_up_helper_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faceprint.service import warm
+    from faceprint.service.context import ImageBatcher
+    from faceprint.service.metrics import Metrics
+
+    helper = warm.StartHelper()
+    helper.process.kill()
+    helper.process.join()
+    monkeypatch.setattr(warm, "_helper", helper)
+    (result,) = ImageBatcher(Metrics()).images([MULTI.read_bytes()], DEFAULT_OPTIONS)
+    assert len(result.faces) == 2 and not warm.has_helper()
+
+
+def test_the_start_up_helper_exits_once_this_process_has_its_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faceprint.service import warm
+
+    helper = warm.StartHelper()
+    monkeypatch.setattr(warm, "_helper", helper)
+    monkeypatch.setattr(warm, "WARM", type(WARM)())  # this process's models not loaded (as after a start)
+    warm.warm_up()
+    assert warm.WARM.wait(120)
+    deadline = time.monotonic() + 10
+    while warm.has_helper() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not warm.has_helper() and not helper.process.is_alive()

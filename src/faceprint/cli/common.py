@@ -20,19 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console, ConsoleDimensions
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
 from ..choices import DetectorName, Disclosure, ProfileName
 from ..errors import (
@@ -51,6 +38,9 @@ from ..errors import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import ProgressColumn, TaskID
+
     from ..gallery import Gallery
     from ..pipeline import BatchRunner, PipelineOptions
 
@@ -78,23 +68,55 @@ EXIT_CODES: tuple[tuple[type[FaceprintError], int], ...] = (
 PIPED_WIDTH = 10_000
 
 
-class _Console(Console):
+def _rich_console(stderr: bool) -> Console:
     """A Rich console that is as wide as the terminal, and PIPED_WIDTH when its stream is not one (Rich's
     own default there is 80 columns, which cut tables written to a file). ``COLUMNS`` still overrides both."""
+    from rich.console import Console, ConsoleDimensions
 
-    @property
-    def size(self) -> ConsoleDimensions:
-        size = super().size
-        piped = not self.is_terminal and self._width is None and "COLUMNS" not in os.environ
-        return ConsoleDimensions(PIPED_WIDTH, size.height) if piped else size
+    class WideConsole(Console):
+        @property
+        def size(self) -> ConsoleDimensions:
+            size = super().size
+            piped = not self.is_terminal and self._width is None and "COLUMNS" not in os.environ
+            return ConsoleDimensions(PIPED_WIDTH, size.height) if piped else size
 
-    @size.setter
-    def size(self, new_size: tuple[int, int]) -> None:
-        self._width, self._height = new_size
+        @size.setter
+        def size(self, new_size: tuple[int, int]) -> None:
+            self._width, self._height = new_size
+
+    return WideConsole(stderr=stderr)
 
 
-console = _Console()
-err_console = _Console(stderr=True)
+class _LazyConsole:
+    """The Rich console of stdout or stderr, made (and Rich imported) at its first use: a command that prints
+    no table, such as `faceprint serve`, does not pay for Rich's import (~40 ms of the service's start-up;
+    BENCHMARKS.md, "Service start-up")."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        object.__setattr__(self, "_stderr", stderr)
+        object.__setattr__(self, "_console", None)
+
+    def _made(self) -> Console:
+        if self._console is None:
+            object.__setattr__(self, "_console", _rich_console(self._stderr))
+        return self._console  # type: ignore[return-value]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._made(), name, value)
+
+    # Special methods are looked up on the type, not through __getattr__: Rich's Live enters its console.
+    def __enter__(self) -> Console:
+        return self._made().__enter__()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._made().__exit__(*exc_info)
+
+
+console: Console = _LazyConsole()  # type: ignore[assignment]
+err_console: Console = _LazyConsole(stderr=True)  # type: ignore[assignment]
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 DbOption = Annotated[
@@ -222,6 +244,8 @@ def print_json(data: Any) -> None:
 
 def _columns(*after_count: ProgressColumn) -> tuple[ProgressColumn, ...]:
     """A bar's columns: description, bar, done of total, ``after_count``, elapsed time and ETA."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     return (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -239,24 +263,33 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
     if not enabled or total < 4:
         yield lambda n: None
         return
+    from rich.progress import Progress
+
     with Progress(*_columns(), console=err_console, transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
 
 
-class _RateColumn(ProgressColumn):
+def _rate_column() -> ProgressColumn:
     """Units finished per second (photos/s), once Rich has measured it."""
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
 
-    def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:.1f}/s" if task.speed else "", style="progress.data.speed")
+    class RateColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"{task.speed:.1f}/s" if task.speed else "", style="progress.data.speed")
+
+    return RateColumn()
 
 
 @contextmanager
 def progress_reporter(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
     """A Rich progress bar with rate and ETA on stderr, driven by a library ``on_progress(description, done,
     total)`` callback (``faceprint.progress``): one bar per description, each gone when it is complete."""
+    from rich.progress import Progress
+
     tasks: dict[str, TaskID] = {}
-    with Progress(*_columns(_RateColumn()), console=err_console, transient=True, disable=not enabled) as progress:
+    with Progress(*_columns(_rate_column()), console=err_console, transient=True, disable=not enabled) as progress:
 
         def report(description: str, done: int, total: int) -> None:
             if description not in tasks:
@@ -320,6 +353,8 @@ def open_gallery(
     Commands that only read a gallery pass ``create=False``: a mistyped --db is an error, not a new gallery. A
     command does not measure a large gallery in the background (``measure_in_background=False``): the measurement
     would be dropped when the command ends; ``warn_if_stale`` tells the user instead."""
+    from rich.progress import MofNCompleteColumn, Progress
+
     bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=err_console, transient=True)
     tasks: dict[str, TaskID] = {}
 

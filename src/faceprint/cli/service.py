@@ -67,19 +67,23 @@ def serve(
         batch_images=batch_images,
     )
     os.environ[SETTINGS_ENV] = settings.to_env()  # read by each worker process
-    console.print(f"faceprint service on http://{host}:{port}/ (data: {settings.data_dir})")
+    typer.echo(f"faceprint service on http://{host}:{port}/ (data: {settings.data_dir})")  # not Rich: BENCHMARKS.md
     uvicorn.run("faceprint.service.app:app_from_env", factory=True, host=host, port=port, workers=workers)
 
 
 def _load_models_early() -> None:
     """With one worker the app runs in this process: its models load while uvicorn, fastapi and the routes import
-    (BENCHMARKS.md, "Service"). The garbage collector is off meanwhile: it would walk the ~90k long-lived objects of
-    the start-up again and again while they are made (~15% of its CPU); the app's lifespan freezes them and turns
-    it back on."""
+    (BENCHMARKS.md, "Service start-up"), in a forked helper process where a second core can run it (the imports hold
+    the GIL: a thread could not overlap them), else in a thread. The garbage collector is off meanwhile: it would
+    walk the ~90k long-lived objects of the start-up again and again while they are made (~15% of its CPU); the
+    app's lifespan freezes them and turns it back on."""
     gc.disable()
-    from ..service.warm import warm_up
+    from ..service.warm import start_helper, warm_up
 
-    warm_up()
+    if len(os.sched_getaffinity(0)) > 1:
+        start_helper()
+    else:
+        warm_up()
 
 
 def _server_package() -> Any:

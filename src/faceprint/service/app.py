@@ -20,7 +20,7 @@ from . import collections, private, recognition, schemas, timing, videos
 from .context import AdminKey, ReadKey, Service, service_of
 from .problems import ERROR_RESPONSES, Problem, install, problem_response
 from .settings import ServiceSettings
-from .warm import WARM, warm_up
+from .warm import HELPER_GRACE, has_helper, models_loaded, warm_up
 
 API_DESCRIPTION = """Face recognition as a service: collections of enrolled people per tenant, recognition that
 answers `unknown` for strangers at a stated false-positive identification rate (FPIR), verification at a stated
@@ -33,7 +33,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        warm_up()
+        # With a start-up helper (`faceprint serve`) answering, this process loads its models a little later:
+        # loading them now would hold the GIL while the first requests are served.
+        warm_up(delay=HELPER_GRACE if has_helper() else 0.0)
         # What the imports made (~90k objects: fastapi's, pydantic's, the routes') lives as long as the process:
         # out of the collector's sight, a full collection no longer walks it (110 ms under load; BENCHMARKS.md).
         # `faceprint serve` turned the collector off for the start-up; it runs again from here on.
@@ -88,7 +90,7 @@ def _service_routes() -> Any:
         """The models are loaded, the data directory and the key store can be read: the process serves requests
         at full speed (503 while it warms up after a start)."""
         service = service_of(request)
-        if not WARM.is_set():
+        if not models_loaded():
             raise Problem(503, "Not ready", "loading the models", headers={"Retry-After": "1"})
         if not service.settings.data_dir.is_dir():
             raise Problem(503, "Not ready", f"data directory {service.settings.data_dir} is missing")

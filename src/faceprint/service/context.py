@@ -31,7 +31,7 @@ from .metrics import Metrics
 from .problems import Problem
 from .settings import ServiceSettings
 from .timing import record, timed
-from .warm import PIPELINE
+from .warm import PIPELINE, helper_images
 
 T = TypeVar("T")
 
@@ -116,17 +116,21 @@ class ImageBatcher:
             for item in batch:
                 item.started, item.batch_images = started, len(sources)
             try:
-                with PIPELINE:
-                    found = process_files(
-                        sources, batch[0].options, workers=1, embed=batch[0].embed, chunk_size=len(sources)
-                    )
-                    results = iter(list(found))
+                results = iter(self._run(sources, batch[0].options, batch[0].embed))
             except Exception as error:  # each request answers with it; the thread goes on
                 for item in batch:
                     item.done.set_exception(error)
                 continue
             for item in batch:
                 item.done.set_result([next(results) for _ in item.sources])
+
+    @staticmethod
+    def _run(sources: list[bytes], options: PipelineOptions, embed: bool) -> list[ImageResult]:
+        results = helper_images(sources, options, embed)  # while this process's models are not loaded yet
+        if results is not None:
+            return results
+        with PIPELINE:
+            return list(process_files(sources, options, workers=1, embed=embed, chunk_size=len(sources)))
 
 
 class Service:
