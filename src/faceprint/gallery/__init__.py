@@ -196,7 +196,8 @@ class Gallery:
     ``index``: ``"auto"`` searches exactly below ``faceprint.index.synced.ANN_THRESHOLD`` templates
     and with an HNSW graph from there on; ``"exact"`` or ``"hnsw"`` force one. ``index_storage``:
     ``"f32"``, or ``"f16"``/``"i8"`` for a graph of half/a quarter the memory (scores stay exact:
-    candidates are re-ranked with the stored float32 templates). Both apply to SQLite galleries;
+    candidates are re-ranked with the stored float32 templates); by default ``"f32"``, and ``"i8"`` in an
+    encrypted gallery, whose sealed graph is decrypted whole at every open. Both apply to SQLite galleries;
     their defaults come from ``$FACEPRINT_INDEX`` and ``$FACEPRINT_INDEX_STORAGE`` when set.
     ``on_progress`` is told how building the search index advances (see ``faceprint.progress``).
     ``fpir`` is the identification operating point (default ``faceprint.match.DEFAULT_FPIR``); ``fmr`` the
@@ -243,7 +244,10 @@ class Gallery:
         self.measure_at_once = AUTO_MEASURE_TEMPLATES if measure_at_once is None else measure_at_once
         self._centroid_cache = _CentroidCache()
         self._mode = index or _from_env("FACEPRINT_INDEX", MODES)
-        self._storage = index_storage or _from_env("FACEPRINT_INDEX_STORAGE", STORAGES)
+        # None: the store's default (faceprint.index.synced.SEALED_STORAGE for an encrypted gallery, else f32).
+        self._storage = index_storage or (
+            _from_env("FACEPRINT_INDEX_STORAGE", STORAGES) if os.environ.get("FACEPRINT_INDEX_STORAGE") else None
+        )
         self._on_progress = on_progress
         location = path if path is not None else default_gallery_path()
         key = key if key is not None else key_from_env()

@@ -728,7 +728,12 @@ class SQLiteStore:
         return found
 
     def open_index(
-        self, model_id: str, *, mode: Mode = "auto", storage: Storage = "f32", on_progress: OnProgress | None = None
+        self,
+        model_id: str,
+        *,
+        mode: Mode = "auto",
+        storage: Storage | None = None,
+        on_progress: OnProgress | None = None,
     ) -> SyncedIndex:
         """Exact search or an HNSW graph kept in step with this file (see ``faceprint.index.synced``)."""
         from ..index.synced import SyncedIndex  # faiss loads when a gallery is opened, not when faceprint is imported

@@ -55,6 +55,11 @@ CHECKPOINT_CHANGES = 1000
 COMPACT_SHARE = 0.25
 #: Candidates fetched per wanted result when the graph holds quantised vectors, before exact re-ranking.
 RERANK_FACTOR = 2
+#: How a sealed graph stores its vectors unless the user chooses: a sealed file is decrypted whole into fresh memory
+#: at every open, and int8 vectors make it 41 % of the float32 file (54 against 130 MB at 100,000 256-d templates),
+#: which opens about 2.5x sooner; scores stay exact (re-ranked with the gallery's float32 templates) and recall@1 as
+#: float32's (BENCHMARKS.md, "Issue 17: sealed index open (third 2026-12-02 session)").
+SEALED_STORAGE: Storage = "i8"
 
 
 class VectorStore(Protocol):
@@ -100,7 +105,8 @@ class SyncedIndex:
     """Nearest templates of a store, exact or HNSW, always reflecting the store's committed state.
 
     ``mode``: ``"auto"`` (HNSW from ``threshold`` templates), ``"exact"`` or ``"hnsw"``.
-    ``storage``: how the HNSW graph stores vectors (``"f32"``, ``"f16"`` or ``"i8"``).
+    ``storage``: how the HNSW graph stores vectors (``"f32"``, ``"f16"`` or ``"i8"``; default ``"f32"``, and
+    ``SEALED_STORAGE`` when the store seals its index).
     ``on_progress``: told how building the graph advances (see ``faceprint.progress``).
     """
 
@@ -110,12 +116,13 @@ class SyncedIndex:
         model_id: str,
         *,
         mode: Mode = "auto",
-        storage: Storage = "f32",
+        storage: Storage | None = None,
         threshold: int = ANN_THRESHOLD,
         on_progress: OnProgress | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"index mode must be one of {', '.join(MODES)}, not {mode!r}")
+        storage = storage or (SEALED_STORAGE if store.sealer is not None else "f32")
         if storage not in STORAGES:
             raise ValueError(f"index storage must be one of {', '.join(STORAGES)}, not {storage!r}")
         self.store = store
