@@ -24,7 +24,7 @@ import platformdirs
 from ..choices import MODES, STORAGES, AttributeName, Mode, QualityFilter, Storage
 from ..errors import FaceprintError, GalleryError, LowQualityError, ModelError, PersonNotFoundError
 from ..image import ImageSource
-from ..index import GalleryIndex
+from ..index import GalleryIndex, distinct
 from ..match import (
     STALE_AFTER,
     Calibration,
@@ -746,7 +746,7 @@ class Gallery:
         """``rank_people`` reading through ``store`` with ``centroids``; ``spare`` more templates are fetched (the
         most a left-out person holds)."""
         _, template_ids = self.search_templates(queries, top_k * _TEMPLATES_PER_CANDIDATE + spare)
-        persons = store.persons_of(np.unique(template_ids[template_ids >= 0]))
+        persons = store.persons_of(distinct(template_ids[template_ids >= 0]))
         rows = []
         for row, row_ids in enumerate(template_ids):
             left_out = exclude[row] if exclude is not None else None

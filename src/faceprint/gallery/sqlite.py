@@ -22,6 +22,7 @@ import numpy as np
 
 from ..choices import Mode, Storage
 from ..errors import GalleryError, KeyRequiredError, PersonNotFoundError
+from ..index import distinct
 from ..progress import OnProgress
 from ..protect import Sealer, new_key, unwrap_data_key, wrap_data_key
 from .names import name_key
@@ -715,7 +716,7 @@ class SQLiteStore:
         rows = self._query("SELECT seq, template_id FROM template_change WHERE seq > ? ORDER BY seq", (since,))
         if not rows:
             return since, np.zeros(0, np.int64)
-        return int(rows[-1][0]), np.unique(np.array([r[1] for r in rows], dtype=np.int64))
+        return int(rows[-1][0]), distinct(np.array([r[1] for r in rows], dtype=np.int64))
 
     def names_of(self, person_ids: Sequence[int]) -> dict[int, str]:
         """Name of each of ``person_ids`` that still exists."""

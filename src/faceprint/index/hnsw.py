@@ -22,6 +22,7 @@ import numpy as np
 
 from ..choices import Storage
 from ..protect import Sealer
+from . import distinct
 
 _QUANTISERS: dict[Storage, int] = {"f16": faiss.ScalarQuantizer.QT_fp16, "i8": faiss.ScalarQuantizer.QT_8bit_uniform}
 
@@ -210,7 +211,7 @@ class HNSWIndex:
     def remove(self, ids: np.ndarray) -> None:
         """Turn the nodes of ``ids`` into tombstones (ids not in the index are ignored)."""
         labels = self._labels(np.asarray(ids, np.int64))
-        labels = np.unique(labels[labels >= 0])
+        labels = distinct(labels[labels >= 0])
         self._ids()[labels] = _NONE
         self._dead += len(labels)
         self._lookup = None

@@ -33,7 +33,7 @@ from ..choices import MODES, STORAGES, Mode, Storage
 from ..errors import KeyRequiredError
 from ..progress import OnProgress
 from ..protect import Sealer
-from . import ExactIndex
+from . import ExactIndex, distinct
 from .hnsw import HNSWIndex
 
 try:
@@ -162,7 +162,7 @@ class SyncedIndex:
     def _reranked(self, index: HNSWIndex, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Quantised graph scores pick the candidates; the store's float32 vectors score them."""
         _, candidates = index.search(queries, k * RERANK_FACTOR)
-        ids, vectors = self.store.vectors(np.unique(candidates[candidates >= 0]), self.model_id)
+        ids, vectors = self.store.vectors(distinct(candidates[candidates >= 0]), self.model_id)
         width = min(k, candidates.shape[1])
         if not len(ids):
             return np.full((len(queries), 0), -np.inf, np.float32), np.full((len(queries), 0), -1, np.int64)
