@@ -333,8 +333,9 @@ class SQLiteStore:
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         blobs = [r[1] for r in rows]
         if self.sealer is not None:
-            sealer, where = self.sealer, f"{self.path}: template"
-            blobs = [sealer.open(b, _row_context(i, model_id), f"{where} {i}") for i, b in zip(ids.tolist(), blobs)]
+            template_ids = ids.tolist()
+            contexts = (_row_context(i, model_id) for i in template_ids)
+            blobs = self.sealer.open_each(blobs, contexts, lambda n: f"{self.path}: template {template_ids[n]}")
         vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(rows), -1)
         return ids, vectors.astype(np.float32)
 
