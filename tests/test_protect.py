@@ -316,3 +316,26 @@ def test_rekey_encrypts_a_plain_gallery_and_leaves_no_vector_in_the_clear(tmp_pa
         assert not any(t.vector.astype("<f4").tobytes() in data for t in templates), path.name
     with pytest.raises(KeyRequiredError):
         Gallery(folder / "g.db")
+
+
+def test_a_float32_sealed_graph_saved_before_the_int8_default_is_converted_not_rebuilt(
+    tmp_path: Path, key: bytes
+) -> None:
+    path = tmp_path / "g.db"
+    with Gallery(path, key=key, index="hnsw", index_storage="f32") as gallery:  # as encrypted galleries saved it
+        templates = random_templates(gallery, 300, seed=65)
+        gallery.add_templates("Kit", templates[:299])
+        gallery.rebuild_index()
+        gallery.remove_template(3)  # a tombstone, and a change the saved file does not hold
+        gallery.add_templates("Lou", templates[299:])
+    with Gallery(path, key=key, index="hnsw") as gallery:
+        scores, found = gallery.search_templates(np.stack([t.vector for t in templates]), 1)
+        stats = gallery.index_stats()
+    assert stats["storage"] == synced.SEALED_STORAGE
+    assert str(stats["rebuilt"]).endswith(f"converted from {path}.hnsw")
+    expected = [i + 1 for i in range(300) if i != 2]
+    assert sorted(set(found[:, 0].tolist())) == expected and 3 not in found
+    np.testing.assert_allclose(scores[[i for i in range(300) if i != 2], 0], 1, atol=1e-5)  # exact scores
+    with Gallery(path, key=key, index="hnsw") as gallery:
+        gallery.search_templates(templates[0].vector[None], 1)
+        assert gallery.index_stats()["rebuilt"] is None  # the converted graph was saved

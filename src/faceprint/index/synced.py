@@ -191,6 +191,8 @@ class SyncedIndex:
                 return self._index
             if not isinstance(self._index, HNSWIndex):
                 self._index = self._open_saved(change)
+                if self._index is None:
+                    self._index = self._converted(change)
                 if self._index is not None:
                     self._apply_changes()
             if self._index is not None and self._index.dead_share > COMPACT_SHARE:
@@ -288,6 +290,21 @@ class SyncedIndex:
             problem = f"{self.path} is unreadable ({exc})"
         self.rebuild_reason = problem
         return None
+
+    def _converted(self, change: int) -> HNSWIndex | None:
+        """This gallery's saved float32 graph with its vectors encoded as this index's storage, saved (the same links:
+        seconds, where a build takes minutes at 100,000 templates), so that a gallery encrypted before its default
+        storage became ``SEALED_STORAGE`` keeps its graph; None when there is no usable float32 graph."""
+        if self.storage == "f32":
+            return None
+        source = SyncedIndex(self.store, self.model_id, mode="hnsw", storage="f32")
+        saved = source._open_saved(change)
+        if saved is None:
+            return None
+        self._index, self._view, self._change = saved.with_storage(self.storage), False, source._change
+        self.save()
+        self.rebuild_reason = f"{self.path} converted from {source.path}"
+        return self._index
 
     def _mismatch(self, info: IndexInfo | None, change: int) -> str | None:
         """Why a saved index with ``info`` cannot serve the gallery at ``change`` (None if it can)."""
