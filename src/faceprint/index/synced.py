@@ -57,8 +57,9 @@ COMPACT_SHARE = 0.25
 RERANK_FACTOR = 2
 #: How a sealed graph stores its vectors unless the user chooses: a sealed file is decrypted whole into fresh memory
 #: at every open, and int8 vectors make it 41 % of the float32 file (54 against 130 MB at 100,000 256-d templates),
-#: which opens about 2.5x sooner; scores stay exact (re-ranked with the gallery's float32 templates) and recall@1 as
-#: float32's (BENCHMARKS.md, "Issue 17: sealed index open (third 2026-12-02 session)").
+#: which opens about 2.5x sooner; scores stay exact (re-ranked with the gallery's float32 templates); recall@1 at
+#: 100k was 99.75 % against float32's 99.90 % (one build each; BENCHMARKS.md, "Issue 17: sealed index open (third
+#: 2026-12-02 session)").
 SEALED_STORAGE: Storage = "i8"
 
 
