@@ -1,11 +1,15 @@
 """What encryption at rest costs (issue 17): index open time and identification throughput, plain vs encrypted.
 
-Random unit templates of the default model's dimension (5 per person); medians of ``--rounds`` interleaved rounds.
-``open_times``: a saved HNSW graph opened memory-mapped, read whole, or sealed: decrypted into an array that the
-graph's vectors are a view of (what an encrypted gallery does), into an anonymous memory file that faiss
-memory-maps (the alternative), or into faiss as it reads (the fallback for a faiss without zero-copy reading).
+Random unit templates of the default model's dimension (5 per person); medians of ``--rounds`` interleaved rounds,
+wall and CPU seconds (CPU: the process's own, user + system).
+``open_times``: a saved HNSW graph (float32 vectors, or int8: ``_i8``) opened memory-mapped, read whole, or sealed:
+decrypted into an array that the graph's vectors are a view of (what an encrypted gallery does), into an anonymous
+memory file that faiss memory-maps (the alternative), or into faiss as it reads (the fallback for a faiss without
+zero-copy reading); with ``--cold``, the memory-mapped and sealed opens again after the file's pages were dropped
+from the page cache (``posix_fadvise(DONTNEED)``: the first open after a reboot, or once memory pressure evicted it).
 ``gallery_open_times``: a ``Gallery`` opened and searched once in a fresh process, plain and encrypted (its saved
-graph included).
+graph included; by default an encrypted gallery's graph is int8, ``encrypted_f32`` forces float32), then its
+searches per second, top 1 and recall@10 against exact search (scores checked to be exact).
 ``throughput``: ``rank_people`` on a plain and an encrypted gallery of the same templates.
 
     python bench/at_rest.py --open-sizes 100000 1000000 --throughput-sizes 20000
@@ -35,6 +39,7 @@ from faceprint.gallery.records import NewTemplate
 from faceprint.gallery.sqlite import SQLiteStore
 from faceprint.index import hnsw
 from faceprint.index.hnsw import HNSWIndex
+from faceprint.index.synced import ANN_THRESHOLD
 from faceprint.pipeline import DEFAULT_OPTIONS
 from faceprint.protect import Sealer, new_key, read_key_file
 
@@ -87,101 +92,169 @@ LOADERS: dict[str, Callable[[Path, Sealer], HNSWIndex]] = {
     "mmap": lambda folder, sealer: HNSWIndex.load(folder / "plain.hnsw", view=True),
     "read": lambda folder, sealer: HNSWIndex.load(folder / "plain.hnsw", view=False),
     "sealed": lambda folder, sealer: HNSWIndex.load(folder / "sealed.hnsw", view=True, sealer=sealer, context=b"b"),
+    "mmap_i8": lambda folder, sealer: HNSWIndex.load(folder / "plain_i8.hnsw", view=True),
+    "sealed_i8": lambda folder, sealer: HNSWIndex.load(
+        folder / "sealed_i8.hnsw", view=True, sealer=sealer, context=b"b"
+    ),
     "sealed_memfd": lambda folder, sealer: memory_file_view(folder / "sealed.hnsw", sealer, b"b"),
     "sealed_streamed": lambda folder, sealer: HNSWIndex.load(
         folder / "sealed.hnsw", view=False, sealer=sealer, context=b"b"
     ),
 }
+#: The loaders ``--cold`` also times from a dropped page cache, and the file each reads.
+COLD_FILES = {"mmap": "plain.hnsw", "sealed": "sealed.hnsw", "mmap_i8": "plain_i8.hnsw", "sealed_i8": "sealed_i8.hnsw"}
 
 
-def open_once(loader: str, folder: Path) -> tuple[float, float]:
-    """Seconds to open the graph with ``loader`` and answer one search, then 100 more (run in a fresh process)."""
+def drop_cached(path: Path) -> None:
+    """Evict ``path``'s pages from the page cache (clean pages of an unmapped file: Linux drops them)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(descriptor)
+
+
+def cpu_seconds() -> float:
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+
+
+def open_once(loader: str, folder: Path, cold: bool = False) -> tuple[float, float, float, float]:
+    """Seconds (wall, CPU) to open the graph with ``loader`` and answer one search, then 100 more (run in a fresh
+    process); ``cold``: the file's pages dropped from the page cache first."""
     queries = unit_rows(101, DEFAULT_OPTIONS.model.dimension, np.random.default_rng(1))
     sealer = Sealer((folder / "key").read_bytes())
-    started = time.perf_counter()
+    if cold:
+        drop_cached(folder / COLD_FILES[loader])
+    started, cpu = time.perf_counter(), cpu_seconds()
     index = LOADERS[loader](folder, sealer)
     index.search(queries[:1], 1)
-    first = time.perf_counter() - started
+    first, first_cpu = time.perf_counter() - started, cpu_seconds() - cpu
     for query in queries[1:]:
         index.search(query[None], 1)
-    return first, time.perf_counter() - started
+    return first, first_cpu, time.perf_counter() - started, cpu_seconds() - cpu
 
 
-def open_times(size: int, rounds: int, folder: Path) -> dict:
+def open_times(size: int, rounds: int, cold: bool, folder: Path) -> dict:
     """Opening a saved graph of ``size`` templates and answering one search, then 100 more, each time in a fresh
     process (timed inside it): memory-mapped, read whole, and sealed (decrypted into an array, or a memory file, or
-    into faiss as it reads). The graph is built with efConstruction 16 (quick; opening does not depend on it);
-    rebuilding in memory instead is measured by ``throughput``'s galleries at their real settings."""
+    into faiss as it reads), float32 and int8; ``cold``: also from a dropped page cache. The graphs are built with
+    efConstruction 16 (quick; opening does not depend on it); rebuilding in memory instead is measured by
+    ``throughput``'s galleries at their real settings."""
     rng = np.random.default_rng(size)
     dimension = DEFAULT_OPTIONS.model.dimension
+    vectors = unit_rows(size, dimension, rng)
     hnsw.EXPANSION_ADD = 16
-    started = time.perf_counter()
-    graph = HNSWIndex.build([(np.arange(size), unit_rows(size, dimension, rng))], dimension)
-    report: dict = {"templates": size, "quick_build_s": time.perf_counter() - started}
     key = new_key()
     (folder / "key").write_bytes(key)
-    graph.save(folder / "plain.hnsw")
-    graph.save(folder / "sealed.hnsw", sealer=Sealer(key), context=b"b")
-    report["file_bytes"] = (folder / "plain.hnsw").stat().st_size
-    del graph
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in LOADERS}
+    report: dict = {"templates": size}
+    for suffix, storage in (("", "f32"), ("_i8", "i8")):
+        started = time.perf_counter()
+        graph = HNSWIndex.build([(np.arange(size), vectors)], dimension, storage)  # type: ignore[arg-type]
+        report[f"quick_build{suffix}_s"] = time.perf_counter() - started
+        graph.save(folder / f"plain{suffix}.hnsw")
+        graph.save(folder / f"sealed{suffix}.hnsw", sealer=Sealer(key), context=b"b")
+        report[f"file{suffix}_bytes"] = (folder / f"plain{suffix}.hnsw").stat().st_size
+        del graph
+    runs = [(name, False) for name in LOADERS] + [(name, True) for name in COLD_FILES if cold]
+    times: dict[str, list[tuple[float, float, float, float]]] = {}
     for _ in range(rounds):  # interleaved: the machine's load changes over a run
-        for name in LOADERS:
-            code = f"import at_rest; print(*at_rest.open_once({name!r}, __import__('pathlib').Path({str(folder)!r})))"
+        for name, from_disk in runs:
+            call = f"open_once({name!r}, __import__('pathlib').Path({str(folder)!r}), {from_disk})"
+            code = f"import at_rest; print(*at_rest.{call})"
             done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=HERE)
-            first, total = map(float, done.stdout.split())
-            times[name].append((first, total))
-    for name, pairs in times.items():
-        report[f"{name}_open_and_1_search_s"] = statistics.median(p[0] for p in pairs)
-        report[f"{name}_open_and_101_searches_s"] = statistics.median(p[1] for p in pairs)
-        report[f"{name}_open_and_1_search_rounds"] = [round(p[0], 3) for p in pairs]
+            times.setdefault(name + ("_cold" if from_disk else ""), []).append(tuple(map(float, done.stdout.split())))
+    for name, runs_of in times.items():
+        report[f"{name}_open_and_1_search_s"] = statistics.median(t[0] for t in runs_of)
+        report[f"{name}_open_and_1_search_cpu_s"] = statistics.median(t[1] for t in runs_of)
+        report[f"{name}_open_and_101_searches_s"] = statistics.median(t[2] for t in runs_of)
+        report[f"{name}_open_and_101_searches_cpu_s"] = statistics.median(t[3] for t in runs_of)
+        report[f"{name}_open_and_1_search_rounds"] = [round(t[0], 3) for t in runs_of]
     return report
 
 
 #: Run in a fresh process per open (a command, or a service starting, opens a gallery once): memory the process
 #: has never had costs page faults that repeated opens in one process would not pay.
 _OPEN_ONCE = """
-import sys, time
+import resource, sys, time
 import numpy as np
 from faceprint.gallery import Gallery
 from faceprint.protect import read_key_file
-path, key_file = sys.argv[1], sys.argv[2]
+path, key_file, storage = sys.argv[1], sys.argv[2], sys.argv[4] or None
 probe = np.ones((1, int(sys.argv[3])), np.float32) / np.sqrt(int(sys.argv[3]))
-started = time.perf_counter()
-with Gallery(path, key=read_key_file(key_file) if key_file else None, index="hnsw") as gallery:
+cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+started, cpu_started = time.perf_counter(), cpu()
+with Gallery(path, key=read_key_file(key_file) if key_file else None, index="hnsw", index_storage=storage) as gallery:
     gallery.search_templates(probe, 1)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, cpu() - cpu_started
     assert gallery.index_stats()["rebuilt"] is None, "rebuilt, not opened"
-print(seconds)
+print(seconds, cpu_seconds)
 """
+#: ``gallery_open_times``'s galleries: (master key or not, index storage: None for the gallery's default).
+GALLERIES: dict[str, tuple[bool, str | None]] = {
+    "plain": (False, None),
+    "encrypted": (True, None),
+    "encrypted_f32": (True, "f32"),
+}
 
 
 def gallery_open_times(size: int, rounds: int, folder: Path) -> dict:
     """What a user waits for: a ``Gallery`` of ``size`` templates opened (its saved graph included) and searched
-    once, plain and encrypted, each time in a fresh process (timed inside it), interleaved. Graphs built with
-    efConstruction 16 (quick)."""
+    once, plain and encrypted, each time in a fresh process (timed inside it), interleaved; then each gallery's
+    one-at-a-time searches per second (k 10, in this process, warm), how often its top 1 is exact search's and its
+    recall@10.
+    Graphs built with efConstruction 16 (quick)."""
     from faceprint.protect import write_key_file
 
     rng = np.random.default_rng(size)
     dimension = DEFAULT_OPTIONS.model.dimension
     vectors = unit_rows(size, dimension, rng)
-    hnsw.EXPANSION_ADD = 16
-    key_files = {"plain": "", "encrypted": str(write_key_file(folder / "master.key"))}
-    for name, key_file in key_files.items():
-        key = read_key_file(key_file) if key_file else None
-        write(folder / f"{name}.db", vectors, key)
-        with Gallery(folder / f"{name}.db", key=key, index="hnsw") as gallery:
-            gallery.rebuild_index()
-    times: dict[str, list[float]] = {name: [] for name in key_files}
-    for _ in range(rounds):
-        for name, key_file in key_files.items():
-            command = [sys.executable, "-c", _OPEN_ONCE, str(folder / f"{name}.db"), key_file, str(dimension)]
-            times[name].append(float(subprocess.run(command, capture_output=True, text=True, check=True).stdout))
+    probes = vectors[rng.choice(size, 500, replace=False)] + unit_rows(500, dimension, rng) / 4
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    exact_ids = np.argsort(-(probes @ vectors.T), axis=1)[:, :10] + 1  # template ids count from 1
+    key_file = str(write_key_file(folder / "master.key"))
+    for name in ("plain", "encrypted"):
+        write(folder / f"{name}.db", vectors, read_key_file(key_file) if name == "encrypted" else None)
     report: dict = {"templates": size}
-    for name, seconds in times.items():
-        report[f"{name}_gallery_open_and_1_search_s"] = statistics.median(seconds)
-        report[f"{name}_gallery_open_and_1_search_rounds"] = [round(t, 3) for t in seconds]
+    for name, (encrypted, storage) in GALLERIES.items():
+        key = read_key_file(key_file) if encrypted else None
+        db = folder / ("encrypted.db" if encrypted else "plain.db")
+        with Gallery(db, key=key, index="hnsw", index_storage=storage) as gallery:  # type: ignore[arg-type]
+            gallery.rebuild_index()
+            report[f"{name}_storage"] = gallery.index_stats()["storage"]
+            report.update(search_figures(name, gallery, probes, exact_ids))
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in GALLERIES}
+    for _ in range(rounds):
+        for name, (encrypted, storage) in GALLERIES.items():
+            db = folder / ("encrypted.db" if encrypted else "plain.db")
+            command = [sys.executable, "-c", _OPEN_ONCE, str(db), key_file if encrypted else "", str(dimension)]
+            done = subprocess.run([*command, storage or ""], capture_output=True, text=True, check=True)
+            times[name].append(tuple(map(float, done.stdout.split())))  # type: ignore[arg-type]
+    for name, pairs in times.items():
+        report[f"{name}_gallery_open_and_1_search_s"] = statistics.median(p[0] for p in pairs)
+        report[f"{name}_gallery_open_and_1_search_cpu_s"] = statistics.median(p[1] for p in pairs)
+        report[f"{name}_gallery_open_and_1_search_rounds"] = [round(p[0], 3) for p in pairs]
     return report
+
+
+def search_figures(name: str, gallery: Gallery, probes: np.ndarray, exact_ids: np.ndarray) -> dict:
+    """One-at-a-time searches (k 10) per second, the share of probes whose top 1 is exact search's, and recall@10
+    (the scores are checked to be the exact similarities of the ids returned)."""
+    started, cpu = time.perf_counter(), cpu_seconds()
+    found = [gallery.search_templates(probe[None], 10) for probe in probes]
+    wall, used = time.perf_counter() - started, cpu_seconds() - cpu
+    ids = np.concatenate([f[1] for f in found])
+    scores = np.concatenate([f[0] for f in found])
+    _, stored = gallery.store.vectors(np.unique(ids), gallery.model_id)
+    exact_scores = np.einsum("qd,qkd->qk", probes, stored[np.searchsorted(np.unique(ids), ids)])
+    if not np.allclose(scores, exact_scores, atol=1e-5):
+        raise SystemExit(f"{name}: search scores are not the exact similarities")
+    return {
+        f"{name}_searches_per_s": len(probes) / wall,
+        f"{name}_search_cpu_ms": 1000 * used / len(probes),
+        f"{name}_top1_as_exact": float(np.mean(ids[:, 0] == exact_ids[:, 0])),
+        f"{name}_recall_at_10": float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact_ids)])),
+    }
 
 
 def throughput(size: int, rounds: int, queries: int, folder: Path) -> dict:
@@ -218,6 +291,16 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def prepare_graph(path: Path, key: bytes | None) -> None:
+    """The HNSW graph a gallery of ``ANN_THRESHOLD`` templates or more is searched with (each gallery's default
+    storage: int8 when encrypted), built beforehand with efConstruction 64 (quicker than the real 256, which
+    ``faceprint identify`` would otherwise spend minutes on in its first round)."""
+    with Gallery(path, key=key) as gallery:
+        if gallery.template_count() >= ANN_THRESHOLD:
+            hnsw.EXPANSION_ADD = 64
+            gallery.rebuild_index()
+
+
 def identify_throughput(photos: int, rounds: int, distractors: int, folder: Path) -> dict:
     """``faceprint identify`` (fresh processes, the default model) over ``photos`` faces-dev probe photos against
     the same gallery plain and encrypted, in interleaved rounds: wall and CPU seconds (the process and its
@@ -244,7 +327,9 @@ def identify_throughput(photos: int, rounds: int, distractors: int, folder: Path
     key_file = write_key_file(folder / "master.key")
     environments = {"plain": dict(os.environ), "encrypted": {**os.environ, KEY_FILE_VARIABLE: str(key_file)}}
     for name in environments:
-        write_people(folder / f"{name}.db", people, read_key_file(key_file) if name == "encrypted" else None)
+        key = read_key_file(key_file) if name == "encrypted" else None
+        write_people(folder / f"{name}.db", people, key)
+        prepare_graph(folder / f"{name}.db", key)
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in environments}
     answers: dict[str, list[str]] = {}
     for _ in range(rounds):
@@ -274,6 +359,7 @@ def identify_throughput(photos: int, rounds: int, distractors: int, folder: Path
         report[f"{name}_cpu_ms_per_photo"] = 1000 * statistics.median(p[1] for p in pairs)
         report[f"{name}_cpu_ms_per_photo_rounds"] = [round(1000 * p[1], 2) for p in pairs]
     report["named_faces"] = sum(n != "unknown" for n in answers["plain"])
+    report["search"] = "hnsw" if report["templates"] >= ANN_THRESHOLD else "exact"
     return report
 
 
@@ -285,9 +371,10 @@ def main() -> None:
     parser.add_argument("--identify-photos", type=int, default=0, help="faceprint identify over this many photos")
     parser.add_argument("--distractors", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--cold", action="store_true", help="open_times also from a dropped page cache")
     parser.add_argument("--queries", type=int, default=500)
     args = parser.parse_args()
-    runs = [(open_times, size, (args.rounds,)) for size in args.open_sizes]
+    runs = [(open_times, size, (args.rounds, args.cold)) for size in args.open_sizes]
     runs += [(gallery_open_times, size, (args.rounds,)) for size in args.gallery_open_sizes]
     runs += [(throughput, size, (args.rounds, args.queries)) for size in args.throughput_sizes]
     if args.identify_photos:

@@ -267,14 +267,16 @@ from faceprint import Gallery
 import numpy as np
 imported = time.perf_counter()
 with Gallery(sys.argv[1], index="hnsw", index_storage=sys.argv[2]) as g:
-    g.search_templates(np.full(128, 128 ** -0.5, np.float32), 100)
+    dimension = int(sys.argv[3])
+    g.search_templates(np.full(dimension, dimension ** -0.5, np.float32), 100)
     print(imported - start, time.perf_counter() - imported, g.index.rebuild_reason)
 """
 
 
-def cold_open(path: Path, storage: str) -> dict:
+def cold_open(path: Path, storage: str, dimension: int) -> dict:
     """A new process opening the gallery and answering one search (the OS page cache stays warm)."""
-    out = subprocess.run([sys.executable, "-c", COLD_OPEN, str(path), storage], capture_output=True, text=True)
+    command = [sys.executable, "-c", COLD_OPEN, str(path), storage, str(dimension)]
+    out = subprocess.run(command, capture_output=True, text=True)
     imported, opened, reason = out.stdout.split(maxsplit=2)
     return {"import_s": float(imported), "open_and_first_search_s": float(opened), "rebuilt": reason.strip()}
 
@@ -442,7 +444,7 @@ def main() -> None:
         truth = exact_top1(data.vectors, data.queries)
         efs = args.ef or [hnsw_params.search_depth(len(data.vectors))]
         rows, extra = measure_gallery(path, data, truth, args.storage, efs)
-        extra["cold_open"] = cold_open(path, args.storage)
+        extra["cold_open"] = cold_open(path, args.storage, data.vectors.shape[1])
         if not args.no_baselines:
             rows += measure_baselines(data, truth, sample=QUERIES if size <= 100_000 else 300)
         report = {"templates": len(data.vectors), "queries": len(data.queries), "rows": rows, **extra}

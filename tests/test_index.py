@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from faceprint import Gallery, GalleryError, Template
 from faceprint.cli import app
-from faceprint.index import ExactIndex
+from faceprint.index import ExactIndex, distinct
 from faceprint.index.hnsw import HNSWIndex, search_depth
 from faceprint.index.synced import SyncedIndex
 from faceprint.pipeline import DEFAULT_OPTIONS, ImageResult
@@ -91,6 +91,16 @@ def assert_exact_scores(gallery: Gallery, probes: np.ndarray, scores: np.ndarray
     exact = np.einsum("qd,qkd->qk", probes, stored[np.searchsorted(stored_ids, ids)])
     np.testing.assert_allclose(scores, exact, atol=1e-5)
     assert (np.diff(scores, axis=1) <= 0).all()
+
+
+def test_distinct_is_numpys_unique_without_importing_numpy_ma() -> None:
+    rng = np.random.default_rng(5)
+    for values in (np.zeros(0, np.int64), np.array([7]), rng.integers(-1, 50, 300)):
+        np.testing.assert_array_equal(distinct(values), np.unique(values))
+    # np.unique's first call imports numpy.ma (12-35 ms), which the first search of a process paid
+    code = "import sys, numpy as np; from faceprint.index import distinct; distinct(np.array([3, 1, 3]))"
+    done = run_python(code + "; print('numpy.ma' in sys.modules)")
+    assert done.stdout.split() == ["False"], done.stderr
 
 
 def test_search_depth_grows_with_the_graph(vectors: np.ndarray) -> None:

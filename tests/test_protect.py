@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -14,6 +16,7 @@ from faceprint.cli import app
 from faceprint.cli.common import exit_code_for
 from faceprint.errors import KeyRequiredError
 from faceprint.gallery import Gallery
+from faceprint.index import synced
 from faceprint.models import EMBEDDING_MODELS
 from faceprint.protect import KEY_FILE_VARIABLE, OVERHEAD, Sealer, new_key, read_key_file, write_key_file
 from faceprint.types import Template
@@ -130,6 +133,57 @@ def test_the_saved_search_index_of_an_encrypted_gallery_is_sealed(tmp_path: Path
         added = gallery.add_templates("Lou", new)
         _, after = gallery.search_templates(np.stack([templates[7].vector, new[0].vector]), 1)
     assert found[0, 0] == 8 and after[:, 0].tolist() == [8, added[0]]
+
+
+def int8_codes(vectors: np.ndarray) -> list[bytes]:
+    """Each vector as an int8 graph stores it (faiss's 8-bit codes over [-1, 1])."""
+    quantiser = faiss.ScalarQuantizer(vectors.shape[1], faiss.ScalarQuantizer.QT_8bit_uniform)
+    quantiser.train(np.stack([-np.ones(vectors.shape[1]), np.ones(vectors.shape[1])]).astype(np.float32))
+    return [code.tobytes() for code in quantiser.compute_codes(np.ascontiguousarray(vectors, np.float32))]
+
+
+def test_an_encrypted_gallery_seals_an_int8_graph_and_answers_with_the_plain_galleries_exact_scores(
+    tmp_path: Path, key: bytes
+) -> None:
+    """A sealed graph is decrypted whole at every open, so by default it holds int8 vectors (41 % of the float32
+    file's bytes) and its candidates are re-ranked with the gallery's own float32 templates."""
+    with Gallery(tmp_path / "plain.db", index="hnsw") as plain, Gallery(tmp_path / "s.db", key=key, index="hnsw") as s:
+        templates = random_templates(plain, 600, seed=62)
+        for i in range(0, len(templates), 3):
+            plain.add_templates(f"p{i}", templates[i : i + 3])
+            s.add_templates(f"p{i}", templates[i : i + 3])
+        vectors = np.stack([t.vector for t in templates])
+        noise = np.random.default_rng(63).normal(size=(40, vectors.shape[1])).astype(np.float32) / 30
+        queries = vectors[::15] + noise
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        answers = {name: g.search_templates(queries, 5) for name, g in (("plain", plain), ("sealed", s))}
+        storages = {name: g.index_stats()["storage"] for name, g in (("plain", plain), ("sealed", s))}
+        index_file = s.index.path  # type: ignore[attr-defined]
+    assert storages == {"plain": "f32", "sealed": synced.SEALED_STORAGE}
+    exact = queries @ vectors.T
+    scores, ids = answers["sealed"]
+    np.testing.assert_allclose(scores, np.take_along_axis(exact, ids - 1, axis=1), atol=1e-6)  # exact scores
+    np.testing.assert_array_equal(ids, answers["plain"][1])
+    np.testing.assert_array_equal(ids[:, 0], np.arange(0, len(templates), 15) + 1)
+    data = index_file.read_bytes()
+    assert not any(code in data for code in int8_codes(vectors))  # sealed: no vector's codes in the clear
+    with Gallery(tmp_path / "s.db", key=key, index="hnsw", index_storage="f32") as chosen:
+        assert chosen.index_stats()["storage"] == "f32"  # a storage the user chooses is kept
+
+
+def test_the_index_commands_use_an_encrypted_gallerys_own_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_FILE_VARIABLE, str(write_key_file(tmp_path / "master.key")))
+    path = tmp_path / "g.db"
+    with Gallery(path, index="hnsw") as gallery:
+        gallery.add_templates("Kit", random_templates(gallery, 30, seed=64))
+        gallery.rebuild_index()
+    for command in (["index", "rebuild"], ["index", "stats", "--index", "hnsw"]):
+        result = runner.invoke(app, [*command, "--db", str(path), "--json"])
+        assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    assert stats["storage"] == synced.SEALED_STORAGE and stats["rebuilt"] is None  # opened what rebuild saved
 
 
 def test_a_sealed_index_opens_with_a_faiss_that_cannot_read_from_memory_without_a_copy(
@@ -262,3 +316,26 @@ def test_rekey_encrypts_a_plain_gallery_and_leaves_no_vector_in_the_clear(tmp_pa
         assert not any(t.vector.astype("<f4").tobytes() in data for t in templates), path.name
     with pytest.raises(KeyRequiredError):
         Gallery(folder / "g.db")
+
+
+def test_a_float32_sealed_graph_saved_before_the_int8_default_is_converted_not_rebuilt(
+    tmp_path: Path, key: bytes
+) -> None:
+    path = tmp_path / "g.db"
+    with Gallery(path, key=key, index="hnsw", index_storage="f32") as gallery:  # as encrypted galleries saved it
+        templates = random_templates(gallery, 300, seed=65)
+        gallery.add_templates("Kit", templates[:299])
+        gallery.rebuild_index()
+        gallery.remove_template(3)  # a tombstone, and a change the saved file does not hold
+        gallery.add_templates("Lou", templates[299:])
+    with Gallery(path, key=key, index="hnsw") as gallery:
+        scores, found = gallery.search_templates(np.stack([t.vector for t in templates]), 1)
+        stats = gallery.index_stats()
+    assert stats["storage"] == synced.SEALED_STORAGE
+    assert str(stats["rebuilt"]).endswith(f"converted from {path}.hnsw")
+    expected = [i + 1 for i in range(300) if i != 2]
+    assert sorted(set(found[:, 0].tolist())) == expected and 3 not in found
+    np.testing.assert_allclose(scores[[i for i in range(300) if i != 2], 0], 1, atol=1e-5)  # exact scores
+    with Gallery(path, key=key, index="hnsw") as gallery:
+        gallery.search_templates(templates[0].vector[None], 1)
+        assert gallery.index_stats()["rebuilt"] is None  # the converted graph was saved

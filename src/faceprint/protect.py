@@ -16,7 +16,7 @@ import contextlib
 import mmap
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +90,22 @@ class Sealer:
         with _opening(what):
             return self._aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], associated)
 
+    def open_each(
+        self, sealed: Iterable[bytes], associated: Iterable[bytes], what: Callable[[int], str]
+    ) -> list[bytes]:
+        """Many messages, each opened as ``open`` would; ``what(i)`` names the i-th in the error if it does not
+        open. One loop without a context per message: for a template's 1 KiB, Python's per-message overhead in
+        ``open`` cost more than AES-GCM itself (re-ranking opens a few hundred templates per search)."""
+        from cryptography.exceptions import InvalidTag
+
+        decrypt, opened = self._aead.decrypt, []
+        for position, (message, context) in enumerate(zip(sealed, associated, strict=True)):
+            try:
+                opened.append(decrypt(message[:NONCE_BYTES], message[NONCE_BYTES:], context))
+            except (InvalidTag, ValueError):
+                raise _not_opening(what(position)) from None
+        return opened
+
     @contextlib.contextmanager
     def writing(self, path: Path, associated: bytes) -> Iterator[Callable[[bytes], None]]:
         """``write(data)``: appends ``data`` to a new file at ``path``, sealed in chunks of ``CHUNK_BYTES`` that
@@ -148,9 +164,11 @@ def _opening(what: str) -> Iterator[None]:
     try:
         yield
     except (InvalidTag, ValueError):
-        raise KeyRequiredError(
-            f"{what} does not open with this key (a wrong key, or the bytes were altered or moved)"
-        ) from None
+        raise _not_opening(what) from None
+
+
+def _not_opening(what: str) -> KeyRequiredError:
+    return KeyRequiredError(f"{what} does not open with this key (a wrong key, or the bytes were altered or moved)")
 
 
 def _fresh_memory(size: int) -> np.ndarray:

@@ -20,15 +20,20 @@ ModeOption = Annotated[
     Mode, typer.Option("--index", envvar="FACEPRINT_INDEX", help="Search (auto: HNSW from 50,000 templates on).")
 ]
 StorageOption = Annotated[
-    Storage,
-    typer.Option("--storage", envvar="FACEPRINT_INDEX_STORAGE", help="HNSW vector storage (f16, i8: less memory)."),
+    Storage | None,
+    typer.Option(
+        "--storage",
+        envvar="FACEPRINT_INDEX_STORAGE",
+        help="HNSW vector storage (f16, i8: less memory). Default: f32, and i8 in an encrypted gallery.",
+        show_default=False,
+    ),
 ]
 
 
 @app.command()
 @handles_errors
 def stats(
-    db: DbOption = None, mode: ModeOption = "auto", storage: StorageOption = "f32", json_output: JsonOption = False
+    db: DbOption = None, mode: ModeOption = "auto", storage: StorageOption = None, json_output: JsonOption = False
 ) -> None:
     """How the gallery is searched: exact or HNSW, size, memory, saved file (opens or rebuilds it first)."""
     with open_gallery(db, create=False, index=mode, index_storage=storage) as gallery:
@@ -43,7 +48,7 @@ def stats(
 
 @app.command()
 @handles_errors
-def rebuild(db: DbOption = None, storage: StorageOption = "f32", json_output: JsonOption = False) -> None:
+def rebuild(db: DbOption = None, storage: StorageOption = None, json_output: JsonOption = False) -> None:
     """Build the HNSW index from the gallery anew and save it next to the gallery file."""
     with open_gallery(db, create=False, index="hnsw", index_storage=storage) as gallery:
         built = gallery.rebuild_index()
@@ -53,7 +58,7 @@ def rebuild(db: DbOption = None, storage: StorageOption = "f32", json_output: Js
 @app.command()
 @handles_errors
 def verify(
-    db: DbOption = None, mode: ModeOption = "auto", storage: StorageOption = "f32", json_output: JsonOption = False
+    db: DbOption = None, mode: ModeOption = "auto", storage: StorageOption = None, json_output: JsonOption = False
 ) -> None:
     """Compare the index with the gallery template by template; exit code 1 on any difference."""
     with open_gallery(db, create=False, index=mode, index_storage=storage) as gallery:

@@ -24,7 +24,7 @@ import platformdirs
 from ..choices import MODES, STORAGES, AttributeName, Mode, QualityFilter, Storage
 from ..errors import FaceprintError, GalleryError, LowQualityError, ModelError, PersonNotFoundError
 from ..image import ImageSource
-from ..index import GalleryIndex
+from ..index import GalleryIndex, distinct
 from ..match import (
     STALE_AFTER,
     Calibration,
@@ -196,7 +196,8 @@ class Gallery:
     ``index``: ``"auto"`` searches exactly below ``faceprint.index.synced.ANN_THRESHOLD`` templates
     and with an HNSW graph from there on; ``"exact"`` or ``"hnsw"`` force one. ``index_storage``:
     ``"f32"``, or ``"f16"``/``"i8"`` for a graph of half/a quarter the memory (scores stay exact:
-    candidates are re-ranked with the stored float32 templates). Both apply to SQLite galleries;
+    candidates are re-ranked with the stored float32 templates); by default ``"f32"``, and ``"i8"`` in an
+    encrypted gallery, whose sealed graph is decrypted whole at every open. Both apply to SQLite galleries;
     their defaults come from ``$FACEPRINT_INDEX`` and ``$FACEPRINT_INDEX_STORAGE`` when set.
     ``on_progress`` is told how building the search index advances (see ``faceprint.progress``).
     ``fpir`` is the identification operating point (default ``faceprint.match.DEFAULT_FPIR``); ``fmr`` the
@@ -243,7 +244,10 @@ class Gallery:
         self.measure_at_once = AUTO_MEASURE_TEMPLATES if measure_at_once is None else measure_at_once
         self._centroid_cache = _CentroidCache()
         self._mode = index or _from_env("FACEPRINT_INDEX", MODES)
-        self._storage = index_storage or _from_env("FACEPRINT_INDEX_STORAGE", STORAGES)
+        # None: the store's default (faceprint.index.synced.SEALED_STORAGE for an encrypted gallery, else f32).
+        self._storage = index_storage or (
+            _from_env("FACEPRINT_INDEX_STORAGE", STORAGES) if os.environ.get("FACEPRINT_INDEX_STORAGE") else None
+        )
         self._on_progress = on_progress
         location = path if path is not None else default_gallery_path()
         key = key if key is not None else key_from_env()
@@ -794,8 +798,7 @@ class Gallery:
         centroids: _CentroidCache,
     ) -> list[list[tuple[int, float]]]:
         """The ``top_k`` owners of each query's candidate templates, scored by their centroids, best first."""
-        # A set, not np.unique: numpy 2.4's imports numpy.ma at its first call (8 ms of a server's first answer).
-        persons = store.persons_of(sorted(set(template_ids[template_ids >= 0].tolist())))
+        persons = store.persons_of(distinct(template_ids[template_ids >= 0]))
         rows = []
         for row, row_ids in enumerate(template_ids):
             left_out = exclude[row] if exclude is not None else None

@@ -394,7 +394,12 @@ class MilvusStore:
         return {int(r["id"]): int(r["person_id"]) for r in rows}
 
     def open_index(
-        self, model_id: str, *, mode: Mode = "auto", storage: Storage = "f32", on_progress: OnProgress | None = None
+        self,
+        model_id: str,
+        *,
+        mode: Mode = "auto",
+        storage: Storage | None = None,
+        on_progress: OnProgress | None = None,
     ) -> MilvusIndex:
         """Milvus's own index of the templates (``mode``, ``storage`` and ``on_progress`` do not apply: Milvus
         chooses, builds and updates its index itself)."""

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..choices import Mode, Storage
 from ..errors import GalleryError, KeyRequiredError, PersonNotFoundError
+from ..index import distinct
 from ..progress import OnProgress
 from ..protect import Sealer, new_key, unwrap_data_key, wrap_data_key
 from .names import name_key
@@ -332,8 +333,9 @@ class SQLiteStore:
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         blobs = [r[1] for r in rows]
         if self.sealer is not None:
-            sealer, where = self.sealer, f"{self.path}: template"
-            blobs = [sealer.open(b, _row_context(i, model_id), f"{where} {i}") for i, b in zip(ids.tolist(), blobs)]
+            template_ids = ids.tolist()
+            contexts = (_row_context(i, model_id) for i in template_ids)
+            blobs = self.sealer.open_each(blobs, contexts, lambda n: f"{self.path}: template {template_ids[n]}")
         vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(rows), -1)
         return ids, vectors.astype(np.float32)
 
@@ -715,7 +717,7 @@ class SQLiteStore:
         rows = self._query("SELECT seq, template_id FROM template_change WHERE seq > ? ORDER BY seq", (since,))
         if not rows:
             return since, np.zeros(0, np.int64)
-        return int(rows[-1][0]), np.unique(np.array([r[1] for r in rows], dtype=np.int64))
+        return int(rows[-1][0]), distinct(np.array([r[1] for r in rows], dtype=np.int64))
 
     def names_of(self, person_ids: Sequence[int]) -> dict[int, str]:
         """Name of each of ``person_ids`` that still exists."""
@@ -728,7 +730,12 @@ class SQLiteStore:
         return found
 
     def open_index(
-        self, model_id: str, *, mode: Mode = "auto", storage: Storage = "f32", on_progress: OnProgress | None = None
+        self,
+        model_id: str,
+        *,
+        mode: Mode = "auto",
+        storage: Storage | None = None,
+        on_progress: OnProgress | None = None,
     ) -> SyncedIndex:
         """Exact search or an HNSW graph kept in step with this file (see ``faceprint.index.synced``)."""
         from ..index.synced import SyncedIndex  # faiss loads when a gallery is opened, not when faceprint is imported

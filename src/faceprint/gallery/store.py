@@ -56,10 +56,11 @@ class GalleryStore(Protocol):
     def template_count(self, model_id: str) -> int: ...
     def vectors(self, template_ids: Sequence[int] | np.ndarray, model_id: str) -> tuple[np.ndarray, np.ndarray]: ...
     def open_index(
-        self, model_id: str, *, mode: Mode, storage: Storage, on_progress: OnProgress | None
+        self, model_id: str, *, mode: Mode, storage: Storage | None, on_progress: OnProgress | None
     ) -> GalleryIndex:
         """The index that searches ``model_id``'s templates (``mode`` and ``storage`` where the store
-        lets faceprint choose; ``on_progress`` told how a build advances); closed before the store."""
+        lets faceprint choose, ``storage`` None: the store's default; ``on_progress`` told how a build advances);
+        closed before the store."""
         ...
 
 

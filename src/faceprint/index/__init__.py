@@ -12,6 +12,13 @@ from typing import Protocol
 import numpy as np
 
 
+def distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values of a 1-d array, sorted: ``np.unique`` without the import of ``numpy.ma`` that its first
+    call makes on numpy 2.x (12-35 ms measured here), which the first search of every process paid."""
+    ordered = np.sort(values)
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))] if len(ordered) else ordered
+
+
 class SearchIndex(Protocol):
     """Finds the gallery templates most similar to each query template."""
 

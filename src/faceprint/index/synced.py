@@ -33,7 +33,7 @@ from ..choices import MODES, STORAGES, Mode, Storage
 from ..errors import KeyRequiredError
 from ..progress import OnProgress
 from ..protect import Sealer
-from . import ExactIndex
+from . import ExactIndex, distinct
 from .hnsw import HNSWIndex
 
 try:
@@ -55,6 +55,12 @@ CHECKPOINT_CHANGES = 1000
 COMPACT_SHARE = 0.25
 #: Candidates fetched per wanted result when the graph holds quantised vectors, before exact re-ranking.
 RERANK_FACTOR = 2
+#: How a sealed graph stores its vectors unless the user chooses: a sealed file is decrypted whole into fresh memory
+#: at every open, and int8 vectors make it 41 % of the float32 file (54 against 130 MB at 100,000 256-d templates),
+#: which opens about 2.5x sooner; scores stay exact (re-ranked with the gallery's float32 templates); recall@1 at
+#: 100k was 99.75 % against float32's 99.90 % (one build each; BENCHMARKS.md, "Issue 17: sealed index open (third
+#: 2026-12-02 session)").
+SEALED_STORAGE: Storage = "i8"
 
 
 class VectorStore(Protocol):
@@ -100,7 +106,8 @@ class SyncedIndex:
     """Nearest templates of a store, exact or HNSW, always reflecting the store's committed state.
 
     ``mode``: ``"auto"`` (HNSW from ``threshold`` templates), ``"exact"`` or ``"hnsw"``.
-    ``storage``: how the HNSW graph stores vectors (``"f32"``, ``"f16"`` or ``"i8"``).
+    ``storage``: how the HNSW graph stores vectors (``"f32"``, ``"f16"`` or ``"i8"``; default ``"f32"``, and
+    ``SEALED_STORAGE`` when the store seals its index).
     ``on_progress``: told how building the graph advances (see ``faceprint.progress``).
     """
 
@@ -110,12 +117,13 @@ class SyncedIndex:
         model_id: str,
         *,
         mode: Mode = "auto",
-        storage: Storage = "f32",
+        storage: Storage | None = None,
         threshold: int = ANN_THRESHOLD,
         on_progress: OnProgress | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"index mode must be one of {', '.join(MODES)}, not {mode!r}")
+        storage = storage or (SEALED_STORAGE if store.sealer is not None else "f32")
         if storage not in STORAGES:
             raise ValueError(f"index storage must be one of {', '.join(STORAGES)}, not {storage!r}")
         self.store = store
@@ -187,7 +195,7 @@ class SyncedIndex:
         k: int,
     ) -> tuple[np.ndarray, np.ndarray]:
         _, candidates = candidates_of(queries, wanted)
-        ids, vectors = self.store.vectors(np.unique(candidates[candidates >= 0]), self.model_id)
+        ids, vectors = self.store.vectors(distinct(candidates[candidates >= 0]), self.model_id)
         width = min(k, candidates.shape[1])
         if not len(ids):
             return np.full((len(queries), 0), -np.inf, np.float32), np.full((len(queries), 0), -1, np.int64)
@@ -216,6 +224,8 @@ class SyncedIndex:
                 return self._index
             if not isinstance(self._index, HNSWIndex):
                 self._index = self._open_saved(change)
+                if self._index is None:
+                    self._index = self._converted(change)
                 if self._index is not None:
                     self._apply_changes()
             if self._index is not None and self._index.dead_share > COMPACT_SHARE:
@@ -313,6 +323,21 @@ class SyncedIndex:
             problem = f"{self.path} is unreadable ({exc})"
         self.rebuild_reason = problem
         return None
+
+    def _converted(self, change: int) -> HNSWIndex | None:
+        """This gallery's saved float32 graph with its vectors encoded as this index's storage, saved (the same links:
+        seconds, where a build takes minutes at 100,000 templates), so that a gallery encrypted before its default
+        storage became ``SEALED_STORAGE`` keeps its graph; None when there is no usable float32 graph."""
+        if self.storage == "f32":
+            return None
+        source = SyncedIndex(self.store, self.model_id, mode="hnsw", storage="f32")
+        saved = source._open_saved(change)
+        if saved is None:
+            return None
+        self._index, self._view, self._change = saved.with_storage(self.storage), False, source._change
+        self.save()
+        self.rebuild_reason = f"{self.path} converted from {source.path}"
+        return self._index
 
     def _mismatch(self, info: IndexInfo | None, change: int) -> str | None:
         """Why a saved index with ``info`` cannot serve the gallery at ``change`` (None if it can)."""
