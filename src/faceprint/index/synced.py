@@ -169,8 +169,7 @@ class SyncedIndex:
             if not len(queries):
                 return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64)
             if index.storage == "f32":  # in slices: each query's candidates' vectors are read to score them
-                parts = [index.scan(queries[i : i + 256], k) for i in range(0, len(queries), 256)]
-                return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+                return _in_slices(lambda rows: index.scan(rows, k), queries)
             return self._reranked(index.scan, queries, k * RERANK_FACTOR, k)
 
     def _reranked(
@@ -182,10 +181,7 @@ class SyncedIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``k`` best of ``wanted`` candidates per query picked by ``candidates_of`` (quantised scores), scored with
         the store's float32 vectors; in slices (a whole batch's candidates' vectors would take a lot of memory)."""
-        parts = [
-            self._reranked_slice(candidates_of, queries[i : i + 256], wanted, k) for i in range(0, len(queries), 256)
-        ]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return _in_slices(lambda rows: self._reranked_slice(candidates_of, rows, wanted, k), queries)
 
     def _reranked_slice(
         self,
@@ -492,3 +488,11 @@ class SyncedIndex:
             wrong = np.abs(stored - vectors[present]).max(axis=1) > tolerance
             problems += [f"template {i}'s vector differs in the index" for i in ids[present][wrong][:10]]
         return problems
+
+
+def _in_slices(
+    search: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], queries: np.ndarray, rows: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """``search`` over ``queries`` ``rows`` at a time, its ``(scores, ids)`` put back together."""
+    parts = [search(queries[i : i + rows]) for i in range(0, len(queries), rows)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
