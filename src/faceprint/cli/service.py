@@ -73,17 +73,13 @@ def serve(
 
 def _load_models_early() -> None:
     """With one worker the app runs in this process: its models load while uvicorn, fastapi and the routes import
-    (BENCHMARKS.md, "Service start-up"), in a forked helper process where a second core can run it (the imports hold
-    the GIL: a thread could not overlap them), else in a thread. The garbage collector is off meanwhile: it would
-    walk the ~90k long-lived objects of the start-up again and again while they are made (~15% of its CPU); the
-    app's lifespan freezes them and turns it back on."""
+    (BENCHMARKS.md, "Service start-up"). The garbage collector is off meanwhile: it would walk the ~90k long-lived
+    objects of the start-up again and again while they are made (~15% of its CPU); the app's lifespan freezes them
+    and turns it back on."""
     gc.disable()
-    from ..service.warm import start_helper, warm_up
+    from ..service.warm import load_models_early
 
-    if len(os.sched_getaffinity(0)) > 1:
-        start_helper()
-    else:
-        warm_up()
+    load_models_early()
 
 
 def _server_package() -> Any:

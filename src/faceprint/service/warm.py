@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -112,6 +113,15 @@ def _helper_main(connection: Connection, servers_end: Connection, ready: Event) 
 
 _helper: StartHelper | None = None
 _helper_lock = threading.Lock()
+
+
+def load_models_early() -> None:
+    """Start loading the models before the web stack imports: in a forked helper process where a second core can run
+    it (the imports hold the GIL: a thread could not overlap them), else in a thread."""
+    if len(os.sched_getaffinity(0)) > 1:
+        start_helper()
+    else:
+        warm_up()
 
 
 def start_helper() -> None:
