@@ -244,6 +244,25 @@ def test_a_file_sealed_in_chunks_refuses_chunks_cut_moved_added_or_taken_from_an
         b"".join(Sealer(new_key()).chunks(second, context))
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_a_sealed_file_opens_into_one_array_on_any_number_of_threads(
+    tmp_path: Path, key: bytes, monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    monkeypatch.setattr(protect, "OPENING_THREADS", threads)
+    sealer, context, path = Sealer(key), b"the index of gallery 1", tmp_path / "sealed"
+    data = np.random.default_rng(63).bytes(3 * protect.CHUNK_BYTES + 12345)  # four chunks, over a huge page
+    with sealer.writing(path, context) as write:
+        write(data)
+    assert sealer.read_array(path, context).tobytes() == data
+    header, body = _header_and_chunks(path)
+    flipped = [bytearray(chunk) for chunk in body]
+    for altered in (1, 3):  # the second chunk and the last: other threads' where there are several
+        flipped[altered][-1] ^= 1
+    path.write_bytes(header + b"".join(flipped))
+    with pytest.raises(KeyRequiredError, match=r"\(chunk 1\) does not open"):  # the first, whichever thread met it
+        sealer.read_array(path, context)
+
+
 def _header_and_chunks(path: Path) -> tuple[bytes, list[bytes]]:
     raw = path.read_bytes()
     header, body, size = raw[: protect._HEADER_BYTES], raw[protect._HEADER_BYTES :], protect.CHUNK_BYTES + OVERHEAD

@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
+import functools
 import mmap
 import os
 import secrets
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -31,6 +36,10 @@ NONCE_BYTES = 12  # GCM's standard nonce: random per message (2^32 messages per 
 OVERHEAD = NONCE_BYTES + 16
 #: Plaintext bytes per chunk of a file sealed in chunks (a saved search index): reading one holds one chunk.
 CHUNK_BYTES = 1 << 20
+#: Threads that decrypt a file sealed in chunks into memory (``Sealer.read_array``): filling fresh memory and AES-GCM
+#: are bound by memory bandwidth beyond a few.
+OPENING_THREADS = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4)
+_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux's value; Python 3.11's mmap lacks it
 _FILE_MAGIC = b"faceprint sealed in chunks 1\0"
 _FILE_ID_BYTES = 16
 _HEADER_BYTES = len(_FILE_MAGIC) + 4 + _FILE_ID_BYTES
@@ -142,18 +151,50 @@ class Sealer:
 
     def read_array(self, path: Path, associated: bytes) -> np.ndarray:
         """The plaintext of a file ``writing`` sealed, as bytes in one array: each chunk is decrypted from the
-        memory-mapped file straight into its place (no other copy is made). Errors as ``chunks``; the array is only
-        given out once every chunk has opened (a chunk that fails may have been written into it unauthenticated)."""
-        sealed_bytes = os.path.getsize(path) - _HEADER_BYTES
-        chunks = max(1, -(-sealed_bytes // (_chunk_bytes(path) + OVERHEAD)))
-        plaintext = _fresh_memory(max(0, sealed_bytes - chunks * OVERHEAD))
-        into, at = plaintext.data, 0
-        for sealed, context, what in _sealed_chunks(path, associated):
-            size = len(sealed) - OVERHEAD
-            with _opening(what):
-                self._aead.decrypt_into(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], context, into[at : at + size])
-            at += size
+        memory-mapped file straight into its place (no other copy is made), on up to ``OPENING_THREADS`` threads that
+        each fill their part's fresh pages first (``_fill`` and ``cryptography`` release the GIL). Errors as
+        ``chunks``; the array is only given out once every chunk has opened (a chunk that fails may have been
+        written into it unauthenticated)."""
+        chunks = list(_sealed_chunks(path, associated))
+        ends = np.cumsum([max(len(sealed) - OVERHEAD, 0) for sealed, _, _ in chunks]).tolist()
+        starts = [0, *ends[:-1]]
+        plaintext = _fresh_memory(ends[-1])
+        into = plaintext.data
+
+        def open_chunks(positions: range) -> None:
+            if positions:
+                _fill(plaintext, starts[positions[0]], ends[positions[-1]])
+            for position in positions:
+                sealed, context, what = chunks[position]
+                with _opening(what):
+                    nonce, ciphertext = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
+                    self._aead.decrypt_into(nonce, ciphertext, context, into[starts[position] : ends[position]])
+
+        _on_threads(open_chunks, len(chunks), OPENING_THREADS)
         return plaintext
+
+
+def _on_threads(work: Callable[[range], None], count: int, threads: int) -> None:
+    """``work`` over ``range(count)`` cut into up to ``threads`` runs, one per thread (this one does the first); the
+    first run's error, in order, is raised once every thread has finished."""
+    runs = [range(count * i // threads, count * (i + 1) // threads) for i in range(threads)]
+    errors: list[BaseException | None] = [None] * threads
+
+    def run(i: int) -> None:
+        try:
+            work(runs[i])
+        except BaseException as exc:  # handed to the calling thread below
+            errors[i] = exc
+
+    others = [threading.Thread(target=run, args=(i,)) for i in range(1, threads) if runs[i]]
+    for thread in others:
+        thread.start()
+    run(0)
+    for thread in others:
+        thread.join()
+    first = next((error for error in errors if error is not None), None)
+    if first is not None:
+        raise first
 
 
 @contextlib.contextmanager
@@ -172,13 +213,33 @@ def _not_opening(what: str) -> KeyRequiredError:
 
 
 def _fresh_memory(size: int) -> np.ndarray:
-    """``size`` writable bytes, the pages given by the kernel in one call where it can (``MAP_POPULATE``, Linux):
-    steadier than faulting each page in as it is first written, and than huge pages, which took 0.03–0.7 s to fill
-    for a 130 MB graph where these took 0.08–0.3 s (BENCHMARKS.md, "Privacy", second pass)."""
-    if not hasattr(mmap, "MAP_POPULATE") or size <= 0:
+    """``size`` writable bytes whose pages the kernel has not filled yet (``_fill``). Not huge pages: in a VM that
+    hands freed 2 MiB blocks back to its host (virtio-balloon free page reporting, as here), filling 130 MB of them
+    took 28-190 ms against 41-54 ms in 4 KiB pages (BENCHMARKS.md, "Privacy")."""
+    if size <= 0 or not hasattr(mmap, "MAP_ANONYMOUS"):
         return np.empty(size, np.uint8)
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
-    return np.frombuffer(mmap.mmap(-1, size, flags=flags), np.uint8)
+    return np.frombuffer(mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS), np.uint8)
+
+
+def _fill(memory: np.ndarray, start: int, end: int) -> None:
+    """Has the kernel fill the pages of ``memory[start:end]`` in one call (``MADV_POPULATE_WRITE``, Linux 5.14 and
+    later), through ``ctypes``, which releases the GIL, so that threads fill their own parts at once: quicker than
+    a page fault per page as it is first written, which is what happens where this call does not exist."""
+    madvise = _madvise()
+    if madvise is None or end <= start:
+        return
+    first = memory.ctypes.data + start
+    page = first - first % mmap.PAGESIZE
+    madvise(page, first + (end - start) - page, _MADV_POPULATE_WRITE)  # a refusal only leaves the faults
+
+
+@functools.cache
+def _madvise() -> Callable[[int, int, int], int] | None:
+    if sys.platform != "linux":
+        return None
+    call = ctypes.CDLL(None, use_errno=True).madvise
+    call.argtypes, call.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
+    return cast(Callable[[int, int, int], int], call)
 
 
 def _chunk_bytes(path: Path) -> int:
