@@ -250,7 +250,7 @@ def test_a_sealed_file_opens_into_one_array_on_any_number_of_threads(
 ) -> None:
     monkeypatch.setattr(protect, "OPENING_THREADS", threads)
     sealer, context, path = Sealer(key), b"the index of gallery 1", tmp_path / "sealed"
-    data = np.random.default_rng(63).bytes(3 * protect.CHUNK_BYTES + 12345)  # four chunks, over a huge page
+    data = np.random.default_rng(63).bytes(3 * protect.CHUNK_BYTES + 12345)  # four chunks, the last one short
     with sealer.writing(path, context) as write:
         write(data)
     assert sealer.read_array(path, context).tobytes() == data
