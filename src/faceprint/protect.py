@@ -19,8 +19,8 @@ import mmap
 import os
 import secrets
 import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 
@@ -178,23 +178,11 @@ def _on_threads(work: Callable[[range], None], count: int, threads: int) -> None
     """``work`` over ``range(count)`` cut into up to ``threads`` runs, one per thread (this one does the first); the
     first run's error, in order, is raised once every thread has finished."""
     runs = [range(count * i // threads, count * (i + 1) // threads) for i in range(threads)]
-    errors: list[BaseException | None] = [None] * threads
-
-    def run(i: int) -> None:
-        try:
-            work(runs[i])
-        except BaseException as exc:  # handed to the calling thread below
-            errors[i] = exc
-
-    others = [threading.Thread(target=run, args=(i,)) for i in range(1, threads) if runs[i]]
-    for thread in others:
-        thread.start()
-    run(0)
-    for thread in others:
-        thread.join()
-    first = next((error for error in errors if error is not None), None)
-    if first is not None:
-        raise first
+    with ThreadPoolExecutor(max(threads - 1, 1), thread_name_prefix="faceprint-open") as pool:
+        others = [pool.submit(work, run) for run in runs[1:] if run]
+        work(runs[0])  # an error here is the first in order; leaving the block waits for the others
+        for other in others:
+            other.result()
 
 
 @contextlib.contextmanager
