@@ -243,11 +243,9 @@ class Gallery:
         self.measure_in_background = measure_in_background
         self.measure_at_once = AUTO_MEASURE_TEMPLATES if measure_at_once is None else measure_at_once
         self._centroid_cache = _CentroidCache()
-        self._mode = index or _from_env("FACEPRINT_INDEX", MODES)
+        self._mode = index or _from_env("FACEPRINT_INDEX", MODES) or MODES[0]
         # None: the store's default (faceprint.index.synced.SEALED_STORAGE for an encrypted gallery, else f32).
-        self._storage = index_storage or (
-            _from_env("FACEPRINT_INDEX_STORAGE", STORAGES) if os.environ.get("FACEPRINT_INDEX_STORAGE") else None
-        )
+        self._storage = index_storage or _from_env("FACEPRINT_INDEX_STORAGE", STORAGES)
         self._on_progress = on_progress
         location = path if path is not None else default_gallery_path()
         key = key if key is not None else key_from_env()
@@ -985,9 +983,11 @@ def _options_of_templates(store: GalleryStore) -> PipelineOptions:
     )
 
 
-def _from_env(variable: str, choices: Sequence[Choice]) -> Choice:
-    """``$variable`` if set (checked against ``choices``), else the first choice."""
-    value = os.environ.get(variable) or choices[0]
+def _from_env(variable: str, choices: Sequence[Choice]) -> Choice | None:
+    """``$variable`` if set (checked against ``choices``), else None."""
+    value = os.environ.get(variable)
+    if not value:
+        return None
     for choice in choices:
         if value == choice:
             return choice
