@@ -262,11 +262,13 @@ def build_gallery(model: EmbeddingModel, split: Split, size: int, photos: int, f
 
 @dataclass(frozen=True)
 class Fold:
-    """One gallery's searches: each search's best person score (mated searches first), whether a mated search's
-    best person is their own, the same by the previous person score, and the points it decided with."""
+    """One gallery's searches: each search's best person score (mated searches first) and cohort score (NaN: none),
+    whether a mated search's best person is their own, the same by the previous person score, and the points it
+    decided with."""
 
     split: Split
     best: np.ndarray
+    cohort: np.ndarray
     hit_person: np.ndarray
     old_best: np.ndarray
     old_hit: np.ndarray
@@ -294,19 +296,22 @@ def search_fold(
         calibrate_s, calibrate_cpu_s = time.perf_counter() - start, time.process_time() - cpu
         codes = {p.id: int(p.name[1:]) for p in gallery.people()}
         points = {fpir: gallery.identification_point(fpir, refresh=False) for fpir in FPIRS}
-        # As identify confirms a "no" (below its point's band) over every template: below the highest of the
+        # As identify confirms a "no" (below its point's band) over every template: below the strictest of the
         # targets' bands, so that each target decides as identify would at it.
-        confirm_below = max((p.band[1] for p in points.values() if p.band is not None), default=None)
+        strictest = max((p for p in points.values() if p.band is not None), key=lambda p: p.band[1], default=None)
         start = time.perf_counter()
-        found = gallery.rank_people(np.concatenate([split.mated, split.non_mated]), 1, confirm_below=confirm_below)
+        queries = np.concatenate([split.mated, split.non_mated])
+        found = gallery.rank_people(queries, 1, decided_by=strictest)
         search_s = time.perf_counter() - start
-    best = np.array([people[0][1] if people else -1.0 for people in found])
-    named = np.array([codes[people[0][0]] if people else -1 for people in found])
+    best = np.array([r.people[0][1] if r.people else -1.0 for r in found])
+    cohort = np.array([np.nan if r.cohort is None else r.cohort for r in found])
+    named = np.array([codes[r.people[0][0]] if r.people else -1 for r in found])
     old_best, old_named = best_over_templates(split)
     mated = len(split.mated)
     return Fold(
         split,
         best,
+        cohort,
         named[:mated] == split.mated_people,
         old_best,
         old_named[:mated] == split.mated_people,
@@ -382,6 +387,11 @@ def best_over_templates(split: Split) -> tuple[np.ndarray, np.ndarray]:
     return best, named
 
 
+def offsets(point: IdentificationPoint, cohorts: np.ndarray) -> np.ndarray:
+    """What ``point`` adds to each search's similarities for its cohort score (NaN: none)."""
+    return np.array([point.offset(None if np.isnan(c) else float(c)) for c in cohorts])
+
+
 def _fnir_at(folds: list[Fold], fpir: float) -> float:
     """FNIR of the previous person score at the one threshold that gives all folds' non-mated searches ``fpir``."""
     non_mated = np.concatenate([f.old_best[len(f.split.mated) :] for f in folds])
@@ -392,18 +402,20 @@ def _fnir_at(folds: list[Fold], fpir: float) -> float:
 
 def _outcome(folds: list[Fold], thresholds: list[float | None], points: list[IdentificationPoint] | None) -> dict:
     """FPIR (Wilson and clustered 95% intervals), FNIR and the uncertain share, each fold at its own threshold
-    (None: the target unsupported there, nothing named) and pooled."""
+    (None: the target unsupported there, nothing named) and pooled; with ``points``, each search's score moved by
+    its cohort's offset as the point moves it (``IdentificationPoint.offset``)."""
     false, strangers, real, named, uncertain = [], [], [], [], []
     for number, (fold, threshold) in enumerate(zip(folds, thresholds)):
         mated = len(fold.split.mated)
         limit = np.inf if threshold is None else threshold
-        false.append(fold.best[mated:] >= limit)
+        point = points[number] if points else None
+        scores = fold.best + (offsets(point, fold.cohort) if point else 0.0)
+        false.append(scores[mated:] >= limit)
         strangers.append(fold.split.non_mated_people)
         real.append(np.arange(len(fold.split.non_mated)) < fold.split.non_mated_real)
-        named.append(fold.hit_person & (fold.best[:mated] >= limit))
-        point = points[number] if points else None
+        named.append(fold.hit_person & (scores[:mated] >= limit))
         uncertain.append(
-            np.array([point.decide(s) == "uncertain" for s in fold.best[:mated]]) if point else np.zeros(mated, bool)
+            np.array([point.decide(s) == "uncertain" for s in scores[:mated]]) if point else np.zeros(mated, bool)
         )
     flags, people, is_real = np.concatenate(false), np.concatenate(strangers), np.concatenate(real)
     supported = [t for t in thresholds if t is not None]

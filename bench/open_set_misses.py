@@ -15,7 +15,7 @@ Figures are at equal measured FPIR, so they need no calibration per depth; the g
 be made with the depth it then decides with (``bench/open_set.py`` does that).
 
 ``--confirm``: the same at the default depth with each answer below the stored point's band (FPIR 1e-2; the score
-from which ``identify`` names someone) confirmed over every template (``Gallery.rank_people(confirm_below=...)``),
+from which ``identify`` names someone) confirmed over every template (``Gallery.rank_people(decided_by=...)``),
 the latency of mated and non-mated searches apart (a stranger's search is nearly always confirmed), the share
 confirmed, the memory of the index (with the int8 copy the exhaustive search scans) and the process's peak RSS.
 """
@@ -31,6 +31,7 @@ import numpy as np
 
 import open_set
 from faceprint import Gallery
+from faceprint.match import IdentificationPoint
 from faceprint.models import EMBEDDING_MODELS
 from faceprint.pipeline import DEFAULT_OPTIONS
 
@@ -38,21 +39,24 @@ FPIR = 1e-2
 
 
 def gallery_answers(
-    gallery: Gallery, queries: np.ndarray, codes: dict[int, int], confirm_below: float | None = None
+    gallery: Gallery, queries: np.ndarray, codes: dict[int, int], point: IdentificationPoint | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each query's best person by the gallery's search: score, person code (-1 when none)."""
-    found = gallery.rank_people(queries, 1, confirm_below=confirm_below)
-    best = np.array([people[0][1] if people else -1.0 for people in found])
-    named = np.array([codes[people[0][0]] if people else -1 for people in found])
+    """Each query's best person by the gallery's search: score, person code (-1 when none). With ``point``, each
+    answer it would not name is confirmed over every template and the score is the one it decides on (moved by the
+    search's cohort offset)."""
+    found = gallery.rank_people(queries, 1, decided_by=point)
+    moved = [point.offset(r.cohort) if point is not None else 0.0 for r in found]
+    best = np.array([r.people[0][1] + offset if r.people else -1.0 for r, offset in zip(found, moved)])
+    named = np.array([codes[r.people[0][0]] if r.people else -1 for r in found])
     return best, named
 
 
-def latency(gallery: Gallery, queries: np.ndarray, confirm_below: float | None = None) -> dict[str, float]:
+def latency(gallery: Gallery, queries: np.ndarray, point: IdentificationPoint | None = None) -> dict[str, float]:
     """CPU seconds of one ``rank_people`` search at a time (the index searches one query on one thread)."""
     spent = []
     for query in queries:
         start = time.process_time()
-        gallery.rank_people(query[None], 1, confirm_below=confirm_below)
+        gallery.rank_people(query[None], 1, decided_by=point)
         spent.append(time.process_time() - start)
     return {"median_ms": 1e3 * float(np.median(spent)), "p99_ms": 1e3 * float(np.quantile(spent, 0.99))}
 
@@ -115,9 +119,10 @@ def confirmed(
     point = gallery.identification_point(FPIR, refresh=False)
     assert point.band is not None, "the gallery has no supported point at FPIR 1e-2"
     confirm_below = point.band[1]
-    graph_best, _ = gallery_answers(gallery, queries, codes)
+    graph = gallery.rank_people(queries, 1)
+    graph_best = np.array([r.people[0][1] + point.offset(r.cohort) if r.people else -1.0 for r in graph])
     start = time.perf_counter()
-    found = gallery_answers(gallery, queries, codes, confirm_below)
+    found = gallery_answers(gallery, queries, codes, point)
     row: dict[str, object] = {"depth": "confirmed", "confirm_below": round(confirm_below, 4)}
     row |= {"search_s": round(time.perf_counter() - start, 1)}
     row |= {
@@ -127,8 +132,8 @@ def confirmed(
     row |= decompose(exact, found, mated_people)
     row |= {"uncertain_at_stored": uncertain_by_reason(gallery, found[0], mated)}
     row |= {
-        "latency_1_thread_mated": latency(gallery, queries[:mated][:latency_queries], confirm_below),
-        "latency_1_thread_non_mated": latency(gallery, queries[mated:][:latency_queries], confirm_below),
+        "latency_1_thread_mated": latency(gallery, queries[:mated][:latency_queries], point),
+        "latency_1_thread_non_mated": latency(gallery, queries[mated:][:latency_queries], point),
         "index_memory_mb": round(gallery.index_stats()["memory_bytes"] / 2**20),  # type: ignore[operator]
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }

@@ -81,9 +81,10 @@ def test_mode_plain_scores_an_encrypted_probe_like_the_gallery_and_decides_with_
         point = gallery.identification_point()
         answer = decide(scores, rows.labels, point)
         plain = gallery.rank_people(probe[None].astype(np.float32), 5)[0]
-    assert [c.person_id for c in answer.candidates] == [p for p, _ in plain]
+    assert [c.person_id for c in answer.candidates] == [p for p, _ in plain.people]
     assert answer.candidates[0].name == "person 6"
-    assert answer.decision == point.decide(answer.candidates[0].similarity)
+    assert answer.candidates[0].offset == pytest.approx(point.offset(plain.cohort), abs=1e-4)
+    assert answer.decision == point.decide(answer.candidates[0].score)
 
 
 def test_mode_encrypted_scores_rows_the_server_cannot_read_across_blocks(key: ClientKey, scorer: Scorer) -> None:

@@ -240,15 +240,15 @@ def test_the_centroid_cache_stays_within_its_bound_and_follows_every_change(
         queries = np.stack([vectors[0] for vectors in people.values()])
         for _ in range(2):  # computed, then (partly) from the cache: the same answers
             ranked = gallery.rank_people(queries, 1)
-            assert [row[0][0] for row in ranked] == list(ids.values())
+            assert [row.people[0][0] for row in ranked] == list(ids.values())
             for vectors, row in zip(people.values(), ranked):
-                assert row[0][1] == pytest.approx(float(vectors[0] @ centroid(vectors)), abs=1e-5)
+                assert row.people[0][1] == pytest.approx(float(vectors[0] @ centroid(vectors)), abs=1e-5)
             assert len(gallery._centroid_cache) == 5
         # An enrollment moves p0's centroid; a removal takes p1 out of every answer.
         extra = unit(1)
         gallery.add_templates("p0", [Template(extra[0], gallery.model_id)])
         gallery.remove_person("p1")
-        (p0,), (p1,) = gallery.rank_people(queries[:2], 1)
+        ((p0,), _), ((p1,), _) = gallery.rank_people(queries[:2], 1)
         expected = float(queries[0] @ centroid(np.concatenate([people["p0"], extra])))
         assert p0 == (ids["p0"], pytest.approx(expected, abs=1e-5))
         assert p1[0] != ids["p1"]

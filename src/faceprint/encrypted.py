@@ -50,7 +50,7 @@ from .errors import (
     ModelError,
     PersonNotFoundError,
 )
-from .match import Calibration, GalleryTail, IdentificationPoint, check_same_model, identification_point
+from .match import Calibration, GalleryTail, IdentificationPoint, check_same_model, cohort_score, identification_point
 from .types import UNKNOWN, Candidate, Decision, Template
 
 if TYPE_CHECKING:
@@ -378,16 +378,19 @@ def decide(
 ) -> PrivateIdentification:
     """Rank the rows (``labels``: each row's person id and name) by ``scores`` and decide at ``point``, as
     ``Gallery.identify`` decides for a face of acceptable quality (the client checked quality before encrypting)."""
-    order = np.argsort(-np.asarray(scores), kind="stable")[:top_k]
+    scores = np.asarray(scores)
+    order = np.argsort(-scores, kind="stable")
+    offset = point.offset(cohort_score(scores[order]))
     candidates = tuple(
         Candidate(
             labels[i][0],
             labels[i][1],
             float(scores[i]),
             point.estimated_fmr(float(scores[i])),
-            point.decide(float(scores[i])),
+            point.decide(float(scores[i]) + offset),
+            offset,
         )
-        for i in order
+        for i in order[:top_k]
     )
     best = candidates[0] if candidates else None
     decision: Decision
@@ -395,7 +398,7 @@ def decide(
         decision, reason = "uncertain", point.unsupported
     elif best is None:
         decision, reason = "no_match", "no one enrolled"
-    elif best.similarity >= point.threshold:
+    elif best.score >= point.threshold:
         decision = best.decision or "match"
         reason = None if decision == "match" else "named within the uncertain band"
     elif best.decision == "uncertain":

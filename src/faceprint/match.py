@@ -46,6 +46,11 @@ MEASURED_FPIRS = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 3e-4, 1e-4, 3e-5, 1e-5)
 EXTRAPOLATED_DECADES = 4.0
 EXTRAPOLATE_FROM = 1e-4
 EXTRAPOLATION_FIT = 2.0
+#: People after the best whose mean score is a search's cohort score (``cohort_score``). Subtracting it from the
+#: best score (``IdentificationPoint.offset``) discounts a probe that scores high on everyone: at FPIR 1e-2 with one
+#: photo per person it misses 25 mated searches of 821 at 1M templates instead of 32 (bench/cohort_scores.py, exact
+#: search); 5 to 50 people do about as well (BENCHMARKS.md, "Cohort-normalised scores").
+COHORT = 10
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,7 @@ class Calibration:
 
 
 #: The keys of a result's dict that carry a fine-grained score of the probe.
-SCORE_KEYS = ("similarity", "distance", "estimated_fmr")
+SCORE_KEYS = ("similarity", "score", "distance", "estimated_fmr")
 
 
 def least_detailed(*levels: Disclosure) -> Disclosure:
@@ -275,6 +280,13 @@ def compare(
 # --- 1:N: false-positive identification rate ------------------------------------------------
 
 
+def cohort_score(ranked_scores: Sequence[float] | np.ndarray) -> float | None:
+    """A search's cohort score: the mean person score of the ``COHORT`` people ranked after its best (fewer in a
+    small gallery); None with no one after the best."""
+    cohort = ranked_scores[1 : COHORT + 1]
+    return float(np.mean(cohort)) if len(cohort) else None
+
+
 def fmr_for_fpir(fpir: float, comparisons: float) -> float:
     """Per-comparison FMR at which ``comparisons`` independent impostor comparisons give ``fpir``:
     solves FPIR = 1 - (1 - FMR)^n."""
@@ -297,7 +309,10 @@ class GalleryTail:
 
     Each sampled person's templates are searched against everyone else (leave-one-person-out, through
     the gallery's own index and person-level scores): the best score of each search is what a stranger's
-    search meets at this size and in this population. ``fpirs``/``thresholds`` tabulate that distribution
+    search meets at this size and in this population. ``cohort_mean`` is the mean of those searches' cohort scores
+    (``cohort_score``; None in a measurement made before faceprint used them, or with no one to make a cohort):
+    each best score is first moved by its search's offset from it (``IdentificationPoint.offset``), as
+    ``identify`` moves a search's scores. ``fpirs``/``thresholds`` tabulate that distribution
     (points resting on at least ``MIN_FALSE_POSITIVES`` searches); ``comparisons_per_template`` is the fit of
     the shipped per-comparison tail to it: a search of T templates behaves like ``T * comparisons_per_template``
     independent comparisons (below 1 where a person's templates, or similar-looking people, overlap).
@@ -311,13 +326,27 @@ class GalleryTail:
     thresholds: tuple[float, ...]
     comparisons_per_template: float | None
     seconds: float
+    cohort_mean: float | None = None
 
     @classmethod
     def from_scores(
-        cls, best: np.ndarray, *, calibration: Calibration, people: int, templates: int, seconds: float
+        cls,
+        best: np.ndarray,
+        *,
+        calibration: Calibration,
+        people: int,
+        templates: int,
+        seconds: float,
+        cohorts: np.ndarray | None = None,
     ) -> GalleryTail:
-        """From the best impostor score of each leave-one-person-out search."""
-        ordered = np.sort(np.asarray(best, np.float64))[::-1]
+        """From the best impostor score of each leave-one-person-out search, and its cohort score (NaN: none)."""
+        best = np.asarray(best, np.float64)
+        cohorts = None if cohorts is None else np.asarray(cohorts, np.float64)
+        cohort_mean = None
+        if cohorts is not None and np.isfinite(cohorts).any():
+            cohort_mean = round(float(np.nanmean(cohorts)), 6)
+            best = best + np.where(np.isfinite(cohorts), cohort_mean - cohorts, 0.0)
+        ordered = np.sort(best)[::-1]
         points = []
         for fpir in MEASURED_FPIRS:
             k = int(fpir * len(ordered))
@@ -334,6 +363,7 @@ class GalleryTail:
             thresholds,
             _fit_comparisons(fpirs, thresholds, calibration, templates),
             round(seconds, 3),
+            cohort_mean,
         )
 
     @classmethod
@@ -348,6 +378,7 @@ class GalleryTail:
                 tuple(float(p["threshold"]) for p in data["points"]),
                 data["comparisons_per_template"],
                 float(data["seconds"]),
+                data.get("cohort_mean"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"malformed gallery calibration ({type(exc).__name__}: {exc})") from None
@@ -361,6 +392,7 @@ class GalleryTail:
             "points": [{"fpir": f, "threshold": round(t, 6)} for f, t in zip(self.fpirs, self.thresholds)],
             "comparisons_per_template": self.comparisons_per_template,
             "seconds": self.seconds,
+            "cohort_mean": self.cohort_mean,
         }
 
     def fresh(self, templates: int) -> bool:
@@ -434,6 +466,9 @@ def _fit_comparisons(
 class IdentificationPoint:
     """What a 1:N search decides with: a target FPIR at the gallery's size, and the thresholds it implies.
 
+    Thresholds apply to a candidate's score: its similarity plus its search's ``offset`` (the cohort's, where the
+    gallery's fresh measurement has one; else the similarity itself).
+
     A search of a gallery of T templates (person score = best over their templates) names a stranger
     when the best of T impostor scores passes the threshold. Assuming the comparisons independent,
     FPIR(t) = 1 - (1 - FMR(t))^n with n = T, FMR(t) read from the per-comparison impostor tail (the
@@ -456,8 +491,17 @@ class IdentificationPoint:
     measured: GalleryTail | None
     basis: str
 
+    def offset(self, cohort: float | None) -> float:
+        """What a search with cohort score ``cohort`` (``cohort_score``) adds to its candidates' similarities to make
+        the scores this point decides on: the gallery's measured mean cohort score minus it. A probe that scores high
+        on everyone is discounted, one unlike anyone enrolled is credited. 0 without a fresh measurement made with
+        cohorts (the bound decides on similarities: the shipped tail is theirs)."""
+        if self.measured is None or self.measured.cohort_mean is None or cohort is None:
+            return 0.0
+        return self.measured.cohort_mean - cohort
+
     def threshold_for(self, fpir: float) -> float | None:
-        """Similarity a best candidate must reach for ``fpir`` at this size; None where unsupported."""
+        """Score a best candidate must reach for ``fpir`` at this size; None where unsupported."""
         if self.measured is not None:
             measured = self.measured.threshold(fpir, self.templates)
             if measured is not None:
@@ -538,6 +582,7 @@ class IdentificationPoint:
             "basis": self.basis,
             "extrapolated": self.extrapolated,
             "unsupported": self.unsupported,
+            "cohort_mean": self.measured.cohort_mean if self.measured is not None else None,
         }
 
 

@@ -254,20 +254,28 @@ class Verification:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One gallery person ranked for a probe face; ``decision`` grades the similarity at the
-    gallery's operating point (None where no calibration was applied)."""
+    """One gallery person ranked for a probe face; ``decision`` grades its ``score`` at the gallery's
+    identification point (None where no calibration was applied). The score is the similarity plus the search's
+    ``offset`` (``faceprint.match.IdentificationPoint.offset``: the cohort's, 0 where the point has none)."""
 
     person_id: int
     name: str
     similarity: float
     estimated_fmr: float
     decision: Decision | None = None
+    offset: float = 0.0
+
+    @property
+    def score(self) -> float:
+        """What the identification point's thresholds apply to."""
+        return self.similarity + self.offset
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "person_id": self.person_id,
             "name": self.name,
             "similarity": round(self.similarity, 4),
+            "score": round(self.score, 4),
             "estimated_fmr": self.estimated_fmr,
             "decision": self.decision,
         }
@@ -303,6 +311,7 @@ class TemplateIdentification:
             "reason": self.reason,
             "person_id": self.match.person_id if self.match else None,
             "similarity": round(self.match.similarity, 4) if self.match else None,
+            "score": round(self.match.score, 4) if self.match else None,
             "fpir": self.fpir,
             "threshold": None if self.threshold is None else round(self.threshold, 4),
             "basis": self.basis,
@@ -319,7 +328,8 @@ class Identification(TemplateIdentification):
     (the score lies between the thresholds at ``fpir`` x 10 and ``fpir`` / 10: named when it passes the one
     at ``fpir``; or the face is not named for a ``reason`` although its best candidate passes, e.g. low
     quality, or the target FPIR cannot be promised at this gallery's size), ``no_match`` (unknown: below the
-    threshold at ``fpir`` x 10, or refused). ``threshold`` is what ``fpir`` implied (None: unsupported).
+    threshold at ``fpir`` x 10, or refused). ``threshold`` is what ``fpir`` implied (None: unsupported); it applies
+    to a candidate's ``score`` (``Candidate.score``: the similarity moved by the search's cohort offset).
     """
 
     face: Face

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
-from ..match import Calibration, GalleryTail, OperatingPoint, identification_point, operating_point
+from ..match import Calibration, GalleryTail, OperatingPoint, cohort_score, identification_point, operating_point
 from ..pipeline import DEFAULT_OPTIONS, PipelineOptions
 from . import metrics
 from .cache import EmbeddedImages, EmbeddingCache, embed_images
@@ -261,7 +261,7 @@ def identify_split(split: Split, settings: EvaluationSettings) -> Identification
         "cmc": curve.tolist(),
         "open_set": [_open_set_point(rank1_scores, top[~mated], fpir) for fpir in OPEN_SET_FPIRS],
         "operating_point": _open_set_at(rank1_scores, top[~mated], point.threshold, point.fmr),
-        "fpir_rule": _fpir_rule(templates, identity, rank1_scores, top[~mated], settings),
+        "fpir_rule": _fpir_rule(templates, identity, rank1_scores, top[~mated], _cohorts(scores), mated, settings),
         "det": metrics.identification_det(rank1_scores, top[~mated]).to_dict(),
     }
     summary["timing"] = {
@@ -286,6 +286,13 @@ def _identity_scores(images: EmbeddedImages, split: Split) -> tuple[np.ndarray, 
     return scores, mate, gallery[found], gallery_identity[found]
 
 
+def _cohorts(scores: np.ndarray) -> np.ndarray:
+    """Each row's cohort score (``faceprint.match.cohort_score`` of its finite scores, best first; NaN: none)."""
+    ranked = -np.sort(-scores, axis=1)
+    cohorts = [cohort_score(row[np.isfinite(row)]) for row in ranked]
+    return np.array([np.nan if c is None else c for c in cohorts], np.float64)
+
+
 def _centroids(templates: np.ndarray, identity: np.ndarray, identities: int) -> np.ndarray:
     """Normalised mean template of each identity (NaN for one without templates)."""
     sums = np.zeros((identities, templates.shape[1]))
@@ -299,11 +306,14 @@ def _fpir_rule(
     identity: np.ndarray,
     rank1_scores: np.ndarray,
     non_mated_top: np.ndarray,
+    cohorts: np.ndarray,
+    mated: np.ndarray,
     settings: EvaluationSettings,
 ) -> list[dict[str, Any]]:
     """FNIR and measured FPIR when each search is decided as ``Gallery.identify`` decides it: at each target FPIR
     of ``OPEN_SET_FPIRS``, by ``faceprint.match.identification_point`` for a gallery of these templates, with
-    the gallery's own leave-one-person-out measurement (as ``Gallery.measure_identification`` makes it)."""
+    the gallery's own leave-one-person-out measurement (as ``Gallery.measure_identification`` makes it), each
+    probe's scores moved by its cohort's offset (``cohorts``, NaN: none; ``mated`` says which probes are)."""
     start = time.perf_counter()
     people, column = np.unique(identity, return_inverse=True)
     loo = np.nan_to_num(templates @ _centroids(templates, column, len(people)).T, nan=-np.inf)
@@ -316,6 +326,7 @@ def _fpir_rule(
         people=len(people),
         templates=len(identity),
         seconds=time.perf_counter() - start,
+        cohorts=_cohorts(loo) if len(people) > 1 else None,
     )
     rows = []
     for fpir in OPEN_SET_FPIRS:
@@ -326,11 +337,12 @@ def _fpir_rule(
         if point.threshold is None:
             rows.append({**row, "unsupported": point.unsupported, "fnir": 1.0, "measured_fpir": 0.0})
             continue
-        false_positives = int((non_mated_top >= point.threshold).sum())
+        offsets = np.array([point.offset(None if np.isnan(c) else float(c)) for c in cohorts])
+        false_positives = int((non_mated_top + offsets[~mated] >= point.threshold).sum())
         rows.append(
             {
                 **row,
-                "fnir": float(np.mean(rank1_scores < point.threshold)),
+                "fnir": float(np.mean(rank1_scores + offsets[mated] < point.threshold)),
                 "measured_fpir": false_positives / len(non_mated_top) if len(non_mated_top) else None,
                 "false_positives": false_positives,
                 "non_mated": len(non_mated_top),

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import platformdirs
@@ -32,6 +32,7 @@ from ..match import (
     IdentificationPoint,
     OperatingPoint,
     check_same_model,
+    cohort_score,
     compare,
     identification_point,
     operating_point,
@@ -65,6 +66,7 @@ __all__ = [
     "PeopleEnrollment",
     "Person",
     "PhotoIdentification",
+    "Ranking",
     "Reembedding",
     "TemplateRecord",
     "calibration_stored_at",
@@ -77,6 +79,9 @@ CALIBRATION_KEY = "calibration"
 TAIL_KEY = "identification_tail"
 #: How many nearest templates are aggregated into per-person candidates.
 _TEMPLATES_PER_CANDIDATE = 20
+#: Candidates ranked at least (whatever ``top_k``): a search's cohort (``faceprint.match.cohort_score``) is drawn from
+#: the owners of as many nearest templates in every search, the gallery's measurement of itself included.
+_CANDIDATES_AT_LEAST = 5
 #: Leave-one-person-out searches a measurement of the gallery makes at most: FPIR 1e-3 rests on 20 of them.
 MEASURE_SEARCHES = 20_000
 #: Memory a gallery's cache of person centroids may hold (float32 vectors): a gallery kept open for long (the
@@ -186,6 +191,14 @@ class Reembedding:
             "removed": [{**record.to_dict(), "reason": reason} for record, reason in self.removed],
             "calibration_dropped": self.calibration_dropped,
         }
+
+
+class Ranking(NamedTuple):
+    """One search's ranked people: up to ``top_k`` (person id, person score), best first, and the search's cohort
+    score (``faceprint.match.cohort_score`` over every person it found; None with no one after the best)."""
+
+    people: list[tuple[int, float]]
+    cohort: float | None
 
 
 class Gallery:
@@ -517,8 +530,8 @@ class Gallery:
         chosen people (up to ``searches`` in all) are searched through the index, each against everyone but
         its own person, with the same person-level scores as ``identify``, and over every template (the index's
         ``exhaustive_search``, where it has one), as ``identify`` confirms each answer that names no one
-        (``rank_people``); the best score of each search is a best-impostor score at this size
-        (``faceprint.match.GalleryTail``), the size it had when the searches began. ``on_progress`` (the
+        (``rank_people``); the best score of each search, with its cohort score, is a best-impostor score at this
+        size (``faceprint.match.GalleryTail``), the size it had when the searches began. ``on_progress`` (the
         gallery's) is told how the searches advance, ``MEASURE_CHUNK`` at a time.
         ``store``: another connection to this gallery's file to read and write through (a background measurement's),
         ``before_chunk()`` is called before each chunk (it may raise to stop the measurement)."""
@@ -537,6 +550,7 @@ class Gallery:
         spare = max((p.template_count for p in people), default=0)  # k grows by the left-out person's templates
         centroids = _CentroidCache()  # its own: a measurement's 20,000 people would flush the searches' cache
         best: list[float] = []
+        cohorts: list[float] = []
         self._report("measuring identification", 0, len(ids))
         for first in range(0, len(ids), MEASURE_CHUNK):
             if before_chunk is not None:
@@ -546,7 +560,9 @@ class Gallery:
             found = self._rank(
                 vectors[chunk], 1, exclude=exclude, spare=spare, store=reader, centroids=centroids, exhaustive=True
             )
-            best.extend(scores[0][1] for scores in found if scores)
+            ranked = [ranking for ranking in found if ranking.people]
+            best.extend(ranking.people[0][1] for ranking in ranked)
+            cohorts.extend(np.nan if ranking.cohort is None else ranking.cohort for ranking in ranked)
             self._report("measuring identification", min(first + MEASURE_CHUNK, len(ids)), len(ids))
         tail = GalleryTail.from_scores(
             np.array(best, np.float64),
@@ -554,6 +570,7 @@ class Gallery:
             people=len(people),
             templates=templates,
             seconds=time.perf_counter() - start,
+            cohorts=np.array(cohorts, np.float64),
         )
         if store is not None:  # the result is not content: no generation bump, no check of every page
             store.swap_meta(TAIL_KEY, lambda _: json.dumps(tail.to_dict()))
@@ -654,20 +671,13 @@ class Gallery:
         per face than one search each, on a large gallery). Decided at ``fpir`` (``identification_point``);
         a face whose quality report has problems is not named."""
         point = self.identification_point(fpir)
-        found = self._nearest_people([face for faces in photos for face in faces], top_k, _confirm_below(point))
+        found = self._nearest_people([face for faces in photos for face in faces], top_k, point)
         # Read after the search: a person removed meanwhile is skipped.
-        names = self.store.names_of(sorted({person for people in found for person, _ in people}))
+        names = self.store.names_of(sorted({person for ranking in found for person, _ in ranking.people}))
         nearest = iter(found)
         answers = []
         for faces in photos:
-            ranked = [
-                [
-                    Candidate(p, names[p], s, point.estimated_fmr(s), point.decide(s))
-                    for p, s in next(nearest)
-                    if p in names
-                ]
-                for _ in faces
-            ]
+            ranked = [_candidates(next(nearest), names, point) for _ in faces]
             trusted = [c if face.quality.acceptable else [] for face, c in zip(faces, ranked)]
             matches = _assign(trusted, point.threshold) if point.threshold is not None else [None] * len(faces)
             answers.append(
@@ -683,13 +693,11 @@ class Gallery:
         quality report (none is refused for quality). A wrong dimension is a ``ModelError``."""
         queries = self._query_vectors(vectors)
         point = self.identification_point(fpir)
-        found = self.rank_people(queries, top_k, confirm_below=_confirm_below(point)) if len(queries) else []
-        names = self.store.names_of(sorted({person for people in found for person, _ in people}))
+        found = self.rank_people(queries, top_k, decided_by=point) if len(queries) else []
+        names = self.store.names_of(sorted({person for ranking in found for person, _ in ranking.people}))
         answers = []
-        for people in found:
-            ranked = tuple(
-                Candidate(p, names[p], s, point.estimated_fmr(s), point.decide(s)) for p, s in people if p in names
-            )
+        for ranking in found:
+            ranked = _candidates(ranking, names, point)
             match = _assign([ranked], point.threshold)[0] if point.threshold is not None else None
             decision, reason = _decision((), ranked, match, point)
             answers.append(
@@ -711,16 +719,14 @@ class Gallery:
             raise ValueError("a template must be finite numbers, not all zero")
         return queries / norms
 
-    def _nearest_people(
-        self, faces: Sequence[Face], top_k: int, confirm_below: float | None
-    ) -> list[list[tuple[int, float]]]:
-        """For each face, up to ``top_k`` (person id, person score), best first (see ``rank_people``)."""
+    def _nearest_people(self, faces: Sequence[Face], top_k: int, point: IdentificationPoint) -> list[Ranking]:
+        """For each face, its ``Ranking`` decided by ``point`` (see ``rank_people``)."""
         if not faces:
             return []
         templates = [template_of(face) for face in faces]
         for template in templates:
             check_same_model(template.model_id, self.model_id)
-        return self.rank_people(np.stack([t.vector for t in templates]), top_k, confirm_below=confirm_below)
+        return self.rank_people(np.stack([t.vector for t in templates]), top_k, decided_by=point)
 
     def rank_people(
         self,
@@ -729,14 +735,19 @@ class Gallery:
         *,
         exclude: Sequence[int] | None = None,
         confirm_below: float | None = None,
-    ) -> list[list[tuple[int, float]]]:
-        """For each query vector, up to ``top_k`` (person id, person score), best first; ``exclude[i]``: a
-        person left out of query i's answer (leave-one-person-out).
+        decided_by: IdentificationPoint | None = None,
+    ) -> list[Ranking]:
+        """For each query vector, its ``Ranking``: up to ``top_k`` (person id, person score), best first, and its
+        cohort score; ``exclude[i]``: a person left out of query i's answer (leave-one-person-out).
 
         ``confirm_below``: a query whose best person scores below it (no one: a "no" to be) is searched again
         over every template (the index's ``exhaustive_search``; HNSW galleries), and its candidates are those
-        of both searches. An HNSW graph sometimes does not return a person's template at all, and what it
-        returns then scores like a stranger's best; confirming every "no" exhaustively means a mate is never
+        of both searches. ``decided_by``: a point to confirm below the score from which it names someone (its band's
+        strict end; none where its target is unsupported: no one is named), each best score moved by its search's
+        offset (``IdentificationPoint.offset``), as the point decides.
+
+        An HNSW graph sometimes does not return a person's template at all, and what it returns then scores like a
+        stranger's best; confirming every "no" exhaustively means a mate is never
         lost to the graph, while a match needs no confirmation (the exhaustive search can only add candidates).
         ``identify`` confirms below the score that names someone (its point's band), and the gallery's own
         measurement (``measure_identification``) searches exhaustively, so its thresholds hold for such answers.
@@ -746,6 +757,8 @@ class Gallery:
         FPIR 1e-2 as the best score over their templates (``bench/open_set.py --aggregations``), and with
         one photo it is that photo's score. The candidates are the owners of the nearest templates."""
         spare = max((p.template_count for p in self.store.people()), default=0) if exclude is not None else 0
+        if decided_by is not None:
+            confirm_below = decided_by.band[1] if decided_by.band is not None else None
         return self._rank(
             queries,
             top_k,
@@ -754,6 +767,7 @@ class Gallery:
             store=self.store,
             centroids=self._centroid_cache,
             confirm_below=confirm_below,
+            offset=decided_by.offset if decided_by is not None else None,
         )
 
     def _rank(
@@ -766,24 +780,33 @@ class Gallery:
         store: GalleryStore,
         centroids: _CentroidCache,
         confirm_below: float | None = None,
+        offset: Callable[[float | None], float] | None = None,
         exhaustive: bool = False,
-    ) -> list[list[tuple[int, float]]]:
+    ) -> list[Ranking]:
         """``rank_people`` reading through ``store`` with ``centroids``; ``spare`` more templates are fetched (the
-        most a left-out person holds); ``exhaustive``: every query searched over every template at once."""
-        k = top_k * _TEMPLATES_PER_CANDIDATE + spare
+        most a left-out person holds); ``offset``: what a search's cohort score adds to its best score before it is
+        compared with ``confirm_below``; ``exhaustive``: every query searched over every template at once."""
+        k = max(top_k, _CANDIDATES_AT_LEAST) * _TEMPLATES_PER_CANDIDATE + spare
         found = self.index.exhaustive_search(queries, k) if exhaustive else None
         template_ids = found[1] if found is not None else self.search_templates(queries, k)[1]
         nearest = self._people_of(queries, template_ids, top_k, exclude, store, centroids)
         if confirm_below is None or found is not None:
             return nearest
-        doubtful = np.flatnonzero([not people or people[0][1] < confirm_below for people in nearest])
+
+        def doubtful_answer(ranking: Ranking) -> bool:
+            if not ranking.people:
+                return True
+            moved = offset(ranking.cohort) if offset is not None else 0.0
+            return ranking.people[0][1] + moved < confirm_below
+
+        doubtful = np.flatnonzero([doubtful_answer(ranking) for ranking in nearest])
         confirmed = self.index.exhaustive_search(queries[doubtful], k) if len(doubtful) else None
         if confirmed is not None:
             candidates = np.concatenate([template_ids[doubtful], confirmed[1]], axis=1)
             left_out = [exclude[int(i)] for i in doubtful] if exclude is not None else None
             again = self._people_of(queries[doubtful], candidates, top_k, left_out, store, centroids)
-            for row, people in zip(doubtful, again):
-                nearest[row] = people
+            for row, ranking in zip(doubtful, again):
+                nearest[row] = ranking
         return nearest
 
     def _people_of(
@@ -794,8 +817,9 @@ class Gallery:
         exclude: Sequence[int] | None,
         store: GalleryStore,
         centroids: _CentroidCache,
-    ) -> list[list[tuple[int, float]]]:
-        """The ``top_k`` owners of each query's candidate templates, scored by their centroids, best first."""
+    ) -> list[Ranking]:
+        """The ``top_k`` owners of each query's candidate templates, scored by their centroids, best first, and the
+        search's cohort score over every owner."""
         persons = store.persons_of(distinct(template_ids[template_ids >= 0]))
         rows = []
         for row, row_ids in enumerate(template_ids):
@@ -807,8 +831,9 @@ class Gallery:
         for query, candidates in zip(queries, rows):
             people = [p for p in candidates if p in found]  # a person removed since the search is skipped
             scores = np.stack([found[p] for p in people]) @ query if people else np.zeros(0)
-            order = np.argsort(-scores, kind="stable")[:top_k]
-            nearest.append([(people[i], float(scores[i])) for i in order])
+            order = np.argsort(-scores, kind="stable")
+            ranked = [(people[i], float(scores[i])) for i in order[:top_k]]
+            nearest.append(Ranking(ranked, cohort_score(scores[order])))
         return nearest
 
     def _centroids(self, people: set[int]) -> dict[int, np.ndarray]:
@@ -994,10 +1019,15 @@ def _from_env(variable: str, choices: Sequence[Choice]) -> Choice | None:
     raise GalleryError(f"${variable} is {value!r}; it must be one of {', '.join(choices)}")
 
 
-def _confirm_below(point: IdentificationPoint) -> float | None:
-    """The score from which ``point`` names someone: answers below it are confirmed exhaustively (``rank_people``);
-    None where its target is unsupported (no one is named, whatever the search finds)."""
-    return point.band[1] if point.band is not None else None
+def _candidates(ranking: Ranking, names: Mapping[int, str], point: IdentificationPoint) -> tuple[Candidate, ...]:
+    """A search's people (those of ``names``: a person removed since the search is skipped), scored and graded by
+    ``point``."""
+    offset = point.offset(ranking.cohort)
+    return tuple(
+        Candidate(p, names[p], s, point.estimated_fmr(s), point.decide(s + offset), offset)
+        for p, s in ranking.people
+        if p in names
+    )
 
 
 def _identification(
@@ -1014,7 +1044,7 @@ def _decision(
     """The decision for one probe whose quality report lists ``problems``, and why it is not (or only
     doubtfully) named."""
     best = candidates[0] if candidates else None
-    passes = best is not None and point.threshold is not None and best.similarity >= point.threshold
+    passes = best is not None and point.threshold is not None and best.score >= point.threshold
     if point.threshold is None:
         return "uncertain", point.unsupported
     if problems:
@@ -1080,12 +1110,7 @@ def _assign(candidates: Sequence[Sequence[Candidate]], threshold: float) -> list
     """Best-first assignment: the strongest (face, person) pairs above threshold win, and
     each face and each person is used at most once."""
     pairs = sorted(
-        (
-            (c.similarity, face, c)
-            for face, ranked in enumerate(candidates)
-            for c in ranked
-            if c.similarity >= threshold
-        ),
+        ((c.score, face, c) for face, ranked in enumerate(candidates) for c in ranked if c.score >= threshold),
         key=lambda item: -item[0],
     )
     matches: list[Candidate | None] = [None] * len(candidates)

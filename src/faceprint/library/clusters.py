@@ -192,11 +192,11 @@ class Clusters:
         point = self.gallery.identification_point()
         if point.threshold is None:
             return 0
-        best = self.gallery.rank_people(vectors[waiting], 1, confirm_below=point.threshold)  # a "no" confirmed
+        best = self.gallery.rank_people(vectors[waiting], 1, decided_by=point)  # a "no" confirmed
         matched = [
-            (int(face), people[0][0])
-            for face, people in zip(waiting, best)
-            if people and people[0][1] >= point.threshold
+            (int(face), ranking.people[0][0])
+            for face, ranking in zip(waiting, best)
+            if ranking.people and ranking.people[0][1] + point.offset(ranking.cohort) >= point.threshold
         ]
         rejected = self._rejections(ids[[face for face, _ in matched]])
         with self.store.transaction() as db:

@@ -118,6 +118,8 @@ class Candidate(Shape):
     name: str
     #: Absent where the key or request discloses less than scores (``faceprint.match.disclose``).
     similarity: float | None = None
+    #: What the threshold applies to: the similarity plus the search's cohort offset (``faceprint.match``).
+    score: float | None = None
     estimated_fmr: float | None = None
     #: The calibration band of the similarity, where bands are disclosed.
     band: str | None = None
@@ -130,6 +132,7 @@ class Recognized(Shape):
     reason: str | None
     person_id: int | None
     similarity: float | None = None
+    score: float | None = None
     band: str | None = None
     fpir: float
     threshold: float | None

@@ -277,9 +277,10 @@ class IdentityResolver:
         """Keep the decision unless the latest shots strongly say otherwise (a tracker that swapped
         faces, or a first decision made on poor shots); then start the evidence afresh from them."""
         match, candidates = (recent.match, recent.candidates) if recent else (None, ())
-        current = _similarity_to(identity.person_id, candidates) or 0.0
+        of_current = _candidate_of(identity.person_id, candidates)
+        current = of_current.score if of_current is not None else 0.0
         if match is not None and match.person_id != identity.person_id:
-            change = match.similarity >= self.strict_threshold and current < self.threshold
+            change = match.score >= self.strict_threshold and current < self.threshold
         else:
             change = match is None and identity.is_known and current < self.loose_threshold
         if change:
@@ -306,5 +307,10 @@ class IdentityResolver:
         self.resolve([t for t in track_ids if not self.identities[t].decided], frame, now, final=True)
 
 
+def _candidate_of(person_id: int | None, candidates: Sequence[Candidate]) -> Candidate | None:
+    return next((c for c in candidates if c.person_id == person_id), None) if person_id else None
+
+
 def _similarity_to(person_id: int | None, candidates: Sequence[Candidate]) -> float | None:
-    return next((c.similarity for c in candidates if c.person_id == person_id), None) if person_id else None
+    candidate = _candidate_of(person_id, candidates)
+    return candidate.similarity if candidate is not None else None
