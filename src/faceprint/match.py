@@ -9,7 +9,8 @@ impostor pairs, to similarity thresholds (see ``bench/calibrate.py`` and BENCHMA
 decides, and at which FMR. ``identification_point`` is its 1:N counterpart (``Gallery.identify``, video,
 evaluation, later the HTTP service): the threshold that keeps the false-positive identification rate
 (FPIR, the chance that a person who is not enrolled is given an enrolled name) at its target for the
-gallery's size, from the same per-comparison tail and what the gallery measured of itself (``GalleryTail``).
+gallery's size, from the same per-comparison tail and what the gallery measured of itself (``GalleryTail``). Where
+that measurement is fresh, its thresholds apply to similarities moved by each search's cohort (``cohort_score``).
 """
 
 from __future__ import annotations
