@@ -10,11 +10,13 @@ decides, and at which FMR. ``identification_point`` is its 1:N counterpart (``Ga
 evaluation, later the HTTP service): the threshold that keeps the false-positive identification rate
 (FPIR, the chance that a person who is not enrolled is given an enrolled name) at its target for the
 gallery's size, from the same per-comparison tail and what the gallery measured of itself (``GalleryTail``). Where
-that measurement is fresh, its thresholds apply to similarities moved by each search's cohort (``cohort_score``).
+that measurement is fresh and reaches the target's band, it decides on similarities moved by each search's cohort
+(``cohort_score``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -50,7 +52,8 @@ EXTRAPOLATION_FIT = 2.0
 #: People after the best whose mean score is a search's cohort score (``cohort_score``). Subtracting it from the
 #: best score (``IdentificationPoint.offset``) discounts a probe that scores high on everyone: at FPIR 1e-2 with one
 #: photo per person it misses 25 mated searches of 821 at 1M templates instead of 32 (bench/cohort_scores.py, exact
-#: search); 5 to 50 people do about as well (BENCHMARKS.md, "Cohort-normalised scores").
+#: search); 5 to 50 people do about as well. Not at 600 real people, where it missed more at 1e-2 (BENCHMARKS.md,
+#: "Cohort-normalised scores"): a gallery decides on it only where its own measurement of it reaches.
 COHORT = 10
 
 
@@ -310,13 +313,14 @@ class GalleryTail:
 
     Each sampled person's templates are searched against everyone else (leave-one-person-out, through
     the gallery's own index and person-level scores): the best score of each search is what a stranger's
-    search meets at this size and in this population. ``cohort_mean`` is the mean of those searches' cohort scores
-    (``cohort_score``; None in a measurement made before faceprint used them, or with no one to make a cohort):
-    each best score is first moved by its search's offset from it (``IdentificationPoint.offset``), as
-    ``identify`` moves a search's scores. ``fpirs``/``thresholds`` tabulate that distribution
+    search meets at this size and in this population. ``fpirs``/``thresholds`` tabulate that distribution
     (points resting on at least ``MIN_FALSE_POSITIVES`` searches); ``comparisons_per_template`` is the fit of
     the shipped per-comparison tail to it: a search of T templates behaves like ``T * comparisons_per_template``
     independent comparisons (below 1 where a person's templates, or similar-looking people, overlap).
+
+    ``cohort_mean`` is the mean of the searches' cohort scores (``cohort_score``), ``cohort_thresholds`` the same
+    table of their best scores moved by it (``IdentificationPoint.offset``) as ``identify`` moves them: both None
+    in a measurement made before faceprint used cohorts, or with no one to make one.
     """
 
     model_id: str
@@ -328,6 +332,7 @@ class GalleryTail:
     comparisons_per_template: float | None
     seconds: float
     cohort_mean: float | None = None
+    cohort_thresholds: tuple[float, ...] | None = None
 
     @classmethod
     def from_scores(
@@ -342,34 +347,30 @@ class GalleryTail:
     ) -> GalleryTail:
         """From the best impostor score of each leave-one-person-out search, and its cohort score (NaN: none)."""
         best = np.asarray(best, np.float64)
+        fpirs = tuple(f for f in MEASURED_FPIRS if MIN_FALSE_POSITIVES <= int(f * len(best)) < len(best))
+        thresholds = _points(best, fpirs)
         cohorts = None if cohorts is None else np.asarray(cohorts, np.float64)
-        cohort_mean = None
+        cohort_mean, cohort_thresholds = None, None
         if cohorts is not None and np.isfinite(cohorts).any():
             cohort_mean = round(float(np.nanmean(cohorts)), 6)
-            best = best + np.where(np.isfinite(cohorts), cohort_mean - cohorts, 0.0)
-        ordered = np.sort(best)[::-1]
-        points = []
-        for fpir in MEASURED_FPIRS:
-            k = int(fpir * len(ordered))
-            if k >= MIN_FALSE_POSITIVES and k < len(ordered):
-                # Midway between the k-th and (k+1)-th best: a share fpir of searches score above it.
-                points.append((fpir, round(float((ordered[k - 1] + ordered[k]) / 2), 6)))
-        fpirs, thresholds = tuple(p[0] for p in points), tuple(p[1] for p in points)
+            cohort_thresholds = _points(best + np.where(np.isfinite(cohorts), cohort_mean - cohorts, 0.0), fpirs)
         return cls(
             calibration.model_id,
             people,
             templates,
-            len(ordered),
+            len(best),
             fpirs,
             thresholds,
             _fit_comparisons(fpirs, thresholds, calibration, templates),
             round(seconds, 3),
             cohort_mean,
+            cohort_thresholds,
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GalleryTail:
         try:
+            moved = [p.get("cohort_threshold") for p in data["points"]]
             return cls(
                 data["model_id"],
                 int(data["people"]),
@@ -380,6 +381,7 @@ class GalleryTail:
                 data["comparisons_per_template"],
                 float(data["seconds"]),
                 data.get("cohort_mean"),
+                tuple(float(t) for t in moved) if moved and None not in moved else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"malformed gallery calibration ({type(exc).__name__}: {exc})") from None
@@ -390,7 +392,10 @@ class GalleryTail:
             "people": self.people,
             "templates": self.templates,
             "searches": self.searches,
-            "points": [{"fpir": f, "threshold": round(t, 6)} for f, t in zip(self.fpirs, self.thresholds)],
+            "points": [
+                {"fpir": f, "threshold": t, **({"cohort_threshold": c} if c is not None else {})}
+                for f, t, c in zip(self.fpirs, self.thresholds, self.cohort_thresholds or [None] * len(self.fpirs))
+            ],
             "comparisons_per_template": self.comparisons_per_template,
             "seconds": self.seconds,
             "cohort_mean": self.cohort_mean,
@@ -400,13 +405,17 @@ class GalleryTail:
         """Was this measured at (about) ``templates``: within ``STALE_AFTER`` of it?"""
         return abs(templates - self.templates) <= STALE_AFTER * self.templates
 
-    def threshold(self, fpir: float, templates: int) -> float | None:
+    def threshold(self, fpir: float, templates: int, *, moved: bool = False) -> float | None:
         """The measured threshold for ``fpir`` at ``templates`` (the table's FPIR moved to the measured size as
-        for independent comparisons: a small step, since it is fresh); None outside the measured range."""
+        for independent comparisons: a small step, since it is fresh); None outside the measured range. ``moved``:
+        from ``cohort_thresholds`` (None without them), and above the table's loosest FPIR its loosest threshold."""
+        table = self.cohort_thresholds if moved else self.thresholds
         at_measured = fpir_for_fmr(fmr_for_fpir(fpir, templates), self.templates)
-        if not self.fpirs or not self.fpirs[-1] <= at_measured <= self.fpirs[0]:
+        if moved and self.fpirs:
+            at_measured = min(at_measured, self.fpirs[0])
+        if table is None or not self.fpirs or not self.fpirs[-1] <= at_measured <= self.fpirs[0]:
             return None
-        return float(np.interp(-math.log10(at_measured), [-math.log10(f) for f in self.fpirs], self.thresholds))
+        return float(np.interp(-math.log10(at_measured), [-math.log10(f) for f in self.fpirs], table))
 
     def comparisons_beyond(self, fpir: float, calibration: Calibration) -> float | None:
         """Effective comparisons per template for an ``fpir`` (at the measured size) below the table's deepest point:
@@ -442,6 +451,12 @@ class GalleryTail:
         return trend(max(fpir, math.exp(high)))
 
 
+def _points(best: np.ndarray, fpirs: Sequence[float]) -> tuple[float, ...]:
+    """The score a share ``fpir`` of searches pass, for each of ``fpirs``: midway between the k-th and (k+1)-th best."""
+    ordered = np.sort(best)[::-1]
+    return tuple(round(float((ordered[int(f * len(best)) - 1] + ordered[int(f * len(best))]) / 2), 6) for f in fpirs)
+
+
 def _point_fits(
     fpirs: Sequence[float], thresholds: Sequence[float], calibration: Calibration, templates: int
 ) -> list[tuple[float, float]]:
@@ -467,8 +482,10 @@ def _fit_comparisons(
 class IdentificationPoint:
     """What a 1:N search decides with: a target FPIR at the gallery's size, and the thresholds it implies.
 
-    Thresholds apply to a candidate's score: its similarity plus its search's ``offset`` (the cohort's, where the
-    gallery's fresh measurement has one; else the similarity itself).
+    Thresholds apply to a candidate's score: its similarity plus its search's ``offset``. Where the gallery's fresh
+    measurement tabulates cohort-moved scores through the whole band (``FPIR x 10`` to ``FPIR / 10``: at 1e-2, from
+    10,000 searches), the point decides on them (``by_cohort``); elsewhere the offset is 0 and what follows decides
+    on similarities, the scale of the shipped tail.
 
     A search of a gallery of T templates (person score = best over their templates) names a stranger
     when the best of T impostor scores passes the threshold. Assuming the comparisons independent,
@@ -492,17 +509,30 @@ class IdentificationPoint:
     measured: GalleryTail | None
     basis: str
 
+    @functools.cached_property
+    def by_cohort(self) -> bool:
+        """Does this point decide on cohort-moved scores: does the gallery's fresh measurement tabulate them down to
+        ``fpir / UNCERTAIN_FACTOR`` (they need no table above its loosest point: that one stands in, stricter)?"""
+        if self.measured is None:
+            return False
+        return self.measured.threshold(self.fpir / UNCERTAIN_FACTOR, self.templates, moved=True) is not None
+
     def offset(self, cohort: float | None) -> float:
         """What a search with cohort score ``cohort`` (``cohort_score``) adds to its candidates' similarities to make
         the scores this point decides on: the gallery's measured mean cohort score minus it. A probe that scores high
-        on everyone is discounted, one unlike anyone enrolled is credited. 0 without a fresh measurement made with
-        cohorts (the bound decides on similarities: the shipped tail is theirs)."""
-        if self.measured is None or self.measured.cohort_mean is None or cohort is None:
+        on everyone is discounted, one unlike anyone enrolled is credited. 0 where the point does not decide
+        ``by_cohort``, or for a search with no one after its best."""
+        if not self.by_cohort or cohort is None:
             return 0.0
+        assert self.measured is not None and self.measured.cohort_mean is not None
         return self.measured.cohort_mean - cohort
 
     def threshold_for(self, fpir: float) -> float | None:
-        """Score a best candidate must reach for ``fpir`` at this size; None where unsupported."""
+        """Score a best candidate must reach for ``fpir`` at this size; None where unsupported (deciding
+        ``by_cohort``: beyond the measured table's strict end)."""
+        if self.by_cohort:
+            assert self.measured is not None
+            return self.measured.threshold(fpir, self.templates, moved=True)
         if self.measured is not None:
             measured = self.measured.threshold(fpir, self.templates)
             if measured is not None:
@@ -521,7 +551,7 @@ class IdentificationPoint:
     @property
     def extrapolated(self) -> bool:
         """Is ``threshold`` read from the tail extrapolated below its lowest FMR (``Calibration.tail_threshold``)?"""
-        if self.threshold is None:
+        if self.threshold is None or self.by_cohort:
             return False
         if self.measured is not None and self.measured.threshold(self.fpir, self.templates) is not None:
             return False
@@ -583,7 +613,7 @@ class IdentificationPoint:
             "basis": self.basis,
             "extrapolated": self.extrapolated,
             "unsupported": self.unsupported,
-            "cohort_mean": self.measured.cohort_mean if self.measured is not None else None,
+            "cohort_mean": self.measured.cohort_mean if self.by_cohort and self.measured is not None else None,
         }
 
 
@@ -613,7 +643,8 @@ def identification_point(
         check_same_model(model_id, measured.model_id)
         per_template = factor if factor is not None else 1.0
         basis = f"measured on this gallery at {measured.templates:,} templates ({measured.searches:,} searches)"
-        return IdentificationPoint(calibration, fpir, templates, templates * per_template, measured, basis)
+        point = IdentificationPoint(calibration, fpir, templates, templates * per_template, measured, basis)
+        return dataclasses.replace(point, basis=f"{basis}, scores moved by their cohort") if point.by_cohort else point
     if measured is not None:
         basis = f"shipped tail at {templates:,} templates, bound (measured at {measured.templates:,} templates: stale)"
     else:
