@@ -3,14 +3,14 @@
     python bench/cohort_scores.py --size 100000 --photos 1
     python bench/cohort_scores.py --size 1000000 --photos 1 --cohort 20
 
-A measurement for a possible next rule, not the product's: with one photo per person a person's score is their
-template's, so the product's rule (``bench/open_set.py``) can only equal the best-template score at the same FPIR.
-A score that also looks at who else a search resembles can do better: a stranger who scores 0.80 with the best
+The measurement that led to the product's cohort-moved scores (``faceprint.match.cohort_score``; the product's
+own figures are ``bench/open_set.py``'s): with one photo per person a person's score is their template's, so a rule
+on person scores alone can only equal the best-template score at the same FPIR. A score that also looks at who else
+a search resembles can do better: a stranger who scores 0.80 with the best
 person usually scores nearly as high with the next ones, a mate stands out. Here each search's best person score
 ``s1`` is compared with ``s1 - weight * mean(s2 .. s_cohort)`` (the next best people's scores; exact search over
 ``bench/open_set.py``'s split: the same gallery people, mated and non-mated searches), and with ``s1 - s2``, each
-at the threshold that gives the non-mated searches the stated FPIR (so no calibration is involved). The product
-would also need its gallery measurement and its bound (the shipped tail scaled to the size) on that score's scale.
+at the threshold that gives the non-mated searches the stated FPIR (so no calibration is involved).
 """
 
 from __future__ import annotations
