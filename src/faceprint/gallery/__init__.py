@@ -985,7 +985,7 @@ class _CentroidCache:
 
 def _centroids_of(people: set[int], store: GalleryStore, model_id: str) -> dict[int, np.ndarray]:
     """Normalised mean of each person's templates of ``model_id``, read from ``store``."""
-    owner = {t.id: person for person in people for t in store.templates_of(person) if t.model_id == model_id}
+    owner = store.template_owners(sorted(people), model_id) if people else {}
     found = store.vectors(np.fromiter(owner, np.int64, len(owner)), model_id) if owner else ((), ())
     sums: dict[int, np.ndarray] = {}
     for template_id, vector in zip(*found):

@@ -363,6 +363,18 @@ class MilvusStore:
         rows = self._rows(self._templates, "person_id == {p}", _TEMPLATE_FIELDS, p=int(person_id))
         return sorted((_template(r) for r in rows), key=lambda t: t.id)
 
+    def template_owners(self, person_ids: Sequence[int], model_id: str) -> dict[int, int]:
+        if not len(person_ids) or not self._has_templates():
+            return {}
+        rows = self._rows(
+            self._templates,
+            "person_id in {people} and model_id == {m}",
+            ["id", "person_id"],
+            people=[int(p) for p in person_ids],
+            m=model_id,
+        )
+        return {int(r["id"]): int(r["person_id"]) for r in rows}
+
     def model_ids(self) -> list[str]:
         return sorted({r["model_id"] for r in self._rows(self._templates, "id >= 0", ["model_id"])})
 

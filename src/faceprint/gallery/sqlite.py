@@ -683,6 +683,16 @@ class SQLiteStore:
             )
         return self._unpack(sorted(found), model_id)
 
+    def template_owners(self, person_ids: Sequence[int], model_id: str) -> dict[int, int]:
+        ids = [int(i) for i in person_ids]
+        found: dict[int, int] = {}
+        for start in range(0, len(ids), _MAX_SQL_PARAMS):
+            part = ids[start : start + _MAX_SQL_PARAMS]
+            holders = ",".join("?" * len(part))
+            sql = f"SELECT id, person_id FROM template WHERE model_id = ? AND person_id IN ({holders})"
+            found.update((int(template), int(person)) for template, person in self._query(sql, (model_id, *part)))
+        return found
+
     def persons_of(self, template_ids: Sequence[int] | np.ndarray) -> dict[int, int]:
         """Person id of each of ``template_ids`` that still exists."""
         ids = [int(i) for i in template_ids]
