@@ -53,7 +53,7 @@ EXTRAPOLATION_FIT = 2.0
 #: best score (``IdentificationPoint.offset``) discounts a probe that scores high on everyone: at FPIR 1e-2 with one
 #: photo per person it misses 25 mated searches of 821 at 1M templates instead of 32 (bench/cohort_scores.py, exact
 #: search); 5 to 50 people do about as well. Not at 600 real people, where it missed more at 1e-2 (BENCHMARKS.md,
-#: "Cohort-normalised scores"): a gallery decides on it only where its own measurement of it reaches.
+#: "Issue 14: cohort-moved scores"): a gallery decides on it only where its own measurement of it reaches.
 COHORT = 10
 
 
