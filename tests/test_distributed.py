@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -17,6 +18,9 @@ from .conftest import KIT, MULTI, ROSE
 
 pytest.importorskip("ray.data")
 
+#: Ray's environment setting for how long a new node waits for its control server's port (seconds).
+RAY_PORT_WAIT = "RAY_gcs_server_port_wait_time_s"
+
 
 @pytest.fixture(scope="module")
 def ray_cluster():
@@ -24,6 +28,10 @@ def ray_cluster():
     import ray
     from ray.cluster_utils import Cluster
 
+    # Ray waits 30 s for its control server to bind a port: a loaded 2-core machine (a CI run beside a graph build
+    # here) once took longer, and every test of the module errored. The wait is Ray's own setting.
+    saved = os.environ.get(RAY_PORT_WAIT)
+    os.environ[RAY_PORT_WAIT] = "180"
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 1, "object_store_memory": 100 * 2**20, "include_dashboard": False},
@@ -33,6 +41,10 @@ def ray_cluster():
     yield cluster.address
     ray.shutdown()
     cluster.shutdown()
+    if saved is None:
+        os.environ.pop(RAY_PORT_WAIT)
+    else:
+        os.environ[RAY_PORT_WAIT] = saved
 
 
 @pytest.mark.slow
