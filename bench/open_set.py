@@ -387,11 +387,6 @@ def best_over_templates(split: Split) -> tuple[np.ndarray, np.ndarray]:
     return best, named
 
 
-def offsets(point: IdentificationPoint, cohorts: np.ndarray) -> np.ndarray:
-    """What ``point`` adds to each search's similarities for its cohort score (NaN: none)."""
-    return np.array([point.offset(None if np.isnan(c) else float(c)) for c in cohorts])
-
-
 def _fnir_at(folds: list[Fold], fpir: float) -> float:
     """FNIR of the previous person score at the one threshold that gives all folds' non-mated searches ``fpir``."""
     non_mated = np.concatenate([f.old_best[len(f.split.mated) :] for f in folds])
@@ -409,7 +404,7 @@ def _outcome(folds: list[Fold], thresholds: list[float | None], points: list[Ide
         mated = len(fold.split.mated)
         limit = np.inf if threshold is None else threshold
         point = points[number] if points else None
-        scores = fold.best + (offsets(point, fold.cohort) if point else 0.0)
+        scores = fold.best + (point.offsets(fold.cohort) if point else 0.0)
         false.append(scores[mated:] >= limit)
         strangers.append(fold.split.non_mated_people)
         real.append(np.arange(len(fold.split.non_mated)) < fold.split.non_mated_real)

@@ -527,6 +527,10 @@ class IdentificationPoint:
         assert self.measured is not None and self.measured.cohort_mean is not None
         return self.measured.cohort_mean - cohort
 
+    def offsets(self, cohorts: np.ndarray) -> np.ndarray:
+        """``offset`` of each of many searches' cohort scores (NaN: a search with no one after its best)."""
+        return np.array([self.offset(None if np.isnan(c) else float(c)) for c in cohorts], np.float64)
+
     def threshold_for(self, fpir: float) -> float | None:
         """Score a best candidate must reach for ``fpir`` at this size; None where unsupported (deciding
         ``by_cohort``: beyond the measured table's strict end)."""

@@ -337,7 +337,7 @@ def _fpir_rule(
         if point.threshold is None:
             rows.append({**row, "unsupported": point.unsupported, "fnir": 1.0, "measured_fpir": 0.0})
             continue
-        offsets = np.array([point.offset(None if np.isnan(c) else float(c)) for c in cohorts])
+        offsets = point.offsets(cohorts)
         false_positives = int((non_mated_top + offsets[~mated] >= point.threshold).sum())
         rows.append(
             {
