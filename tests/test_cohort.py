@@ -90,3 +90,30 @@ def test_identify_decides_on_the_similarity_moved_by_the_cohort(tmp_path: Path, 
         flipped += (best.similarity >= point.threshold) != (best.score >= point.threshold)
     if point.by_cohort:
         assert flipped >= 5, "the cohort must change some decisions for this test to mean something"
+
+
+@pytest.mark.parametrize("index", ["exact", "hnsw"])
+def test_a_measurement_with_one_template_a_person_scores_every_search_as_exact_search_does(
+    tmp_path: Path, index: str
+) -> None:
+    """It ranks the owners of only the COHORT + 2 nearest templates (the left-out person's own included): with one
+    template a person they are the best people in order, so its best and cohort scores are exact search's."""
+    vectors = clustered(400, 1, seed=5)[:, 0]
+    with Gallery(tmp_path / "g.db", index=index) as gallery:
+        fill(gallery, vectors[:, None])
+        tail = gallery.measure_identification()
+    scores = vectors @ vectors.T
+    np.fill_diagonal(scores, -np.inf)  # each search leaves its own person out
+    ranked = -np.sort(-scores, axis=1)
+    expected = GalleryTail.from_scores(
+        ranked[:, 0],
+        calibration=load_calibration(MODEL),
+        people=400,
+        templates=400,
+        seconds=0.0,
+        cohorts=ranked[:, 1 : COHORT + 1].mean(axis=1),
+    )
+    assert tail.searches == 400
+    assert tail.cohort_mean == pytest.approx(expected.cohort_mean, abs=1e-5)
+    assert tail.thresholds == pytest.approx(expected.thresholds, abs=1e-5)
+    assert tail.cohort_thresholds == pytest.approx(expected.cohort_thresholds, abs=1e-5)

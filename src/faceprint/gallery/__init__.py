@@ -26,6 +26,7 @@ from ..errors import FaceprintError, GalleryError, LowQualityError, ModelError, 
 from ..image import ImageSource
 from ..index import GalleryIndex, distinct
 from ..match import (
+    COHORT,
     STALE_AFTER,
     Calibration,
     GalleryTail,
@@ -80,7 +81,8 @@ TAIL_KEY = "identification_tail"
 #: How many nearest templates are aggregated into per-person candidates.
 _TEMPLATES_PER_CANDIDATE = 20
 #: Candidates ranked at least (whatever ``top_k``): a search's cohort (``faceprint.match.cohort_score``) is drawn from
-#: the owners of as many nearest templates in every search, the gallery's measurement of itself included.
+#: the owners of as many nearest templates in every search, the gallery's measurement of itself included (with one
+#: template a person it ranks only the owners of the nearest few: the same people, ``measure_identification``).
 _CANDIDATES_AT_LEAST = 5
 #: Leave-one-person-out searches a measurement of the gallery makes at most: FPIR 1e-3 rests on 20 of them.
 MEASURE_SEARCHES = 20_000
@@ -548,6 +550,11 @@ class Gallery:
         ids, vectors = reader.vectors(np.fromiter(owner, np.int64, len(owner)), self.model_id)
         templates = reader.template_count(self.model_id)
         spare = max((p.template_count for p in people), default=0)  # k grows by the left-out person's templates
+        # With one template a person, the nearest templates' owners are the best people in order: the best and its
+        # cohort are the owners of the COHORT + 2 nearest (the left-out person's own included). The search still
+        # fetches as many as identify's (a quantised scan's order is exact only after it re-scores them), but the
+        # owners and centroids of the others, most of a measurement's time at 1M templates, are not read.
+        owners_of = COHORT + 1 + spare if spare == 1 else None
         centroids = _CentroidCache()  # its own: a measurement's 20,000 people would flush the searches' cache
         best: list[float] = []
         cohorts: list[float] = []
@@ -558,7 +565,14 @@ class Gallery:
             chunk = slice(first, first + MEASURE_CHUNK)
             exclude = [owner[int(i)] for i in ids[chunk]]
             found = self._rank(
-                vectors[chunk], 1, exclude=exclude, spare=spare, store=reader, centroids=centroids, exhaustive=True
+                vectors[chunk],
+                1,
+                exclude=exclude,
+                spare=spare,
+                store=reader,
+                centroids=centroids,
+                exhaustive=True,
+                owners_of=owners_of,
             )
             ranked = [ranking for ranking in found if ranking.people]
             best.extend(ranking.people[0][1] for ranking in ranked)
@@ -782,13 +796,15 @@ class Gallery:
         confirm_below: float | None = None,
         offset: Callable[[float | None], float] | None = None,
         exhaustive: bool = False,
+        owners_of: int | None = None,
     ) -> list[Ranking]:
         """``rank_people`` reading through ``store`` with ``centroids``; ``spare`` more templates are fetched (the
         most a left-out person holds); ``offset``: what a search's cohort score adds to its best score before it is
-        compared with ``confirm_below``; ``exhaustive``: every query searched over every template at once."""
+        compared with ``confirm_below``; ``exhaustive``: every query searched over every template at once;
+        ``owners_of``: how many of the nearest templates' owners are ranked (default: all that are fetched)."""
         k = max(top_k, _CANDIDATES_AT_LEAST) * _TEMPLATES_PER_CANDIDATE + spare
         found = self.index.exhaustive_search(queries, k) if exhaustive else None
-        template_ids = found[1] if found is not None else self.search_templates(queries, k)[1]
+        template_ids = (found[1] if found is not None else self.search_templates(queries, k)[1])[:, :owners_of]
         nearest = self._people_of(queries, template_ids, top_k, exclude, store, centroids)
         if confirm_below is None or found is not None:
             return nearest
