@@ -2,6 +2,7 @@
 
     python bench/cohort_scores.py --size 100000 --photos 1
     python bench/cohort_scores.py --size 1000000 --photos 1 --cohort 20
+    python bench/cohort_scores.py --size 600 --photos 1 --cohort 11 --folds 17 --znorm   # + enrolled-side cohorts
 
 The measurement that led to the product's cohort-moved scores (``faceprint.match.cohort_score``; the product's
 own figures are ``bench/open_set.py``'s): with one photo per person a person's score is their template's, so a rule
@@ -11,6 +12,11 @@ person usually scores nearly as high with the next ones, a mate stands out. Here
 ``s1`` is compared with ``s1 - weight * mean(s2 .. s_cohort)`` (the next best people's scores; exact search over
 ``bench/open_set.py``'s split: the same gallery people, mated and non-mated searches), and with ``s1 - s2``, each
 at the threshold that gives the non-mated searches the stated FPIR (so no calibration is involved).
+
+``--znorm`` adds the other common normalisation, on the enrolled side: each enrolled template's similarities moved
+by ``weight * (mu_t - mean mu)``, ``mu_t`` the mean similarity of template t to the ``ZNORM_NEIGHBOURS`` most similar
+templates of other enrolled people (every enrolled pair compared: a few seconds at 10,000 templates, quadratic).
+``--folds`` pools the searches of as many splits (other withheld people), as ``bench/open_set.py`` does at 600.
 """
 
 from __future__ import annotations
@@ -25,17 +31,20 @@ from faceprint.pipeline import DEFAULT_OPTIONS
 
 FPIRS = (1e-1, 1e-2, 1e-3)
 WEIGHTS = (0.25, 0.5, 0.75, 1.0)
+ZNORM_NEIGHBOURS = 10
 
 
-def best_people(split: open_set.Split, cohort: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each search's ``cohort`` best person scores (best over a person's templates, exact), highest first, and who."""
+def best_people(split: open_set.Split, cohort: int, shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each search's ``cohort`` best person scores (best over a person's templates, exact), highest first, and who;
+    ``shift``: subtracted from the similarities to each enrolled template first."""
     probes = np.concatenate([split.mated, split.non_mated]).astype(np.float32)
     order = np.argsort(split.enrolled_people, kind="stable")
     codes, first = np.unique(split.enrolled_people[order], return_index=True)
     vectors = split.enrolled[order]
+    moved = np.zeros(len(vectors)) if shift is None else shift[order]
     scores, people = np.empty((len(probes), cohort)), np.empty((len(probes), cohort), np.int64)
     for start in range(0, len(probes), 256):
-        per_person = np.maximum.reduceat(probes[start : start + 256] @ vectors.T, first, axis=1)
+        per_person = np.maximum.reduceat(probes[start : start + 256] @ vectors.T - moved, first, axis=1)
         top = np.argpartition(-per_person, cohort, axis=1)[:, :cohort]
         top_scores = np.take_along_axis(per_person, top, axis=1)
         ranked = np.argsort(-top_scores, axis=1)
@@ -44,26 +53,62 @@ def best_people(split: open_set.Split, cohort: int) -> tuple[np.ndarray, np.ndar
     return scores, people
 
 
+def enrolled_cohorts(split: open_set.Split) -> np.ndarray:
+    """Each enrolled template's mean similarity to the ``ZNORM_NEIGHBOURS`` nearest templates of other people."""
+    means = np.empty(len(split.enrolled))
+    for start in range(0, len(split.enrolled), 1024):
+        rows = slice(start, start + 1024)
+        scores = split.enrolled[rows] @ split.enrolled.T
+        scores[split.enrolled_people[rows, None] == split.enrolled_people[None, :]] = -np.inf
+        means[rows] = -np.partition(-scores, ZNORM_NEIGHBOURS, axis=1)[:, :ZNORM_NEIGHBOURS].mean(axis=1)
+    return means
+
+
+def rules_of(split: open_set.Split, cohort: int, znorm: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each rule's score of every search (mated first) and the person it names."""
+    scores, people = best_people(split, cohort)
+    rules = {"best person (the product's score)": (scores[:, 0], people[:, 0])}
+    rules["s1 - s2"] = (scores[:, 0] - scores[:, 1], people[:, 0])
+    for weight in WEIGHTS:
+        rules[f"s1 - {weight} * mean(s2..s{cohort})"] = (
+            scores[:, 0] - weight * scores[:, 1:].mean(axis=1),
+            people[:, 0],
+        )
+    if znorm:
+        means = enrolled_cohorts(split)
+        for weight in WEIGHTS:
+            moved, named = best_people(split, cohort, weight * (means - means.mean()))
+            rules[f"z-norm {weight}"] = (moved[:, 0], named[:, 0])
+            rules[f"z-norm {weight}, then s1 - mean(s2..s{cohort})"] = (
+                moved[:, 0] - moved[:, 1:].mean(axis=1),
+                named[:, 0],
+            )
+    return rules
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--photos", type=int, default=1)
     parser.add_argument("--cohort", type=int, default=20, help="the next best people averaged: 2nd to this one")
     parser.add_argument("--non-mated", type=int, default=6000)
+    parser.add_argument("--folds", type=int, default=1, help="splits pooled (other withheld people)")
+    parser.add_argument("--znorm", action="store_true", help="also enrolled-side cohorts (quadratic in the size)")
     args = parser.parse_args()
-    split = open_set.make_split(DEFAULT_OPTIONS.model, args.size, args.photos, args.non_mated)
-    scores, people = best_people(split, args.cohort)
-    mated = len(split.mated)
-    named_right = people[:mated, 0] == split.mated_people
-    rules = {"best person (the product's score)": scores[:, 0], "s1 - s2": scores[:, 0] - scores[:, 1]}
-    for weight in WEIGHTS:
-        rules[f"s1 - {weight} * mean(s2..s{args.cohort})"] = scores[:, 0] - weight * scores[:, 1:].mean(axis=1)
-    for name, score in rules.items():
-        row: dict = {"size": args.size, "photos": args.photos, "mated": mated, "non_mated": len(score) - mated}
-        row["score"] = name
+    pooled: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for fold in range(args.folds):
+        split = open_set.make_split(DEFAULT_OPTIONS.model, args.size, args.photos, args.non_mated, fold=fold)
+        mated = len(split.mated)
+        for name, (score, named) in rules_of(split, args.cohort, args.znorm).items():
+            pooled.setdefault(name, []).append((score[mated:], score[:mated], named[:mated] == split.mated_people))
+    for name, folds in pooled.items():
+        non_mated, mated_score, named_right = (np.concatenate(part) for part in zip(*folds))
+        mated = len(mated_score)
+        row: dict = {"size": args.size, "photos": args.photos, "folds": args.folds, "mated": mated}
+        row |= {"non_mated": len(non_mated), "score": name}
         for fpir in FPIRS:
-            threshold = np.quantile(score[mated:], 1 - fpir)
-            misses = int((~(named_right & (score[:mated] > threshold))).sum())
+            threshold = np.quantile(non_mated, 1 - fpir)
+            misses = int((~(named_right & (mated_score > threshold))).sum())
             row[f"fnir_at_{fpir:g}"] = round(misses / mated, 5)
             row[f"misses_at_{fpir:g}"] = misses
         print(json.dumps(row), flush=True)
