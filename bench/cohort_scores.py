@@ -41,7 +41,7 @@ def best_people(split: open_set.Split, cohort: int, shift: np.ndarray | None = N
     order = np.argsort(split.enrolled_people, kind="stable")
     codes, first = np.unique(split.enrolled_people[order], return_index=True)
     vectors = split.enrolled[order]
-    moved = np.zeros(len(vectors)) if shift is None else shift[order]
+    moved = 0.0 if shift is None else shift[order]
     scores, people = np.empty((len(probes), cohort)), np.empty((len(probes), cohort), np.int64)
     for start in range(0, len(probes), 256):
         per_person = np.maximum.reduceat(probes[start : start + 256] @ vectors.T - moved, first, axis=1)
