@@ -3,6 +3,7 @@
     python bench/cohort_scores.py --size 100000 --photos 1
     python bench/cohort_scores.py --size 1000000 --photos 1 --cohort 20
     python bench/cohort_scores.py --size 600 --photos 1 --cohort 11 --folds 17 --znorm   # + enrolled-side cohorts
+    python bench/cohort_scores.py --size 600 --photos 1 --folds 17 --quality --part-weights 0.5 0.75
 
 The measurement that led to the product's cohort-moved scores (``faceprint.match.cohort_score``; the product's
 own figures are ``bench/open_set.py``'s): with one photo per person a person's score is their template's, so a rule
@@ -17,6 +18,10 @@ at the threshold that gives the non-mated searches the stated FPIR (so no calibr
 by ``weight * (mu_t - mean mu)``, ``mu_t`` the mean similarity of template t to the ``ZNORM_NEIGHBOURS`` most similar
 templates of other enrolled people (every enrolled pair compared: a few seconds at 10,000 templates, quadratic).
 ``--folds`` pools the searches of as many splits (other withheld people), as ``bench/open_set.py`` does at 600.
+``--quality`` adds the product's quality gate to the best person score: a search whose face the pipeline's quality
+report refuses is not named ("uncertain"), mate or stranger (the distractor people's searches have no photo and
+pass); the report of every faces-dev image's main face is computed once per run (about 2 minutes).
+``--part-weights`` (a fused model) scores with its parts' cosines weighted otherwise: ``w * dlib + (1 - w) * sface``.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ import json
 
 import numpy as np
 
+import common
+import distractors
 import open_set
-from faceprint.pipeline import DEFAULT_OPTIONS
+from faceprint.pipeline import DEFAULT_OPTIONS, process_files
 
 FPIRS = (1e-1, 1e-2, 1e-3)
 WEIGHTS = (0.25, 0.5, 0.75, 1.0)
@@ -64,10 +71,50 @@ def enrolled_cohorts(split: open_set.Split) -> np.ndarray:
     return means
 
 
-def rules_of(split: open_set.Split, cohort: int, znorm: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def acceptable_real_templates() -> np.ndarray:
+    """Whether the pipeline's quality report accepts the main face of each row of ``distractors.real_templates``."""
+    real = distractors.real_templates(DEFAULT_OPTIONS.model)
+    sources = [str(common.faces_dev() / path) for path in real.paths]
+    with common.progress_bar(len(sources), "quality of faces-dev") as advance:
+        results = process_files(sources, DEFAULT_OPTIONS, workers=common.DEFAULT_WORKERS, on_done=advance)
+        return np.array([bool(r.faces) and r.faces[0].quality.acceptable for r in results])
+
+
+def quality_gated(split: open_set.Split, score: np.ndarray, acceptable: np.ndarray) -> np.ndarray:
+    """``score`` with the searches of refused faces (mated, then real strangers) never above a threshold."""
+    searched = np.ones(len(score), bool)
+    searched[: len(split.mated)] = acceptable[split.mated_rows]
+    searched[len(split.mated) : len(split.mated) + split.non_mated_real] = acceptable[split.stranger_rows]
+    return np.where(searched, score, -np.inf)
+
+
+def part_weighted(split: open_set.Split, weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each search's best score over single templates with a fused model's two parts' cosines weighted
+    ``weight`` / ``1 - weight``, and whose template it is (one photo a person: whose person)."""
+    (first, first_weight), _ = DEFAULT_OPTIONS.model.parts
+    probes = np.concatenate([split.mated, split.non_mated]).astype(np.float32)
+    scale = np.full(probes.shape[1], (1 - weight) / (1 - first_weight), np.float32)
+    scale[: first.dimension] = weight / first_weight
+    probes *= scale
+    best, named = np.empty(len(probes)), np.empty(len(probes), np.int64)
+    for start in range(0, len(probes), 256):
+        scores = probes[start : start + 256] @ split.enrolled.T
+        top = scores.argmax(axis=1)
+        best[start : start + 256] = scores[np.arange(len(top)), top]
+        named[start : start + 256] = split.enrolled_people[top]
+    return best, named
+
+
+def rules_of(
+    split: open_set.Split, cohort: int, znorm: bool, acceptable: np.ndarray | None, part_weights: list[float]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each rule's score of every search (mated first) and the person it names."""
     scores, people = best_people(split, cohort)
     rules = {"best person (the product's score)": (scores[:, 0], people[:, 0])}
+    if acceptable is not None:
+        rules["best person, quality-gated"] = (quality_gated(split, scores[:, 0], acceptable), people[:, 0])
+    for weight in part_weights:
+        rules[f"best template, parts weighted {weight} / {1 - weight:g}"] = part_weighted(split, weight)
     rules["s1 - s2"] = (scores[:, 0] - scores[:, 1], people[:, 0])
     for weight in WEIGHTS:
         rules[f"s1 - {weight} * mean(s2..s{cohort})"] = (
@@ -94,12 +141,17 @@ def main() -> None:
     parser.add_argument("--non-mated", type=int, default=6000)
     parser.add_argument("--folds", type=int, default=1, help="splits pooled (other withheld people)")
     parser.add_argument("--znorm", action="store_true", help="also enrolled-side cohorts (quadratic in the size)")
+    parser.add_argument("--quality", action="store_true", help="also the best person with the quality gate")
+    parser.add_argument("--part-weights", type=float, nargs="*", default=[], help="a fused model's first part's weight")
     args = parser.parse_args()
+    if args.part_weights and (len(DEFAULT_OPTIONS.model.parts) != 2 or args.photos != 1):
+        parser.error("--part-weights needs a default model of two parts and one photo a person")
+    acceptable = acceptable_real_templates() if args.quality else None
     pooled: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     for fold in range(args.folds):
         split = open_set.make_split(DEFAULT_OPTIONS.model, args.size, args.photos, args.non_mated, fold=fold)
         mated = len(split.mated)
-        for name, (score, named) in rules_of(split, args.cohort, args.znorm).items():
+        for name, (score, named) in rules_of(split, args.cohort, args.znorm, acceptable, args.part_weights).items():
             pooled.setdefault(name, []).append((score[mated:], score[:mated], named[:mated] == split.mated_people))
     for name, folds in pooled.items():
         non_mated, mated_score, named_right = (np.concatenate(part) for part in zip(*folds))

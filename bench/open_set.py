@@ -79,6 +79,9 @@ class Split:
     #: who made each non-mated search: a faces-dev identity code, or a negative one for a fresh distractor person
     #: (each its own, in every fold)
     non_mated_people: np.ndarray
+    #: rows of ``distractors.real_templates`` searched: the mated searches, then the real strangers'
+    mated_rows: np.ndarray
+    stranger_rows: np.ndarray
 
 
 def make_split(
@@ -130,6 +133,8 @@ def make_split(
         non_mated_people=np.concatenate(
             [real.identities[strangers], -1 - fold * non_mated - np.arange(fresh_people)]
         ).astype(np.int64),
+        mated_rows=np.array(mated, np.int64),
+        stranger_rows=np.array(strangers, np.int64),
     )
 
 
