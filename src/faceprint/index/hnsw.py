@@ -6,8 +6,8 @@ so a removed template becomes a tombstone: its id in the graph's id map is set t
 still walk through it (the graph stays navigable) but never return it, and the owner rebuilds the
 graph once tombstones are a large share of it (``dead_share``). A saved graph is one file (vectors,
 links and id map) that faiss memory-maps, so a million-template gallery opens in a fraction of a second.
-``scan`` compares every template instead (through an int8 copy of the vectors): what a gallery confirms a "no" with,
-since the graph sometimes does not return the nearest template at all.
+``scan`` compares every template instead (a batch in matrix products, a few queries through an int8 copy of the
+vectors): what a gallery confirms a "no" with, since the graph sometimes does not return the nearest template at all.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ _LIVE = faiss.IDSelectorRange(0, np.iinfo(np.int64).max)
 SCAN_FACTOR = 2
 #: From this many queries at once, ``scan`` multiplies them with the stored vectors block by block (one matrix
 #: product, BLAS, every core) instead of faiss's per-query scan of an int8 copy: 20,000 searches of 1,000,000
-#: 256-d templates took ~6.5 s per 256 queries through faiss and ~3 s through BLAS here (bench/index_scan.py).
+#: 256-d templates took 7.5–8.0 s per 256 queries through faiss and 3.2–4.1 s through BLAS here (bench/index_scan.py).
 BATCH_SCAN = 16
 #: Stored vectors multiplied with a batch's queries at a time (float32: 32 MiB at 256-d).
 _SCAN_BLOCK = 32768
