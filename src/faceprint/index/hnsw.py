@@ -56,9 +56,9 @@ _SCAN_LIMIT = 32
 _READ_CHUNK = 1 << 22
 #: Accepts every live template id (tombstones are -1).
 _LIVE = faiss.IDSelectorRange(0, np.iinfo(np.int64).max)
-#: An exhaustive search (``scan``) of a float32 graph keeps this many candidates per wanted result from its int8
-#: copy, then scores them with the float32 vectors: the copy's error (about 0.002 in similarity) reorders only
-#: near-ties, never a template this many places down.
+#: A scan of fewer than ``BATCH_SCAN`` queries over a float32 graph keeps this many candidates per wanted result
+#: from its int8 copy, then scores them with the float32 vectors: the copy's error (about 0.002 in similarity)
+#: reorders only near-ties, never a template this many places down.
 SCAN_FACTOR = 2
 #: From this many queries at once, ``scan`` multiplies them with the stored vectors block by block (one matrix
 #: product, BLAS, every core) instead of faiss's per-query scan of an int8 copy: 20,000 searches of 1,000,000
