@@ -41,10 +41,15 @@ WEIGHTS = (0.25, 0.5, 0.75, 1.0)
 ZNORM_NEIGHBOURS = 10
 
 
-def best_people(split: open_set.Split, cohort: int, shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def best_people(
+    split: open_set.Split, cohort: int, shift: np.ndarray | None = None, probe_scale: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Each search's ``cohort`` best person scores (best over a person's templates, exact), highest first, and who;
-    ``shift``: subtracted from the similarities to each enrolled template first."""
+    ``shift``: subtracted from the similarities to each enrolled template first; ``probe_scale``: multiplies each
+    probe's components first."""
     probes = np.concatenate([split.mated, split.non_mated]).astype(np.float32)
+    if probe_scale is not None:
+        probes *= probe_scale
     order = np.argsort(split.enrolled_people, kind="stable")
     codes, first = np.unique(split.enrolled_people[order], return_index=True)
     vectors = split.enrolled[order]
@@ -89,20 +94,13 @@ def quality_gated(split: open_set.Split, score: np.ndarray, acceptable: np.ndarr
 
 
 def part_weighted(split: open_set.Split, weight: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each search's best score over single templates with a fused model's two parts' cosines weighted
-    ``weight`` / ``1 - weight``, and whose template it is (one photo a person: whose person)."""
+    """Each search's best person score with a fused model's two parts' cosines weighted ``weight`` /
+    ``1 - weight`` (the probe's parts rescaled), and who."""
     (first, first_weight), _ = DEFAULT_OPTIONS.model.parts
-    probes = np.concatenate([split.mated, split.non_mated]).astype(np.float32)
-    scale = np.full(probes.shape[1], (1 - weight) / (1 - first_weight), np.float32)
+    scale = np.full(split.enrolled.shape[1], (1 - weight) / (1 - first_weight), np.float32)
     scale[: first.dimension] = weight / first_weight
-    probes *= scale
-    best, named = np.empty(len(probes)), np.empty(len(probes), np.int64)
-    for start in range(0, len(probes), 256):
-        scores = probes[start : start + 256] @ split.enrolled.T
-        top = scores.argmax(axis=1)
-        best[start : start + 256] = scores[np.arange(len(top)), top]
-        named[start : start + 256] = split.enrolled_people[top]
-    return best, named
+    scores, people = best_people(split, 2, probe_scale=scale)
+    return scores[:, 0], people[:, 0]
 
 
 def rules_of(
@@ -114,7 +112,7 @@ def rules_of(
     if acceptable is not None:
         rules["best person, quality-gated"] = (quality_gated(split, scores[:, 0], acceptable), people[:, 0])
     for weight in part_weights:
-        rules[f"best template, parts weighted {weight} / {1 - weight:g}"] = part_weighted(split, weight)
+        rules[f"best person, parts weighted {weight} / {1 - weight:g}"] = part_weighted(split, weight)
     rules["s1 - s2"] = (scores[:, 0] - scores[:, 1], people[:, 0])
     for weight in WEIGHTS:
         rules[f"s1 - {weight} * mean(s2..s{cohort})"] = (
@@ -144,8 +142,8 @@ def main() -> None:
     parser.add_argument("--quality", action="store_true", help="also the best person with the quality gate")
     parser.add_argument("--part-weights", type=float, nargs="*", default=[], help="a fused model's first part's weight")
     args = parser.parse_args()
-    if args.part_weights and (len(DEFAULT_OPTIONS.model.parts) != 2 or args.photos != 1):
-        parser.error("--part-weights needs a default model of two parts and one photo a person")
+    if args.part_weights and len(DEFAULT_OPTIONS.model.parts) != 2:
+        parser.error("--part-weights needs a default model of two parts")
     acceptable = acceptable_real_templates() if args.quality else None
     pooled: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     for fold in range(args.folds):
