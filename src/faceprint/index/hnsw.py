@@ -62,8 +62,9 @@ _LIVE = faiss.IDSelectorRange(0, np.iinfo(np.int64).max)
 SCAN_FACTOR = 2
 #: From this many queries at once, ``scan`` multiplies them with the stored vectors block by block (one matrix
 #: product, BLAS, every core) instead of faiss's per-query scan of an int8 copy: 20,000 searches of 1,000,000
-#: 256-d templates took 7.5–8.0 s per 256 queries through faiss and 3.2–4.1 s through BLAS here (bench/index_scan.py).
-BATCH_SCAN = 16
+#: 256-d templates took 7.5–8.0 s per 256 queries through faiss and 3.2–4.1 s through BLAS here (bench/index_scan.py);
+#: the two break even near 24 queries at 1M (16: 0.44–0.55 s against 0.56–0.59 s; 32: 0.89–1.05 s against 0.74–0.8 s).
+BATCH_SCAN = 24
 #: Stored vectors multiplied with a batch's queries at a time (float32: 32 MiB at 256-d).
 _SCAN_BLOCK = 32768
 
