@@ -330,12 +330,13 @@ class HNSWIndex:
         storage = cast(faiss.IndexFlatCodes, faiss.downcast_index(self._graph.storage))
         codes = faiss.rev_swig_ptr(storage.codes.data(), storage.codes.size()).reshape(-1, storage.code_size)
         live = self._ids() != _NONE if self._dead else None
+        exact = self.storage == "f32"
         best_scores = np.full((len(queries), k), -np.inf, np.float32)
         best_nodes = np.full((len(queries), k), _NONE, np.int64)
         buffer = np.empty((min(_SCAN_BLOCK, len(codes)), self.dimension), np.float32)
         for first in range(0, len(codes), _SCAN_BLOCK):
             block, vectors = codes[first : first + _SCAN_BLOCK], buffer[: len(codes) - first]
-            if self.storage == "f32":  # copied: a loaded graph's floats need not be aligned, and BLAS is 3x slower
+            if exact:  # copied: a loaded graph's floats need not be aligned, and BLAS is 3x slower
                 np.copyto(vectors, block.view(np.float32))
             else:
                 storage.sa_decode(block, vectors)
