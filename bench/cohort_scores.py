@@ -4,6 +4,7 @@
     python bench/cohort_scores.py --size 1000000 --photos 1 --cohort 20
     python bench/cohort_scores.py --size 600 --photos 1 --cohort 11 --folds 17 --znorm   # + enrolled-side cohorts
     python bench/cohort_scores.py --size 600 --photos 1 --folds 17 --quality --part-weights 0.5 0.75
+    python bench/cohort_scores.py --size 600 --photos 1 --folds 17 --part-fusions
 
 The measurement that led to the product's cohort-moved scores (``faceprint.match.cohort_score``; the product's
 own figures are ``bench/open_set.py``'s): with one photo per person a person's score is their template's, so a rule
@@ -22,12 +23,16 @@ templates of other enrolled people (every enrolled pair compared: a few seconds 
 report refuses is not named ("uncertain"), mate or stranger (the distractor people's searches have no photo and
 pass); the report of every faces-dev image's main face is computed once per run (about 2 minutes).
 ``--part-weights`` (a fused model) scores with its parts' cosines weighted otherwise: ``w * dlib + (1 - w) * sface``.
+``--part-fusions`` (a fused model) combines its parts' cosines other than linearly: each part standardised by its
+own impostor mean and spread (``z``: over the enrolled templates of different people, as a gallery could measure
+itself), then summed, the smaller or larger taken, or summed less a quarter of their disagreement.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 
 import numpy as np
 
@@ -39,14 +44,26 @@ from faceprint.pipeline import DEFAULT_OPTIONS, process_files
 FPIRS = (1e-1, 1e-2, 1e-3)
 WEIGHTS = (0.25, 0.5, 0.75, 1.0)
 ZNORM_NEIGHBOURS = 10
+#: Enrolled templates whose pairs of different people standardise each part (``--part-fusions``).
+STANDARDISING_TEMPLATES = 2000
+FUSIONS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "sum of z": lambda a, b: a + b,
+    "min z": np.minimum,
+    "max z": np.maximum,
+    "sum of z - 0.25 |difference|": lambda a, b: a + b - 0.25 * np.abs(a - b),
+}
 
 
 def best_people(
-    split: open_set.Split, cohort: int, shift: np.ndarray | None = None, probe_scale: np.ndarray | None = None
+    split: open_set.Split,
+    cohort: int,
+    shift: np.ndarray | None = None,
+    probe_scale: np.ndarray | None = None,
+    fusion: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each search's ``cohort`` best person scores (best over a person's templates, exact), highest first, and who;
     ``shift``: subtracted from the similarities to each enrolled template first; ``probe_scale``: multiplies each
-    probe's components first."""
+    probe's components first; ``fusion``: scores of (probes, enrolled templates) instead of their similarities."""
     probes = np.concatenate([split.mated, split.non_mated]).astype(np.float32)
     if probe_scale is not None:
         probes *= probe_scale
@@ -56,7 +73,9 @@ def best_people(
     moved = 0.0 if shift is None else shift[order]
     scores, people = np.empty((len(probes), cohort)), np.empty((len(probes), cohort), np.int64)
     for start in range(0, len(probes), 256):
-        per_person = np.maximum.reduceat(probes[start : start + 256] @ vectors.T - moved, first, axis=1)
+        block = probes[start : start + 256]
+        scored = block @ vectors.T if fusion is None else fusion(block, vectors)
+        per_person = np.maximum.reduceat(scored - moved, first, axis=1)
         top = np.argpartition(-per_person, cohort, axis=1)[:, :cohort]
         top_scores = np.take_along_axis(per_person, top, axis=1)
         ranked = np.argsort(-top_scores, axis=1)
@@ -103,8 +122,36 @@ def part_weighted(split: open_set.Split, weight: float) -> tuple[np.ndarray, np.
     return scores[:, 0], people[:, 0]
 
 
+def part_fused(
+    split: open_set.Split, combine: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each search's best person score with a fused model's two parts' cosines standardised and combined, and who."""
+    (first, first_weight), (_, second_weight) = DEFAULT_OPTIONS.model.parts
+    parts = [slice(0, first.dimension), slice(first.dimension, None)]
+    sample = np.random.default_rng(0).permutation(len(split.enrolled))[:STANDARDISING_TEMPLATES]
+    different = split.enrolled_people[sample, None] != split.enrolled_people[None, sample]
+    standard = []
+    for part, weight in zip(parts, (first_weight, second_weight)):
+        pairs = (split.enrolled[sample, part] @ split.enrolled[sample, part].T)[different] / weight
+        standard.append((part, weight, pairs.mean(), pairs.std()))
+
+    def fusion(probes: np.ndarray, enrolled: np.ndarray) -> np.ndarray:
+        dlib, sface = (
+            (probes[:, part] @ enrolled[:, part].T / weight - mean) / spread for part, weight, mean, spread in standard
+        )
+        return combine(dlib, sface)
+
+    scores, people = best_people(split, 2, fusion=fusion)
+    return scores[:, 0], people[:, 0]
+
+
 def rules_of(
-    split: open_set.Split, cohort: int, znorm: bool, acceptable: np.ndarray | None, part_weights: list[float]
+    split: open_set.Split,
+    cohort: int,
+    znorm: bool,
+    acceptable: np.ndarray | None,
+    part_weights: list[float],
+    part_fusions: bool,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each rule's score of every search (mated first) and the person it names."""
     scores, people = best_people(split, cohort)
@@ -113,6 +160,8 @@ def rules_of(
         rules["best person, quality-gated"] = (quality_gated(split, scores[:, 0], acceptable), people[:, 0])
     for weight in part_weights:
         rules[f"best person, parts weighted {weight} / {1 - weight:g}"] = part_weighted(split, weight)
+    for name, combine in FUSIONS.items() if part_fusions else ():
+        rules[f"best person, parts' {name}"] = part_fused(split, combine)
     rules["s1 - s2"] = (scores[:, 0] - scores[:, 1], people[:, 0])
     for weight in WEIGHTS:
         rules[f"s1 - {weight} * mean(s2..s{cohort})"] = (
@@ -141,15 +190,18 @@ def main() -> None:
     parser.add_argument("--znorm", action="store_true", help="also enrolled-side cohorts (quadratic in the size)")
     parser.add_argument("--quality", action="store_true", help="also the best person with the quality gate")
     parser.add_argument("--part-weights", type=float, nargs="*", default=[], help="a fused model's first part's weight")
+    parser.add_argument("--part-fusions", action="store_true", help="a fused model's parts combined otherwise")
     args = parser.parse_args()
-    if args.part_weights and len(DEFAULT_OPTIONS.model.parts) != 2:
-        parser.error("--part-weights needs a default model of two parts")
+    if (args.part_weights or args.part_fusions) and len(DEFAULT_OPTIONS.model.parts) != 2:
+        parser.error("--part-weights and --part-fusions need a default model of two parts")
     acceptable = acceptable_real_templates() if args.quality else None
     pooled: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     for fold in range(args.folds):
         split = open_set.make_split(DEFAULT_OPTIONS.model, args.size, args.photos, args.non_mated, fold=fold)
         mated = len(split.mated)
-        for name, (score, named) in rules_of(split, args.cohort, args.znorm, acceptable, args.part_weights).items():
+        for name, (score, named) in rules_of(
+            split, args.cohort, args.znorm, acceptable, args.part_weights, args.part_fusions
+        ).items():
             pooled.setdefault(name, []).append((score[mated:], score[:mated], named[:mated] == split.mated_people))
     for name, folds in pooled.items():
         non_mated, mated_score, named_right = (np.concatenate(part) for part in zip(*folds))
