@@ -6,13 +6,15 @@ wall and CPU seconds (CPU: the process's own, user + system).
 decrypted into an array that the graph's vectors are a view of (what an encrypted gallery does), into an anonymous
 memory file that faiss memory-maps (the alternative), or into faiss as it reads (the fallback for a faiss without
 zero-copy reading); with ``--cold``, the memory-mapped and sealed opens again after the file's pages were dropped
-from the page cache (``posix_fadvise(DONTNEED)``: the first open after a reboot, or once memory pressure evicted it).
+from the page cache (``posix_fadvise(DONTNEED)``: the first open after a reboot, or once memory pressure evicted it);
+with ``--parts``, where the sealed int8 open's time goes (``open_parts``).
 ``gallery_open_times``: a ``Gallery`` opened and searched once in a fresh process, plain and encrypted (its saved
 graph included; by default an encrypted gallery's graph is int8, ``encrypted_f32`` forces float32), then its
 searches per second, top 1 and recall@10 against exact search (scores checked to be exact).
 ``throughput``: ``rank_people`` on a plain and an encrypted gallery of the same templates.
 
     python bench/at_rest.py --open-sizes 100000 1000000 --throughput-sizes 20000
+    python bench/at_rest.py --open-sizes 100000 --gallery-open-sizes --throughput-sizes --parts --rounds 7
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import csv
 import itertools
 import json
+import mmap
 import os
 import resource
 import statistics
@@ -30,10 +33,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import cast
 
 import faiss
 import numpy as np
 
+from faceprint import protect
 from faceprint.gallery import Gallery
 from faceprint.gallery.records import NewTemplate
 from faceprint.gallery.sqlite import SQLiteStore
@@ -135,7 +140,57 @@ def open_once(loader: str, folder: Path, cold: bool = False) -> tuple[float, flo
     return first, first_cpu, time.perf_counter() - started, cpu_seconds() - cpu
 
 
-def open_times(size: int, rounds: int, cold: bool, folder: Path) -> dict:
+#: ``open_parts``'s figures, in its order.
+PARTS = (
+    "fill_4k_pages",
+    "fill_2m_pages",
+    "decrypt_one_thread",
+    "read_array",
+    "faiss_read_decrypted",
+    "faiss_read_mmap",
+    "search",
+)
+
+
+def open_parts(folder: Path) -> list[float]:
+    """Milliseconds of each part of opening the sealed int8 graph (in a fresh process): as many fresh pages as its
+    plaintext filled (4 KiB pages, then 2 MiB ones, which the library does not use), its chunks decrypted on one
+    thread into memory already filled, the library's whole decryption (``Sealer.read_array``: every core fills and
+    decrypts its part), faiss reading the decrypted bytes (zero copy), faiss reading the plain int8 file
+    memory-mapped (all a plain open does before its search), and one search."""
+    path, sealer, timings = folder / "sealed_i8.hnsw", Sealer((folder / "key").read_bytes()), []
+    chunks = list(protect._sealed_chunks(path, b"b"))
+    ends = np.cumsum([len(sealed) - protect.OVERHEAD for sealed, _, _ in chunks]).tolist()
+
+    def timed(work: Callable[[], object]) -> object:
+        started = time.perf_counter()
+        done = work()
+        timings.append(1e3 * (time.perf_counter() - started))
+        return done
+
+    memory = protect._fresh_memory(ends[-1])
+    timed(lambda: protect._fill(memory, 0, ends[-1]))
+    huge = mmap.mmap(-1, ends[-1], flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    huge.madvise(mmap.MADV_HUGEPAGE)
+    timed(lambda: protect._fill(np.frombuffer(huge, np.uint8), 0, ends[-1]))
+
+    def decrypt_on_one_thread() -> None:
+        for (sealed, context, _), start, end in zip(chunks, [0, *ends[:-1]], ends):
+            nonce, ciphertext = sealed[: protect.NONCE_BYTES], sealed[protect.NONCE_BYTES :]
+            sealer._aead.decrypt_into(nonce, ciphertext, context, memory.data[start:end])
+
+    timed(decrypt_on_one_thread)
+    plaintext = cast(np.ndarray, timed(lambda: sealer.read_array(path, b"b")))
+    reader = faiss.ZeroCopyIOReader(faiss.swig_ptr(plaintext), len(plaintext))  # type: ignore[attr-defined]
+    graph = cast(faiss.IndexIDMap, timed(lambda: faiss.read_index(reader, faiss.IO_FLAG_MMAP_IFC)))
+    index = HNSWIndex(graph, read_only=True)
+    timed(lambda: faiss.read_index(str(folder / "plain_i8.hnsw"), faiss.IO_FLAG_MMAP_IFC))
+    query = unit_rows(1, DEFAULT_OPTIONS.model.dimension, np.random.default_rng(1))
+    timed(lambda: index.search(query, 1))
+    return timings
+
+
+def open_times(size: int, rounds: int, cold: bool, parts: bool, folder: Path) -> dict:
     """Opening a saved graph of ``size`` templates and answering one search, then 100 more, each time in a fresh
     process (timed inside it): memory-mapped, read whole, and sealed (decrypted into an array, or a memory file, or
     into faiss as it reads), float32 and int8; ``cold``: also from a dropped page cache. The graphs are built with
@@ -158,12 +213,19 @@ def open_times(size: int, rounds: int, cold: bool, folder: Path) -> dict:
         del graph
     runs = [(name, False) for name in LOADERS] + [(name, True) for name in COLD_FILES if cold]
     times: dict[str, list[tuple[float, float, float, float]]] = {}
+    part_times: list[list[float]] = []
     for _ in range(rounds):  # interleaved: the machine's load changes over a run
         for name, from_disk in runs:
             call = f"open_once({name!r}, __import__('pathlib').Path({str(folder)!r}), {from_disk})"
             code = f"import at_rest; print(*at_rest.{call})"
             done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=HERE)
             times.setdefault(name + ("_cold" if from_disk else ""), []).append(tuple(map(float, done.stdout.split())))
+        if parts:
+            code = f"import at_rest; print(*at_rest.open_parts(__import__('pathlib').Path({str(folder)!r})))"
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=HERE)
+            part_times.append([float(part) for part in done.stdout.split()])
+    for name, milliseconds in zip(PARTS, zip(*part_times)):
+        report[f"sealed_i8_part_{name}_ms"] = statistics.median(milliseconds)
     for name, runs_of in times.items():
         report[f"{name}_open_and_1_search_s"] = statistics.median(t[0] for t in runs_of)
         report[f"{name}_open_and_1_search_cpu_s"] = statistics.median(t[1] for t in runs_of)
@@ -372,9 +434,10 @@ def main() -> None:
     parser.add_argument("--distractors", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--cold", action="store_true", help="open_times also from a dropped page cache")
+    parser.add_argument("--parts", action="store_true", help="open_times also times the sealed int8 open's parts")
     parser.add_argument("--queries", type=int, default=500)
     args = parser.parse_args()
-    runs = [(open_times, size, (args.rounds, args.cold)) for size in args.open_sizes]
+    runs = [(open_times, size, (args.rounds, args.cold, args.parts)) for size in args.open_sizes]
     runs += [(gallery_open_times, size, (args.rounds,)) for size in args.gallery_open_sizes]
     runs += [(throughput, size, (args.rounds, args.queries)) for size in args.throughput_sizes]
     if args.identify_photos:
