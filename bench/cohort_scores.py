@@ -13,7 +13,8 @@ a search resembles can do better: a stranger who scores 0.80 with the best
 person usually scores nearly as high with the next ones, a mate stands out. Here each search's best person score
 ``s1`` is compared with ``s1 - weight * mean(s2 .. s_cohort)`` (the next best people's scores; exact search over
 ``bench/open_set.py``'s split: the same gallery people, mated and non-mated searches), and with ``s1 - s2``, each
-at the threshold that gives the non-mated searches the stated FPIR (so no calibration is involved).
+at the threshold that gives the non-mated searches the stated FPIR (so no calibration is involved), and with
+``s1`` where a search whose best person leads the next by no more than a margin is not named ("uncertain").
 
 ``--znorm`` adds the other common normalisation, on the enrolled side: each enrolled template's similarities moved
 by ``weight * (mu_t - mean mu)``, ``mu_t`` the mean similarity of template t to the ``ZNORM_NEIGHBOURS`` most similar
@@ -44,6 +45,11 @@ from faceprint.pipeline import DEFAULT_OPTIONS, process_files
 FPIRS = (1e-1, 1e-2, 1e-3)
 WEIGHTS = (0.25, 0.5, 0.75, 1.0)
 ZNORM_NEIGHBOURS = 10
+#: Margins over the second best person below which a search is not named, whatever its score.
+MARGINS = (0.02, 0.03)
+#: The score of a search that is not named: below every cosine, yet finite, so that a threshold at an FPIR that too
+#: few strangers are named for to reach lies below it and names every other search.
+NEVER_NAMED = -2.0
 #: Enrolled templates whose pairs of different people standardise each part (``--part-fusions``).
 STANDARDISING_TEMPLATES = 2000
 FUSIONS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
@@ -109,7 +115,7 @@ def quality_gated(split: open_set.Split, score: np.ndarray, acceptable: np.ndarr
     searched = np.ones(len(score), bool)
     searched[: len(split.mated)] = acceptable[split.mated_rows]
     searched[len(split.mated) : len(split.mated) + split.non_mated_real] = acceptable[split.stranger_rows]
-    return np.where(searched, score, -np.inf)
+    return np.where(searched, score, NEVER_NAMED)
 
 
 def part_weighted(split: open_set.Split, weight: float) -> tuple[np.ndarray, np.ndarray]:
@@ -163,6 +169,11 @@ def rules_of(
     for name, combine in FUSIONS.items() if part_fusions else ():
         rules[f"best person, parts' {name}"] = part_fused(split, combine)
     rules["s1 - s2"] = (scores[:, 0] - scores[:, 1], people[:, 0])
+    for margin in MARGINS:
+        rules[f"s1, uncertain unless s1 - s2 > {margin}"] = (
+            np.where(scores[:, 0] - scores[:, 1] > margin, scores[:, 0], NEVER_NAMED),
+            people[:, 0],
+        )
     for weight in WEIGHTS:
         rules[f"s1 - {weight} * mean(s2..s{cohort})"] = (
             scores[:, 0] - weight * scores[:, 1:].mean(axis=1),
