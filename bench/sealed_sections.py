@@ -32,6 +32,7 @@ from typing import Any, cast
 import faiss
 import numpy as np
 
+from at_rest import unit_rows
 from faceprint import protect
 from faceprint.index import hnsw
 from faceprint.index.hnsw import HNSWIndex
@@ -40,11 +41,6 @@ from faceprint.protect import CHUNK_BYTES, NONCE_BYTES, OVERHEAD, Sealer, new_ke
 
 HERE = Path(__file__).resolve().parent
 CONTEXT = b"sections"
-
-
-def unit_rows(count: int, dimension: int, rng: np.random.Generator) -> np.ndarray:
-    rows = rng.normal(size=(count, dimension)).astype(np.float32)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
 def _parts(index: faiss.IndexIDMap) -> tuple[faiss.IndexHNSW, faiss.IndexFlatCodes]:
