@@ -4,6 +4,7 @@ measures itself and knows when that measurement is stale, and a video's label ch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -84,7 +85,9 @@ def test_a_measurement_decides_while_fresh_and_a_bound_no_looser_once_stale() ->
     assert stale.threshold is None or stale.threshold >= fresh.threshold
 
 
-def _small_gallery_tail(per_template: Callable[[float], float], templates: int) -> tuple[GalleryTail, Callable]:
+def _small_gallery_tail(
+    per_template: Callable[[float], float], templates: int, people: int
+) -> tuple[GalleryTail, Callable]:
     """A gallery's measured tail when its searches behave like ``per_template(FMR) * templates`` comparisons of the
     shipped tail (one search per template, at exact quantiles), and the true FPIR at any threshold in the table."""
     shipped = load_calibration(MODEL)
@@ -96,7 +99,7 @@ def _small_gallery_tail(per_template: Callable[[float], float], templates: int) 
     grid = np.linspace(shipped.thresholds[0], shipped.thresholds[-1], 4000)
     quantiles = (np.arange(templates) + 0.5) / templates
     best = np.interp(-quantiles, -np.array([true_fpir(t) for t in grid]), grid)
-    tail = GalleryTail.from_scores(best, calibration=shipped, people=templates, templates=templates, seconds=0.0)
+    tail = GalleryTail.from_scores(best, calibration=shipped, people=people, templates=templates, seconds=0.0)
     return tail, true_fpir
 
 
@@ -105,17 +108,31 @@ def test_beyond_a_small_gallerys_table_the_promise_holds_for_a_heavier_tail() ->
     that fit the measured points grow toward the tail; beyond the table (400 searches reach FPIR 0.03) their trend
     decides, where one mean fit of all points promised 1e-2 and gave twice that."""
     templates, shipped = 400, load_calibration(MODEL)
-    tail, true_fpir = _small_gallery_tail(lambda fmr: 0.5 * (fmr / 1e-3) ** -0.35, templates)
+    tail, true_fpir = _small_gallery_tail(lambda fmr: 0.5 * (fmr / 1e-3) ** -0.35, templates, people=templates // 3)
     assert tail.fpirs[-1] > DEFAULT_FPIR
     point = identification_point(MODEL, templates=templates, measured=tail)
     assert point.measured is tail and point.threshold is not None
     assert true_fpir(point.threshold) == pytest.approx(DEFAULT_FPIR, rel=0.15)
     one_mean = shipped.threshold(fmr_for_fpir(DEFAULT_FPIR, templates * tail.comparisons_per_template))
     assert true_fpir(one_mean) > 2 * DEFAULT_FPIR
-    # One photo a person: the fits are flat and the trend is the mean fit.
-    flat, _ = _small_gallery_tail(lambda fmr: 0.3, templates)
-    level = identification_point(MODEL, templates=templates, measured=flat)
-    assert level.comparisons_for(DEFAULT_FPIR) == pytest.approx(templates * flat.comparisons_per_template, rel=0.05)
+
+
+def test_beyond_a_one_photo_gallerys_table_the_mean_fit_decides() -> None:
+    """One template a person: the shipped tail describes each person's score, so beyond the table the mean fit of
+    the measured points decides; a trend through their noise would move each gallery's threshold at random."""
+    shipped, templates = load_calibration(MODEL), 600
+    rng = np.random.default_rng(3)
+    fmrs = rng.uniform(size=templates)  # 600 searches behaving like 0.3 comparisons per template, sampled
+    best = np.interp(np.log10(1 - (1 - fmrs) ** (1 / 180)), np.log10(shipped.fmrs[::-1]), shipped.thresholds[::-1])
+    one_photo = GalleryTail.from_scores(best, calibration=shipped, people=templates, templates=templates, seconds=0.0)
+    assert one_photo.comparisons_per_template is not None and one_photo.fpirs[-1] > DEFAULT_FPIR
+    point = identification_point(MODEL, templates=templates, measured=one_photo)
+    assert point.comparisons_for(DEFAULT_FPIR) == templates * one_photo.comparisons_per_template
+    assert point.threshold == shipped.tail_threshold(fmr_for_fpir(DEFAULT_FPIR, point.comparisons_for(DEFAULT_FPIR)))
+    # The same searches from a gallery where people hold several templates: the fits' trend decides.
+    several = dataclasses.replace(one_photo, people=templates // 3)
+    trend = identification_point(MODEL, templates=templates, measured=several).comparisons_for(DEFAULT_FPIR)
+    assert trend != pytest.approx(templates * one_photo.comparisons_per_template, rel=0.02)
 
 
 def test_an_unsupported_target_answers_uncertain_and_says_why(

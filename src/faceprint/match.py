@@ -428,10 +428,15 @@ class GalleryTail:
         tail is heavier than the per-comparison one of single templates that ``calibration`` tabulates, so the n
         that makes the shipped tail fit the gallery grows toward the tail (faces-dev, 600 templates, 3 photos: 0.7
         at FPIR 0.3, 1.1 at 0.1, 2 at 0.03), and one n for all points (``comparisons_per_template``) understates
-        the FPIR beyond the table 2-3-fold there (BENCHMARKS.md, "Honest at small galleries"). With one photo the
-        fits are flat and so is the trend."""
+        the FPIR beyond the table 2-3-fold there (BENCHMARKS.md, "Honest at small galleries"). With one template a
+        person the shipped tail describes each person's score itself, so one n fits every FPIR: the mean fit
+        (``comparisons_per_template``) decides, since a trend through a few noisy points only adds their noise
+        (600 templates: the sd of 17 galleries' thresholds for 1e-2 falls from 0.0044 to 0.0017, and their misses
+        from 30 to 21; BENCHMARKS.md, "One template a person: the mean fit beyond the table")."""
         if not self.fpirs or fpir >= self.fpirs[-1]:
             return None
+        if self.templates <= self.people:
+            return self.comparisons_per_template
         fits = _point_fits(self.fpirs, self.thresholds, calibration, self.templates)
         if not fits:
             return None
@@ -492,7 +497,8 @@ class IdentificationPoint:
     FPIR(t) = 1 - (1 - FMR(t))^n with n = T, FMR(t) read from the per-comparison impostor tail (the
     calibration). Comparisons are not independent (a person's templates, look-alikes), so where the gallery
     measured itself (``GalleryTail``, fresh) its measured thresholds decide, and beyond their range the tail
-    with the fitted n (past the table's deep end, the fits' trend continued: ``comparisons_for``); otherwise
+    with the fitted n (past the table's deep end, the fits' trend continued, or their mean with one template a
+    person: ``comparisons_for``); otherwise
     n = T x max(1, the last fitted factor): the independence bound, never looser than what was measured. Below
     the table's lowest FMR the tail is extrapolated (``Calibration.tail_threshold``: exponential, up to
     ``EXTRAPOLATED_DECADES``), so that this bound decides at every size up to 1M templates; ``extrapolated`` says
