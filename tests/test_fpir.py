@@ -68,12 +68,20 @@ def test_the_threshold_rises_with_the_gallery_and_unsupported_targets_are_said()
     assert "1e-05 calibrated" in beyond.unsupported and "1e-09 its tail is extrapolated to" in beyond.unsupported
 
 
+def _sampled_best_scores(rng: np.random.Generator, searches: int, comparisons: float) -> np.ndarray:
+    """Best-impostor scores of ``searches`` searches that each behave like ``comparisons`` independent comparisons
+    of the shipped per-comparison tail."""
+    shipped = load_calibration(MODEL)
+    fpirs = rng.uniform(size=searches)
+    fmrs = 1 - (1 - fpirs) ** (1 / comparisons)
+    return np.interp(np.log10(fmrs), np.log10(shipped.fmrs[::-1]), shipped.thresholds[::-1])
+
+
 def test_a_measurement_decides_while_fresh_and_a_bound_no_looser_once_stale() -> None:
     shipped = load_calibration(MODEL)
     rng = np.random.default_rng(0)
     # Best-impostor scores of a gallery whose searches behave like 300 of its 1,000 templates.
-    fmrs = rng.uniform(size=20_000)
-    best = np.interp(np.log10(1 - (1 - fmrs) ** (1 / 300)), np.log10(shipped.fmrs[::-1]), shipped.thresholds[::-1])
+    best = _sampled_best_scores(rng, 20_000, comparisons=300)
     tail = GalleryTail.from_scores(best, calibration=shipped, people=1000, templates=1000, seconds=0.0)
     assert tail.comparisons_per_template == pytest.approx(0.3, rel=0.1)
     assert GalleryTail.from_dict(json.loads(json.dumps(tail.to_dict()))) == tail
@@ -122,8 +130,7 @@ def test_beyond_a_one_photo_gallerys_table_the_mean_fit_decides() -> None:
     the measured points decides; a trend through their noise would move each gallery's threshold at random."""
     shipped, templates = load_calibration(MODEL), 600
     rng = np.random.default_rng(3)
-    fmrs = rng.uniform(size=templates)  # 600 searches behaving like 0.3 comparisons per template, sampled
-    best = np.interp(np.log10(1 - (1 - fmrs) ** (1 / 180)), np.log10(shipped.fmrs[::-1]), shipped.thresholds[::-1])
+    best = _sampled_best_scores(rng, templates, comparisons=180)  # 0.3 comparisons per template
     one_photo = GalleryTail.from_scores(best, calibration=shipped, people=templates, templates=templates, seconds=0.0)
     assert one_photo.comparisons_per_template is not None and one_photo.fpirs[-1] > DEFAULT_FPIR
     point = identification_point(MODEL, templates=templates, measured=one_photo)

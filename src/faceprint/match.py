@@ -432,7 +432,7 @@ class GalleryTail:
         person the shipped tail describes each person's score itself, so one n fits every FPIR: the mean fit
         (``comparisons_per_template``) decides, since a trend through a few noisy points only adds their noise
         (600 templates: the sd of 17 galleries' thresholds for 1e-2 falls from 0.0044 to 0.0017, and their misses
-        from 30 to 21; BENCHMARKS.md, "One template a person: the mean fit beyond the table")."""
+        from 30 to 21; BENCHMARKS.md, "one template a person — the mean fit beyond the gallery's table")."""
         if not self.fpirs or fpir >= self.fpirs[-1]:
             return None
         if self.templates <= self.people:
