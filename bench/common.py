@@ -16,6 +16,8 @@ import hashlib
 import json
 import os
 import resource
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -105,6 +107,21 @@ def cached_embeddings(kind: str, key: dict, paths: Sequence[str], compute: Calla
     CACHE_DIR.mkdir(exist_ok=True)
     np.savez(file, vectors=vectors, status=status, seconds=seconds, cpu_seconds=cpu)
     return Embeddings(list(paths), vectors, status, seconds, cpu)
+
+
+def fresh_process_rounds(module: str, calls: dict[str, str], rounds: int) -> dict[str, list[list[float]]]:
+    """Each of ``calls`` (a name: a call of a function of ``module`` that returns numbers) run ``rounds`` times, each
+    time in a fresh process (memory a process never had costs what repeated calls in one would not) and interleaved
+    (the machine's load changes over a run); the numbers each run printed, by name."""
+    runs: dict[str, list[list[float]]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            code = f"import {module}, pathlib; print(*{module}.{call})"
+            done = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent, check=True
+            )
+            runs[name].append([float(value) for value in done.stdout.split()])
+    return runs
 
 
 def cpu_seconds() -> float:

@@ -23,8 +23,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +31,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+import common
 from at_rest import unit_rows
 from faceprint import protect
 from faceprint.index import hnsw
@@ -111,8 +110,9 @@ def open_lists(path: Path, sealer: Sealer, threads: int = protect.OPENING_THREAD
     return index
 
 
-def open_once(kind: str, folder: Path, nprobe: int) -> float:
-    """Milliseconds to open with ``kind`` and answer one search."""
+def open_once(kind: str, folder: Path, nprobe: int) -> list[float]:
+    """Milliseconds to open with ``kind`` and answer one search (a list of one, as ``common.fresh_process_rounds``
+    reads it)."""
     query = unit_rows(1, DEFAULT_OPTIONS.model.dimension, np.random.default_rng(1))
     sealer = Sealer((folder / "key").read_bytes())  # outside the timing, as a key is read once
     started = time.perf_counter()
@@ -128,7 +128,7 @@ def open_once(kind: str, folder: Path, nprobe: int) -> float:
         HNSWIndex.load(folder / "sealed_i8.hnsw", view=True, sealer=sealer, context=CONTEXT).search(query, 1)
     else:
         HNSWIndex.load(folder / "plain.hnsw", view=True).search(query, 1)
-    return 1e3 * (time.perf_counter() - started)
+    return [1e3 * (time.perf_counter() - started)]
 
 
 def prepare(size: int, lists: int, folder: Path) -> None:
@@ -156,20 +156,12 @@ def open_times(size: int, lists: int, nprobe: int, rounds: int) -> dict[str, Any
         folder = Path(name)
         prepare(size, lists, folder)
         os.sync()
-        runs: dict[str, list[float]] = {kind: [] for kind in KINDS}
-        for _ in range(rounds):
-            for kind in KINDS:
-                code = (
-                    f"import sealed_ivf as s, pathlib; print(s.open_once({kind!r}, pathlib.Path({name!r}), {nprobe}))"
-                )
-                done = subprocess.run(
-                    [sys.executable, "-c", code], capture_output=True, text=True, cwd=HERE, check=True
-                )
-                runs[kind].append(float(done.stdout))
+        calls = {kind: f"open_once({kind!r}, pathlib.Path({name!r}), {nprobe})" for kind in KINDS}
+        runs = common.fresh_process_rounds("sealed_ivf", calls, rounds)
         sizes = {path.name: path.stat().st_size for path in folder.iterdir()}
     report: dict[str, Any] = {"templates": size, "lists": lists, "rounds": rounds, "file_bytes": sizes}
     for kind, values in runs.items():
-        report[f"{kind}_open_and_1_search_ms"] = round(statistics.median(values), 1)
+        report[f"{kind}_open_and_1_search_ms"] = round(statistics.median(value for (value,) in values), 1)
     for kind in KINDS[1:]:
         report[f"{kind}_against_mmap_plain"] = round(
             report[f"{kind}_open_and_1_search_ms"] / report["mmap_plain_open_and_1_search_ms"], 2

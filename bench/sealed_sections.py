@@ -22,8 +22,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any, cast
 import faiss
 import numpy as np
 
+import common
 from at_rest import unit_rows
 from faceprint import protect
 from faceprint.index import hnsw
@@ -188,14 +187,8 @@ def main() -> None:
         folder = Path(name)
         prepare(args.size, folder)
         os.sync()  # the files' pages written back, as an index saved earlier would be
-        runs: dict[str, list[list[float]]] = {kind: [] for kind in KINDS}
-        for _ in range(args.rounds):
-            for kind in KINDS:
-                code = f"import sealed_sections as s, pathlib; print(*s.open_once({kind!r}, pathlib.Path({name!r})))"
-                done = subprocess.run(
-                    [sys.executable, "-c", code], capture_output=True, text=True, cwd=HERE, check=True
-                )
-                runs[kind].append([float(value) for value in done.stdout.split()])
+        calls = {kind: f"open_once({kind!r}, pathlib.Path({name!r}))" for kind in KINDS}
+        runs = common.fresh_process_rounds("sealed_sections", calls, args.rounds)
     report: dict[str, Any] = {"templates": args.size, "rounds": args.rounds}
     for kind, rounds in runs.items():
         report[f"{kind}_open_and_1_search_ms"] = round(statistics.median(r[0] for r in rounds), 1)
