@@ -5,6 +5,7 @@
     python bench/cohort_scores.py --size 600 --photos 1 --cohort 11 --folds 17 --znorm   # + enrolled-side cohorts
     python bench/cohort_scores.py --size 600 --photos 1 --folds 17 --quality --part-weights 0.5 0.75
     python bench/cohort_scores.py --size 600 --photos 1 --folds 17 --part-fusions
+    python bench/cohort_scores.py --size 600 --photos 1 --folds 17 --quality --quality-weights -0.02 -0.01 0.01 0.02
 
 The measurement that led to the product's cohort-moved scores (``faceprint.match.cohort_score``; the product's
 own figures are ``bench/open_set.py``'s): with one photo per person a person's score is their template's, so a rule
@@ -23,6 +24,8 @@ templates of other enrolled people (every enrolled pair compared: a few seconds 
 ``--quality`` adds the product's quality gate to the best person score: a search whose face the pipeline's quality
 report refuses is not named ("uncertain"), mate or stranger (the distractor people's searches have no photo and
 pass); the report of every faces-dev image's main face is computed once per run (about 2 minutes).
+``--quality-weights`` (with ``--quality``) adds the probe's quality score to its best person score, times each weight
+(the 1:N form of quality-aware comparison scores, QMagFace's ``s + w * q``).
 ``--part-weights`` (a fused model) scores with its parts' cosines weighted otherwise: ``w * dlib + (1 - w) * sface``.
 ``--part-fusions`` (a fused model) combines its parts' cosines other than linearly: each part standardised by its
 own impostor mean and spread (``z``: over the enrolled templates of different people, as a gallery could measure
@@ -34,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -101,13 +105,24 @@ def enrolled_cohorts(split: open_set.Split) -> np.ndarray:
     return means
 
 
-def acceptable_real_templates() -> np.ndarray:
-    """Whether the pipeline's quality report accepts the main face of each row of ``distractors.real_templates``."""
+@dataclass(frozen=True)
+class RealQualities:
+    """The pipeline's quality report of the main face of each row of ``distractors.real_templates``."""
+
+    acceptable: np.ndarray
+    score: np.ndarray
+
+
+def real_template_qualities() -> RealQualities:
     real = distractors.real_templates(DEFAULT_OPTIONS.model)
     sources = [str(common.faces_dev() / path) for path in real.paths]
     with common.progress_bar(len(sources), "quality of faces-dev") as advance:
-        results = process_files(sources, DEFAULT_OPTIONS, workers=common.DEFAULT_WORKERS, on_done=advance)
-        return np.array([bool(r.faces) and r.faces[0].quality.acceptable for r in results])
+        results = list(process_files(sources, DEFAULT_OPTIONS, workers=common.DEFAULT_WORKERS, on_done=advance))
+    main_faces = [r.faces[0].quality if r.faces else None for r in results]
+    return RealQualities(
+        acceptable=np.array([q is not None and q.acceptable for q in main_faces]),
+        score=np.array([0.0 if q is None else q.score for q in main_faces]),
+    )
 
 
 def quality_gated(split: open_set.Split, score: np.ndarray, acceptable: np.ndarray) -> np.ndarray:
@@ -116,6 +131,17 @@ def quality_gated(split: open_set.Split, score: np.ndarray, acceptable: np.ndarr
     searched[: len(split.mated)] = acceptable[split.mated_rows]
     searched[len(split.mated) : len(split.mated) + split.non_mated_real] = acceptable[split.stranger_rows]
     return np.where(searched, score, NEVER_NAMED)
+
+
+def quality_weighted(
+    split: open_set.Split, score: np.ndarray, quality: np.ndarray, weight: float, fold: int
+) -> np.ndarray:
+    """``score`` plus ``weight`` times the probe's quality score; a fresh distractor person's search has no photo, so
+    its quality is drawn from the real photos' (independent of its score: the assumption this rule is judged under)."""
+    probe_quality = np.random.default_rng(fold).choice(quality, len(score))
+    probe_quality[: len(split.mated)] = quality[split.mated_rows]
+    probe_quality[len(split.mated) : len(split.mated) + split.non_mated_real] = quality[split.stranger_rows]
+    return score + weight * probe_quality
 
 
 def part_weighted(split: open_set.Split, weight: float) -> tuple[np.ndarray, np.ndarray]:
@@ -155,15 +181,22 @@ def rules_of(
     split: open_set.Split,
     cohort: int,
     znorm: bool,
-    acceptable: np.ndarray | None,
+    qualities: RealQualities | None,
+    quality_weights: list[float],
     part_weights: list[float],
     part_fusions: bool,
+    fold: int,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each rule's score of every search (mated first) and the person it names."""
     scores, people = best_people(split, cohort)
     rules = {"best person (the product's score)": (scores[:, 0], people[:, 0])}
-    if acceptable is not None:
-        rules["best person, quality-gated"] = (quality_gated(split, scores[:, 0], acceptable), people[:, 0])
+    if qualities is not None:
+        rules["best person, quality-gated"] = (quality_gated(split, scores[:, 0], qualities.acceptable), people[:, 0])
+        for weight in quality_weights:
+            rules[f"best person + {weight} * probe quality"] = (
+                quality_weighted(split, scores[:, 0], qualities.score, weight, fold),
+                people[:, 0],
+            )
     for weight in part_weights:
         rules[f"best person, parts weighted {weight} / {1 - weight:g}"] = part_weighted(split, weight)
     for name, combine in FUSIONS.items() if part_fusions else ():
@@ -200,18 +233,23 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=1, help="splits pooled (other withheld people)")
     parser.add_argument("--znorm", action="store_true", help="also enrolled-side cohorts (quadratic in the size)")
     parser.add_argument("--quality", action="store_true", help="also the best person with the quality gate")
+    parser.add_argument(
+        "--quality-weights", type=float, nargs="*", default=[], help="the probe's quality score's weight (--quality)"
+    )
     parser.add_argument("--part-weights", type=float, nargs="*", default=[], help="a fused model's first part's weight")
     parser.add_argument("--part-fusions", action="store_true", help="a fused model's parts combined otherwise")
     args = parser.parse_args()
     if (args.part_weights or args.part_fusions) and len(DEFAULT_OPTIONS.model.parts) != 2:
         parser.error("--part-weights and --part-fusions need a default model of two parts")
-    acceptable = acceptable_real_templates() if args.quality else None
+    if args.quality_weights and not args.quality:
+        parser.error("--quality-weights needs --quality")
+    qualities = real_template_qualities() if args.quality else None
     pooled: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     for fold in range(args.folds):
         split = open_set.make_split(DEFAULT_OPTIONS.model, args.size, args.photos, args.non_mated, fold=fold)
         mated = len(split.mated)
         for name, (score, named) in rules_of(
-            split, args.cohort, args.znorm, acceptable, args.part_weights, args.part_fusions
+            split, args.cohort, args.znorm, qualities, args.quality_weights, args.part_weights, args.part_fusions, fold
         ).items():
             pooled.setdefault(name, []).append((score[mated:], score[:mated], named[:mated] == split.mated_people))
     for name, folds in pooled.items():
