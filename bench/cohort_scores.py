@@ -125,11 +125,18 @@ def real_template_qualities() -> RealQualities:
     )
 
 
+def per_search(split: open_set.Split, of_photos: np.ndarray, of_distractors: np.ndarray) -> np.ndarray:
+    """A value of each search (mated, then non-mated): its photo's from ``of_photos`` (a row of
+    ``distractors.real_templates`` each), a fresh distractor person's (no photo) from ``of_distractors``."""
+    values = of_distractors.copy()
+    values[: len(split.mated)] = of_photos[split.mated_rows]
+    values[len(split.mated) : len(split.mated) + split.non_mated_real] = of_photos[split.stranger_rows]
+    return values
+
+
 def quality_gated(split: open_set.Split, score: np.ndarray, acceptable: np.ndarray) -> np.ndarray:
     """``score`` with the searches of refused faces (mated, then real strangers) never above a threshold."""
-    searched = np.ones(len(score), bool)
-    searched[: len(split.mated)] = acceptable[split.mated_rows]
-    searched[len(split.mated) : len(split.mated) + split.non_mated_real] = acceptable[split.stranger_rows]
+    searched = per_search(split, acceptable, np.ones(len(score), bool))
     return np.where(searched, score, NEVER_NAMED)
 
 
@@ -138,10 +145,8 @@ def quality_weighted(
 ) -> np.ndarray:
     """``score`` plus ``weight`` times the probe's quality score; a fresh distractor person's search has no photo, so
     its quality is drawn from the real photos' (independent of its score: the assumption this rule is judged under)."""
-    probe_quality = np.random.default_rng(fold).choice(quality, len(score))
-    probe_quality[: len(split.mated)] = quality[split.mated_rows]
-    probe_quality[len(split.mated) : len(split.mated) + split.non_mated_real] = quality[split.stranger_rows]
-    return score + weight * probe_quality
+    drawn = np.random.default_rng(fold).choice(quality, len(score))
+    return score + weight * per_search(split, quality, drawn)
 
 
 def part_weighted(split: open_set.Split, weight: float) -> tuple[np.ndarray, np.ndarray]:
