@@ -3,7 +3,8 @@
 Random unit templates of the default model's dimension (5 per person); medians of ``--rounds`` interleaved rounds,
 wall and CPU seconds (CPU: the process's own, user + system).
 ``open_times``: a saved HNSW graph (float32 vectors, or int8: ``_i8``) opened memory-mapped, read whole, or sealed:
-decrypted into an array that the graph's vectors are a view of (what an encrypted gallery does), into an anonymous
+decrypted into an array that the graph is a view of (what an encrypted gallery does: vectors and id map first,
+searched by scan until a thread has decrypted the links), into an anonymous
 memory file that faiss memory-maps (the alternative), or into faiss as it reads (the fallback for a faiss without
 zero-copy reading); with ``--cold``, the memory-mapped and sealed opens again after the file's pages were dropped
 from the page cache (``posix_fadvise(DONTNEED)``: the first open after a reboot, or once memory pressure evicted it);
@@ -149,6 +150,8 @@ PARTS = (
     "faiss_read_decrypted",
     "faiss_read_mmap",
     "search",
+    "library_open_vectors",
+    "library_open_links",
 )
 
 
@@ -157,7 +160,9 @@ def open_parts(folder: Path) -> list[float]:
     plaintext filled (4 KiB pages, then 2 MiB ones, which the library does not use), its chunks decrypted on one
     thread into memory already filled, the library's whole decryption (``Sealer.read_array``: every core fills and
     decrypts its part), faiss reading the decrypted bytes (zero copy), faiss reading the plain int8 file
-    memory-mapped (all a plain open does before its search), and one search."""
+    memory-mapped (all a plain open does before its search), one search; then the library's own open: until its
+    vectors and id map can be searched (``HNSWIndex.load`` returns), and until its links are in too, counted from
+    the same start."""
     path, sealer, timings = folder / "sealed_i8.hnsw", Sealer((folder / "key").read_bytes()), []
     chunks = list(protect._sealed_chunks(path, b"b"))
     ends = np.cumsum([len(sealed) - protect.OVERHEAD for sealed, _, _ in chunks]).tolist()
@@ -187,6 +192,10 @@ def open_parts(folder: Path) -> list[float]:
     timed(lambda: faiss.read_index(str(folder / "plain_i8.hnsw"), faiss.IO_FLAG_MMAP_IFC))
     query = unit_rows(1, DEFAULT_OPTIONS.model.dimension, np.random.default_rng(1))
     timed(lambda: index.search(query, 1))
+    started = time.perf_counter()
+    opened = timed(lambda: HNSWIndex.load(path, view=True, sealer=sealer, context=b"b"))
+    cast(HNSWIndex, opened).finish_opening()
+    timings.append(1e3 * (time.perf_counter() - started))
     return timings
 
 

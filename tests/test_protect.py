@@ -358,3 +358,82 @@ def test_a_float32_sealed_graph_saved_before_the_int8_default_is_converted_not_r
     with Gallery(path, key=key, index="hnsw") as gallery:
         gallery.search_templates(templates[0].vector[None], 1)
         assert gallery.index_stats()["rebuilt"] is None  # the converted graph was saved
+
+
+def sealed_graph(tmp_path: Path, key: bytes, count: int, dead: int = 0) -> tuple[np.ndarray, Path]:
+    """``count`` random unit templates (ids 1..count, the first ``dead`` removed) in an int8 graph sealed in 4 KiB
+    chunks, so that its links and its vectors lie in different chunks."""
+    from faceprint.index.hnsw import HNSWIndex
+
+    vectors = np.random.default_rng(count).normal(size=(count, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    graph = HNSWIndex.build([(np.arange(1, count + 1), vectors)], 64, "i8")
+    graph.remove(np.arange(1, dead + 1))
+    path = tmp_path / "sealed.hnsw"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(protect, "CHUNK_BYTES", 4096)
+        graph.save(path, sealer=Sealer(key), context=b"g")
+    return vectors, path
+
+
+def test_a_sealed_graph_answers_by_scanning_its_vectors_until_its_links_are_decrypted(
+    tmp_path: Path, key: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from faceprint.index import hnsw
+
+    vectors, path = sealed_graph(tmp_path, key, 400, dead=10)
+    links_read = threading.Event()
+    checked = hnsw._checked
+    monkeypatch.setattr(hnsw, "_checked", lambda index, at: links_read.wait(10) and checked(index, at))
+    index = hnsw.HNSWIndex.load(path, view=True, sealer=Sealer(key), context=b"g")
+    queries = vectors[::20] + np.random.default_rng(1).normal(size=(20, 64)).astype(np.float32) / 20
+    exact = np.argsort(-(queries @ vectors[10:].T), axis=1)[:, :5] + 11  # the live templates' ids, best first
+    assert len(index) == 390 and index.storage == "i8" and index.dimension == 64
+    scanned = index.search(queries, 5)[1]  # the graph is not there yet: every live vector compared
+    assert not links_read.is_set() and index.opening_failure() is None
+    assert (scanned[:, 0] == exact[:, 0]).all() and not np.isin(scanned, np.arange(1, 11)).any()
+    links_read.set()
+    index.finish_opening()
+    searched = index.search(queries, 5)[1]
+    assert (searched[:, 0] == exact[:, 0]).all() and index.memory_bytes() > 400 * 64
+
+
+def test_a_sealed_graph_whose_links_do_not_open_answers_by_scan_and_is_rebuilt(tmp_path: Path, key: bytes) -> None:
+    from faceprint.index.hnsw import HNSWIndex
+
+    path = tmp_path / "g.db"
+    with pytest.MonkeyPatch.context() as patch, Gallery(path, key=key, index="hnsw") as gallery:
+        patch.setattr(protect, "CHUNK_BYTES", 4096)
+        templates = random_templates(gallery, 300, seed=9)
+        gallery.add_templates("Kit", templates)
+        gallery.rebuild_index()
+        index_file = gallery.index.path  # type: ignore[attr-defined]
+    data = bytearray(index_file.read_bytes())
+    data[protect._HEADER_BYTES + 100] ^= 1  # the first chunk: faiss's header and the first links
+    index_file.write_bytes(bytes(data))
+    with Gallery(path, key=key, index="hnsw") as gallery:
+        _, found = gallery.search_templates(templates[3].vector[None], 1)
+        assert gallery.index.rebuild_reason is None  # type: ignore[attr-defined]  # its vectors opened
+        with pytest.raises(KeyRequiredError, match=r"\(chunk 0\) does not open"):
+            HNSWIndex.load(
+                index_file, view=True, sealer=gallery.store.sealer, context=gallery.index._context()
+            ).finish_opening()  # type: ignore[attr-defined]
+        stats = gallery.index_stats()  # the graph whole: its links do not open, so it is rebuilt
+        _, again = gallery.search_templates(templates[5].vector[None], 1)
+    assert found[0, 0] == 4 and again[0, 0] == 6
+    assert "(chunk 0) does not open with this key" in str(stats["rebuilt"])
+
+
+def test_a_sealed_graph_saved_without_the_vectors_trailer_still_opens(tmp_path: Path, key: bytes) -> None:
+    from faceprint.index import hnsw
+
+    vectors, path = sealed_graph(tmp_path, key, 200)
+    graph = hnsw.HNSWIndex.load(path, view=True, sealer=Sealer(key), context=b"g")
+    graph.finish_opening()
+    with Sealer(key).writing(path, b"g") as write:  # as saved before the trailer
+        faiss.write_index(graph._index, faiss.PyCallbackIOWriter(write))  # type: ignore[attr-defined]
+    reopened = hnsw.HNSWIndex.load(path, view=True, sealer=Sealer(key), context=b"g")
+    assert reopened.opening_failure(wait=True) is None
+    np.testing.assert_array_equal(reopened.search(vectors[:30], 1)[1][:, 0], np.arange(1, 31))

@@ -12,6 +12,7 @@ whether it is the last (``Sealer.writing``), so that reading it authenticates ea
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
 import ctypes
 import functools
@@ -150,28 +151,51 @@ class Sealer:
             yield self.open(sealed, context, what)
 
     def read_array(self, path: Path, associated: bytes) -> np.ndarray:
-        """The plaintext of a file ``writing`` sealed, as bytes in one array: each chunk is decrypted from the
-        memory-mapped file straight into its place (no other copy is made), on up to ``OPENING_THREADS`` threads that
-        each fill their part's fresh pages first (``_fill`` and ``cryptography`` release the GIL). Errors as
-        ``chunks``; the array is only given out once every chunk has opened (a chunk that fails may have been
-        written into it unauthenticated)."""
-        chunks = list(_sealed_chunks(path, associated))
-        ends = np.cumsum([max(len(sealed) - OVERHEAD, 0) for sealed, _, _ in chunks]).tolist()
-        starts = [0, *ends[:-1]]
-        plaintext = _fresh_memory(ends[-1])
-        into = plaintext.data
+        """The plaintext of a file ``writing`` sealed, as bytes in one array (``SealedFile``, every chunk opened)."""
+        sealed = SealedFile(self, path, associated)
+        return sealed.opened(0, sealed.size)
 
-        def open_chunks(positions: range) -> None:
-            if positions:
-                _fill(plaintext, starts[positions[0]], ends[positions[-1]])
-            for position in positions:
-                sealed, context, what = chunks[position]
+
+class SealedFile:
+    """A file ``Sealer.writing`` sealed, decrypted part by part into one array: ``opened(start, end)`` decrypts the
+    chunks that hold those bytes, straight from the memory-mapped file into their place (no other copy is made), on
+    up to ``OPENING_THREADS`` threads that each fill their part's fresh pages first (``_fill`` and ``cryptography``
+    release the GIL). Errors as ``Sealer.chunks``; a part is only given out once each of its chunks has opened (a chunk
+    that fails may have been written into the array unauthenticated)."""
+
+    def __init__(self, sealer: Sealer, path: Path, associated: bytes) -> None:
+        self._aead = sealer._aead
+        self._chunks = list(_sealed_chunks(path, associated))
+        self._ends = np.cumsum([max(len(sealed) - OVERHEAD, 0) for sealed, _, _ in self._chunks]).tolist()
+        self._starts = [0, *self._ends[:-1]]
+        self._opened = [False] * len(self._chunks)
+        #: Plaintext bytes.
+        self.size: int = self._ends[-1]
+        self._plaintext = _fresh_memory(self.size)
+
+    def opened(self, start: int, end: int, threads: int | None = None) -> np.ndarray:
+        """``plaintext[start:end]`` (a view of the one array), each chunk holding it opened first (those not yet)."""
+        first, last = bisect.bisect_right(self._ends, start), bisect.bisect_left(self._starts, end)
+        if end >= self.size:  # the last chunk too, even empty: it is what says that the file ends there
+            first, last = min(first, len(self._chunks) - 1), len(self._chunks)
+        positions = [position for position in range(first, last) if not self._opened[position]]
+        into = self._plaintext.data
+
+        def open_chunks(run: range) -> None:
+            if run:
+                _fill(self._plaintext, self._starts[positions[run[0]]], self._ends[positions[run[-1]]])
+            for position in (positions[i] for i in run):
+                sealed, context, what = self._chunks[position]
                 with _opening(what):
                     nonce, ciphertext = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
-                    self._aead.decrypt_into(nonce, ciphertext, context, into[starts[position] : ends[position]])
+                    self._aead.decrypt_into(
+                        nonce, ciphertext, context, into[self._starts[position] : self._ends[position]]
+                    )
 
-        _on_threads(open_chunks, len(chunks), OPENING_THREADS)
-        return plaintext
+        _on_threads(open_chunks, len(positions), threads or OPENING_THREADS)
+        for position in positions:
+            self._opened[position] = True
+        return self._plaintext[start:end]
 
 
 def _on_threads(work: Callable[[range], None], count: int, threads: int) -> None:

@@ -5,7 +5,9 @@ where usearch needs 2.4–4.4 ms for the same recall. faiss cannot unlink a node
 so a removed template becomes a tombstone: its id in the graph's id map is set to ``-1``, searches
 still walk through it (the graph stays navigable) but never return it, and the owner rebuilds the
 graph once tombstones are a large share of it (``dead_share``). A saved graph is one file (vectors,
-links and id map) that faiss memory-maps, so a million-template gallery opens in a fraction of a second.
+links and id map) that faiss memory-maps, so a million-template gallery opens in a fraction of a second. A sealed
+file (an encrypted gallery's) must be decrypted into memory first: its vectors and id map, which faiss writes last,
+are decrypted first and searched by scanning them while a thread decrypts the links (``load``).
 ``scan`` compares every template instead (a batch in matrix products, a few queries through an int8 copy of the
 vectors): what a gallery confirms a "no" with, since the graph sometimes does not return the nearest template at all.
 """
@@ -16,6 +18,8 @@ import contextlib
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,7 +27,7 @@ import faiss
 import numpy as np
 
 from ..choices import Storage
-from ..protect import Sealer
+from ..protect import SealedFile, Sealer
 from . import distinct
 
 _QUANTISERS: dict[Storage, int] = {"f16": faiss.ScalarQuantizer.QT_fp16, "i8": faiss.ScalarQuantizer.QT_8bit_uniform}
@@ -54,6 +58,10 @@ _NONE = -1
 _SCAN_LIMIT = 32
 #: Bytes faiss asks for at a time from a sealed file.
 _READ_CHUNK = 1 << 22
+#: What a sealed file holds after faiss's serialisation (which faiss reads without it): this mark, then how many of
+#: faiss's bytes at its end are the stored vectors and the id map (8 bytes, little-endian), for ``load`` to open first.
+_TRAILER_MARK = b"fpvecs1\0"
+_TRAILER_BYTES = len(_TRAILER_MARK) + 8
 #: Accepts every live template id (tombstones are -1).
 _LIVE = faiss.IDSelectorRange(0, np.iinfo(np.int64).max)
 #: A scan of fewer than ``BATCH_SCAN`` queries over a float32 graph keeps this many candidates per wanted result
@@ -80,17 +88,35 @@ def search_depth(count: int) -> int:
     return EXPANSION_SEARCH + round(EXPANSION_PER_DECADE * decades)
 
 
+@dataclass
+class _Arriving:
+    """A sealed graph opened vectors first (``HNSWIndex.load``): its stored vectors and id map, decrypted and
+    searchable by scan, and the whole graph, read by a thread once it has decrypted the links."""
+
+    stored: faiss.IndexFlatCodes
+    ids: np.ndarray
+    graph: Future[faiss.IndexIDMap]
+
+    def arrived(self) -> bool:
+        return self.graph.done() and self.graph.exception() is None
+
+
 class HNSWIndex:
     """Cosine (inner product of unit vectors) HNSW search over template ids."""
 
-    def __init__(self, index: faiss.IndexIDMap, *, read_only: bool = False, source: Path | None = None) -> None:
-        self._index = index
-        self._graph = cast(faiss.IndexHNSW, faiss.downcast_index(index.index))
+    def __init__(
+        self, index: faiss.IndexIDMap | _Arriving, *, read_only: bool = False, source: Path | None = None
+    ) -> None:
+        self._arriving: _Arriving | None = None
+        if isinstance(index, _Arriving):
+            self._arriving = index
+        else:
+            self._take(index)
         #: A memory-mapped view: its vectors cannot be changed in place (``copy()`` first).
         self.read_only = read_only
         self._source = source  # the plain file a read-only view comes from (None: a sealed file's decrypted bytes)
-        #: The decrypted bytes of a sealed file that the graph's vectors are a view of (kept alive with it).
-        self._plaintext: np.ndarray | None = None
+        #: The decrypted sealed file that the graph's vectors are a view of (kept alive with it).
+        self._plaintext: SealedFile | None = None
         self._fixed_depth: int | None = None
         self._dead = int(np.count_nonzero(self._ids() == _NONE))
         self._lookup: tuple[np.ndarray, np.ndarray] | None = None
@@ -98,6 +124,41 @@ class HNSWIndex:
         self._int8: faiss.IndexScalarQuantizer | None = None
         #: Which nodes ``scan`` may return (a bit per node, 0: tombstone), and faiss's selector over it.
         self._live_nodes: tuple[np.ndarray, faiss.IDSelector] | None = None
+
+    def _take(self, index: faiss.IndexIDMap) -> None:
+        self._whole = index
+        self._whole_graph = cast(faiss.IndexHNSW, faiss.downcast_index(index.index))
+        self._whole_stored = cast(faiss.IndexFlatCodes, faiss.downcast_index(self._whole_graph.storage))
+
+    @property
+    def _index(self) -> faiss.IndexIDMap:
+        """faiss's whole index (a sealed graph opened vectors first waits for its links here)."""
+        self.finish_opening()
+        return self._whole
+
+    @property
+    def _graph(self) -> faiss.IndexHNSW:
+        self.finish_opening()
+        return self._whole_graph
+
+    def _stored(self) -> faiss.IndexFlatCodes:
+        """The stored vectors, node for node (also while a sealed graph's links are decrypted)."""
+        return self._arriving.stored if self._arriving is not None else self._whole_stored
+
+    def finish_opening(self) -> None:
+        """Waits for a sealed graph's links (``load``); raises what kept them from opening."""
+        if self._arriving is not None:
+            self._take(self._arriving.graph.result())
+            self._arriving = None
+
+    def opening_failure(self, wait: bool = False) -> str | None:
+        """Why a sealed graph's links did not open (altered on disk, say), once known (``wait``: wait until it is);
+        None while they open and once they have. Searches scan the vectors meanwhile."""
+        arriving = self._arriving
+        if arriving is None or not (wait or arriving.graph.done()):
+            return None
+        failure = arriving.graph.exception()
+        return None if failure is None else str(failure)
 
     @classmethod
     def empty(cls, dimension: int, storage: Storage = "f32") -> HNSWIndex:
@@ -132,25 +193,38 @@ class HNSWIndex:
     @classmethod
     def load(cls, path: Path, *, view: bool, sealer: Sealer | None = None, context: bytes = b"") -> HNSWIndex:
         """A saved index; ``view`` memory-maps it read-only (instant open, pages read as searched); ``sealer``
-        opens a file ``save`` sealed with ``context``: decrypted whole into memory that the graph's vectors are then
-        a read-only view of (``view``, with a faiss that can), or decrypted into faiss as it reads (writable)."""
-        plaintext = None
+        opens a file ``save`` sealed with ``context``: decrypted into memory that the graph is then a read-only view
+        of, vectors first (``view``, with a faiss that can), or decrypted into faiss as it reads (writable)."""
         if sealer is None:
-            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if view else 0)
-        elif view and hasattr(faiss, "ZeroCopyIOReader"):
-            plaintext = sealer.read_array(path, context)
-            reader = faiss.ZeroCopyIOReader(faiss.swig_ptr(plaintext), len(plaintext))
-            index = faiss.read_index(reader, faiss.IO_FLAG_MMAP_IFC)
+            index = _checked(faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if view else 0), path)
+            return cls(index, read_only=view, source=path if view else None)
+        if view and hasattr(faiss, "ZeroCopyIOReader"):
+            return cls._opened_vectors_first(path, sealer, context)
+        reader = faiss.PyCallbackIOReader(_ChunkReader(sealer.chunks(path, context)), _READ_CHUNK)  # type: ignore[attr-defined]
+        return cls(_checked(faiss.read_index(reader), path))
+
+    @classmethod
+    def _opened_vectors_first(cls, path: Path, sealer: Sealer, context: bytes) -> HNSWIndex:
+        """A sealed file read zero-copy, vectors first: the chunks of its stored vectors and id map (where ``save``'s
+        trailer says) are decrypted on every core and searched by scan, while a thread decrypts the links and reads
+        the whole graph, through which searches then go. Half the bytes stand between the open and its first answer
+        (BENCHMARKS.md, "a sealed graph that decrypts its vectors first")."""
+        sealed = SealedFile(sealer, path, context)
+        trailer = sealed.opened(max(sealed.size - _TRAILER_BYTES, 0), sealed.size).tobytes()
+        if not trailer.startswith(_TRAILER_MARK):  # saved before the trailer existed: the whole file first
+            loaded = cls(_checked(_read_zero_copy(sealed.opened(0, sealed.size)), path), read_only=True)
         else:
-            chunks = sealer.chunks(path, context)
-            index = faiss.read_index(faiss.PyCallbackIOReader(_ChunkReader(chunks), _READ_CHUNK))  # type: ignore[attr-defined]
-            view = False
-        if not isinstance(index, faiss.IndexIDMap) or not isinstance(
-            faiss.downcast_index(index.index), faiss.IndexHNSW
-        ):
-            raise ValueError(f"{path}: not a faceprint HNSW index")
-        loaded = cls(index, read_only=view, source=path if view and sealer is None else None)
-        loaded._plaintext = plaintext
+            faiss_bytes = sealed.size - _TRAILER_BYTES
+            tail = sealed.opened(faiss_bytes - int.from_bytes(trailer[len(_TRAILER_MARK) :], "little"), faiss_bytes)
+            stored = _read_zero_copy(tail)
+            id_map = tail[len(tail) - 8 * stored.ntotal - 8 :]
+            if not isinstance(stored, faiss.IndexFlatCodes) or int.from_bytes(id_map[:8], "little") != stored.ntotal:
+                raise ValueError(f"{path}: not a faceprint HNSW index")
+            links = ThreadPoolExecutor(1, thread_name_prefix="faceprint-links")
+            graph = links.submit(lambda: _checked(_read_zero_copy(sealed.opened(0, faiss_bytes, threads=1)), path))
+            links.shutdown(wait=False)  # its thread ends with its one task
+            loaded = cls(_Arriving(stored, id_map[8:].view(np.int64), graph), read_only=True)
+        loaded._plaintext = sealed
         return loaded
 
     def copy(self) -> HNSWIndex:
@@ -186,9 +260,15 @@ class HNSWIndex:
         else:
             with sealer.writing(partial, context) as write:
                 faiss.write_index(self._index, faiss.PyCallbackIOWriter(write))  # type: ignore[attr-defined]
+                write(_TRAILER_MARK + self._vectors_bytes().to_bytes(8, "little"))
         with open(partial, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(partial, path)
+
+    def _vectors_bytes(self) -> int:
+        """How many bytes of faiss's serialisation are its stored vectors and id map (written last)."""
+        stored, empty = self._stored(), HNSWIndex.empty(self.dimension, self.storage)  # (kept: it owns its storage)
+        return len(faiss.serialize_index(empty._stored())) + stored.ntotal * (stored.code_size + 8) + 8
 
     @property
     def expansion_search(self) -> int:
@@ -202,30 +282,31 @@ class HNSWIndex:
 
     @property
     def storage(self) -> Storage:
-        if isinstance(self._graph, faiss.IndexHNSWSQ):
-            qtype = cast(faiss.IndexScalarQuantizer, faiss.downcast_index(self._graph.storage)).sq.qtype
-            return next(name for name, q in _QUANTISERS.items() if q == qtype)
+        stored = self._stored()
+        if isinstance(stored, faiss.IndexScalarQuantizer):
+            return next(name for name, q in _QUANTISERS.items() if q == stored.sq.qtype)
         return "f32"
 
     @property
     def dimension(self) -> int:
-        return int(self._index.d)
+        return int(self._stored().d)
 
     @property
     def dead_share(self) -> float:
         """The share of the graph's nodes that are removed templates (tombstones)."""
-        return self._dead / self._index.ntotal if self._index.ntotal else 0.0
+        nodes = self._stored().ntotal
+        return self._dead / nodes if nodes else 0.0
 
     def memory_bytes(self) -> int:
         """Bytes of vectors, links and ids (tombstones included)."""
         hnsw: Any = self._graph.hnsw  # faiss's stubs lack its link arrays
-        vectors = self._index.ntotal * cast(faiss.IndexFlatCodes, faiss.downcast_index(self._graph.storage)).code_size
+        vectors = self._index.ntotal * self._stored().code_size
         links = hnsw.neighbors.size() * 4 + hnsw.offsets.size() * 8 + hnsw.levels.size() * 4
         scanned = self._int8.ntotal * self._int8.code_size if self._int8 is not None else 0
         return int(vectors + links + self._index.ntotal * 8 + scanned)
 
     def __len__(self) -> int:
-        return self._index.ntotal - self._dead
+        return self._stored().ntotal - self._dead
 
     def contains(self, template_ids: np.ndarray) -> np.ndarray:
         """Whether each of ``template_ids`` is in the index."""
@@ -245,6 +326,7 @@ class HNSWIndex:
 
     def remove(self, ids: np.ndarray) -> None:
         """Turn the nodes of ``ids`` into tombstones (ids not in the index are ignored)."""
+        self.finish_opening()  # into the whole graph's id map
         labels = self._labels(np.asarray(ids, np.int64))
         labels = distinct(labels[labels >= 0])
         self._ids()[labels] = _NONE
@@ -259,22 +341,25 @@ class HNSWIndex:
             raise ValueError("a memory-mapped graph is read-only: scrub a copy")
         dead = np.flatnonzero(self._ids() == _NONE)
         if len(dead):
-            storage = cast(faiss.IndexFlatCodes, faiss.downcast_index(self._graph.storage))
-            codes = faiss.rev_swig_ptr(storage.codes.data(), storage.codes.size())
-            codes.reshape(self._index.ntotal, storage.code_size)[dead] = 0
+            stored = self._stored()
+            codes = faiss.rev_swig_ptr(stored.codes.data(), stored.codes.size())
+            codes.reshape(stored.ntotal, stored.code_size)[dead] = 0
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """The stored (possibly quantised) vectors of ``ids`` (all in the index), as float32."""
         labels = self._labels(np.asarray(ids, np.int64))
         if (labels < 0).any():
             raise KeyError(f"templates not in the index: {np.asarray(ids)[labels < 0][:5].tolist()}")
-        return self._graph.reconstruct_batch(labels)
+        return self._stored().reconstruct_batch(labels)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(similarities, template_ids)``, best first; rows padded with ``-1`` ids when fewer are found.
 
-        One query runs on one thread (a second only adds overhead); a batch uses every core.
+        One query runs on one thread (a second only adds overhead); a batch uses every core. A sealed graph whose
+        links are still being decrypted (``load``) is scanned instead.
         """
+        if self._arriving is not None and not self._arriving.arrived():
+            return self.scan(queries, k)
         queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
         k = min(k, len(self))
         if k == 0:
@@ -313,21 +398,20 @@ class HNSWIndex:
 
     def _scanned_per_query(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``scan`` through faiss's per-query search of a compact copy: ``(scores, nodes)``."""
-        exact = self.storage == "f32"
-        compact = (
-            self._int8_copy() if exact else cast(faiss.IndexScalarQuantizer, faiss.downcast_index(self._graph.storage))
-        )
-        wanted = min(k * SCAN_FACTOR, len(self)) if exact else k
+        # A float32 graph's vectors through their int8 copy, except while its links are decrypted (in memory then)
+        copied = self.storage == "f32" and self._arriving is None
+        compact = self._int8_copy() if copied else self._stored()
+        wanted = min(k * SCAN_FACTOR, len(self)) if copied else k
         params = faiss.SearchParameters(sel=self._live_selector()) if self._dead else None  # type: ignore[call-arg]
         with _threads(1 if len(queries) == 1 else os.cpu_count() or 1):
             scores, nodes = compact.search(queries, wanted, params=params)
-        return self._rescored(queries, nodes, k) if exact else (scores, nodes)
+        return self._rescored(queries, nodes, k) if copied else (scores, nodes)
 
     def _scanned_in_blocks(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``scan`` as matrix products with ``_SCAN_BLOCK`` stored vectors at a time (a float32 graph's in place,
         a quantised one's decoded as faiss decodes them): ``(scores, nodes)``, best first. After the first block,
         only the scores above a query's k-th best so far are merged, a small share of each block's."""
-        storage = cast(faiss.IndexFlatCodes, faiss.downcast_index(self._graph.storage))
+        storage = self._stored()
         codes = faiss.rev_swig_ptr(storage.codes.data(), storage.codes.size()).reshape(-1, storage.code_size)
         live = self._ids() != _NONE if self._dead else None
         exact = self.storage == "f32"
@@ -350,7 +434,7 @@ class HNSWIndex:
         """The ``k`` best of each query's candidate ``nodes`` by their float32 vectors (-1: no candidate)."""
         found = nodes >= 0
         vectors = np.zeros((*nodes.shape, queries.shape[1]), np.float32)
-        vectors[found] = self._graph.reconstruct_batch(nodes[found])
+        vectors[found] = self._stored().reconstruct_batch(nodes[found])
         scores = np.einsum("qd,qkd->qk", queries, vectors)
         scores[~found] = -np.inf
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
@@ -359,7 +443,7 @@ class HNSWIndex:
     def _int8_copy(self) -> faiss.IndexScalarQuantizer:
         """The int8 copy of a float32 graph's vectors, node for node (tombstones included), built on first use."""
         if self._int8 is None:
-            storage = cast(faiss.IndexFlatCodes, faiss.downcast_index(self._graph.storage))
+            storage = self._stored()
             copy = faiss.IndexScalarQuantizer(self.dimension, _QUANTISERS["i8"], faiss.METRIC_INNER_PRODUCT)
             copy.train(np.stack([-np.ones(self.dimension), np.ones(self.dimension)]).astype(np.float32))
             if storage.ntotal:  # the graph's vectors in place (a memory map's pages, read once), no float32 copy
@@ -372,11 +456,13 @@ class HNSWIndex:
         """faiss's selector of the graph's live nodes (a bitmap, rebuilt after a change)."""
         if self._live_nodes is None:
             bits = np.packbits(self._ids() != _NONE, bitorder="little")
-            self._live_nodes = bits, faiss.IDSelectorBitmap(self._index.ntotal, faiss.swig_ptr(bits))
+            self._live_nodes = bits, faiss.IDSelectorBitmap(self._stored().ntotal, faiss.swig_ptr(bits))
         return self._live_nodes[1]
 
     def _ids(self) -> np.ndarray:
         """The template id of every graph node (a writable view of faiss's id map; -1: tombstone)."""
+        if self._arriving is not None:
+            return self._arriving.ids
         id_map = self._index.id_map
         return faiss.rev_swig_ptr(id_map.data(), id_map.size()) if id_map.size() else np.zeros(0, np.int64)
 
@@ -421,6 +507,18 @@ def _merged(
     starts = np.searchsorted(row_of[order], np.arange(rows))
     take = order[(starts[:, None] + np.arange(k)).ravel()]
     return all_scores[take].reshape(rows, k), all_nodes[take].reshape(rows, k)
+
+
+def _checked(index: faiss.Index, path: Path) -> faiss.IndexIDMap:
+    if not isinstance(index, faiss.IndexIDMap) or not isinstance(faiss.downcast_index(index.index), faiss.IndexHNSW):
+        raise ValueError(f"{path}: not a faceprint HNSW index")
+    return index
+
+
+def _read_zero_copy(plaintext: np.ndarray) -> faiss.Index:
+    """An index in decrypted bytes, its vectors (and links) a view of them."""
+    reader = faiss.ZeroCopyIOReader(faiss.swig_ptr(plaintext), len(plaintext))  # type: ignore[attr-defined]
+    return faiss.read_index(reader, faiss.IO_FLAG_MMAP_IFC)
 
 
 class _ChunkReader:

@@ -206,10 +206,12 @@ class SyncedIndex:
 
     # --- keeping up with the store --------------------------------------------------------
 
-    def refresh(self) -> ExactIndex | HNSWIndex:
-        """The index, brought up to the store's latest committed change."""
+    def refresh(self, *, whole: bool = False) -> ExactIndex | HNSWIndex:
+        """The index, brought up to the store's latest committed change; ``whole``: a sealed graph's links too (it
+        answers searches by scan while they are decrypted, ``HNSWIndex.load``)."""
         with self._lock, self.store.snapshot():
             change = self.store.last_change()
+            self._rebuild_if_unopened(change, wait=whole or change != self._change)
             if self._index is not None and change == self._change:
                 return self._index
             if isinstance(self._index, HNSWIndex):
@@ -231,6 +233,13 @@ class SyncedIndex:
                 self._index = self._build(change)
             self._checkpoint_if_due()
             return self._index
+
+    def _rebuild_if_unopened(self, change: int, wait: bool) -> None:
+        """A graph whose sealed links did not open (the file altered since its vectors were read) is rebuilt; ``wait``:
+        for them to open or not (the graph is about to be used whole)."""
+        if isinstance(self._index, HNSWIndex) and (failure := self._index.opening_failure(wait)) is not None:
+            self.rebuild_reason = f"{self.path} is unreadable ({failure})"
+            self._build(change)
 
     def _wants_hnsw(self) -> bool:
         if self.mode != "auto":
@@ -274,7 +283,7 @@ class SyncedIndex:
                         path.unlink(missing_ok=True)
             if not self.path.is_file():
                 return
-            index = self.refresh()
+            index = self.refresh(whole=True)
             if not isinstance(index, HNSWIndex):
                 self.path.unlink(missing_ok=True)
                 self.info_path.unlink(missing_ok=True)
@@ -438,7 +447,7 @@ class SyncedIndex:
         """What is searched and how: kind, size, storage, memory, saved file and its state."""
         with self._lock:
             started = time.perf_counter()
-            index = self.refresh()
+            index = self.refresh(whole=True)
             seconds = time.perf_counter() - started
             hnsw = isinstance(index, HNSWIndex)
             # A saved graph is reported also when this gallery is searched exactly ("auto" below the threshold).
