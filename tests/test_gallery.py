@@ -271,6 +271,41 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
         assert len(people) == 120 and {p.template_count for p in people} == {3}
 
 
+CREATOR = """
+import sys, time
+from pathlib import Path
+from faceprint.gallery.sqlite import SQLiteStore
+folder, start, rounds = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+for i in range(rounds):  # every process opens the same new gallery at the same moment
+    at = start + 0.2 * i
+    time.sleep(max(at - time.time() - 0.002, 0))
+    while time.time() < at:
+        pass
+    SQLiteStore(folder / f"{i}.db").close()
+"""
+
+
+@pytest.mark.slow
+def test_processes_creating_one_gallery_at_once_all_open_it(tmp_path: Path) -> None:
+    """Two races of creating a gallery: switching a new file to write-ahead logging failed at once, without waiting,
+    while another process held it (3 creators: about 1 round in 10), and a process reading the file's header before
+    another committed the schema, and its tables after, took it for a foreign SQLite file."""
+    start, rounds = time.time() + 3, 25
+    creators = [
+        subprocess.Popen(
+            [sys.executable, "-c", CREATOR, str(tmp_path), str(start), str(rounds)], stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    for creator in creators:
+        _, err = creator.communicate(timeout=120)
+        assert creator.returncode == 0, err
+    for i in range(rounds):
+        store = SQLiteStore(tmp_path / f"{i}.db", create=False)
+        assert store.query("PRAGMA journal_mode")[0][0] == "wal"
+        store.close()
+
+
 @pytest.mark.slow
 def test_two_cli_enrollments_at_once_both_land(tmp_path: Path) -> None:
     db = tmp_path / "cli.db"

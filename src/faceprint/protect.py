@@ -37,7 +37,7 @@ NONCE_BYTES = 12  # GCM's standard nonce: random per message (2^32 messages per 
 OVERHEAD = NONCE_BYTES + 16
 #: Plaintext bytes per chunk of a file sealed in chunks (a saved search index): reading one holds one chunk.
 CHUNK_BYTES = 1 << 20
-#: Threads that decrypt a file sealed in chunks into memory (``Sealer.read_array``): filling fresh memory and AES-GCM
+#: Threads that decrypt a file sealed in chunks into memory (``SealedFile.opened``): filling fresh memory and AES-GCM
 #: are bound by memory bandwidth beyond a few.
 OPENING_THREADS = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4)
 _MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux's value; Python 3.11's mmap lacks it

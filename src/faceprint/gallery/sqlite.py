@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -215,6 +216,7 @@ class SQLiteStore:
         self, path: Path, *, busy_timeout: float = 30.0, create: bool = True, key: bytes | None = None
     ) -> None:
         self.path = path
+        self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._checked = False  # by _check_before_first_write
         if not create and not path.is_file():
@@ -239,9 +241,10 @@ class SQLiteStore:
             raise
 
     def _open(self) -> None:
-        app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        has_tables = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+        with self.snapshot():  # one state of the file: another process may be creating the gallery meanwhile
+            app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            has_tables = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
         if app_id != APPLICATION_ID and has_tables:
             raise GalleryError(f"{self.path}: an SQLite file, but not a faceprint gallery; the file was left untouched")
         if version > SCHEMA_VERSION:
@@ -249,7 +252,7 @@ class SQLiteStore:
                 f"{self.path}: gallery schema {version} is newer than this faceprint supports ({SCHEMA_VERSION}); "
                 "upgrade faceprint"
             )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._use_wal()
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         # Deleted rows are overwritten with zeros, not merely unlinked: a removed person's vector must not stay
@@ -258,6 +261,20 @@ class SQLiteStore:
         self._db.create_function("faceprint_name_key", 1, name_key, deterministic=True)
         if version < SCHEMA_VERSION:
             self._migrate()
+
+    def _use_wal(self) -> None:
+        """Write-ahead logging. Switching a new file to it needs the file alone, and SQLite reports "database is
+        locked" at once then rather than waiting: another process creating the same gallery at that moment made
+        the open fail (tests/test_gallery.py), so the switch is retried for as long as a write would wait."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
 
     def _migrate(self) -> None:
         with self.transaction() as db:
