@@ -416,10 +416,10 @@ def test_a_sealed_graph_whose_links_do_not_open_answers_by_scan_and_is_rebuilt(t
     with Gallery(path, key=key, index="hnsw") as gallery:
         _, found = gallery.search_templates(templates[3].vector[None], 1)
         assert gallery.index.rebuild_reason is None  # type: ignore[attr-defined]  # its vectors opened
+        context = gallery.index._context()  # type: ignore[attr-defined]
+        reopened = HNSWIndex.load(index_file, view=True, sealer=gallery.store.sealer, context=context)
         with pytest.raises(KeyRequiredError, match=r"\(chunk 0\) does not open"):
-            HNSWIndex.load(
-                index_file, view=True, sealer=gallery.store.sealer, context=gallery.index._context()
-            ).finish_opening()  # type: ignore[attr-defined]
+            reopened.finish_opening()
         stats = gallery.index_stats()  # the graph whole: its links do not open, so it is rebuilt
         _, again = gallery.search_templates(templates[5].vector[None], 1)
     assert found[0, 0] == 4 and again[0, 0] == 6

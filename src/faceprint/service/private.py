@@ -14,6 +14,7 @@ import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import WithJsonSchema
 
 from ..encrypted import ProbeError, ServedGalleries, score_probe
 from .collections import CollectionName
@@ -28,6 +29,22 @@ _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "
 _NOT_INSTALLED = {**ERROR_RESPONSES[503], "description": "The server lacks the 'private' extra"}
 _served_lock = threading.Lock()
 
+#: A row's person id and name. Its schema is written without JSON Schema's tuple keyword (``prefixItems``, what
+#: pydantic writes): schemathesis 4.32 turns that into draft 4's list of item schemas and then rejects its own
+#: result as an OpenAPI 3.1 schema, failing every valid manifest it checks.
+Label = Annotated[
+    tuple[int, str],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "description": "[person id, name]",
+            "minItems": 2,
+            "maxItems": 2,
+            "items": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+        }
+    ),
+]
+
 
 class PrivateManifest(Shape):
     """What a client needs to encrypt a probe for this collection and decide from its scores."""
@@ -41,7 +58,7 @@ class PrivateManifest(Shape):
     #: Where each coordinate of each row lies in the ciphertexts.
     layout: dict[str, int]
     #: Each row's person id and name, in row order.
-    labels: list[tuple[int, str]]
+    labels: list[Label]
     #: The decision point in brief (threshold, FPIR, size), and in full for the client to decide with.
     point: dict[str, Any]
     decision_rule: dict[str, Any]
