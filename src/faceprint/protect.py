@@ -177,7 +177,7 @@ class SealedFile:
         """``plaintext[start:end]`` (a view of the one array), each chunk holding it opened first (those not yet)."""
         first, last = bisect.bisect_right(self._ends, start), bisect.bisect_left(self._starts, end)
         if end >= self.size:  # the last chunk too, even empty: it is what says that the file ends there
-            first, last = min(first, len(self._chunks) - 1), len(self._chunks)
+            first, last = min(first, len(self._opened) - 1), len(self._opened)
         positions = [position for position in range(first, last) if not self._opened[position]]
         into = self._plaintext.data
 
@@ -195,6 +195,8 @@ class SealedFile:
         _on_threads(open_chunks, len(positions), threads or OPENING_THREADS)
         for position in positions:
             self._opened[position] = True
+        if all(self._opened):  # the sealed file's mapping is not needed any more
+            self._chunks.clear()
         return self._plaintext[start:end]
 
 
