@@ -6,6 +6,7 @@
     python bench/cohort_scores.py --size 600 --photos 1 --folds 17 --quality --part-weights 0.5 0.75
     python bench/cohort_scores.py --size 600 --photos 1 --folds 17 --part-fusions
     python bench/cohort_scores.py --size 600 --photos 1 --folds 17 --quality --quality-weights -0.02 -0.01 0.01 0.02
+    python bench/cohort_scores.py --size 600 --photos 1 --folds 17 --quality --pose-weights -0.0002 0.0002
 
 The measurement that led to the product's cohort-moved scores (``faceprint.match.cohort_score``; the product's
 own figures are ``bench/open_set.py``'s): with one photo per person a person's score is their template's, so a rule
@@ -26,6 +27,9 @@ report refuses is not named ("uncertain"), mate or stranger (the distractor peop
 pass); the report of every faces-dev image's main face is computed once per run (about 2 minutes).
 ``--quality-weights`` (with ``--quality``) adds the probe's quality score to its best person score, times each weight
 (the 1:N form of quality-aware comparison scores, QMagFace's ``s + w * q``).
+``--pose-weights`` (with ``--quality``) adds to each similarity the difference of the probe's and the enrolled
+template's yaw (degrees, the quality report's), times each weight: a mate turned otherwise than the enrolled photo
+scores lower, and a stranger may too.
 ``--part-weights`` (a fused model) scores with its parts' cosines weighted otherwise: ``w * dlib + (1 - w) * sface``.
 ``--part-fusions`` (a fused model) combines its parts' cosines other than linearly: each part standardised by its
 own impostor mean and spread (``z``: over the enrolled templates of different people, as a gallery could measure
@@ -111,6 +115,7 @@ class RealQualities:
 
     acceptable: np.ndarray
     score: np.ndarray
+    yaw: np.ndarray
 
 
 def real_template_qualities() -> RealQualities:
@@ -122,6 +127,7 @@ def real_template_qualities() -> RealQualities:
     return RealQualities(
         acceptable=np.array([q is not None and q.acceptable for q in main_faces]),
         score=np.array([0.0 if q is None else q.score for q in main_faces]),
+        yaw=np.array([0.0 if q is None else q.yaw for q in main_faces]),
     )
 
 
@@ -147,6 +153,25 @@ def quality_weighted(
     its quality is drawn from the real photos' (independent of its score: the assumption this rule is judged under)."""
     drawn = np.random.default_rng(fold).choice(quality, len(score))
     return score + weight * per_search(split, quality, drawn)
+
+
+def pose_weighted(split: open_set.Split, yaw: np.ndarray, weight: float, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each search's best score over the enrolled templates of its similarity plus ``weight`` times the yaw
+    difference of probe and template, and whose it is; a distractor person (no photo) has a yaw drawn from the real
+    photos' (independent of its template: the assumption this rule is judged under)."""
+    rng = np.random.default_rng(fold)
+    fill = len(split.enrolled) - len(split.enrolled_rows)
+    enrolled_yaw = np.concatenate([yaw[split.enrolled_rows], rng.choice(yaw, fill)])
+    probes = np.concatenate([split.mated, split.non_mated]).astype(np.float32)
+    probe_yaw = per_search(split, yaw, rng.choice(yaw, len(probes)))
+    best = np.empty(len(probes), np.int64)
+    scores = np.empty(len(probes))
+    for start in range(0, len(probes), 256):
+        rows = slice(start, start + 256)
+        scored = probes[rows] @ split.enrolled.T + weight * np.abs(probe_yaw[rows, None] - enrolled_yaw[None, :])
+        best[rows] = scored.argmax(axis=1)
+        scores[rows] = scored[np.arange(len(scored)), best[rows]]
+    return scores, split.enrolled_people[best]
 
 
 def part_weighted(split: open_set.Split, weight: float) -> tuple[np.ndarray, np.ndarray]:
@@ -188,6 +213,7 @@ def rules_of(
     znorm: bool,
     qualities: RealQualities | None,
     quality_weights: list[float],
+    pose_weights: list[float],
     part_weights: list[float],
     part_fusions: bool,
     fold: int,
@@ -202,6 +228,8 @@ def rules_of(
                 quality_weighted(split, scores[:, 0], qualities.score, weight, fold),
                 people[:, 0],
             )
+        for weight in pose_weights:
+            rules[f"similarity + {weight} * |yaw difference|"] = pose_weighted(split, qualities.yaw, weight, fold)
     for weight in part_weights:
         rules[f"best person, parts weighted {weight} / {1 - weight:g}"] = part_weighted(split, weight)
     for name, combine in FUSIONS.items() if part_fusions else ():
@@ -241,20 +269,31 @@ def main() -> None:
     parser.add_argument(
         "--quality-weights", type=float, nargs="*", default=[], help="the probe's quality score's weight (--quality)"
     )
+    parser.add_argument(
+        "--pose-weights", type=float, nargs="*", default=[], help="the yaw difference's weight (--quality)"
+    )
     parser.add_argument("--part-weights", type=float, nargs="*", default=[], help="a fused model's first part's weight")
     parser.add_argument("--part-fusions", action="store_true", help="a fused model's parts combined otherwise")
     args = parser.parse_args()
     if (args.part_weights or args.part_fusions) and len(DEFAULT_OPTIONS.model.parts) != 2:
         parser.error("--part-weights and --part-fusions need a default model of two parts")
-    if args.quality_weights and not args.quality:
-        parser.error("--quality-weights needs --quality")
+    if (args.quality_weights or args.pose_weights) and not args.quality:
+        parser.error("--quality-weights and --pose-weights need --quality")
     qualities = real_template_qualities() if args.quality else None
     pooled: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     for fold in range(args.folds):
         split = open_set.make_split(DEFAULT_OPTIONS.model, args.size, args.photos, args.non_mated, fold=fold)
         mated = len(split.mated)
         for name, (score, named) in rules_of(
-            split, args.cohort, args.znorm, qualities, args.quality_weights, args.part_weights, args.part_fusions, fold
+            split,
+            args.cohort,
+            args.znorm,
+            qualities,
+            args.quality_weights,
+            args.pose_weights,
+            args.part_weights,
+            args.part_fusions,
+            fold,
         ).items():
             pooled.setdefault(name, []).append((score[mated:], score[:mated], named[:mated] == split.mated_people))
     for name, folds in pooled.items():

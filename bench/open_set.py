@@ -79,7 +79,9 @@ class Split:
     #: who made each non-mated search: a faces-dev identity code, or a negative one for a fresh distractor person
     #: (each its own, in every fold)
     non_mated_people: np.ndarray
-    #: rows of ``distractors.real_templates`` searched: the mated searches, then the real strangers'
+    #: rows of ``distractors.real_templates``: the real people's enrolled templates (the distractor people's
+    #: follow them), the mated searches, the real strangers' searches
+    enrolled_rows: np.ndarray
     mated_rows: np.ndarray
     stranger_rows: np.ndarray
 
@@ -133,6 +135,7 @@ def make_split(
         non_mated_people=np.concatenate(
             [real.identities[strangers], -1 - fold * non_mated - np.arange(fresh_people)]
         ).astype(np.int64),
+        enrolled_rows=np.array(enrolled, np.int64),
         mated_rows=np.array(mated, np.int64),
         stranger_rows=np.array(strangers, np.int64),
     )
